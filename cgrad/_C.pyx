@@ -1,0 +1,668 @@
+# cython: language_level=3, embedsignature=True
+"""The binding between the C core (csrc/) and the Python facade.
+
+Thin by design (DESIGN.md section 1): `TensorBase` holds a `cg_tensor *`; each op checks
+its Python arguments once, calls one C function and wraps the result. C status codes
+become Python exceptions in `_raise`. No math and no per-element loops here.
+"""
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from cpython.object cimport PyTypeObject
+from cpython.ref cimport PyObject
+from libc.stdint cimport int64_t, uint8_t
+from libc.string cimport memcpy
+
+from ._cg cimport *
+
+import numpy as np
+
+__all__ = ["TensorBase"]
+
+cdef type _TensorType = None   # the facade's Tensor class; results are created as it
+cdef tuple _NO_ARGS = ()
+
+cdef dict _EXC = {
+    CG_ERR_SHAPE: ValueError, CG_ERR_DTYPE: TypeError, CG_ERR_NOMEM: MemoryError,
+    CG_ERR_INDEX: IndexError, CG_ERR_VALUE: ValueError, CG_ERR_RUNTIME: RuntimeError,
+}
+
+cdef int _raise(cg_status st) except -1:
+    """Turn a failed C status into the Python exception, with the core's message."""
+    raise _EXC.get(st, RuntimeError)(cg_last_error().decode("utf-8", "replace"))
+
+cdef inline int _check(cg_status st) except -1:
+    if st != CG_OK:
+        _raise(st)
+    return 0
+
+cdef object _NP_DTYPE = (np.dtype(np.float32), np.dtype(np.float64))
+
+cdef inline object _wrap(cg_tensor *t):
+    """A new facade Tensor owning the reference t (created without calling __init__)."""
+    # tp_new directly: no __init__, no argument parsing (this is the per-op hot path)
+    cdef TensorBase o = <TensorBase>(<PyTypeObject*>_TensorType).tp_new(_TensorType, <PyObject*>_NO_ARGS, NULL)
+    o.t = t
+    return o
+
+def _set_tensor_type(cls):
+    """Called once by cgrad.tensor: op results are created as instances of `cls`."""
+    global _TensorType
+    if not issubclass(cls, TensorBase):
+        raise TypeError("the tensor type must subclass TensorBase")
+    _TensorType = cls
+
+# ---------------------------------------------------------------- numpy <-> core
+
+cdef void _release_buffer(void *ctx) noexcept with gil:
+    PyBuffer_Release(<Py_buffer *>ctx)
+    PyMem_Free(ctx)
+
+cdef cg_dtype _dtype_code(object dtype) except *:
+    dtype = np.dtype(dtype)
+    if dtype == _NP_DTYPE[0]:
+        return CG_F32
+    if dtype == _NP_DTYPE[1]:
+        return CG_F64
+    raise TypeError(f"cgrad tensors are float32 or float64, not {dtype}")
+
+cdef int _shape_from(object shape, int64_t *out) except -1:
+    cdef int n = len(shape)
+    if n > CG_MAX_DIMS:
+        raise ValueError(f"tensor: rank {n} is not supported (at most {CG_MAX_DIMS} dims)")
+    for i in range(n):
+        out[i] = shape[i]
+    return n
+
+def from_numpy(object a, bint copy=False):
+    """A tensor over `a`'s memory (no copy) when `a` is a C-contiguous, writable float32 or
+    float64 array and copy is False; otherwise a converted copy (non-float input becomes
+    float32). Writes through either side are seen by the other when memory is shared."""
+    cdef cg_tensor *t = NULL
+    cdef int64_t shape[8]
+    cdef Py_buffer *view
+    cdef int nd
+    a = np.asarray(a)
+    if a.dtype != _NP_DTYPE[0] and a.dtype != _NP_DTYPE[1]:
+        a = a.astype(np.float64 if a.dtype.kind == "f" and a.dtype.itemsize > 8 else np.float32)
+        copy = False  # already a fresh array
+    if not (a.flags.c_contiguous and a.flags.writeable and a.flags.aligned):
+        a = np.array(a, order="C", copy=True)
+        copy = False
+    elif copy:
+        a = a.copy()
+    nd = _shape_from(a.shape, shape)
+    view = <Py_buffer *>PyMem_Malloc(sizeof(Py_buffer))
+    if view == NULL:
+        raise MemoryError()
+    if PyObject_GetBuffer(a, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0:
+        PyMem_Free(view)
+        raise
+    st = cg_tensor_external(_dtype_code(a.dtype), nd, shape, view.buf, _release_buffer, view, &t)
+    if st != CG_OK:
+        _release_buffer(view)
+        _raise(st)
+    return _wrap(t)
+
+def empty(shape, dtype=np.float32):
+    cdef cg_tensor *t = NULL
+    cdef int64_t shp[8]
+    cdef int nd = _shape_from(shape, shp)
+    _check(cg_tensor_empty(_dtype_code(dtype), nd, shp, &t))
+    return _wrap(t)
+
+def zeros(shape, dtype=np.float32):
+    cdef cg_tensor *t = NULL
+    cdef int64_t shp[8]
+    cdef int nd = _shape_from(shape, shp)
+    _check(cg_tensor_zeros(_dtype_code(dtype), nd, shp, &t))
+    return _wrap(t)
+
+def copy_from_array(object a, object dtype):
+    """A core-owned tensor holding a copy of the array-like `a` converted to `dtype`."""
+    cdef cg_tensor *t = NULL
+    cdef int64_t shp[8]
+    cdef Py_buffer view
+    cdef cg_dtype code = _dtype_code(dtype)
+    a = np.asarray(a, dtype=_NP_DTYPE[code], order="C")
+    cdef int nd = _shape_from(a.shape, shp)
+    _check(cg_tensor_empty(code, nd, shp, &t))
+    PyObject_GetBuffer(a, &view, PyBUF_C_CONTIGUOUS)
+    memcpy(t.data, view.buf, view.len)
+    PyBuffer_Release(&view)
+    return _wrap(t)
+
+# ---------------------------------------------------------------- grad mode, memory, BLAS
+
+def is_grad_enabled():
+    return bool(cg_grad_enabled())
+
+def set_grad_enabled(bint enabled):
+    cg_set_grad_enabled(enabled)
+
+def live_bytes():
+    """Bytes currently allocated by the C core (tensors, storages, tape nodes)."""
+    return cg_live_bytes()
+
+def alloc_count():
+    """Number of allocations the C core has made since import."""
+    return cg_alloc_count()
+
+def op_names():
+    return [cg_op_name(i).decode() for i in range(CG_OP_COUNT)]
+
+def blas_providers():
+    return [cg_blas_provider_at(i).name.decode() for i in range(cg_blas_provider_count())]
+
+def blas_current():
+    return cg_blas_current().name.decode()
+
+def blas_config():
+    return cg_blas_current().config().decode()
+
+def set_blas(str name):
+    _check(cg_blas_select(name.encode()))
+
+def set_num_threads(int n):
+    if n < 1:
+        raise ValueError(f"set_num_threads: need at least 1 thread, got {n}")
+    cg_set_num_threads(n)
+
+def get_num_threads():
+    return cg_get_num_threads()
+
+cg_set_num_threads(1)  # small ops gain nothing from threads (DESIGN.md section 6)
+
+# ---------------------------------------------------------------- op entry points
+
+cdef inline bint _is_scalar(object x):
+    return type(x) is float or type(x) is int or isinstance(x, (float, int, np.number))
+
+cdef inline TensorBase _const_like(object x, TensorBase like):
+    """A constant (no grad) tensor from a scalar or array-like, in like's dtype."""
+    if isinstance(x, TensorBase):
+        return <TensorBase>x
+    if isinstance(x, (list, tuple, np.ndarray)) or _is_scalar(x) or hasattr(x, "__array__"):
+        return <TensorBase>copy_from_array(x, _NP_DTYPE[like.t.dtype])
+    raise TypeError(f"unsupported operand type for a tensor op: {type(x).__name__}")
+
+cdef inline object _unary(TensorBase x, int op, double p0=0, double p1=0):
+    cdef cg_tensor *out = NULL
+    _check(cg_unary(op, x.t, p0, p1, &out))
+    return _wrap(out)
+
+cdef inline object _binary(int op, TensorBase a, TensorBase b):
+    cdef cg_tensor *out = NULL
+    _check(cg_binary(op, a.t, b.t, &out))
+    return _wrap(out)
+
+cdef object _reduce(TensorBase x, int op, object axis, bint keepdims):
+    """Reduce over `axis` (None, int or tuple): adjacent axes go to C in one run, other
+    runs one after another from the last, so earlier axis numbers stay valid."""
+    cdef cg_tensor *out = NULL
+    cdef int nd = x.t.ndim, a0, a1
+    cdef list axes
+    opname = cg_op_name(op).decode()
+    if axis is None:
+        axes = list(range(nd))
+    else:
+        axes = list(axis) if isinstance(axis, (tuple, list)) else [axis]
+        for i in range(len(axes)):
+            a = int(axes[i])
+            if a < -max(nd, 1) or a >= max(nd, 1):
+                raise IndexError(f"{opname}: axis {a} is out of range for a tensor of shape {x.shape}")
+            axes[i] = a + nd if a < 0 else a
+        if nd == 0:
+            axes = []
+        axes = sorted(set(axes))
+    if not axes:
+        _check(cg_reduce(op, x.t, 0, 0, keepdims, &out))
+        return _wrap(out)
+    result = x
+    i = len(axes)
+    while i > 0:
+        a1 = axes[i - 1] + 1
+        i -= 1
+        while i > 0 and axes[i - 1] == axes[i] - 1:
+            i -= 1
+        a0 = axes[i]
+        _check(cg_reduce(op, (<TensorBase>result).t, a0, a1, keepdims, &out))
+        result = _wrap(out)
+    return result
+
+cdef object _reshape(TensorBase x, object shape):
+    cdef cg_tensor *out = NULL
+    cdef int64_t shp[8]
+    cdef int nd = len(shape)
+    cdef int64_t known = 1
+    cdef int infer = -1
+    if nd > CG_MAX_DIMS:
+        raise ValueError(f"reshape: rank {nd} is not supported (at most {CG_MAX_DIMS} dims)")
+    for i in range(nd):
+        shp[i] = shape[i]
+        if shp[i] == -1:
+            if infer >= 0:
+                raise ValueError(f"reshape: only one dimension can be -1, got {tuple(shape)}")
+            infer = i
+        else:
+            known *= shp[i]
+    if infer >= 0:
+        if known == 0 or x.t.numel % known:
+            raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} into shape {tuple(shape)}")
+        shp[infer] = x.t.numel // known
+    _check(cg_reshape(x.t, nd, shp, &out))
+    return _wrap(out)
+
+def reshape(TensorBase x, shape):
+    return _reshape(x, shape)
+
+def permute(TensorBase x, axes):
+    cdef cg_tensor *out = NULL
+    cdef int perm[8]
+    cdef int nd = x.t.ndim
+    if len(axes) != nd:
+        raise ValueError(f"permute: {len(axes)} axes given for a tensor of shape {x.shape}")
+    for i in range(nd):
+        a = int(axes[i])
+        perm[i] = a + nd if a < 0 else a
+    _check(cg_permute(x.t, perm, &out))
+    return _wrap(out)
+
+def slice_(TensorBase x, starts, steps, lengths):
+    """Basic slicing: per axis a start, a non-zero step and the result's length."""
+    cdef cg_tensor *out = NULL
+    cdef int64_t st[8]
+    cdef int64_t sp[8]
+    cdef int64_t ln[8]
+    for i in range(x.t.ndim):
+        st[i] = starts[i]
+        sp[i] = steps[i]
+        ln[i] = lengths[i]
+    _check(cg_slice(x.t, st, sp, ln, &out))
+    return _wrap(out)
+
+def gather(TensorBase x, index):
+    """Rows of x picked by an integer array (axis 0); repeated rows add up in backward."""
+    cdef cg_tensor *out = NULL
+    cdef int64_t[::1] idx = np.ascontiguousarray(index, dtype=np.int64).reshape(-1)
+    cdef int64_t dummy = 0
+    _check(cg_gather(x.t, &idx[0] if idx.shape[0] else &dummy, idx.shape[0], &out))
+    return _wrap(out)
+
+def concat(tensors, int axis):
+    cdef cg_tensor *out = NULL
+    cdef int n = len(tensors)
+    cdef cg_tensor **xs = <cg_tensor **>PyMem_Malloc(max(n, 1) * sizeof(cg_tensor *))
+    if xs == NULL:
+        raise MemoryError()
+    try:
+        for i in range(n):
+            xs[i] = (<TensorBase?>tensors[i]).t
+        _check(cg_concat(n, xs, axis, &out))
+    finally:
+        PyMem_Free(xs)
+    return _wrap(out)
+
+def where(mask, TensorBase a, TensorBase b):
+    """mask: a bool/uint8 array already broadcast to the result's shape."""
+    cdef cg_tensor *out = NULL
+    cdef int64_t shp[8]
+    m = np.asarray(mask, dtype=np.uint8, order="C")
+    cdef int nd = _shape_from(m.shape, shp)
+    cdef const uint8_t[::1] flat = m.reshape(-1)
+    cdef uint8_t dummy = 0
+    _check(cg_where(&flat[0] if flat.shape[0] else &dummy, nd, shp, a.t, b.t, &out))
+    return _wrap(out)
+
+def binary(int op, TensorBase a, TensorBase b):
+    return _binary(op, a, b)
+
+def unary(int op, TensorBase x, double p0=0, double p1=0):
+    return _unary(x, op, p0, p1)
+
+def softmax(int op, TensorBase x, int axis):
+    cdef cg_tensor *out = NULL
+    cdef int nd = x.t.ndim
+    if axis < -max(nd, 1) or axis >= max(nd, 1):
+        raise IndexError(f"{cg_op_name(op).decode()}: axis {axis} is out of range for a tensor of shape {x.shape}")
+    _check(cg_softmax(op, x.t, axis + nd if axis < 0 else axis, &out))
+    return _wrap(out)
+
+cdef object _matmul(TensorBase a, TensorBase b):
+    """numpy's matmul semantics; 1-D operands are promoted and the added dim removed."""
+    cdef cg_tensor *out = NULL
+    cdef int64_t flops
+    if a.t.ndim == 0 or b.t.ndim == 0:
+        raise ValueError(f"matmul: operands must not be 0-dim, got shapes {a.shape} and {b.shape}")
+    if a.t.ndim == 1 or b.t.ndim == 1:
+        a2 = _reshape(a, (1, a.t.shape[0])) if a.t.ndim == 1 else a
+        b2 = _reshape(b, (b.t.shape[0], 1)) if b.t.ndim == 1 else b
+        z = _matmul(a2, b2)
+        shape = z.shape
+        if a.t.ndim == 1:
+            shape = shape[:-2] + shape[-1:]
+        if b.t.ndim == 1:
+            shape = shape[:-1]
+        return _reshape(z, shape)
+    flops = a.t.numel * b.t.shape[b.t.ndim - 1]
+    if flops >= 1 << 18:  # big enough that other Python threads should run meanwhile
+        with nogil:
+            st = cg_matmul(a.t, b.t, &out)
+    else:
+        st = cg_matmul(a.t, b.t, &out)
+    _check(st)
+    return _wrap(out)
+
+def matmul(a, b):
+    if not isinstance(a, TensorBase):
+        a = _const_like(a, b)
+    if not isinstance(b, TensorBase):
+        b = _const_like(b, a)
+    return _matmul(a, b)
+
+# Op codes the facade uses by name.
+OPS = {cg_op_name(i).decode(): i for i in range(CG_OP_COUNT)}
+
+# ---------------------------------------------------------------- the tensor
+
+cdef class TensorBase:
+    """The core of `cgrad.Tensor`: a reference to a C tensor and the hot operators.
+    Construct tensors with `cgrad.tensor`, not with this class."""
+    cdef cg_tensor *t
+    cdef Py_ssize_t _bshape[8]
+    cdef Py_ssize_t _bstrides[8]
+
+    def __dealloc__(self):
+        if self.t != NULL:
+            cg_tensor_release(self.t)
+            self.t = NULL
+
+    # ---- buffer protocol: numpy sees the data without a copy ----
+    def __getbuffer__(self, Py_buffer *buf, int flags):
+        cdef cg_tensor *t = self.t
+        cdef Py_ssize_t size = cg_dtype_size(t.dtype)
+        cdef Py_ssize_t stride = size
+        for i in range(t.ndim - 1, -1, -1):
+            self._bshape[i] = t.shape[i]
+            self._bstrides[i] = stride
+            stride *= t.shape[i]
+        buf.buf = t.data
+        buf.obj = self
+        buf.len = t.numel * size
+        buf.readonly = 0
+        buf.itemsize = size
+        buf.format = b"f" if t.dtype == CG_F32 else b"d"
+        buf.ndim = t.ndim
+        buf.shape = self._bshape
+        buf.strides = self._bstrides
+        buf.suboffsets = NULL
+        buf.internal = NULL
+
+    def __releasebuffer__(self, Py_buffer *buf):
+        pass
+
+    # ---- properties ----
+    @property
+    def shape(self):
+        return tuple([self.t.shape[i] for i in range(self.t.ndim)])
+
+    @property
+    def ndim(self):
+        return self.t.ndim
+
+    @property
+    def dtype(self):
+        return _NP_DTYPE[self.t.dtype]
+
+    @property
+    def size(self):
+        return self.t.numel
+
+    def numel(self):
+        return self.t.numel
+
+    def __len__(self):
+        if self.t.ndim == 0:
+            raise TypeError("len() of a 0-dim tensor")
+        return self.t.shape[0]
+
+    @property
+    def requires_grad(self):
+        return bool(cg_tensor_needs_grad(self.t))
+
+    @requires_grad.setter
+    def requires_grad(self, bint value):
+        if self.t.node != NULL:
+            raise RuntimeError("requires_grad can only be changed on leaf tensors; use "
+                               ".detach() to get a leaf from this tensor")
+        self.t.requires_grad = value
+
+    @property
+    def is_leaf(self):
+        return self.t.node == NULL
+
+    @property
+    def grad_fn(self):
+        """Name of the op that made this tensor (None for a leaf)."""
+        return cg_op_name(cg_node_op_of(self.t)).decode() if self.t.node != NULL else None
+
+    @property
+    def grad(self):
+        if self.t.grad == NULL:
+            return None
+        cg_tensor_retain(self.t.grad)
+        return _wrap(self.t.grad)
+
+    @grad.setter
+    def grad(self, value):
+        cdef TensorBase g
+        if value is None:
+            if self.t.grad != NULL:
+                cg_tensor_release(self.t.grad)
+                self.t.grad = NULL
+            return
+        g = <TensorBase?>value
+        if g.shape != self.shape or g.t.dtype != self.t.dtype:
+            raise ValueError(f"grad: assigned gradient of shape {g.shape} and dtype {g.dtype} "
+                             f"to a tensor of shape {self.shape} and dtype {self.dtype}")
+        if g.t.node != NULL:
+            raise ValueError("grad: the assigned gradient must not have a graph; detach it first")
+        cg_tensor_retain(g.t)
+        if self.t.grad != NULL:
+            cg_tensor_release(self.t.grad)
+        self.t.grad = g.t
+
+    def retain_grad(self):
+        """Keep this non-leaf tensor's gradient in .grad after backward."""
+        if self.t.node != NULL:
+            self.t.retains_grad = 1
+
+    def detach(self):
+        """A new leaf sharing this tensor's memory, outside the graph."""
+        cdef cg_tensor *out = NULL
+        _check(cg_tensor_detach(self.t, &out))
+        return _wrap(out)
+
+    def _astype(self, dtype):
+        cdef cg_tensor *out = NULL
+        _check(cg_tensor_astype(self.t, _dtype_code(dtype), &out))
+        return _wrap(out)
+
+    def _same_object(self, TensorBase other):
+        return self.t == other.t
+
+    # ---- in-place, outside the graph ----
+    def zero_(self):
+        cg_tensor_fill_(self.t, 0.0)
+        return self
+
+    def fill_(self, double value):
+        cg_tensor_fill_(self.t, value)
+        return self
+
+    def copy_(self, src):
+        cdef TensorBase s = _const_like(src, self)
+        _check(cg_tensor_copy_(self.t, s.t))
+        return self
+
+    def add_(self, other, double alpha=1.0):
+        """self += alpha * other (same number of elements), recorded nowhere."""
+        cdef TensorBase o = _const_like(other, self)
+        _check(cg_tensor_axpy_(self.t, alpha, o.t))
+        return self
+
+    # ---- backward ----
+    def backward(self, grad=None, bint retain_graph=False):
+        """Accumulate d(self)/d(leaf) into .grad of every leaf that requires grad.
+
+        grad: the upstream gradient, required unless self has one element. Without
+        retain_graph the graph's saved values are freed and a second backward through
+        it raises RuntimeError."""
+        cdef TensorBase g = None
+        cdef cg_tensor *gt = NULL
+        cdef cg_status st
+        if grad is not None:
+            g = _const_like(grad, self)
+            gt = g.t
+        with nogil:
+            st = cg_backward(self.t, gt, retain_graph)
+        _check(st)
+
+    # ---- arithmetic: Python scalars go to the scalar ops, arrays become constants ----
+    def __add__(self, other):
+        if isinstance(other, TensorBase):
+            return _binary(CG_OP_ADD, self, <TensorBase>other)
+        if _is_scalar(other):
+            return _unary(self, CG_OP_ADD_SCALAR, other)
+        return _binary(CG_OP_ADD, self, _const_like(other, self))
+
+    def __radd__(self, other):
+        if _is_scalar(other):
+            return _unary(self, CG_OP_ADD_SCALAR, other)
+        return _binary(CG_OP_ADD, _const_like(other, self), self)
+
+    def __sub__(self, other):
+        if isinstance(other, TensorBase):
+            return _binary(CG_OP_SUB, self, <TensorBase>other)
+        if _is_scalar(other):
+            return _unary(self, CG_OP_ADD_SCALAR, -other)
+        return _binary(CG_OP_SUB, self, _const_like(other, self))
+
+    def __rsub__(self, other):
+        if _is_scalar(other):
+            return _unary(self, CG_OP_RSUB_SCALAR, other)
+        return _binary(CG_OP_SUB, _const_like(other, self), self)
+
+    def __mul__(self, other):
+        if isinstance(other, TensorBase):
+            return _binary(CG_OP_MUL, self, <TensorBase>other)
+        if _is_scalar(other):
+            return _unary(self, CG_OP_MUL_SCALAR, other)
+        return _binary(CG_OP_MUL, self, _const_like(other, self))
+
+    def __rmul__(self, other):
+        if _is_scalar(other):
+            return _unary(self, CG_OP_MUL_SCALAR, other)
+        return _binary(CG_OP_MUL, _const_like(other, self), self)
+
+    def __truediv__(self, other):
+        if isinstance(other, TensorBase):
+            return _binary(CG_OP_DIV, self, <TensorBase>other)
+        if _is_scalar(other):
+            return _unary(self, CG_OP_DIV_SCALAR, other)
+        return _binary(CG_OP_DIV, self, _const_like(other, self))
+
+    def __rtruediv__(self, other):
+        if _is_scalar(other):
+            return _unary(self, CG_OP_RDIV_SCALAR, other)
+        return _binary(CG_OP_DIV, _const_like(other, self), self)
+
+    def __pow__(self, exponent, modulo):
+        if not _is_scalar(exponent):
+            raise TypeError("pow: the exponent must be a Python number; for a tensor exponent "
+                            "use (exponent * x.log()).exp()")
+        return _unary(self, CG_OP_POW, exponent)
+
+    def __rpow__(self, base, modulo):
+        if not _is_scalar(base) or base <= 0:
+            raise TypeError("pow: a tensor exponent needs a positive number as the base")
+        return _unary(self, CG_OP_MUL_SCALAR, np.log(float(base))).exp()
+
+    def __matmul__(self, other):
+        return matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return matmul(_const_like(other, self), self)
+
+    def __neg__(self):
+        return _unary(self, CG_OP_NEG)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return _unary(self, CG_OP_ABS)
+
+    # ---- elementwise ----
+    def exp(self):
+        return _unary(self, CG_OP_EXP)
+
+    def log(self):
+        return _unary(self, CG_OP_LOG)
+
+    def sqrt(self):
+        return _unary(self, CG_OP_SQRT)
+
+    def abs(self):
+        return _unary(self, CG_OP_ABS)
+
+    def relu(self):
+        return _unary(self, CG_OP_RELU)
+
+    def leaky_relu(self, double negative_slope=0.01):
+        return _unary(self, CG_OP_LEAKY_RELU, negative_slope)
+
+    def sigmoid(self):
+        return _unary(self, CG_OP_SIGMOID)
+
+    def tanh(self):
+        return _unary(self, CG_OP_TANH)
+
+    def clip(self, min=None, max=None):
+        """Limit values to [min, max]; the gradient passes where min <= x <= max."""
+        lo = -np.inf if min is None else float(min)
+        hi = np.inf if max is None else float(max)
+        if lo > hi:
+            raise ValueError(f"clip: min {lo} is greater than max {hi}")
+        return _unary(self, CG_OP_CLIP, lo, hi)
+
+    clamp = clip
+
+    # ---- reductions (axis= or dim=, keepdims= or keepdim=) ----
+    def sum(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        return _reduce(self, CG_OP_SUM, axis if dim is None else dim,
+                       keepdims if keepdim is None else keepdim)
+
+    def mean(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        return _reduce(self, CG_OP_MEAN, axis if dim is None else dim,
+                       keepdims if keepdim is None else keepdim)
+
+    def max(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        """Largest value; on ties the gradient is shared equally among the maxima."""
+        return _reduce(self, CG_OP_MAX, axis if dim is None else dim,
+                       keepdims if keepdim is None else keepdim)
+
+    def min(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        """Smallest value; on ties the gradient is shared equally among the minima."""
+        return _reduce(self, CG_OP_MIN, axis if dim is None else dim,
+                       keepdims if keepdim is None else keepdim)
+
+    def logsumexp(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        """log(sum(exp(x))), computed without overflow."""
+        return _reduce(self, CG_OP_LOGSUMEXP, axis if dim is None else dim,
+                       keepdims if keepdim is None else keepdim)
+
+    def softmax(self, axis=-1, *, dim=None):
+        return softmax(CG_OP_SOFTMAX, self, axis if dim is None else dim)
+
+    def log_softmax(self, axis=-1, *, dim=None):
+        return softmax(CG_OP_LOG_SOFTMAX, self, axis if dim is None else dim)

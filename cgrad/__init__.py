@@ -1,0 +1,59 @@
+"""cgrad: reverse-mode automatic differentiation with a C core.
+
+    import cgrad
+    x = cgrad.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * x).sum()
+    y.backward()
+    x.grad            # tensor([2., 4.])
+"""
+from . import _C
+from .autograd import GradcheckError, enable_grad, gradcheck, is_grad_enabled, no_grad, set_grad_enabled
+from .tensor import (Tensor, arange, cat, concatenate, float32, float64, from_numpy, full,
+                     manual_seed, matmul, maximum, minimum, ones, ones_like, rand, randn, stack,
+                     tensor, where, zeros, zeros_like)
+
+__version__ = "0.1.0"
+
+
+# Functional forms of the methods, numpy style: cgrad.exp(t), cgrad.sum(t, axis=0), ...
+def _method(name):
+    def fn(x, *args, **kwargs):
+        return getattr(x, name)(*args, **kwargs)
+    fn.__name__ = name
+    fn.__doc__ = f"cgrad.{name}(t, ...) is t.{name}(...)"
+    return fn
+
+
+for _name in ("exp", "log", "sqrt", "abs", "relu", "sigmoid", "tanh", "leaky_relu", "clip",
+              "sum", "mean", "max", "min", "logsumexp", "softmax", "log_softmax", "reshape",
+              "transpose", "permute"):
+    globals()[_name] = _method(_name)
+del _name
+
+
+set_num_threads = _C.set_num_threads
+get_num_threads = _C.get_num_threads
+
+
+def set_blas(name: str) -> None:
+    """Choose the GEMM provider: 'openblas' (the default when built with it) or 'builtin'."""
+    _C.set_blas(name)
+
+
+def show_config() -> dict:
+    """Build and runtime facts: version, BLAS provider and its configuration, threads."""
+    info = {
+        "version": __version__,
+        "blas": _C.blas_current(),
+        "blas_providers": _C.blas_providers(),
+        "blas_config": _C.blas_config(),
+        "num_threads": _C.get_num_threads(),
+    }
+    for k, v in info.items():
+        print(f"{k:15s} {v}")
+    return info
+
+
+def live_bytes() -> int:
+    """Bytes the C core holds right now (tensors, tape nodes); 0 once everything is freed."""
+    return _C.live_bytes()

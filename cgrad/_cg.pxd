@@ -1,0 +1,116 @@
+# Declarations of the C core's public API (csrc/cg.h) for the binding.
+from libc.stdint cimport int64_t, uint8_t
+
+cdef extern from "cg.h" nogil:
+    enum: CG_MAX_DIMS
+    ctypedef enum cg_dtype:
+        CG_F32
+        CG_F64
+    ctypedef enum cg_status:
+        CG_OK
+        CG_ERR_SHAPE
+        CG_ERR_DTYPE
+        CG_ERR_NOMEM
+        CG_ERR_INDEX
+        CG_ERR_VALUE
+        CG_ERR_RUNTIME
+    enum:
+        CG_OP_NEG
+        CG_OP_EXP
+        CG_OP_LOG
+        CG_OP_SQRT
+        CG_OP_ABS
+        CG_OP_RELU
+        CG_OP_LEAKY_RELU
+        CG_OP_SIGMOID
+        CG_OP_TANH
+        CG_OP_POW
+        CG_OP_CLIP
+        CG_OP_ADD_SCALAR
+        CG_OP_MUL_SCALAR
+        CG_OP_DIV_SCALAR
+        CG_OP_RSUB_SCALAR
+        CG_OP_RDIV_SCALAR
+        CG_OP_ADD
+        CG_OP_SUB
+        CG_OP_MUL
+        CG_OP_DIV
+        CG_OP_MAXIMUM
+        CG_OP_MINIMUM
+        CG_OP_WHERE
+        CG_OP_SUM
+        CG_OP_MEAN
+        CG_OP_MAX
+        CG_OP_MIN
+        CG_OP_LOGSUMEXP
+        CG_OP_SOFTMAX
+        CG_OP_LOG_SOFTMAX
+        CG_OP_MATMUL
+        CG_OP_RESHAPE
+        CG_OP_STRIDED
+        CG_OP_GATHER
+        CG_OP_CONCAT
+        CG_OP_COUNT
+
+    ctypedef struct cg_node:
+        pass
+
+    ctypedef struct cg_tensor:
+        int64_t refcount
+        void *data
+        cg_dtype dtype
+        int ndim
+        int64_t shape[8]
+        int64_t numel
+        cg_tensor *grad
+        cg_node *node
+        uint8_t requires_grad
+        uint8_t retains_grad
+
+    const char *cg_last_error()
+    int64_t cg_live_bytes()
+    int64_t cg_alloc_count()
+
+    cg_status cg_tensor_empty(cg_dtype dtype, int ndim, const int64_t *shape, cg_tensor **out)
+    cg_status cg_tensor_zeros(cg_dtype dtype, int ndim, const int64_t *shape, cg_tensor **out)
+    cg_status cg_tensor_external(cg_dtype dtype, int ndim, const int64_t *shape, void *data,
+                                 void (*release)(void *) noexcept, void *ctx, cg_tensor **out)
+    void cg_tensor_retain(cg_tensor *t)
+    void cg_tensor_release(cg_tensor *t)
+    size_t cg_dtype_size(cg_dtype dtype)
+    int cg_tensor_needs_grad(const cg_tensor *t)
+    cg_status cg_tensor_detach(cg_tensor *t, cg_tensor **out)
+    cg_status cg_tensor_copy_(cg_tensor *dst, const cg_tensor *src)
+    cg_status cg_tensor_fill_(cg_tensor *t, double value)
+    cg_status cg_tensor_axpy_(cg_tensor *y, double alpha, const cg_tensor *x)
+    cg_status cg_tensor_astype(cg_tensor *t, cg_dtype dtype, cg_tensor **out)
+
+    int cg_grad_enabled()
+    void cg_set_grad_enabled(int enabled)
+
+    const char *cg_op_name(int op)
+    int cg_node_op_of(const cg_tensor *t)
+    cg_status cg_unary(int op, cg_tensor *x, double p0, double p1, cg_tensor **out)
+    cg_status cg_binary(int op, cg_tensor *a, cg_tensor *b, cg_tensor **out)
+    cg_status cg_where(const uint8_t *mask, int ndim, const int64_t *shape, cg_tensor *a,
+                       cg_tensor *b, cg_tensor **out)
+    cg_status cg_reduce(int op, cg_tensor *x, int axis0, int axis1, int keepdims, cg_tensor **out)
+    cg_status cg_softmax(int op, cg_tensor *x, int axis, cg_tensor **out)
+    cg_status cg_matmul(cg_tensor *a, cg_tensor *b, cg_tensor **out)
+    cg_status cg_reshape(cg_tensor *x, int ndim, const int64_t *shape, cg_tensor **out)
+    cg_status cg_permute(cg_tensor *x, const int *perm, cg_tensor **out)
+    cg_status cg_slice(cg_tensor *x, const int64_t *start, const int64_t *step, const int64_t *len,
+                       cg_tensor **out)
+    cg_status cg_gather(cg_tensor *x, const int64_t *index, int64_t n_index, cg_tensor **out)
+    cg_status cg_concat(int n, cg_tensor **xs, int axis, cg_tensor **out)
+    cg_status cg_backward(cg_tensor *root, cg_tensor *grad, int retain_graph)
+
+    ctypedef struct cg_blas_provider:
+        const char *name
+        const char *(*config)()
+    int cg_blas_provider_count()
+    const cg_blas_provider *cg_blas_provider_at(int i)
+    const cg_blas_provider *cg_blas_current()
+    cg_status cg_blas_select(const char *name)
+    void cg_set_num_threads(int n)
+    int cg_get_num_threads()

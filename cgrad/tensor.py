@@ -1,0 +1,446 @@
+"""The user-facing Tensor and the functions that make and combine tensors.
+
+`Tensor` subclasses the compiled `TensorBase`, which holds the C tensor and implements the
+hot operators (arithmetic, elementwise functions, reductions, matmul, backward). This
+module adds what is sugar over those: construction, indexing, shape helpers, comparisons,
+repr, and the multi-tensor functions (concatenate, stack, where, maximum, minimum).
+
+Dtypes: float32 (the default) and float64. Ops between a float32 and a float64 tensor
+raise TypeError rather than promote silently; Python numbers and numpy arrays mixed with a
+tensor take the tensor's dtype.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import _C
+
+float32 = np.dtype(np.float32)
+float64 = np.dtype(np.float64)
+_DEFAULT_DTYPE = float32
+
+_rng = np.random.default_rng()
+
+
+def manual_seed(seed: int) -> None:
+    """Seed the generator behind randn/rand (and everything in cgrad that draws from it)."""
+    global _rng
+    _rng = np.random.default_rng(seed)
+
+
+def _resolve_dtype(dtype, data=None):
+    if dtype is not None:
+        dt = np.dtype(dtype)
+        if dt not in (float32, float64):
+            raise TypeError(f"cgrad tensors are float32 or float64, not {dt}")
+        return dt
+    if isinstance(data, np.ndarray) and data.dtype in (float32, float64):
+        return data.dtype
+    return _DEFAULT_DTYPE
+
+
+class Tensor(_C.TensorBase):
+    """An n-dimensional float32/float64 array that records the ops applied to it.
+
+    Make one with `cgrad.tensor(data, requires_grad=True)`; combine tensors with the
+    usual operators and methods; call `.backward()` on a scalar result to fill `.grad`.
+    """
+
+    __slots__ = ()
+    __array_ufunc__ = None  # numpy defers to our reflected operators: array + tensor -> tensor
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("make tensors with cgrad.tensor(data), cgrad.zeros(shape), ...")
+
+    # ---- conversion ----
+    def numpy(self) -> np.ndarray:
+        """The values as a numpy array that shares this tensor's memory (no copy)."""
+        return np.asarray(memoryview(self))
+
+    def __array__(self, dtype=None, copy=None):
+        a = np.asarray(memoryview(self))
+        if dtype is not None and np.dtype(dtype) != a.dtype:
+            return a.astype(dtype)
+        return a.copy() if copy else a
+
+    def item(self) -> float:
+        if self.size != 1:
+            raise ValueError(f"item: only a tensor with one element can be converted to a "
+                             f"Python number, this one has shape {self.shape}")
+        return float(self.numpy().reshape(-1)[0])
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def __float__(self):
+        return self.item()
+
+    def __int__(self):
+        return int(self.item())
+
+    def __bool__(self):
+        if self.size != 1:
+            raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous")
+        return bool(self.item())
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def to(self, dtype) -> "Tensor":
+        """A copy in `dtype` (self if it already is). The conversion is not recorded on the
+        tape: the copy is a new leaf, meant for data rather than for parameters."""
+        dtype = _resolve_dtype(dtype)
+        return self if dtype == self.dtype else self._astype(dtype)
+
+    def float(self) -> "Tensor":
+        return self.to(float32)
+
+    def double(self) -> "Tensor":
+        return self.to(float64)
+
+    @property
+    def data(self) -> "Tensor":
+        """This tensor's values as a leaf outside the graph (shares memory)."""
+        return self.detach()
+
+    @data.setter
+    def data(self, value):
+        self.detach().copy_(value)
+
+    def __repr__(self):
+        body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
+        extra = "" if self.dtype == float32 else ", dtype=float64"
+        if self.grad_fn is not None:
+            extra += f", grad_fn=<{self.grad_fn}>"
+        elif self.requires_grad:
+            extra += ", requires_grad=True"
+        return f"tensor({body}{extra})"
+
+    __hash__ = _C.TensorBase.__hash__
+
+    # ---- comparisons: no gradient; a numpy bool array (use it with where or as a mask) ----
+    def _cmp_operand(self, other):
+        return other.numpy() if isinstance(other, _C.TensorBase) else other
+
+    def __lt__(self, other):
+        return self.numpy() < self._cmp_operand(other)
+
+    def __le__(self, other):
+        return self.numpy() <= self._cmp_operand(other)
+
+    def __gt__(self, other):
+        return self.numpy() > self._cmp_operand(other)
+
+    def __ge__(self, other):
+        return self.numpy() >= self._cmp_operand(other)
+
+    def __eq__(self, other):
+        return self.numpy() == self._cmp_operand(other)
+
+    def __ne__(self, other):
+        return self.numpy() != self._cmp_operand(other)
+
+    # ---- shape ----
+    def reshape(self, *shape) -> "Tensor":
+        """Same values in a new shape (one dim may be -1); shares memory."""
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return _C.reshape(self, shape)
+
+    view = reshape
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
+        nd = max(self.ndim, 1)
+        s, e = start_dim % nd, end_dim % nd
+        shape = self.shape or (1,)
+        return self.reshape(shape[:s] + (-1,) + shape[e + 1:])
+
+    def squeeze(self, axis=None, *, dim=None) -> "Tensor":
+        axis = axis if dim is None else dim
+        if axis is None:
+            return self.reshape(tuple(d for d in self.shape if d != 1))
+        axes = {a % self.ndim for a in (axis if isinstance(axis, (tuple, list)) else (axis,))}
+        return self.reshape(tuple(d for i, d in enumerate(self.shape) if i not in axes or d != 1))
+
+    def unsqueeze(self, axis: int = None, *, dim=None) -> "Tensor":
+        axis = axis if dim is None else dim
+        axis = axis % (self.ndim + 1)
+        return self.reshape(self.shape[:axis] + (1,) + self.shape[axis:])
+
+    def permute(self, *axes) -> "Tensor":
+        """Reorder the axes (a copy)."""
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return _C.permute(self, axes)
+
+    def transpose(self, dim0=None, dim1=None) -> "Tensor":
+        """With no arguments, reverse the axes (numpy); with two, swap them (PyTorch)."""
+        if dim0 is None:
+            return _C.permute(self, tuple(range(self.ndim))[::-1])
+        axes = list(range(self.ndim))
+        axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
+        return _C.permute(self, axes)
+
+    @property
+    def T(self) -> "Tensor":
+        return _C.permute(self, tuple(range(self.ndim))[::-1])
+
+    # ---- indexing ----
+    def __getitem__(self, key) -> "Tensor":
+        """Integers, slices, None and ..., and integer or boolean arrays on the leading
+        axes (gathered rows; repeated indices add up in backward). Results are copies."""
+        if not isinstance(key, tuple):
+            key = (key,)
+        key = tuple(k.numpy() if isinstance(k, _C.TensorBase) else k for k in key)
+        n_adv = 0
+        while n_adv < len(key) and _is_array_index(key[n_adv]):
+            n_adv += 1
+        if any(_is_array_index(k) for k in key[n_adv:]):
+            raise IndexError("indexing: array indices must come first (t[idx], t[rows, cols], "
+                             "t[mask], optionally followed by slices)")
+        if n_adv:
+            rows = _advanced_index(self, key[:n_adv])
+            if not key[n_adv:]:
+                return rows
+            lead = rows.ndim - (self.ndim - n_adv)  # dims the index arrays produced
+            return rows[(slice(None),) * lead + key[n_adv:]]
+        return _basic_index(self, key)
+
+    # ---- reductions with numpy names ----
+    def var(self, axis=None, keepdims=False, *, dim=None, keepdim=None, ddof=0):
+        axis = axis if dim is None else dim
+        keepdims = keepdims if keepdim is None else keepdim
+        centred = self - self.mean(axis, keepdims=True)
+        n = self.size if axis is None else int(np.prod([self.shape[a] for a in np.atleast_1d(axis)]))
+        return (centred * centred).sum(axis, keepdims) / max(n - ddof, 1)
+
+
+def _is_array_index(k) -> bool:
+    return isinstance(k, (list, np.ndarray)) and not isinstance(k, (str, bytes))
+
+
+def _advanced_index(t: Tensor, arrays) -> Tensor:
+    """Integer or boolean arrays on the leading axes: flatten those axes, gather rows."""
+    if len(arrays) == 1:
+        a = np.asarray(arrays[0])
+        if a.dtype == bool:
+            if a.shape != t.shape[:a.ndim]:
+                raise IndexError(f"indexing: boolean mask of shape {a.shape} does not match "
+                                 f"the tensor's shape {t.shape}")
+            lead = t.reshape((-1,) + t.shape[a.ndim:]) if a.ndim != 1 else t
+            return _C.gather(lead, np.flatnonzero(a))
+        if a.dtype.kind not in "iu":
+            raise IndexError(f"indexing: arrays must be integer or boolean, not {a.dtype}")
+        rows = _C.gather(t, a.reshape(-1))
+        return rows.reshape(a.shape + t.shape[1:]) if a.ndim != 1 else rows
+    k = len(arrays)
+    if k > t.ndim:
+        raise IndexError(f"indexing: {k} array indices for a tensor of shape {t.shape}")
+    arrays = [np.asarray(a) for a in arrays]
+    if any(a.dtype.kind not in "iu" for a in arrays):
+        raise IndexError("indexing: with several array indices, all must be integer arrays")
+    lead = t.shape[:k]
+    arrays = np.broadcast_arrays(*arrays)
+    normalised = []
+    for axis, (a, n) in enumerate(zip(arrays, lead)):
+        if a.size and (a.min() < -n or a.max() >= n):
+            raise IndexError(f"indexing: index out of bounds for axis {axis} with size {n}")
+        normalised.append(np.where(a < 0, a + n, a))
+    flat = np.ravel_multi_index(tuple(normalised), lead) if lead else np.zeros(0, np.int64)
+    rows = _C.gather(t.reshape((-1,) + t.shape[k:]), flat.reshape(-1))
+    return rows.reshape(arrays[0].shape + t.shape[k:])
+
+
+def _basic_index(t: Tensor, key) -> Tensor:
+    """Integers, slices, None and Ellipsis: one strided copy, then a reshape."""
+    n_real = sum(1 for k in key if k is not None and k is not Ellipsis)
+    if sum(1 for k in key if k is Ellipsis) > 1:
+        raise IndexError("indexing: only one ellipsis (...) is allowed")
+    if n_real > t.ndim:
+        raise IndexError(f"indexing: too many indices ({n_real}) for a tensor of shape {t.shape}")
+    if Ellipsis in key:
+        i = key.index(Ellipsis)
+        key = key[:i] + (slice(None),) * (t.ndim - n_real) + key[i + 1:]
+    else:
+        key = key + (slice(None),) * (t.ndim - n_real)
+    starts, steps, lengths, out_shape = [], [], [], []
+    axis = 0
+    for k in key:
+        if k is None:
+            out_shape.append(1)
+            continue
+        n = t.shape[axis]
+        if isinstance(k, slice):
+            start, stop, step = k.indices(n)
+            length = len(range(start, stop, step))
+            starts.append(start if length else 0)
+            steps.append(step)
+            lengths.append(length)
+            out_shape.append(length)
+        elif isinstance(k, numbers.Integral):
+            i = int(k)
+            if not -n <= i < n:
+                raise IndexError(f"indexing: index {i} is out of bounds for axis {axis} with size {n}")
+            starts.append(i % n)
+            steps.append(1)
+            lengths.append(1)
+        else:
+            raise IndexError(f"indexing: unsupported index of type {type(k).__name__}")
+        axis += 1
+    out = _C.slice_(t, starts, steps, lengths)
+    return out if tuple(out_shape) == out.shape else out.reshape(tuple(out_shape))
+
+
+# ---------------------------------------------------------------- construction
+
+def tensor(data, dtype=None, requires_grad: bool = False) -> Tensor:
+    """A new tensor holding a copy of `data` (nested lists, numbers, numpy arrays or a
+    tensor). dtype: float32 by default; a float64 numpy array stays float64."""
+    if isinstance(data, _C.TensorBase):
+        data = data.numpy()
+    dtype = _resolve_dtype(dtype, data if isinstance(data, np.ndarray) else None)
+    t = _C.copy_from_array(data, dtype)
+    t.requires_grad = requires_grad
+    return t
+
+
+def from_numpy(array: np.ndarray, requires_grad: bool = False) -> Tensor:
+    """A tensor that shares `array`'s memory: changes through either are seen by both.
+
+    Memory is shared when `array` is C-contiguous, writable and float32/float64. Other
+    arrays (non-contiguous, read-only, integer, ...) are copied, integers to float32."""
+    t = _C.from_numpy(array)
+    t.requires_grad = requires_grad
+    return t
+
+
+def _shape_arg(shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])
+    return tuple(shape)
+
+
+def zeros(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
+    t = _C.zeros(_shape_arg(shape), _resolve_dtype(dtype))
+    t.requires_grad = requires_grad
+    return t
+
+
+def ones(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
+    return full(_shape_arg(shape), 1.0, dtype=dtype, requires_grad=requires_grad)
+
+
+def full(shape, fill_value: float, dtype=None, requires_grad: bool = False) -> Tensor:
+    t = _C.empty(tuple(shape) if isinstance(shape, (tuple, list)) else (shape,), _resolve_dtype(dtype))
+    t.fill_(fill_value)
+    t.requires_grad = requires_grad
+    return t
+
+
+def zeros_like(t: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
+    return zeros(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
+
+
+def ones_like(t: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
+    return ones(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
+
+
+def arange(start, stop=None, step=1, dtype=None, requires_grad: bool = False) -> Tensor:
+    values = np.arange(start, stop, step) if stop is not None else np.arange(start)
+    return tensor(values, dtype=_resolve_dtype(dtype), requires_grad=requires_grad)
+
+
+def randn(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
+    """Standard normal samples from the generator seeded by `cgrad.manual_seed`."""
+    return tensor(_rng.standard_normal(_shape_arg(shape)), dtype=_resolve_dtype(dtype),
+                  requires_grad=requires_grad)
+
+
+def rand(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
+    """Uniform samples in [0, 1) from the generator seeded by `cgrad.manual_seed`."""
+    return tensor(_rng.random(_shape_arg(shape)), dtype=_resolve_dtype(dtype),
+                  requires_grad=requires_grad)
+
+
+# ---------------------------------------------------------------- combining tensors
+
+def _dtype_of(*xs):
+    for x in xs:
+        if isinstance(x, _C.TensorBase):
+            return x.dtype
+    return _DEFAULT_DTYPE
+
+
+def _as_tensor(x, dtype) -> Tensor:
+    return x if isinstance(x, _C.TensorBase) else _C.copy_from_array(x, dtype)
+
+
+def concatenate(tensors, axis: int = 0, *, dim=None) -> Tensor:
+    """Join tensors along an existing axis; each gets its slice of the gradient."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("concatenate: needs at least one tensor")
+    axis = axis if dim is None else dim
+    dtype = _dtype_of(*tensors)
+    tensors = [_as_tensor(t, dtype) for t in tensors]
+    nd = tensors[0].ndim
+    if not -nd <= axis < max(nd, 1):
+        raise IndexError(f"concatenate: axis {axis} is out of range for shape {tensors[0].shape}")
+    return _C.concat(tensors, axis % nd if nd else 0)
+
+
+cat = concatenate
+
+
+def stack(tensors, axis: int = 0, *, dim=None) -> Tensor:
+    """Join tensors of equal shape along a new axis."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack: needs at least one tensor")
+    axis = axis if dim is None else dim
+    dtype = _dtype_of(*tensors)
+    tensors = [_as_tensor(t, dtype) for t in tensors]
+    shape = tensors[0].shape
+    for i, t in enumerate(tensors):
+        if t.shape != shape:
+            raise ValueError(f"stack: tensor {i} has shape {t.shape}, tensor 0 has {shape}")
+    nd = len(shape) + 1
+    if not -nd <= axis < nd:
+        raise IndexError(f"stack: axis {axis} is out of range for {nd}-dim result")
+    axis %= nd
+    return _C.concat([t.unsqueeze(axis) for t in tensors], axis)
+
+
+def maximum(a, b) -> Tensor:
+    """Elementwise max; the gradient goes to the larger input (split equally on ties)."""
+    dtype = _dtype_of(a, b)
+    return _C.binary(_C.OPS["maximum"], _as_tensor(a, dtype), _as_tensor(b, dtype))
+
+
+def minimum(a, b) -> Tensor:
+    """Elementwise min; the gradient goes to the smaller input (split equally on ties)."""
+    dtype = _dtype_of(a, b)
+    return _C.binary(_C.OPS["minimum"], _as_tensor(a, dtype), _as_tensor(b, dtype))
+
+
+def where(condition, a, b) -> Tensor:
+    """a where condition holds, else b (all three broadcast). No gradient to condition."""
+    if isinstance(condition, _C.TensorBase):
+        condition = condition.numpy()
+    cond = np.asarray(condition).astype(bool, copy=False)
+    dtype = _dtype_of(a, b)
+    a, b = _as_tensor(a, dtype), _as_tensor(b, dtype)
+    try:
+        shape = np.broadcast_shapes(cond.shape, a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"where: shapes {cond.shape}, {a.shape} and {b.shape} cannot be "
+                         f"broadcast together") from None
+    return _C.where(np.broadcast_to(cond, shape), a, b)
+
+
+matmul = _C.matmul
+
+_C._set_tensor_type(Tensor)

@@ -1,0 +1,247 @@
+/* autograd.c: the tape and the backward pass.
+ *
+ * cg_record() appends a node to the graph when an op runs with grad mode on and an input
+ * needs a gradient. cg_backward() sorts the nodes the root depends on (iterative DFS,
+ * post-order), seeds d(root), and sweeps them in reverse, calling each op's rule from
+ * cg_bwd_table. The whole sweep is one call from Python.
+ *
+ * Note [Gradient accumulation]: every backward rule adds into its inputs' gradient buffers
+ * (dx += upstream * local), never assigns. A value used on several paths therefore receives
+ * the sum of the gradients of all paths (the lecture's multiple-paths rule) with no special
+ * case, and a leaf's .grad keeps accumulating across backward calls until it is zeroed.
+ */
+#include "cg_internal.h"
+
+#include <stdlib.h>
+
+static const char *const op_names[CG_OP_COUNT] = {
+#define CG_UNARY(NAME, name, fwd, deriv) #name,
+#define CG_BINARY(NAME, name, fwd, da, db) #name,
+#include "ops_elementwise.def"
+#undef CG_UNARY
+#undef CG_BINARY
+    "where", "sum", "mean", "max", "min", "logsumexp", "softmax", "log_softmax", "matmul",
+    "reshape", "strided", "gather", "concat",
+};
+
+const cg_bwd_fn cg_bwd_table[CG_OP_COUNT] = {
+#define CG_UNARY(NAME, name, fwd, deriv) cg_unary_bwd,
+#define CG_BINARY(NAME, name, fwd, da, db) cg_binary_bwd,
+#include "ops_elementwise.def"
+#undef CG_UNARY
+#undef CG_BINARY
+    cg_where_bwd,   cg_reduce_bwd,  cg_reduce_bwd,  cg_reduce_bwd,   cg_reduce_bwd,
+    cg_reduce_bwd,  cg_softmax_bwd, cg_softmax_bwd, cg_matmul_bwd,   cg_reshape_bwd,
+    cg_strided_bwd, cg_gather_bwd,  cg_concat_bwd,
+};
+
+/* Both tables must list every op, in the enum's order: a new op that forgets one fails here. */
+_Static_assert(sizeof op_names / sizeof op_names[0] == CG_OP_COUNT, "op_names misses an op");
+_Static_assert(CG_OP_CONCAT == CG_OP_COUNT - 1, "update op_names and cg_bwd_table");
+
+const char *cg_op_name(int op) { return op >= 0 && op < CG_OP_COUNT ? op_names[op] : "?"; }
+
+int cg_node_op_of(const cg_tensor *t) { return t->node ? t->node->op : -1; }
+
+cg_status cg_record(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *out, cg_node **pnode) {
+    *pnode = NULL;
+    if (!cg_grad_enabled()) return CG_OK;
+    int needed = 0;
+    for (int i = 0; i < n_inputs; i++) needed |= cg_tensor_needs_grad(inputs[i]);
+    if (!needed) return CG_OK;
+    cg_node *node = cg_malloc(sizeof *node + (size_t)n_inputs * sizeof(cg_tensor *));
+    if (!node) return cg_error(CG_ERR_NOMEM, "%s: out of memory recording the tape", cg_op_name(op));
+    memset(node, 0, sizeof *node);
+    node->refcount = 1; /* owned by out */
+    node->op = op;
+    node->n_inputs = n_inputs;
+    for (int i = 0; i < n_inputs; i++) {
+        node->inputs[i] = inputs[i];
+        inputs[i]->refcount++;
+    }
+    node->saved_out = out->storage;
+    out->storage->refcount++;
+    node->out = out;
+    node->dtype = out->dtype;
+    node->ndim = out->ndim;
+    memcpy(node->shape, out->shape, sizeof node->shape);
+    node->numel = out->numel;
+    out->node = node;
+    *pnode = node;
+    return CG_OK;
+}
+
+/* ---- backward ---- */
+static uint64_t epoch;
+
+static void add_into(cg_tensor *dst, const cg_tensor *src) {
+    if (dst->dtype == CG_F32) {
+        float *d = dst->data;
+        const float *s = src->data;
+        for (int64_t i = 0; i < dst->numel; i++) d[i] += s[i];
+    } else {
+        double *d = dst->data;
+        const double *s = src->data;
+        for (int64_t i = 0; i < dst->numel; i++) d[i] += s[i];
+    }
+}
+
+/* Accumulate src into *slot, allocating a zeroed buffer shaped like src on first use. */
+static cg_status accumulate(cg_tensor **slot, const cg_tensor *like, const cg_tensor *src) {
+    if (!*slot && !(*slot = cg_grad_like(like->ndim, like->shape, like->dtype)))
+        return cg_error(CG_ERR_NOMEM, "backward: out of memory for a gradient");
+    add_into(*slot, src);
+    return CG_OK;
+}
+
+typedef struct {
+    cg_node *node;
+    int next;
+} dfs_frame;
+
+/* Post-order of the nodes reachable from root: inputs before the nodes that use them. */
+static cg_status topo_sort(cg_node *root, cg_node ***porder, size_t *pn) {
+    size_t cap = 64, n = 0, depth = 0, dcap = 64;
+    cg_node **order = malloc(cap * sizeof *order);
+    dfs_frame *stack = malloc(dcap * sizeof *stack);
+    cg_status st = CG_OK;
+    uint64_t mark = __atomic_add_fetch(&epoch, 1, __ATOMIC_RELAXED);
+    if (!order || !stack) goto nomem;
+    root->mark = mark;
+    stack[depth++] = (dfs_frame){root, 0};
+    while (depth) {
+        dfs_frame *f = &stack[depth - 1];
+        if (f->node->freed) {
+            st = cg_error(CG_ERR_RUNTIME,
+                          "backward: trying to backward through the graph a second time (the "
+                          "saved values of op '%s' were freed by the first backward); pass "
+                          "retain_graph=True to the first backward if you need to do this",
+                          cg_op_name(f->node->op));
+            goto done;
+        }
+        if (f->next < f->node->n_inputs) {
+            cg_node *child = f->node->inputs[f->next++]->node;
+            if (child && child->mark != mark) {
+                child->mark = mark;
+                if (depth == dcap) {
+                    dfs_frame *s2 = realloc(stack, (dcap *= 2) * sizeof *stack);
+                    if (!s2) goto nomem;
+                    stack = s2;
+                }
+                stack[depth++] = (dfs_frame){child, 0};
+            }
+        } else {
+            if (n == cap) {
+                cg_node **o2 = realloc(order, (cap *= 2) * sizeof *order);
+                if (!o2) goto nomem;
+                order = o2;
+            }
+            order[n++] = f->node;
+            depth--;
+        }
+    }
+    goto done;
+nomem:
+    st = cg_error(CG_ERR_NOMEM, "backward: out of memory sorting the graph");
+done:
+    free(stack);
+    if (st) {
+        free(order);
+        return st;
+    }
+    *porder = order;
+    *pn = n;
+    return CG_OK;
+}
+
+static cg_status check_seed(const cg_tensor *root, const cg_tensor *grad) {
+    char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
+    if (!grad) {
+        if (root->numel != 1)
+            return cg_error(CG_ERR_RUNTIME,
+                            "backward: grad can be implicitly created only for a tensor with one "
+                            "element, but this tensor has shape %s; pass grad= of that shape or "
+                            "reduce it first (e.g. .sum())",
+                            cg_shape_str(root->ndim, root->shape, b1, sizeof b1));
+        return CG_OK;
+    }
+    if (grad->ndim != root->ndim || memcmp(grad->shape, root->shape, sizeof(int64_t) * root->ndim))
+        return cg_error(CG_ERR_SHAPE, "backward: grad has shape %s but the tensor has shape %s",
+                        cg_shape_str(grad->ndim, grad->shape, b1, sizeof b1),
+                        cg_shape_str(root->ndim, root->shape, b2, sizeof b2));
+    if (grad->dtype != root->dtype)
+        return cg_error(CG_ERR_DTYPE, "backward: grad has dtype %s but the tensor has dtype %s",
+                        grad->dtype == CG_F32 ? "float32" : "float64",
+                        root->dtype == CG_F32 ? "float32" : "float64");
+    return CG_OK;
+}
+
+cg_status cg_backward(cg_tensor *root, cg_tensor *grad, int retain_graph) {
+    if (!cg_tensor_needs_grad(root))
+        return cg_error(CG_ERR_RUNTIME,
+                        "backward: the tensor does not require grad and has no grad_fn (create "
+                        "the inputs with requires_grad=True, outside no_grad())");
+    cg_status st = check_seed(root, grad);
+    if (st) return st;
+    cg_tensor *ones = NULL;
+    if (!grad) {
+        if ((st = cg_tensor_empty(root->dtype, root->ndim, root->shape, &ones))) return st;
+        cg_tensor_fill_(ones, 1.0);
+        grad = ones;
+    }
+    if (!root->node) { /* a leaf: its gradient is the seed */
+        st = accumulate(&root->grad, root, grad);
+        cg_tensor_release(ones);
+        return st;
+    }
+    cg_node **order;
+    size_t n;
+    if ((st = topo_sort(root->node, &order, &n))) {
+        cg_tensor_release(ones);
+        return st;
+    }
+    st = accumulate(&root->node->grad, root, grad);
+    cg_tensor_release(ones);
+    cg_tensor *dins_local[8], **dins = dins_local;
+    for (size_t k = n; k-- > 0 && st == CG_OK;) {
+        cg_node *node = order[k];
+        if (!node->grad) continue; /* no gradient reached it */
+        if (node->n_inputs > 8 && dins == dins_local) {
+            size_t max_in = 0;
+            for (size_t j = 0; j < n; j++)
+                if ((size_t)order[j]->n_inputs > max_in) max_in = (size_t)order[j]->n_inputs;
+            dins = malloc(max_in * sizeof *dins);
+            if (!dins) {
+                st = cg_error(CG_ERR_NOMEM, "backward: out of memory");
+                break;
+            }
+        }
+        for (int i = 0; i < node->n_inputs && st == CG_OK; i++) {
+            cg_tensor *in = node->inputs[i];
+            cg_tensor **slot = in->node ? &in->node->grad : in->requires_grad ? &in->grad : NULL;
+            if (slot && !*slot && !(*slot = cg_grad_like(in->ndim, in->shape, in->dtype)))
+                st = cg_error(CG_ERR_NOMEM, "backward: out of memory for the gradient of '%s'",
+                              cg_op_name(node->op));
+            dins[i] = slot ? *slot : NULL;
+        }
+        if (st) break;
+        cg_bwd_table[node->op](node, node->grad, dins);
+        if (node->out && node->out->retains_grad)
+            st = accumulate(&node->out->grad, node->out, node->grad);
+        cg_tensor_release(node->grad);
+        node->grad = NULL;
+        if (!retain_graph) {
+            cg_storage_release(node->saved_out);
+            node->saved_out = NULL;
+            node->freed = 1;
+        }
+    }
+    if (st) /* leave no half-swept buffers behind */
+        for (size_t k = 0; k < n; k++) {
+            cg_tensor_release(order[k]->grad);
+            order[k]->grad = NULL;
+        }
+    if (dins != dins_local) free(dins);
+    free(order);
+    return st;
+}

@@ -1,0 +1,108 @@
+/* blas.c: the GEMM provider table. OpenBLAS (the scipy-openblas32 build, whose symbols are
+ * prefixed scipy_) when the build found it, and a small portable kernel that is always there:
+ * the fallback, and the reference the tests compare OpenBLAS against. */
+#include "cg_internal.h"
+
+#include <stdio.h>
+
+/* ---- built-in kernel: row-major, i-p-j loop order so the inner loop streams rows of B and C ---- */
+#define CG_BUILTIN_GEMM(T, NAME)                                                                \
+    static void NAME(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, T alpha,       \
+                     const T *A, int64_t lda, const T *B, int64_t ldb, T beta, T *C, int64_t ldc) { \
+        for (int64_t i = 0; i < M; i++) {                                                      \
+            T *c = C + i * ldc;                                                                \
+            if (beta == 0)                                                                     \
+                for (int64_t j = 0; j < N; j++) c[j] = 0;                                      \
+            else if (beta != 1)                                                                \
+                for (int64_t j = 0; j < N; j++) c[j] *= beta;                                  \
+            if (!tb) {                                                                         \
+                for (int64_t p = 0; p < K; p++) {                                              \
+                    T a = alpha * (ta ? A[p * lda + i] : A[i * lda + p]);                      \
+                    const T *b = B + p * ldb;                                                  \
+                    for (int64_t j = 0; j < N; j++) c[j] += a * b[j];                          \
+                }                                                                              \
+            } else {                                                                           \
+                for (int64_t j = 0; j < N; j++) {                                              \
+                    const T *b = B + j * ldb;                                                  \
+                    T s = 0;                                                                   \
+                    for (int64_t p = 0; p < K; p++) s += (ta ? A[p * lda + i] : A[i * lda + p]) * b[p]; \
+                    c[j] += alpha * s;                                                         \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+    }
+CG_BUILTIN_GEMM(float, builtin_sgemm)
+CG_BUILTIN_GEMM(double, builtin_dgemm)
+
+static void builtin_threads(int n) { (void)n; }
+static const char *builtin_config(void) { return "cgrad built-in GEMM (portable C, 1 thread)"; }
+
+#ifdef CG_HAVE_OPENBLAS
+#include <cblas.h>
+
+static void openblas_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, float alpha,
+                           const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                           float *C, int64_t ldc) {
+    if (M == 0 || N == 0) return;
+    if (K == 0) { /* C = beta C: handled here rather than trusting every BLAS with K = 0 */
+        builtin_sgemm(ta, tb, M, N, 0, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    scipy_cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                      (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb,
+                      beta, C, (blasint)ldc);
+}
+
+static void openblas_dgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, double alpha,
+                           const double *A, int64_t lda, const double *B, int64_t ldb, double beta,
+                           double *C, int64_t ldc) {
+    if (M == 0 || N == 0) return;
+    if (K == 0) {
+        builtin_dgemm(ta, tb, M, N, 0, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    scipy_cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                      (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb,
+                      beta, C, (blasint)ldc);
+}
+
+static void openblas_threads(int n) { scipy_openblas_set_num_threads(n); }
+
+static const char *openblas_config(void) {
+    static char buf[256];
+    snprintf(buf, sizeof buf, "%s; core %s", scipy_openblas_get_config(), scipy_openblas_get_corename());
+    return buf;
+}
+#endif
+
+static const cg_blas_provider providers[] = {
+#ifdef CG_HAVE_OPENBLAS
+    {"openblas", openblas_sgemm, openblas_dgemm, openblas_threads, openblas_config},
+#endif
+    {"builtin", builtin_sgemm, builtin_dgemm, builtin_threads, builtin_config},
+};
+#define N_PROVIDERS ((int)(sizeof providers / sizeof providers[0]))
+
+static const cg_blas_provider *current = &providers[0]; /* the fastest one built */
+static int num_threads = 1;
+
+int cg_blas_provider_count(void) { return N_PROVIDERS; }
+const cg_blas_provider *cg_blas_provider_at(int i) { return i >= 0 && i < N_PROVIDERS ? &providers[i] : NULL; }
+const cg_blas_provider *cg_blas_current(void) { return current; }
+
+cg_status cg_blas_select(const char *name) {
+    for (int i = 0; i < N_PROVIDERS; i++)
+        if (strcmp(providers[i].name, name) == 0) {
+            current = &providers[i];
+            current->set_num_threads(num_threads);
+            return CG_OK;
+        }
+    return cg_error(CG_ERR_VALUE, "set_blas: no provider named '%s' in this build", name);
+}
+
+void cg_set_num_threads(int n) {
+    num_threads = n < 1 ? 1 : n;
+    for (int i = 0; i < N_PROVIDERS; i++) providers[i].set_num_threads(num_threads);
+}
+
+int cg_get_num_threads(void) { return num_threads; }

@@ -1,0 +1,149 @@
+/* cg.h: the public C API of the cgrad core.
+ *
+ * Contract (see DESIGN.md section 1):
+ *  - Plain C11, no Python.h. Nothing here prints, exits or aborts.
+ *  - Every function that can fail returns a cg_status (CG_OK == 0) and leaves a message
+ *    naming the op and the shapes in cg_last_error() (thread-local).
+ *  - Tensors are contiguous, row-major float32/float64 buffers, reference counted.
+ *    A function that returns a tensor through an out-pointer hands over one reference.
+ */
+#ifndef CG_H
+#define CG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CG_MAX_DIMS 8
+
+typedef enum { CG_F32 = 0, CG_F64 = 1 } cg_dtype;
+
+typedef enum {
+    CG_OK = 0,
+    CG_ERR_SHAPE,   /* ValueError: incompatible or invalid shapes */
+    CG_ERR_DTYPE,   /* TypeError: dtype mismatch */
+    CG_ERR_NOMEM,   /* MemoryError */
+    CG_ERR_INDEX,   /* IndexError */
+    CG_ERR_VALUE,   /* ValueError: bad argument value */
+    CG_ERR_RUNTIME, /* RuntimeError: misuse, e.g. backward through a freed graph */
+} cg_status;
+
+/* Op codes. Elementwise ops come from the X-macro file; the rest are structural. */
+typedef enum {
+#define CG_UNARY(NAME, name, fwd, deriv) CG_OP_##NAME,
+#define CG_BINARY(NAME, name, fwd, da, db) CG_OP_##NAME,
+#include "ops_elementwise.def"
+#undef CG_UNARY
+#undef CG_BINARY
+    CG_OP_WHERE,
+    CG_OP_SUM,
+    CG_OP_MEAN,
+    CG_OP_MAX,
+    CG_OP_MIN,
+    CG_OP_LOGSUMEXP,
+    CG_OP_SOFTMAX,
+    CG_OP_LOG_SOFTMAX,
+    CG_OP_MATMUL,
+    CG_OP_RESHAPE,
+    CG_OP_STRIDED, /* permute / transpose / basic slicing: out[i] = x[base + sum idx*stride] */
+    CG_OP_GATHER,  /* integer-array row indexing along axis 0 */
+    CG_OP_CONCAT,
+    CG_OP_COUNT
+} cg_op;
+
+typedef struct cg_storage cg_storage;
+typedef struct cg_node cg_node;
+
+typedef struct cg_tensor {
+    int64_t refcount;
+    cg_storage *storage;
+    void *data; /* == storage->data */
+    cg_dtype dtype;
+    int ndim;
+    int64_t shape[CG_MAX_DIMS];
+    int64_t numel;
+    struct cg_tensor *grad; /* accumulated gradient (leaves, or retain_grad) */
+    cg_node *node;          /* the op that made this tensor; NULL for a leaf */
+    uint8_t requires_grad;  /* set by the user on leaves; implied by node on non-leaves */
+    uint8_t retains_grad;
+} cg_tensor;
+
+/* ---- memory and errors ---- */
+const char *cg_last_error(void);
+int64_t cg_live_bytes(void);  /* bytes currently allocated by the core */
+int64_t cg_alloc_count(void); /* allocations made so far (for per-step accounting) */
+
+/* ---- tensors ---- */
+cg_status cg_tensor_empty(cg_dtype dtype, int ndim, const int64_t *shape, cg_tensor **out);
+cg_status cg_tensor_zeros(cg_dtype dtype, int ndim, const int64_t *shape, cg_tensor **out);
+/* Wrap memory the core does not own; release(ctx) is called when the last user lets go. */
+cg_status cg_tensor_external(cg_dtype dtype, int ndim, const int64_t *shape, void *data,
+                             void (*release)(void *), void *ctx, cg_tensor **out);
+void cg_tensor_retain(cg_tensor *t);
+void cg_tensor_release(cg_tensor *t); /* iterative: a 100,000-op graph frees without recursion */
+size_t cg_dtype_size(cg_dtype dtype);
+int cg_tensor_is_leaf(const cg_tensor *t);
+int cg_tensor_needs_grad(const cg_tensor *t);
+/* A new leaf with the same storage and no history (detach). */
+cg_status cg_tensor_detach(cg_tensor *t, cg_tensor **out);
+/* Copy values (same numel); in-place ops record nothing. */
+cg_status cg_tensor_copy_(cg_tensor *dst, const cg_tensor *src);
+cg_status cg_tensor_fill_(cg_tensor *t, double value);
+cg_status cg_tensor_axpy_(cg_tensor *y, double alpha, const cg_tensor *x); /* y += alpha x */
+cg_status cg_tensor_astype(cg_tensor *t, cg_dtype dtype, cg_tensor **out); /* copy, no graph */
+
+/* ---- grad mode (thread-local) ---- */
+int cg_grad_enabled(void);
+void cg_set_grad_enabled(int enabled);
+
+/* ---- ops (each records a tape node when grad mode is on and an input needs grad) ---- */
+const char *cg_op_name(int op);
+int cg_node_op_of(const cg_tensor *t); /* the op that made t, -1 for a leaf */
+cg_status cg_unary(int op, cg_tensor *x, double p0, double p1, cg_tensor **out);
+cg_status cg_binary(int op, cg_tensor *a, cg_tensor *b, cg_tensor **out);
+/* mask is a uint8 array of the broadcast output's shape; it is copied. */
+cg_status cg_where(const uint8_t *mask, int ndim, const int64_t *shape, cg_tensor *a, cg_tensor *b,
+                   cg_tensor **out);
+/* Reduce axes [axis0, axis1) of x. op: SUM, MEAN, MAX, MIN, LOGSUMEXP. */
+cg_status cg_reduce(int op, cg_tensor *x, int axis0, int axis1, int keepdims, cg_tensor **out);
+/* SOFTMAX or LOG_SOFTMAX along one axis. */
+cg_status cg_softmax(int op, cg_tensor *x, int axis, cg_tensor **out);
+cg_status cg_matmul(cg_tensor *a, cg_tensor *b, cg_tensor **out);
+cg_status cg_reshape(cg_tensor *x, int ndim, const int64_t *shape, cg_tensor **out);
+cg_status cg_permute(cg_tensor *x, const int *perm, cg_tensor **out);
+/* Basic slicing: per dim start, step (non-zero) and length of the result. */
+cg_status cg_slice(cg_tensor *x, const int64_t *start, const int64_t *step, const int64_t *len,
+                   cg_tensor **out);
+cg_status cg_gather(cg_tensor *x, const int64_t *index, int64_t n_index, cg_tensor **out);
+cg_status cg_concat(int n, cg_tensor **xs, int axis, cg_tensor **out);
+
+/* ---- backward ---- */
+/* Sort the graph behind root, seed d(root) with grad (NULL: ones, root must have one element),
+ * sweep in reverse accumulating into .grad of leaves that require grad. Without retain_graph
+ * the saved values are freed and a second backward through these nodes is an error. */
+cg_status cg_backward(cg_tensor *root, cg_tensor *grad, int retain_graph);
+
+/* ---- GEMM provider table ---- */
+typedef enum { CG_NO_TRANS = 0, CG_TRANS = 1 } cg_trans;
+/* Row-major C[M,N] = alpha * op(A)[M,K] op(B)[K,N] + beta * C */
+typedef void (*cg_sgemm_fn)(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, float alpha,
+                            const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                            float *C, int64_t ldc);
+typedef void (*cg_dgemm_fn)(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, double alpha,
+                            const double *A, int64_t lda, const double *B, int64_t ldb, double beta,
+                            double *C, int64_t ldc);
+typedef struct {
+    const char *name;
+    cg_sgemm_fn sgemm;
+    cg_dgemm_fn dgemm;
+    void (*set_num_threads)(int n);
+    const char *(*config)(void);
+} cg_blas_provider;
+
+int cg_blas_provider_count(void);
+const cg_blas_provider *cg_blas_provider_at(int i);
+const cg_blas_provider *cg_blas_current(void);
+cg_status cg_blas_select(const char *name);
+void cg_set_num_threads(int n);
+int cg_get_num_threads(void);
+
+#endif

@@ -1,0 +1,126 @@
+/* cg_internal.h: what the core's files share and the binding does not see:
+ * the counting allocator, error reporting, the tape node, the broadcast iterator.
+ */
+#ifndef CG_INTERNAL_H
+#define CG_INTERNAL_H
+
+#include "cg.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+/* ---- the one counting allocator (DESIGN.md section 5) ---- */
+void *cg_malloc(size_t nbytes); /* NULL on failure or on nbytes that overflow */
+void *cg_calloc(size_t nbytes);
+void cg_free(void *p);
+
+/* ---- errors: set the thread-local message, return the status ---- */
+cg_status cg_error(cg_status status, const char *fmt, ...);
+/* "(2, 3)" into buf */
+const char *cg_shape_str(int ndim, const int64_t *shape, char *buf, size_t n);
+#define CG_SHAPE_BUF 96
+
+/* ---- storage: refcounted buffer; the tape keeps outputs alive through it ---- */
+struct cg_storage {
+    int64_t refcount;
+    size_t nbytes;
+    void *data;
+    void (*release)(void *); /* external memory: called with ctx when freed */
+    void *ctx;
+};
+void cg_storage_release(cg_storage *s);
+
+/* ---- the tape node ----
+ * Note [Tape lifetime]: an output tensor owns (a reference to) the node that made it; the
+ * node owns references to its input tensors (the graph's edges and the values backward
+ * reads) and to its output's *storage* (for rules written in terms of y), never to the
+ * output tensor itself, so the graph has no reference cycles and is freed when the last
+ * tensor that can reach it goes. node->out is a weak back-pointer, cleared when the output
+ * tensor dies; it only serves retain_grad. */
+struct cg_node {
+    int64_t refcount;
+    int op;
+    int n_inputs;
+    uint8_t freed;        /* saved values released by a backward without retain_graph */
+    uint64_t mark;        /* topological-sort epoch */
+    cg_storage *saved_out; /* output values */
+    cg_tensor *out;       /* weak, see Note [Tape lifetime] */
+    cg_tensor *grad;      /* d(loss)/d(out), alive only during a backward sweep */
+    cg_dtype dtype;
+    int ndim;
+    int64_t shape[CG_MAX_DIMS];
+    int64_t numel;
+    double p[2];                /* scalar parameters of unary ops */
+    int64_t ip[3 * CG_MAX_DIMS + 2]; /* integer parameters: axes, strides, base offset, ... */
+    void *extra;                /* owned op data (index array, mask), freed with the node */
+    cg_tensor *inputs[];        /* n_inputs references */
+};
+
+/* Make out's node if grad mode is on and an input needs grad; *node is NULL otherwise. */
+cg_status cg_record(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *out, cg_node **node);
+
+/* Backward rule: accumulate into dins[i] (NULL where input i needs no gradient). */
+typedef void (*cg_bwd_fn)(cg_node *node, const cg_tensor *g, cg_tensor **dins);
+extern const cg_bwd_fn cg_bwd_table[CG_OP_COUNT];
+
+/* The per-family backward rules the table points at. */
+void cg_unary_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins);
+void cg_binary_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins);
+void cg_where_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins);
+void cg_reduce_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins);
+void cg_softmax_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins);
+void cg_matmul_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins);
+void cg_reshape_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins);
+void cg_strided_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins);
+void cg_gather_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins);
+void cg_concat_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins);
+
+/* ---- broadcasting ----
+ * Two operands are aligned to the output's rank, dims of size 1 dropped, and adjacent dims
+ * merged where both operands are contiguous across them. What is left is walked row by row:
+ * the last dim is the inner loop with strides sa, sb (each 0 or 1). Broadcasting is undone
+ * in the backward loops themselves: da[oa + j*sa] += ..., so a broadcast input's gradient is
+ * summed over the broadcast dims with no temporary (DESIGN.md section 2). */
+typedef struct {
+    int nd;
+    int64_t shape[CG_MAX_DIMS];
+    int64_t sa[CG_MAX_DIMS], sb[CG_MAX_DIMS];
+} cg_bcast;
+
+/* Output shape of broadcasting a with b; CG_ERR_SHAPE naming op if incompatible. */
+cg_status cg_broadcast_shape(const char *op, int na, const int64_t *sa, int nb, const int64_t *sb,
+                             int *nout, int64_t *out);
+void cg_bcast_init(cg_bcast *bc, int nout, const int64_t *out, int na, const int64_t *sa, int nb,
+                   const int64_t *sb);
+
+/* Walk the rows of bc: the body (variadic, so it may hold commas) sees oa, ob (operand offsets), oy (output offset), n, sa, sb. */
+#define CG_BCAST_FOR(bc, ...)                                                                   \
+    do {                                                                                        \
+        const cg_bcast *bc_ = (bc);                                                             \
+        int last_ = bc_->nd - 1;                                                                \
+        int64_t n = bc_->nd ? bc_->shape[last_] : 1;                                            \
+        int64_t sa = bc_->nd ? bc_->sa[last_] : 0, sb = bc_->nd ? bc_->sb[last_] : 0;           \
+        int64_t rows_ = 1, idx_[CG_MAX_DIMS] = {0}, oa = 0, ob = 0;                             \
+        for (int d_ = 0; d_ < last_; d_++) rows_ *= bc_->shape[d_];                             \
+        if (n == 0) rows_ = 0;                                                                  \
+        for (int64_t row_ = 0; row_ < rows_; row_++) {                                          \
+            int64_t oy = row_ * n;                                                              \
+            __VA_ARGS__;                                                                        \
+            for (int d_ = last_ - 1; d_ >= 0; d_--) {                                           \
+                oa += bc_->sa[d_];                                                              \
+                ob += bc_->sb[d_];                                                              \
+                if (++idx_[d_] < bc_->shape[d_]) break;                                         \
+                oa -= bc_->sa[d_] * bc_->shape[d_];                                             \
+                ob -= bc_->sb[d_] * bc_->shape[d_];                                             \
+                idx_[d_] = 0;                                                                   \
+            }                                                                                   \
+        }                                                                                       \
+    } while (0)
+
+/* ---- small helpers ---- */
+int64_t cg_numel(int ndim, const int64_t *shape); /* -1 on a negative dim, INT64_MAX on overflow */
+void cg_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides);
+/* A fresh zeroed gradient buffer shaped like t (same dtype). NULL on failure. */
+cg_tensor *cg_grad_like(int ndim, const int64_t *shape, cg_dtype dtype);
+
+#endif

@@ -1,0 +1,289 @@
+/* elementwise.c: unary, binary (broadcasting) and where ops, forward and backward.
+ * The loops themselves come from ops_elementwise.def through elementwise_impl.h. */
+#include "cg_internal.h"
+
+#include <math.h>
+
+static inline float sigmoid_f32(float x) {
+    if (x >= 0) return 1.0f / (1.0f + expf(-x));
+    float e = expf(x); /* stable for large negative x: no exp overflow */
+    return e / (1.0f + e);
+}
+static inline double sigmoid_f64(double x) {
+    if (x >= 0) return 1.0 / (1.0 + exp(-x));
+    double e = exp(x);
+    return e / (1.0 + e);
+}
+
+#define T float
+#define SFX _f32
+#define EXP expf
+#define LOG logf
+#define SQRT sqrtf
+#define FABS fabsf
+#define TANH tanhf
+#define POW powf
+#define SIGMOID sigmoid_f32
+#include "elementwise_impl.h"
+#undef T
+#undef SFX
+#undef EXP
+#undef LOG
+#undef SQRT
+#undef FABS
+#undef TANH
+#undef POW
+#undef SIGMOID
+
+#define T double
+#define SFX _f64
+#define EXP exp
+#define LOG log
+#define SQRT sqrt
+#define FABS fabs
+#define TANH tanh
+#define POW pow
+#define SIGMOID sigmoid_f64
+#include "elementwise_impl.h"
+#undef T
+#undef SFX
+
+/* ---- dispatch tables, indexed by op code ---- */
+typedef void (*unary_fwd_f32)(int64_t, const float *, float *, double, double);
+typedef void (*unary_fwd_f64)(int64_t, const double *, double *, double, double);
+typedef void (*unary_bwd_f32)(int64_t, const float *, const float *, const float *, float *, double, double);
+typedef void (*unary_bwd_f64)(int64_t, const double *, const double *, const double *, double *, double, double);
+typedef void (*binary_fwd_f32)(const cg_bcast *, const float *, const float *, float *);
+typedef void (*binary_fwd_f64)(const cg_bcast *, const double *, const double *, double *);
+typedef void (*binary_bwd_f32)(const cg_bcast *, const float *, const float *, const float *, const float *, float *, float *);
+typedef void (*binary_bwd_f64)(const cg_bcast *, const double *, const double *, const double *, const double *, double *, double *);
+
+#define CG_BINARY(NAME, name, fwd, da, db)
+#define CG_UNARY(NAME, name, fwd, deriv) [CG_OP_##NAME] = name##_fwd__f32,
+static const unary_fwd_f32 unary_fwd32[CG_OP_COUNT] = {
+#include "ops_elementwise.def"
+};
+#undef CG_UNARY
+#define CG_UNARY(NAME, name, fwd, deriv) [CG_OP_##NAME] = name##_fwd__f64,
+static const unary_fwd_f64 unary_fwd64[CG_OP_COUNT] = {
+#include "ops_elementwise.def"
+};
+#undef CG_UNARY
+#define CG_UNARY(NAME, name, fwd, deriv) [CG_OP_##NAME] = name##_bwd__f32,
+static const unary_bwd_f32 unary_bwd32[CG_OP_COUNT] = {
+#include "ops_elementwise.def"
+};
+#undef CG_UNARY
+#define CG_UNARY(NAME, name, fwd, deriv) [CG_OP_##NAME] = name##_bwd__f64,
+static const unary_bwd_f64 unary_bwd64[CG_OP_COUNT] = {
+#include "ops_elementwise.def"
+};
+#undef CG_UNARY
+#undef CG_BINARY
+
+#define CG_UNARY(NAME, name, fwd, deriv)
+#define CG_BINARY(NAME, name, fwd, da, db) [CG_OP_##NAME] = name##_fwd__f32,
+static const binary_fwd_f32 binary_fwd32[CG_OP_COUNT] = {
+#include "ops_elementwise.def"
+};
+#undef CG_BINARY
+#define CG_BINARY(NAME, name, fwd, da, db) [CG_OP_##NAME] = name##_fwd__f64,
+static const binary_fwd_f64 binary_fwd64[CG_OP_COUNT] = {
+#include "ops_elementwise.def"
+};
+#undef CG_BINARY
+#define CG_BINARY(NAME, name, fwd, da, db) [CG_OP_##NAME] = name##_bwd__f32,
+static const binary_bwd_f32 binary_bwd32[CG_OP_COUNT] = {
+#include "ops_elementwise.def"
+};
+#undef CG_BINARY
+#define CG_BINARY(NAME, name, fwd, da, db) [CG_OP_##NAME] = name##_bwd__f64,
+static const binary_bwd_f64 binary_bwd64[CG_OP_COUNT] = {
+#include "ops_elementwise.def"
+};
+#undef CG_BINARY
+#undef CG_UNARY
+
+/* ---- unary ---- */
+cg_status cg_unary(int op, cg_tensor *x, double p0, double p1, cg_tensor **out) {
+    if (op < 0 || op >= CG_OP_COUNT || !unary_fwd32[op])
+        return cg_error(CG_ERR_VALUE, "unary: op %d (%s) is not an elementwise unary op", op,
+                        cg_op_name(op));
+    cg_tensor *y;
+    cg_status st = cg_tensor_empty(x->dtype, x->ndim, x->shape, &y);
+    if (st) return st;
+    if (x->dtype == CG_F32) unary_fwd32[op](x->numel, x->data, y->data, p0, p1);
+    else unary_fwd64[op](x->numel, x->data, y->data, p0, p1);
+    cg_node *node;
+    if ((st = cg_record(op, 1, &x, y, &node))) {
+        cg_tensor_release(y);
+        return st;
+    }
+    if (node) {
+        node->p[0] = p0;
+        node->p[1] = p1;
+    }
+    *out = y;
+    return CG_OK;
+}
+
+void cg_unary_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins) {
+    const cg_tensor *x = node->inputs[0];
+    if (!dins[0]) return;
+    if (x->dtype == CG_F32)
+        unary_bwd32[node->op](x->numel, x->data, node->saved_out->data, g->data, dins[0]->data,
+                              node->p[0], node->p[1]);
+    else
+        unary_bwd64[node->op](x->numel, x->data, node->saved_out->data, g->data, dins[0]->data,
+                              node->p[0], node->p[1]);
+}
+
+/* ---- broadcasting ---- */
+cg_status cg_broadcast_shape(const char *op, int na, const int64_t *sa, int nb, const int64_t *sb,
+                             int *nout, int64_t *out) {
+    int n = na > nb ? na : nb;
+    for (int i = 0; i < n; i++) {
+        int64_t da = i < n - na ? 1 : sa[i - (n - na)];
+        int64_t db = i < n - nb ? 1 : sb[i - (n - nb)];
+        if (da != db && da != 1 && db != 1) {
+            char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
+            return cg_error(CG_ERR_SHAPE, "%s: shapes %s and %s cannot be broadcast together",
+                            op, cg_shape_str(na, sa, b1, sizeof b1), cg_shape_str(nb, sb, b2, sizeof b2));
+        }
+        out[i] = da == 1 ? db : da;
+    }
+    *nout = n;
+    return CG_OK;
+}
+
+void cg_bcast_init(cg_bcast *bc, int nout, const int64_t *out, int na, const int64_t *sha, int nb,
+                   const int64_t *shb) {
+    int64_t ca[CG_MAX_DIMS], cb[CG_MAX_DIMS];
+    int64_t acc_a = 1, acc_b = 1;
+    /* aligned strides, 0 along broadcast dims */
+    for (int i = nout - 1; i >= 0; i--) {
+        int ia = i - (nout - na), ib = i - (nout - nb);
+        int64_t da = ia >= 0 ? sha[ia] : 1, db = ib >= 0 ? shb[ib] : 1;
+        ca[i] = da == 1 ? 0 : acc_a;
+        cb[i] = db == 1 ? 0 : acc_b;
+        acc_a *= da;
+        acc_b *= db;
+    }
+    bc->nd = 0;
+    for (int i = 0; i < nout; i++) {
+        if (out[i] == 1) continue;
+        int k = bc->nd;
+        if (k > 0 && bc->sa[k - 1] == ca[i] * out[i] && bc->sb[k - 1] == cb[i] * out[i]) {
+            bc->shape[k - 1] *= out[i]; /* contiguous across both: merge */
+            bc->sa[k - 1] = ca[i];
+            bc->sb[k - 1] = cb[i];
+            continue;
+        }
+        bc->shape[k] = out[i];
+        bc->sa[k] = ca[i];
+        bc->sb[k] = cb[i];
+        bc->nd++;
+    }
+    /* a zero-size dim anywhere: make the walk empty */
+    for (int i = 0; i < nout; i++)
+        if (out[i] == 0) {
+            bc->nd = 1;
+            bc->shape[0] = 0;
+            bc->sa[0] = bc->sb[0] = 0;
+        }
+}
+
+static cg_status same_dtype(const char *op, const cg_tensor *a, const cg_tensor *b) {
+    if (a->dtype == b->dtype) return CG_OK;
+    return cg_error(CG_ERR_DTYPE,
+                    "%s: dtypes float32 and float64 differ; convert one of them with .float() or "
+                    ".double() first",
+                    op);
+}
+
+cg_status cg_binary(int op, cg_tensor *a, cg_tensor *b, cg_tensor **out) {
+    if (op < 0 || op >= CG_OP_COUNT || !binary_fwd32[op])
+        return cg_error(CG_ERR_VALUE, "binary: op %d (%s) is not an elementwise binary op", op,
+                        cg_op_name(op));
+    const char *name = cg_op_name(op);
+    cg_status st = same_dtype(name, a, b);
+    if (st) return st;
+    int nout;
+    int64_t shape[CG_MAX_DIMS];
+    if ((st = cg_broadcast_shape(name, a->ndim, a->shape, b->ndim, b->shape, &nout, shape))) return st;
+    cg_tensor *y;
+    if ((st = cg_tensor_empty(a->dtype, nout, shape, &y))) return st;
+    cg_bcast bc;
+    cg_bcast_init(&bc, nout, shape, a->ndim, a->shape, b->ndim, b->shape);
+    if (a->dtype == CG_F32) binary_fwd32[op](&bc, a->data, b->data, y->data);
+    else binary_fwd64[op](&bc, a->data, b->data, y->data);
+    cg_tensor *ins[2] = {a, b};
+    cg_node *node;
+    if ((st = cg_record(op, 2, ins, y, &node))) {
+        cg_tensor_release(y);
+        return st;
+    }
+    *out = y;
+    return CG_OK;
+}
+
+void cg_binary_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins) {
+    const cg_tensor *a = node->inputs[0], *b = node->inputs[1];
+    cg_bcast bc;
+    cg_bcast_init(&bc, node->ndim, node->shape, a->ndim, a->shape, b->ndim, b->shape);
+    void *da = dins[0] ? dins[0]->data : NULL, *db = dins[1] ? dins[1]->data : NULL;
+    if (a->dtype == CG_F32)
+        binary_bwd32[node->op](&bc, a->data, b->data, node->saved_out->data, g->data, da, db);
+    else
+        binary_bwd64[node->op](&bc, a->data, b->data, node->saved_out->data, g->data, da, db);
+}
+
+/* ---- where ---- */
+static cg_status check_broadcasts_to(const cg_tensor *t, int n, const int64_t *shape) {
+    int ok = t->ndim <= n;
+    for (int i = 0; ok && i < t->ndim; i++) {
+        int64_t d = t->shape[i], o = shape[i + n - t->ndim];
+        ok = d == 1 || d == o;
+    }
+    if (ok) return CG_OK;
+    char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
+    return cg_error(CG_ERR_SHAPE, "where: shape %s cannot be broadcast to the condition's shape %s",
+                    cg_shape_str(t->ndim, t->shape, b1, sizeof b1), cg_shape_str(n, shape, b2, sizeof b2));
+}
+
+cg_status cg_where(const uint8_t *mask, int ndim, const int64_t *shape, cg_tensor *a, cg_tensor *b,
+                   cg_tensor **out) {
+    cg_status st = same_dtype("where", a, b);
+    if (st || (st = check_broadcasts_to(a, ndim, shape)) || (st = check_broadcasts_to(b, ndim, shape)))
+        return st;
+    cg_tensor *y;
+    if ((st = cg_tensor_empty(a->dtype, ndim, shape, &y))) return st;
+    cg_bcast bc;
+    cg_bcast_init(&bc, ndim, shape, a->ndim, a->shape, b->ndim, b->shape);
+    if (a->dtype == CG_F32) where_fwd__f32(&bc, mask, a->data, b->data, y->data);
+    else where_fwd__f64(&bc, mask, a->data, b->data, y->data);
+    cg_tensor *ins[2] = {a, b};
+    cg_node *node;
+    if ((st = cg_record(CG_OP_WHERE, 2, ins, y, &node))) goto fail;
+    if (node) {
+        if (!(node->extra = cg_malloc((size_t)y->numel))) {
+            st = cg_error(CG_ERR_NOMEM, "where: out of memory");
+            goto fail;
+        }
+        memcpy(node->extra, mask, (size_t)y->numel);
+    }
+    *out = y;
+    return CG_OK;
+fail:
+    cg_tensor_release(y);
+    return st;
+}
+
+void cg_where_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins) {
+    const cg_tensor *a = node->inputs[0], *b = node->inputs[1];
+    cg_bcast bc;
+    cg_bcast_init(&bc, node->ndim, node->shape, a->ndim, a->shape, b->ndim, b->shape);
+    void *da = dins[0] ? dins[0]->data : NULL, *db = dins[1] ? dins[1]->data : NULL;
+    if (a->dtype == CG_F32) where_bwd__f32(&bc, node->extra, g->data, da, db);
+    else where_bwd__f64(&bc, node->extra, g->data, da, db);
+}

@@ -1,0 +1,109 @@
+/* elementwise_impl.h: the elementwise loops for one element type, included by
+ * elementwise.c once per dtype with T, SFX and the math macros defined. Each line of
+ * ops_elementwise.def becomes a forward loop and an accumulating backward loop. */
+
+#define CG_CAT_(a, b) a##b
+#define CG_CAT(a, b) CG_CAT_(a, b)
+#define FN(name) CG_CAT(name, SFX)
+
+/* ---- unary: y[i] = f(x[i]);  dx[i] += g[i] * f'(x[i], y[i]) ---- */
+#define CG_UNARY(NAME, name, fwd, deriv)                                                        \
+    static void FN(name##_fwd_)(int64_t n, const T *restrict xs, T *restrict ys, double p0,    \
+                                double p1) {                                                   \
+        (void)p0; (void)p1;                                                                    \
+        for (int64_t i = 0; i < n; i++) {                                                      \
+            T x = xs[i];                                                                       \
+            ys[i] = (fwd);                                                                     \
+        }                                                                                      \
+    }                                                                                          \
+    static void FN(name##_bwd_)(int64_t n, const T *restrict xs, const T *restrict ys,         \
+                                const T *restrict g, T *restrict dx, double p0, double p1) {   \
+        (void)p0; (void)p1; (void)xs; (void)ys;                                                \
+        for (int64_t i = 0; i < n; i++) {                                                      \
+            T x = xs[i], y = ys[i];                                                            \
+            (void)x; (void)y;                                                                  \
+            dx[i] += g[i] * (deriv);                                                           \
+        }                                                                                      \
+    }
+#define CG_BINARY(NAME, name, fwd, da, db)
+#include "ops_elementwise.def"
+#undef CG_UNARY
+#undef CG_BINARY
+
+/* ---- binary with broadcasting (see cg_bcast in cg_internal.h) ----
+ * The inner loop is specialised on whether each operand advances (stride 1) or is
+ * broadcast along it (stride 0), so the common cases vectorise. */
+#define CG_INNER4(sa, sb, ...)                                                                  \
+    if (sa && sb) { for (int64_t j = 0; j < n; j++) { const int64_t ja = j, jb = j; __VA_ARGS__; } }  \
+    else if (sa)  { for (int64_t j = 0; j < n; j++) { const int64_t ja = j, jb = 0; __VA_ARGS__; } }  \
+    else if (sb)  { for (int64_t j = 0; j < n; j++) { const int64_t ja = 0, jb = j; __VA_ARGS__; } }  \
+    else          { for (int64_t j = 0; j < n; j++) { const int64_t ja = 0, jb = 0; __VA_ARGS__; } }
+
+#define CG_UNARY(NAME, name, fwd, deriv)
+#define CG_BINARY(NAME, name, fwd, da_expr, db_expr)                                            \
+    static void FN(name##_fwd_)(const cg_bcast *bc, const T *restrict A, const T *restrict B,  \
+                                T *restrict Y) {                                               \
+        CG_BCAST_FOR(bc, {                                                                     \
+            const T *pa = A + oa, *pb = B + ob;                                                \
+            T *py = Y + oy;                                                                    \
+            CG_INNER4(sa, sb, {                                                                \
+                T a = pa[ja], b = pb[jb];                                                      \
+                py[j] = (fwd);                                                                 \
+            })                                                                                 \
+        });                                                                                    \
+    }                                                                                          \
+    static void FN(name##_bwd_)(const cg_bcast *bc, const T *A, const T *B, const T *Y,        \
+                                const T *G, T *dA, T *dB) {                                    \
+        CG_BCAST_FOR(bc, {                                                                     \
+            const T *pa = A + oa, *pb = B + ob, *py = Y + oy, *pg = G + oy;                    \
+            if (dA) {                                                                          \
+                T *pda = dA + oa;                                                              \
+                CG_INNER4(sa, sb, {                                                            \
+                    T a = pa[ja], b = pb[jb], y = py[j];                                       \
+                    (void)a; (void)b; (void)y;                                                 \
+                    pda[ja] += pg[j] * (da_expr);                                              \
+                })                                                                             \
+            }                                                                                  \
+            if (dB) {                                                                          \
+                T *pdb = dB + ob;                                                              \
+                CG_INNER4(sa, sb, {                                                            \
+                    T a = pa[ja], b = pb[jb], y = py[j];                                       \
+                    (void)a; (void)b; (void)y;                                                 \
+                    pdb[jb] += pg[j] * (db_expr);                                              \
+                })                                                                             \
+            }                                                                                  \
+        });                                                                                    \
+    }
+#include "ops_elementwise.def"
+#undef CG_UNARY
+#undef CG_BINARY
+
+/* ---- where(mask, a, b): mask is laid out like the output ---- */
+static void FN(where_fwd_)(const cg_bcast *bc, const uint8_t *M, const T *A, const T *B, T *Y) {
+    CG_BCAST_FOR(bc, {
+        const T *pa = A + oa, *pb = B + ob;
+        const uint8_t *pm = M + oy;
+        T *py = Y + oy;
+        CG_INNER4(sa, sb, { py[j] = pm[j] ? pa[ja] : pb[jb]; })
+    });
+}
+
+static void FN(where_bwd_)(const cg_bcast *bc, const uint8_t *M, const T *G, T *dA, T *dB) {
+    CG_BCAST_FOR(bc, {
+        const uint8_t *pm = M + oy;
+        const T *pg = G + oy;
+        if (dA) {
+            T *pda = dA + oa;
+            CG_INNER4(sa, sb, { (void)jb; if (pm[j]) pda[ja] += pg[j]; })
+        }
+        if (dB) {
+            T *pdb = dB + ob;
+            CG_INNER4(sa, sb, { (void)ja; if (!pm[j]) pdb[jb] += pg[j]; })
+        }
+    });
+}
+
+#undef CG_INNER4
+#undef FN
+#undef CG_CAT
+#undef CG_CAT_

@@ -1,0 +1,116 @@
+/* matmul.c: Z = X W for 2-D and batched operands (leading dims broadcast), through the
+ * current GEMM provider.
+ *
+ * Backward is two GEMMs with transpose flags and beta = 1 (accumulate, Note [Gradient
+ * accumulation]), no transposed copies:  dX += dZ W^T,  dW += X^T dZ.
+ * Accumulating also undoes batch broadcasting: every batch that read one slice of W adds
+ * its product into the same slice of dW. */
+#include "cg_internal.h"
+
+#include <limits.h>
+
+/* X [.., n, k] @ W [.., k, m] -> Z [.., n, m] */
+typedef struct {
+    int64_t n, k, m;
+    int fold; /* W has no batch: X's batches fold into the rows of one GEMM */
+    int64_t rows; /* GEMM rows when folded */
+    cg_bcast batch;
+} mm_plan;
+
+static void plan(const cg_tensor *a, const cg_tensor *b, int nb, const int64_t *batch, mm_plan *p) {
+    p->n = a->shape[a->ndim - 2];
+    p->k = a->shape[a->ndim - 1];
+    p->m = b->shape[b->ndim - 1];
+    int64_t bb = cg_numel(b->ndim - 2, b->shape);
+    p->fold = bb == 1;
+    p->rows = cg_numel(a->ndim - 2, a->shape) * p->n;
+    cg_bcast_init(&p->batch, nb, batch, a->ndim - 2, a->shape, b->ndim - 2, b->shape);
+}
+
+#define MM_FWD(T, GEMM)                                                                        \
+    do {                                                                                       \
+        const T *A = a->data, *B = b->data;                                                    \
+        T *Z = z->data;                                                                        \
+        if (p.fold) {                                                                          \
+            GEMM(CG_NO_TRANS, CG_NO_TRANS, p.rows, p.m, p.k, 1, A, p.k, B, p.m, 0, Z, p.m);   \
+        } else {                                                                               \
+            CG_BCAST_FOR(&p.batch, {                                                           \
+                for (int64_t j = 0; j < n; j++)                                                \
+                    GEMM(CG_NO_TRANS, CG_NO_TRANS, p.n, p.m, p.k, 1,                           \
+                         A + (oa + j * sa) * p.n * p.k, p.k, B + (ob + j * sb) * p.k * p.m, p.m, \
+                         0, Z + (oy + j) * p.n * p.m, p.m);                                    \
+            });                                                                                \
+        }                                                                                      \
+    } while (0)
+
+#define MM_BWD(T, GEMM)                                                                        \
+    do {                                                                                       \
+        const T *A = a->data, *B = b->data, *G = g->data;                                      \
+        T *dA = dins[0] ? dins[0]->data : NULL, *dB = dins[1] ? dins[1]->data : NULL;          \
+        if (p.fold) {                                                                          \
+            if (dA) GEMM(CG_NO_TRANS, CG_TRANS, p.rows, p.k, p.m, 1, G, p.m, B, p.m, 1, dA, p.k); \
+            if (dB) GEMM(CG_TRANS, CG_NO_TRANS, p.k, p.m, p.rows, 1, A, p.k, G, p.m, 1, dB, p.m); \
+        } else {                                                                               \
+            CG_BCAST_FOR(&p.batch, {                                                           \
+                for (int64_t j = 0; j < n; j++) {                                              \
+                    int64_t ia = (oa + j * sa) * p.n * p.k, ib = (ob + j * sb) * p.k * p.m;    \
+                    const T *g_ = G + (oy + j) * p.n * p.m;                                    \
+                    if (dA) GEMM(CG_NO_TRANS, CG_TRANS, p.n, p.k, p.m, 1, g_, p.m, B + ib, p.m, 1, \
+                                 dA + ia, p.k);                                                \
+                    if (dB) GEMM(CG_TRANS, CG_NO_TRANS, p.k, p.m, p.n, 1, A + ia, p.k, g_, p.m, 1, \
+                                 dB + ib, p.m);                                                \
+                }                                                                              \
+            });                                                                                \
+        }                                                                                      \
+    } while (0)
+
+cg_status cg_matmul(cg_tensor *a, cg_tensor *b, cg_tensor **out) {
+    char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
+    if (a->dtype != b->dtype)
+        return cg_error(CG_ERR_DTYPE, "matmul: dtypes float32 and float64 differ; convert one of "
+                                      "them with .float() or .double() first");
+    if (a->ndim < 2 || b->ndim < 2)
+        return cg_error(CG_ERR_SHAPE, "matmul: the core needs operands of at least 2 dims, got %s and %s",
+                        cg_shape_str(a->ndim, a->shape, b1, sizeof b1),
+                        cg_shape_str(b->ndim, b->shape, b2, sizeof b2));
+    if (a->shape[a->ndim - 1] != b->shape[b->ndim - 2])
+        return cg_error(CG_ERR_SHAPE,
+                        "matmul: shapes %s and %s are not aligned (%lld columns vs %lld rows)",
+                        cg_shape_str(a->ndim, a->shape, b1, sizeof b1),
+                        cg_shape_str(b->ndim, b->shape, b2, sizeof b2),
+                        (long long)a->shape[a->ndim - 1], (long long)b->shape[b->ndim - 2]);
+    int nb;
+    int64_t shape[CG_MAX_DIMS];
+    cg_status st = cg_broadcast_shape("matmul", a->ndim - 2, a->shape, b->ndim - 2, b->shape, &nb, shape);
+    if (st) return st;
+    if (nb + 2 > CG_MAX_DIMS) return cg_error(CG_ERR_SHAPE, "matmul: result has too many dims");
+    for (int i = 0; i < 2; i++)
+        if (a->shape[a->ndim - 2 + i] > INT_MAX || b->shape[b->ndim - 2 + i] > INT_MAX)
+            return cg_error(CG_ERR_SHAPE, "matmul: a matrix dimension exceeds 2^31 - 1");
+    shape[nb] = a->shape[a->ndim - 2];
+    shape[nb + 1] = b->shape[b->ndim - 1];
+    cg_tensor *z;
+    if ((st = cg_tensor_empty(a->dtype, nb + 2, shape, &z))) return st;
+    mm_plan p;
+    plan(a, b, nb, shape, &p);
+    const cg_blas_provider *blas = cg_blas_current();
+    if (a->dtype == CG_F32) MM_FWD(float, blas->sgemm);
+    else MM_FWD(double, blas->dgemm);
+    cg_tensor *ins[2] = {a, b};
+    cg_node *node;
+    if ((st = cg_record(CG_OP_MATMUL, 2, ins, z, &node))) {
+        cg_tensor_release(z);
+        return st;
+    }
+    *out = z;
+    return CG_OK;
+}
+
+void cg_matmul_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins) {
+    const cg_tensor *a = node->inputs[0], *b = node->inputs[1];
+    mm_plan p;
+    plan(a, b, node->ndim - 2, node->shape, &p);
+    const cg_blas_provider *blas = cg_blas_current();
+    if (a->dtype == CG_F32) MM_BWD(float, blas->sgemm);
+    else MM_BWD(double, blas->dgemm);
+}

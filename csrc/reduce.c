@@ -1,0 +1,147 @@
+/* reduce.c: sum, mean, max, min, logsumexp over a run of adjacent axes, and softmax /
+ * log_softmax along one axis. The facade reduces non-adjacent axis sets one run at a time. */
+#include "cg_internal.h"
+
+#include <math.h>
+
+#define T float
+#define SFX _f32
+#define EXP expf
+#define LOG logf
+#include "reduce_impl.h"
+#undef T
+#undef SFX
+#undef EXP
+#undef LOG
+
+#define T double
+#define SFX _f64
+#define EXP exp
+#define LOG log
+#include "reduce_impl.h"
+#undef T
+#undef SFX
+#undef EXP
+#undef LOG
+
+/* ip[0..2] = O, R, I */
+static void split_dims(const cg_tensor *x, int a0, int a1, int64_t *O, int64_t *R, int64_t *I) {
+    *O = cg_numel(a0, x->shape);
+    *R = cg_numel(a1 - a0, x->shape + a0);
+    *I = cg_numel(x->ndim - a1, x->shape + a1);
+}
+
+cg_status cg_reduce(int op, cg_tensor *x, int axis0, int axis1, int keepdims, cg_tensor **out) {
+    const char *name = cg_op_name(op);
+    char b1[CG_SHAPE_BUF];
+    if (op != CG_OP_SUM && op != CG_OP_MEAN && op != CG_OP_MAX && op != CG_OP_MIN &&
+        op != CG_OP_LOGSUMEXP)
+        return cg_error(CG_ERR_VALUE, "reduce: op '%s' is not a reduction", name);
+    if (axis0 < 0 || axis1 < axis0 || axis1 > x->ndim)
+        return cg_error(CG_ERR_INDEX, "%s: axes [%d, %d) out of range for shape %s", name, axis0,
+                        axis1, cg_shape_str(x->ndim, x->shape, b1, sizeof b1));
+    int64_t O, R, I;
+    split_dims(x, axis0, axis1, &O, &R, &I);
+    if (R == 0 && O * I > 0 && (op == CG_OP_MAX || op == CG_OP_MIN))
+        return cg_error(CG_ERR_VALUE, "%s: cannot reduce over a zero-size dimension of shape %s",
+                        name, cg_shape_str(x->ndim, x->shape, b1, sizeof b1));
+    int64_t shape[CG_MAX_DIMS];
+    int nd = 0;
+    for (int d = 0; d < x->ndim; d++) {
+        if (d < axis0 || d >= axis1) shape[nd++] = x->shape[d];
+        else if (keepdims) shape[nd++] = 1;
+    }
+    cg_tensor *y;
+    cg_status st = cg_tensor_empty(x->dtype, nd, shape, &y);
+    if (st) return st;
+    int f32 = x->dtype == CG_F32;
+    switch (op) {
+    case CG_OP_SUM:
+    case CG_OP_MEAN:
+        if (f32) sum_fwd__f32(O, R, I, x->data, y->data, op == CG_OP_MEAN);
+        else sum_fwd__f64(O, R, I, x->data, y->data, op == CG_OP_MEAN);
+        break;
+    case CG_OP_MAX:
+    case CG_OP_MIN:
+        if (f32) max_fwd__f32(O, R, I, x->data, y->data, op == CG_OP_MAX ? 1 : -1);
+        else max_fwd__f64(O, R, I, x->data, y->data, op == CG_OP_MAX ? 1 : -1);
+        break;
+    default:
+        if (f32) logsumexp_fwd__f32(O, R, I, x->data, y->data);
+        else logsumexp_fwd__f64(O, R, I, x->data, y->data);
+    }
+    cg_node *node;
+    if ((st = cg_record(op, 1, &x, y, &node))) {
+        cg_tensor_release(y);
+        return st;
+    }
+    if (node) {
+        node->ip[0] = O;
+        node->ip[1] = R;
+        node->ip[2] = I;
+    }
+    *out = y;
+    return CG_OK;
+}
+
+void cg_reduce_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins) {
+    const cg_tensor *x = node->inputs[0];
+    if (!dins[0]) return;
+    int64_t O = node->ip[0], R = node->ip[1], I = node->ip[2];
+    int f32 = x->dtype == CG_F32;
+    void *dx = dins[0]->data, *y = node->saved_out->data;
+    switch (node->op) {
+    case CG_OP_SUM:
+    case CG_OP_MEAN:
+        if (f32) sum_bwd__f32(O, R, I, g->data, dx, node->op == CG_OP_MEAN);
+        else sum_bwd__f64(O, R, I, g->data, dx, node->op == CG_OP_MEAN);
+        break;
+    case CG_OP_MAX:
+    case CG_OP_MIN:
+        if (f32) max_bwd__f32(O, R, I, x->data, y, g->data, dx);
+        else max_bwd__f64(O, R, I, x->data, y, g->data, dx);
+        break;
+    default:
+        if (f32) logsumexp_bwd__f32(O, R, I, x->data, y, g->data, dx);
+        else logsumexp_bwd__f64(O, R, I, x->data, y, g->data, dx);
+    }
+}
+
+cg_status cg_softmax(int op, cg_tensor *x, int axis, cg_tensor **out) {
+    char b1[CG_SHAPE_BUF];
+    if (op != CG_OP_SOFTMAX && op != CG_OP_LOG_SOFTMAX)
+        return cg_error(CG_ERR_VALUE, "softmax: op '%s' is not softmax or log_softmax", cg_op_name(op));
+    if (axis < 0 || axis >= (x->ndim ? x->ndim : 1))
+        return cg_error(CG_ERR_INDEX, "%s: axis %d out of range for shape %s", cg_op_name(op), axis,
+                        cg_shape_str(x->ndim, x->shape, b1, sizeof b1));
+    int64_t O, R, I;
+    if (x->ndim == 0) O = R = I = 1;
+    else split_dims(x, axis, axis + 1, &O, &R, &I);
+    cg_tensor *y;
+    cg_status st = cg_tensor_empty(x->dtype, x->ndim, x->shape, &y);
+    if (st) return st;
+    if (x->dtype == CG_F32) softmax_fwd__f32(O, R, I, x->data, y->data, op == CG_OP_LOG_SOFTMAX);
+    else softmax_fwd__f64(O, R, I, x->data, y->data, op == CG_OP_LOG_SOFTMAX);
+    cg_node *node;
+    if ((st = cg_record(op, 1, &x, y, &node))) {
+        cg_tensor_release(y);
+        return st;
+    }
+    if (node) {
+        node->ip[0] = O;
+        node->ip[1] = R;
+        node->ip[2] = I;
+    }
+    *out = y;
+    return CG_OK;
+}
+
+void cg_softmax_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins) {
+    if (!dins[0]) return;
+    int64_t O = node->ip[0], R = node->ip[1], I = node->ip[2];
+    int log_out = node->op == CG_OP_LOG_SOFTMAX;
+    if (node->dtype == CG_F32)
+        softmax_bwd__f32(O, R, I, node->saved_out->data, g->data, dins[0]->data, log_out);
+    else
+        softmax_bwd__f64(O, R, I, node->saved_out->data, g->data, dins[0]->data, log_out);
+}

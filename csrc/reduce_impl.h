@@ -1,0 +1,149 @@
+/* reduce_impl.h: reduction and softmax loops for one element type (T, SFX, EXP, LOG),
+ * included by reduce.c once per dtype.
+ *
+ * Layout: x is viewed as [O, R, I] (R = the reduced axes, merged), y as [O, I]
+ * (softmax: y is [O, R, I] like x). Element (o, r, i) of x is x[(o*R + r)*I + i]. */
+
+#define CG_CAT_(a, b) a##b
+#define CG_CAT(a, b) CG_CAT_(a, b)
+#define FN(name) CG_CAT(name, SFX)
+
+/* y[o,i] = sum_r x[o,r,i] (MEAN: / R) */
+static void FN(sum_fwd_)(int64_t O, int64_t R, int64_t I, const T *x, T *y, int mean) {
+    for (int64_t o = 0; o < O; o++) {
+        T *yr = y + o * I;
+        if (I == 1) {
+            T acc = 0;
+            const T *xr = x + o * R;
+            for (int64_t r = 0; r < R; r++) acc += xr[r];
+            yr[0] = acc;
+        } else {
+            for (int64_t i = 0; i < I; i++) yr[i] = 0;
+            for (int64_t r = 0; r < R; r++) {
+                const T *xr = x + (o * R + r) * I;
+                for (int64_t i = 0; i < I; i++) yr[i] += xr[i];
+            }
+        }
+        if (mean)
+            for (int64_t i = 0; i < I; i++) yr[i] /= (T)R;
+    }
+}
+
+/* dx[o,r,i] += g[o,i] (MEAN: / R) */
+static void FN(sum_bwd_)(int64_t O, int64_t R, int64_t I, const T *g, T *dx, int mean) {
+    T scale = mean ? (T)1 / (T)R : (T)1;
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t r = 0; r < R; r++) {
+            T *d = dx + (o * R + r) * I;
+            const T *gr = g + o * I;
+            for (int64_t i = 0; i < I; i++) d[i] += gr[i] * scale;
+        }
+}
+
+/* max (sign = 1) or min (sign = -1); NaN wins. R > 0. */
+static void FN(max_fwd_)(int64_t O, int64_t R, int64_t I, const T *x, T *y, int sign) {
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t i = 0; i < I; i++) {
+            const T *p = x + o * R * I + i;
+            T m = p[0];
+            for (int64_t r = 1; r < R; r++) {
+                T v = p[r * I];
+                if ((sign > 0 ? v > m : v < m) || v != v) m = v;
+            }
+            y[o * I + i] = m;
+        }
+}
+
+/* The gradient is shared equally among the elements equal to the extreme (ties). */
+static void FN(max_bwd_)(int64_t O, int64_t R, int64_t I, const T *x, const T *y, const T *g, T *dx) {
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t i = 0; i < I; i++) {
+            const T *p = x + o * R * I + i;
+            T m = y[o * I + i];
+            int64_t count = 0;
+            for (int64_t r = 0; r < R; r++) count += p[r * I] == m;
+            if (!count) continue; /* NaN extreme: no element equals it */
+            T share = g[o * I + i] / (T)count;
+            for (int64_t r = 0; r < R; r++)
+                if (p[r * I] == m) dx[o * R * I + r * I + i] += share;
+        }
+}
+
+/* y = m + log(sum exp(x - m)), m the max: no overflow for large x */
+static void FN(logsumexp_fwd_)(int64_t O, int64_t R, int64_t I, const T *x, T *y) {
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t i = 0; i < I; i++) {
+            const T *p = x + o * R * I + i;
+            T m = -INFINITY;
+            for (int64_t r = 0; r < R; r++) {
+                T v = p[r * I];
+                if (v > m || v != v) m = v;
+            }
+            if (m != m || m == INFINITY || m == -INFINITY) {
+                y[o * I + i] = m;
+                continue;
+            }
+            T s = 0;
+            for (int64_t r = 0; r < R; r++) s += EXP(p[r * I] - m);
+            y[o * I + i] = m + LOG(s);
+        }
+}
+
+static void FN(logsumexp_bwd_)(int64_t O, int64_t R, int64_t I, const T *x, const T *y, const T *g,
+                               T *dx) {
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t i = 0; i < I; i++) {
+            T yv = y[o * I + i], gv = g[o * I + i];
+            for (int64_t r = 0; r < R; r++) {
+                int64_t k = (o * R + r) * I + i;
+                dx[k] += gv * EXP(x[k] - yv);
+            }
+        }
+}
+
+/* softmax / log_softmax along R, shifted by the max so that exp never overflows */
+static void FN(softmax_fwd_)(int64_t O, int64_t R, int64_t I, const T *x, T *y, int log_out) {
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t i = 0; i < I; i++) {
+            int64_t base = o * R * I + i;
+            T m = -INFINITY;
+            for (int64_t r = 0; r < R; r++) {
+                T v = x[base + r * I];
+                if (v > m || v != v) m = v;
+            }
+            if (m == -INFINITY) m = 0; /* all -inf: keep exp(x - m) defined */
+            T s = 0;
+            for (int64_t r = 0; r < R; r++) {
+                T e = EXP(x[base + r * I] - m);
+                if (!log_out) y[base + r * I] = e;
+                s += e;
+            }
+            if (log_out) {
+                T ls = m + LOG(s);
+                for (int64_t r = 0; r < R; r++) y[base + r * I] = x[base + r * I] - ls;
+            } else {
+                T inv = 1 / s;
+                for (int64_t r = 0; r < R; r++) y[base + r * I] *= inv;
+            }
+        }
+}
+
+/* softmax: dx += y * (g - sum(g*y));  log_softmax: dx += g - exp(y) * sum(g) */
+static void FN(softmax_bwd_)(int64_t O, int64_t R, int64_t I, const T *y, const T *g, T *dx,
+                             int log_out) {
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t i = 0; i < I; i++) {
+            int64_t base = o * R * I + i;
+            T s = 0;
+            for (int64_t r = 0; r < R; r++)
+                s += log_out ? g[base + r * I] : g[base + r * I] * y[base + r * I];
+            for (int64_t r = 0; r < R; r++) {
+                int64_t k = base + r * I;
+                dx[k] += log_out ? g[k] - EXP(y[k]) * s : y[k] * (g[k] - s);
+            }
+        }
+}
+
+#undef FN
+#undef CG_CAT
+#undef CG_CAT_

@@ -1,0 +1,270 @@
+/* shape.c: reshape (shares storage), strided copies (permute, transpose, basic slicing),
+ * row gather by an integer array, and concatenation. Each backward routes the upstream
+ * gradient back to where the values came from and adds it there (scatter-add). */
+#include "cg_internal.h"
+
+/* ---- reshape: a new header over the same storage ---- */
+cg_status cg_reshape(cg_tensor *x, int ndim, const int64_t *shape, cg_tensor **out) {
+    char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
+    if (ndim < 0 || ndim > CG_MAX_DIMS || cg_numel(ndim, shape) != x->numel)
+        return cg_error(CG_ERR_SHAPE, "reshape: cannot reshape a tensor of shape %s into shape %s",
+                        cg_shape_str(x->ndim, x->shape, b1, sizeof b1),
+                        cg_shape_str(ndim < 0 ? 0 : ndim > CG_MAX_DIMS ? CG_MAX_DIMS : ndim, shape, b2, sizeof b2));
+    cg_tensor *y;
+    cg_status st = cg_tensor_detach(x, &y);
+    if (st) return st;
+    y->ndim = ndim;
+    memcpy(y->shape, shape, sizeof(int64_t) * (size_t)ndim);
+    cg_node *node;
+    if ((st = cg_record(CG_OP_RESHAPE, 1, &x, y, &node))) {
+        cg_tensor_release(y);
+        return st;
+    }
+    *out = y;
+    return CG_OK;
+}
+
+void cg_reshape_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins) {
+    if (!dins[0]) return;
+    if (g->dtype == CG_F32) {
+        float *d = dins[0]->data;
+        const float *s = g->data;
+        for (int64_t i = 0; i < g->numel; i++) d[i] += s[i];
+    } else {
+        double *d = dins[0]->data;
+        const double *s = g->data;
+        for (int64_t i = 0; i < g->numel; i++) d[i] += s[i];
+    }
+    (void)node;
+}
+
+/* ---- strided: y[idx] = x[base + sum_d idx_d * stride_d], y contiguous ----
+ * ip[0..nd) = strides into x, ip[CG_MAX_DIMS] = base. Permutations and basic slices never
+ * read an element of x twice, so the backward scatter-add has no conflicts. */
+#define STRIDED_WALK(nd, shape, strides, base, ...)                                            \
+    do {                                                                                        \
+        int64_t idx_[CG_MAX_DIMS] = {0}, off = (base), total_ = cg_numel(nd, shape);            \
+        int last_ = (nd) - 1;                                                                   \
+        int64_t n_ = (nd) ? (shape)[last_] : 1, s_ = (nd) ? (strides)[last_] : 0;               \
+        for (int64_t row_ = 0; n_ > 0 && row_ < total_ / n_; row_++) {                          \
+            int64_t oy = row_ * n_;                                                             \
+            for (int64_t j = 0; j < n_; j++) {                                                  \
+                int64_t ox = off + j * s_;                                                      \
+                __VA_ARGS__;                                                                    \
+            }                                                                                   \
+            for (int d_ = last_ - 1; d_ >= 0; d_--) {                                           \
+                off += (strides)[d_];                                                           \
+                if (++idx_[d_] < (shape)[d_]) break;                                            \
+                off -= (strides)[d_] * (shape)[d_];                                             \
+                idx_[d_] = 0;                                                                   \
+            }                                                                                   \
+        }                                                                                       \
+    } while (0)
+
+static cg_status strided(cg_tensor *x, int nd, const int64_t *shape, const int64_t *strides,
+                         int64_t base, cg_tensor **out) {
+    cg_tensor *y;
+    cg_status st = cg_tensor_empty(x->dtype, nd, shape, &y);
+    if (st) return st;
+    if (x->dtype == CG_F32) {
+        const float *X = x->data;
+        float *Y = y->data;
+        STRIDED_WALK(nd, shape, strides, base, Y[oy + j] = X[ox]);
+    } else {
+        const double *X = x->data;
+        double *Y = y->data;
+        STRIDED_WALK(nd, shape, strides, base, Y[oy + j] = X[ox]);
+    }
+    cg_node *node;
+    if ((st = cg_record(CG_OP_STRIDED, 1, &x, y, &node))) {
+        cg_tensor_release(y);
+        return st;
+    }
+    if (node) {
+        memcpy(node->ip, strides, sizeof(int64_t) * (size_t)nd);
+        node->ip[CG_MAX_DIMS] = base;
+    }
+    *out = y;
+    return CG_OK;
+}
+
+void cg_strided_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins) {
+    if (!dins[0]) return;
+    const int64_t *strides = node->ip;
+    int64_t base = node->ip[CG_MAX_DIMS];
+    if (g->dtype == CG_F32) {
+        const float *G = g->data;
+        float *D = dins[0]->data;
+        STRIDED_WALK(node->ndim, node->shape, strides, base, D[ox] += G[oy + j]);
+    } else {
+        const double *G = g->data;
+        double *D = dins[0]->data;
+        STRIDED_WALK(node->ndim, node->shape, strides, base, D[ox] += G[oy + j]);
+    }
+}
+
+cg_status cg_permute(cg_tensor *x, const int *perm, cg_tensor **out) {
+    int64_t xs[CG_MAX_DIMS], shape[CG_MAX_DIMS], strides[CG_MAX_DIMS];
+    int seen[CG_MAX_DIMS] = {0};
+    char b1[CG_SHAPE_BUF];
+    for (int i = 0; i < x->ndim; i++) {
+        if (perm[i] < 0 || perm[i] >= x->ndim || seen[perm[i]]++)
+            return cg_error(CG_ERR_VALUE, "permute: the axes are not a permutation of 0..%d for shape %s",
+                            x->ndim - 1, cg_shape_str(x->ndim, x->shape, b1, sizeof b1));
+    }
+    cg_contiguous_strides(x->ndim, x->shape, xs);
+    for (int i = 0; i < x->ndim; i++) {
+        shape[i] = x->shape[perm[i]];
+        strides[i] = xs[perm[i]];
+    }
+    return strided(x, x->ndim, shape, strides, 0, out);
+}
+
+cg_status cg_slice(cg_tensor *x, const int64_t *start, const int64_t *step, const int64_t *len,
+                   cg_tensor **out) {
+    int64_t xs[CG_MAX_DIMS], strides[CG_MAX_DIMS], base = 0;
+    char b1[CG_SHAPE_BUF];
+    cg_contiguous_strides(x->ndim, x->shape, xs);
+    for (int d = 0; d < x->ndim; d++) {
+        int64_t last = start[d] + (len[d] - 1) * step[d];
+        if (step[d] == 0 || len[d] < 0 ||
+            (len[d] > 0 && (start[d] < 0 || start[d] >= x->shape[d] || last < 0 || last >= x->shape[d])))
+            return cg_error(CG_ERR_INDEX, "slice: start %lld, step %lld, length %lld out of range for axis %d of shape %s",
+                            (long long)start[d], (long long)step[d], (long long)len[d], d,
+                            cg_shape_str(x->ndim, x->shape, b1, sizeof b1));
+        strides[d] = xs[d] * step[d];
+        if (len[d] > 0) base += start[d] * xs[d];
+    }
+    return strided(x, x->ndim, len, strides, base, out);
+}
+
+/* ---- gather: y[l, ...] = x[index[l], ...]; backward dx[index[l], ...] += g[l, ...] ---- */
+cg_status cg_gather(cg_tensor *x, const int64_t *index, int64_t n_index, cg_tensor **out) {
+    char b1[CG_SHAPE_BUF];
+    if (x->ndim < 1) return cg_error(CG_ERR_INDEX, "gather: cannot index a 0-dim tensor with an array");
+    int64_t rows = x->shape[0], inner = rows ? x->numel / rows : 0;
+    int64_t *idx = cg_malloc((size_t)(n_index ? n_index : 1) * sizeof *idx);
+    if (!idx) return cg_error(CG_ERR_NOMEM, "gather: out of memory");
+    for (int64_t l = 0; l < n_index; l++) {
+        int64_t i = index[l] < 0 ? index[l] + rows : index[l];
+        if (i < 0 || i >= rows) {
+            cg_free(idx);
+            return cg_error(CG_ERR_INDEX, "gather: index %lld is out of bounds for axis 0 of shape %s",
+                            (long long)index[l], cg_shape_str(x->ndim, x->shape, b1, sizeof b1));
+        }
+        idx[l] = i;
+    }
+    int64_t shape[CG_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[0] = n_index;
+    cg_tensor *y;
+    cg_status st = cg_tensor_empty(x->dtype, x->ndim, shape, &y);
+    if (st) {
+        cg_free(idx);
+        return st;
+    }
+    size_t es = cg_dtype_size(x->dtype);
+    for (int64_t l = 0; l < n_index; l++)
+        memcpy((char *)y->data + (size_t)(l * inner) * es, (char *)x->data + (size_t)(idx[l] * inner) * es,
+               (size_t)inner * es);
+    cg_node *node;
+    if ((st = cg_record(CG_OP_GATHER, 1, &x, y, &node))) {
+        cg_free(idx);
+        cg_tensor_release(y);
+        return st;
+    }
+    if (node) {
+        node->extra = idx;
+        node->ip[0] = n_index;
+        node->ip[1] = inner;
+    } else {
+        cg_free(idx);
+    }
+    *out = y;
+    return CG_OK;
+}
+
+void cg_gather_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins) {
+    if (!dins[0]) return;
+    const int64_t *idx = node->extra;
+    int64_t n = node->ip[0], inner = node->ip[1];
+    for (int64_t l = 0; l < n; l++) {
+        if (g->dtype == CG_F32) {
+            float *d = (float *)dins[0]->data + idx[l] * inner;
+            const float *s = (const float *)g->data + l * inner;
+            for (int64_t i = 0; i < inner; i++) d[i] += s[i];
+        } else {
+            double *d = (double *)dins[0]->data + idx[l] * inner;
+            const double *s = (const double *)g->data + l * inner;
+            for (int64_t i = 0; i < inner; i++) d[i] += s[i];
+        }
+    }
+}
+
+/* ---- concat along axis: each input contributes a chunk of shape[axis] * inner per outer ---- */
+cg_status cg_concat(int n, cg_tensor **xs, int axis, cg_tensor **out) {
+    char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
+    if (n < 1) return cg_error(CG_ERR_VALUE, "concatenate: needs at least one tensor");
+    cg_tensor *x0 = xs[0];
+    if (axis < 0 || axis >= x0->ndim)
+        return cg_error(CG_ERR_INDEX, "concatenate: axis %d out of range for shape %s", axis,
+                        cg_shape_str(x0->ndim, x0->shape, b1, sizeof b1));
+    int64_t shape[CG_MAX_DIMS];
+    memcpy(shape, x0->shape, sizeof shape);
+    shape[axis] = 0;
+    for (int i = 0; i < n; i++) {
+        cg_tensor *x = xs[i];
+        int ok = x->ndim == x0->ndim;
+        for (int d = 0; ok && d < x0->ndim; d++) ok = d == axis || x->shape[d] == x0->shape[d];
+        if (!ok)
+            return cg_error(CG_ERR_SHAPE,
+                            "concatenate: tensor %d has shape %s, which does not match %s outside axis %d",
+                            i, cg_shape_str(x->ndim, x->shape, b1, sizeof b1),
+                            cg_shape_str(x0->ndim, x0->shape, b2, sizeof b2), axis);
+        if (x->dtype != x0->dtype)
+            return cg_error(CG_ERR_DTYPE, "concatenate: tensor %d has a different dtype from tensor 0", i);
+        shape[axis] += x->shape[axis];
+    }
+    cg_tensor *y;
+    cg_status st = cg_tensor_empty(x0->dtype, x0->ndim, shape, &y);
+    if (st) return st;
+    size_t es = cg_dtype_size(x0->dtype);
+    int64_t outer = cg_numel(axis, x0->shape), inner = cg_numel(x0->ndim - axis - 1, x0->shape + axis + 1);
+    char *dst = y->data;
+    for (int64_t o = 0; o < outer; o++)
+        for (int i = 0; i < n; i++) {
+            size_t chunk = (size_t)(xs[i]->shape[axis] * inner) * es;
+            memcpy(dst, (char *)xs[i]->data + (size_t)o * chunk, chunk);
+            dst += chunk;
+        }
+    cg_node *node;
+    if ((st = cg_record(CG_OP_CONCAT, n, xs, y, &node))) {
+        cg_tensor_release(y);
+        return st;
+    }
+    if (node) node->ip[0] = axis;
+    *out = y;
+    return CG_OK;
+}
+
+void cg_concat_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins) {
+    int axis = (int)node->ip[0];
+    int64_t outer = cg_numel(axis, node->shape), inner = cg_numel(node->ndim - axis - 1, node->shape + axis + 1);
+    int64_t pos = 0;
+    for (int64_t o = 0; o < outer; o++)
+        for (int i = 0; i < node->n_inputs; i++) {
+            int64_t chunk = node->inputs[i]->shape[axis] * inner;
+            if (dins[i]) {
+                if (g->dtype == CG_F32) {
+                    float *d = (float *)dins[i]->data + o * chunk;
+                    const float *s = (const float *)g->data + pos;
+                    for (int64_t k = 0; k < chunk; k++) d[k] += s[k];
+                } else {
+                    double *d = (double *)dins[i]->data + o * chunk;
+                    const double *s = (const double *)g->data + pos;
+                    for (int64_t k = 0; k < chunk; k++) d[k] += s[k];
+                }
+            }
+            pos += chunk;
+        }
+}

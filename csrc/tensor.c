@@ -1,0 +1,303 @@
+/* tensor.c: owns memory. The counting allocator, error messages, storages and tensors,
+ * their iterative release, and the in-place helpers that record nothing on the tape.
+ */
+#include "cg_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* ---- allocator: a 16-byte header keeps the size so frees can be counted ---- */
+#define CG_HDR 16
+static int64_t live_bytes;
+static int64_t alloc_count;
+
+void *cg_malloc(size_t nbytes) {
+    if (nbytes > ((size_t)1 << 60)) return NULL;
+    unsigned char *p = malloc(nbytes + CG_HDR);
+    if (!p) return NULL;
+    *(size_t *)p = nbytes;
+    __atomic_add_fetch(&live_bytes, (int64_t)nbytes, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&alloc_count, 1, __ATOMIC_RELAXED);
+    return p + CG_HDR;
+}
+
+void *cg_calloc(size_t nbytes) {
+    void *p = cg_malloc(nbytes);
+    if (p) memset(p, 0, nbytes);
+    return p;
+}
+
+void cg_free(void *p) {
+    if (!p) return;
+    unsigned char *base = (unsigned char *)p - CG_HDR;
+    __atomic_sub_fetch(&live_bytes, (int64_t)*(size_t *)base, __ATOMIC_RELAXED);
+    free(base);
+}
+
+int64_t cg_live_bytes(void) { return __atomic_load_n(&live_bytes, __ATOMIC_RELAXED); }
+int64_t cg_alloc_count(void) { return __atomic_load_n(&alloc_count, __ATOMIC_RELAXED); }
+
+/* ---- errors ---- */
+static _Thread_local char err_msg[512];
+
+const char *cg_last_error(void) { return err_msg; }
+
+cg_status cg_error(cg_status status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err_msg, sizeof err_msg, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+const char *cg_shape_str(int ndim, const int64_t *shape, char *buf, size_t n) {
+    size_t k = (size_t)snprintf(buf, n, "(");
+    for (int i = 0; i < ndim && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, i ? ", %lld" : "%lld", (long long)shape[i]);
+    if (k < n) snprintf(buf + k, n - k, ndim == 1 ? ",)" : ")");
+    return buf;
+}
+
+/* ---- grad mode ---- */
+static _Thread_local int grad_enabled = 1;
+int cg_grad_enabled(void) { return grad_enabled; }
+void cg_set_grad_enabled(int enabled) { grad_enabled = enabled != 0; }
+
+/* ---- helpers ---- */
+size_t cg_dtype_size(cg_dtype dtype) { return dtype == CG_F64 ? 8 : 4; }
+
+int64_t cg_numel(int ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0) return -1;
+        if (shape[i] && n > INT64_MAX / shape[i]) return INT64_MAX; /* too large to allocate */
+        n *= shape[i];
+    }
+    return n;
+}
+
+void cg_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides) {
+    int64_t s = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        strides[i] = s;
+        s *= shape[i];
+    }
+}
+
+int cg_tensor_is_leaf(const cg_tensor *t) { return t->node == NULL; }
+int cg_tensor_needs_grad(const cg_tensor *t) { return t->node != NULL || t->requires_grad; }
+
+/* ---- storages and tensors ---- */
+static cg_status tensor_header(cg_dtype dtype, int ndim, const int64_t *shape, cg_tensor **out) {
+    char buf[CG_SHAPE_BUF];
+    if (ndim < 0 || ndim > CG_MAX_DIMS)
+        return cg_error(CG_ERR_SHAPE, "tensor: rank %d is not supported (at most %d dims)", ndim,
+                        CG_MAX_DIMS);
+    if (dtype != CG_F32 && dtype != CG_F64) return cg_error(CG_ERR_DTYPE, "tensor: unknown dtype");
+    int64_t numel = cg_numel(ndim, shape);
+    if (numel < 0)
+        return cg_error(CG_ERR_SHAPE, "tensor: invalid shape %s",
+                        cg_shape_str(ndim, shape, buf, sizeof buf));
+    if ((uint64_t)numel > ((uint64_t)1 << 60) / cg_dtype_size(dtype))
+        return cg_error(CG_ERR_NOMEM, "tensor: shape %s is too large to allocate",
+                        cg_shape_str(ndim, shape, buf, sizeof buf));
+    cg_tensor *t = cg_malloc(sizeof *t);
+    if (!t) return cg_error(CG_ERR_NOMEM, "tensor: out of memory");
+    memset(t, 0, sizeof *t);
+    t->refcount = 1;
+    t->dtype = dtype;
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+    t->numel = numel;
+    *out = t;
+    return CG_OK;
+}
+
+cg_status cg_tensor_empty(cg_dtype dtype, int ndim, const int64_t *shape, cg_tensor **out) {
+    cg_tensor *t;
+    cg_status st = tensor_header(dtype, ndim, shape, &t);
+    if (st) return st;
+    size_t nbytes = (size_t)t->numel * cg_dtype_size(dtype);
+    /* the storage header and its data share one allocation */
+    cg_storage *s = cg_malloc(sizeof(cg_storage) + 32 + nbytes);
+    if (!s) {
+        char buf[CG_SHAPE_BUF];
+        cg_free(t);
+        return cg_error(CG_ERR_NOMEM, "tensor: out of memory allocating %zu bytes for shape %s",
+                        nbytes, cg_shape_str(ndim, shape, buf, sizeof buf));
+    }
+    s->refcount = 1;
+    s->nbytes = nbytes;
+    s->data = (void *)(((uintptr_t)(s + 1) + 31) & ~(uintptr_t)31);
+    s->release = NULL;
+    s->ctx = NULL;
+    t->storage = s;
+    t->data = s->data;
+    *out = t;
+    return CG_OK;
+}
+
+cg_status cg_tensor_zeros(cg_dtype dtype, int ndim, const int64_t *shape, cg_tensor **out) {
+    cg_status st = cg_tensor_empty(dtype, ndim, shape, out);
+    if (st == CG_OK) memset((*out)->data, 0, (*out)->storage->nbytes);
+    return st;
+}
+
+cg_status cg_tensor_external(cg_dtype dtype, int ndim, const int64_t *shape, void *data,
+                             void (*release)(void *), void *ctx, cg_tensor **out) {
+    cg_tensor *t;
+    cg_status st = tensor_header(dtype, ndim, shape, &t);
+    if (st) return st;
+    cg_storage *s = cg_malloc(sizeof *s);
+    if (!s) {
+        cg_free(t);
+        return cg_error(CG_ERR_NOMEM, "tensor: out of memory");
+    }
+    s->refcount = 1;
+    s->nbytes = (size_t)t->numel * cg_dtype_size(dtype);
+    s->data = data;
+    s->release = release;
+    s->ctx = ctx;
+    t->storage = s;
+    t->data = data;
+    *out = t;
+    return CG_OK;
+}
+
+cg_tensor *cg_grad_like(int ndim, const int64_t *shape, cg_dtype dtype) {
+    cg_tensor *t = NULL;
+    return cg_tensor_zeros(dtype, ndim, shape, &t) == CG_OK ? t : NULL;
+}
+
+void cg_tensor_retain(cg_tensor *t) { t->refcount++; }
+
+void cg_storage_release(cg_storage *s) {
+    if (!s || --s->refcount > 0) return;
+    if (s->release) s->release(s->ctx);
+    cg_free(s);
+}
+
+/* Freeing a tensor frees its node, which releases the node's inputs, whose nodes ...
+ * Done with an explicit work stack so a 100,000-op chain never recurses. */
+typedef struct {
+    void **items;
+    size_t n, cap;
+} release_stack;
+
+static void push(release_stack *st, void *p, void **local, size_t nlocal) {
+    if (st->n == st->cap) {
+        size_t cap = st->cap * 2;
+        void **items = malloc(cap * sizeof *items); /* plain malloc: not tensor memory */
+        if (!items) return;                          /* leak rather than crash */
+        memcpy(items, st->items, st->n * sizeof *items);
+        if (st->items != local) free(st->items);
+        (void)nlocal;
+        st->items = items;
+        st->cap = cap;
+    }
+    st->items[st->n++] = p;
+}
+
+/* Tagged pointers: low bit 1 marks a node. Both structs are at least 8-byte aligned. */
+void cg_tensor_release(cg_tensor *root) {
+    if (!root || --root->refcount > 0) return;
+    void *local[64];
+    release_stack st = {local, 0, 64};
+    push(&st, root, local, 64);
+    while (st.n) {
+        uintptr_t item = (uintptr_t)st.items[--st.n];
+        if (item & 1) {
+            cg_node *node = (cg_node *)(item & ~(uintptr_t)1);
+            for (int i = 0; i < node->n_inputs; i++) {
+                cg_tensor *in = node->inputs[i];
+                if (--in->refcount == 0) push(&st, in, local, 64);
+            }
+            cg_storage_release(node->saved_out);
+            if (node->grad && --node->grad->refcount == 0) push(&st, node->grad, local, 64);
+            cg_free(node->extra);
+            cg_free(node);
+        } else {
+            cg_tensor *t = (cg_tensor *)item;
+            cg_storage_release(t->storage);
+            if (t->grad && --t->grad->refcount == 0) push(&st, t->grad, local, 64);
+            if (t->node) {
+                if (t->node->out == t) t->node->out = NULL;
+                if (--t->node->refcount == 0) push(&st, (void *)((uintptr_t)t->node | 1), local, 64);
+            }
+            cg_free(t);
+        }
+    }
+    if (st.items != local) free(st.items);
+}
+
+/* ---- no-graph helpers ---- */
+cg_status cg_tensor_detach(cg_tensor *t, cg_tensor **out) {
+    cg_tensor *d;
+    cg_status st = tensor_header(t->dtype, t->ndim, t->shape, &d);
+    if (st) return st;
+    d->storage = t->storage;
+    d->storage->refcount++;
+    d->data = t->data;
+    *out = d;
+    return CG_OK;
+}
+
+static cg_status same_numel(const char *op, const cg_tensor *a, const cg_tensor *b) {
+    char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
+    if (a->numel != b->numel)
+        return cg_error(CG_ERR_SHAPE, "%s: shapes %s and %s differ", op,
+                        cg_shape_str(a->ndim, a->shape, b1, sizeof b1),
+                        cg_shape_str(b->ndim, b->shape, b2, sizeof b2));
+    return CG_OK;
+}
+
+cg_status cg_tensor_copy_(cg_tensor *dst, const cg_tensor *src) {
+    cg_status st = same_numel("copy_", dst, src);
+    if (st) return st;
+    if (dst->data == src->data) return CG_OK;
+    if (dst->dtype == src->dtype) {
+        memmove(dst->data, src->data, (size_t)dst->numel * cg_dtype_size(dst->dtype));
+    } else if (dst->dtype == CG_F32) {
+        float *d = dst->data;
+        const double *s = src->data;
+        for (int64_t i = 0; i < dst->numel; i++) d[i] = (float)s[i];
+    } else {
+        double *d = dst->data;
+        const float *s = src->data;
+        for (int64_t i = 0; i < dst->numel; i++) d[i] = s[i];
+    }
+    return CG_OK;
+}
+
+cg_status cg_tensor_astype(cg_tensor *t, cg_dtype dtype, cg_tensor **out) {
+    cg_status st = cg_tensor_empty(dtype, t->ndim, t->shape, out);
+    if (st) return st;
+    return cg_tensor_copy_(*out, t);
+}
+
+cg_status cg_tensor_fill_(cg_tensor *t, double value) {
+    if (t->dtype == CG_F32) {
+        float *d = t->data, v = (float)value;
+        for (int64_t i = 0; i < t->numel; i++) d[i] = v;
+    } else {
+        double *d = t->data;
+        for (int64_t i = 0; i < t->numel; i++) d[i] = value;
+    }
+    return CG_OK;
+}
+
+cg_status cg_tensor_axpy_(cg_tensor *y, double alpha, const cg_tensor *x) {
+    cg_status st = same_numel("axpy_", y, x);
+    if (st) return st;
+    if (y->dtype != x->dtype) return cg_error(CG_ERR_DTYPE, "axpy_: dtypes differ");
+    if (y->dtype == CG_F32) {
+        float *d = y->data, a = (float)alpha;
+        const float *s = x->data;
+        for (int64_t i = 0; i < y->numel; i++) d[i] += a * s[i];
+    } else {
+        double *d = y->data;
+        const double *s = x->data;
+        for (int64_t i = 0; i < y->numel; i++) d[i] += alpha * s[i];
+    }
+    return CG_OK;
+}

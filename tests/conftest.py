@@ -1,0 +1,21 @@
+import gc
+
+import numpy as np
+import pytest
+
+import cgrad
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_c_memory():
+    """Every test must give back all the C memory it took (DESIGN.md section 5)."""
+    gc.collect()
+    before = cgrad.live_bytes()
+    yield
+    gc.collect()
+    assert cgrad.live_bytes() == before, "the C core leaked memory in this test"
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)

@@ -1,0 +1,158 @@
+"""The op table (DESIGN.md section 3 and 7): one line per op, driving the generic tests.
+
+Each OpInfo names the C op it covers, a cgrad function, a numpy reference, the input
+shapes, and how to draw inputs (domain, and kinks to stay away from so that finite
+differences are meaningful). test_ops.py checks forward against numpy in both dtypes,
+gradients against finite differences in float64, float32 against float64, and that every
+op the C core registers has at least one line here.
+"""
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+import cgrad
+
+
+@dataclass
+class OpInfo:
+    name: str                      # test id
+    covers: str                    # the C op name (cgrad._C.op_names())
+    fn: Callable                   # cgrad tensors -> cgrad tensor
+    ref: Callable                  # numpy arrays -> numpy array
+    shapes: Sequence[tuple]        # one shape per input
+    low: float = -2.0
+    high: float = 2.0
+    kinks: Sequence[float] = ()    # input values to stay at least `gap` away from
+    gap: float = 1e-2
+    distinct: bool = False         # inputs must not tie with each other (max/min)
+    rtol32: float = 1e-5
+    extra: dict = field(default_factory=dict)
+
+    def inputs(self, rng, dtype=np.float64):
+        arrays = []
+        for shape in self.shapes:
+            a = rng.uniform(self.low, self.high, shape)
+            for k in self.kinks:
+                near = np.abs(a - k) < self.gap
+                a[near] = k + np.where(a[near] >= k, self.gap, -self.gap) * 2
+            arrays.append(a.astype(dtype))
+        if self.distinct:  # on separate grids: no ties between inputs, even broadcast
+            arrays = [(np.round(a * 10) / 10 + 0.03 * i).astype(dtype) for i, a in enumerate(arrays)]
+        return arrays
+
+
+def _np_logsumexp(x, axis=None, keepdims=False):
+    m = np.max(x, axis=axis, keepdims=True)
+    out = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def _np_softmax(x, axis=-1):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _np_log_softmax(x, axis=-1):
+    return x - _np_logsumexp(x, axis=axis, keepdims=True)
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+S = (3, 4)
+OPS = [
+    # ---- unary elementwise ----
+    OpInfo("neg", "neg", lambda x: -x, lambda x: -x, [S]),
+    OpInfo("exp", "exp", lambda x: x.exp(), np.exp, [S]),
+    OpInfo("log", "log", lambda x: x.log(), np.log, [S], low=0.2, high=3),
+    OpInfo("sqrt", "sqrt", lambda x: x.sqrt(), np.sqrt, [S], low=0.2, high=3),
+    OpInfo("abs", "abs", lambda x: x.abs(), np.abs, [S], kinks=[0]),
+    OpInfo("relu", "relu", lambda x: x.relu(), lambda x: np.maximum(x, 0), [S], kinks=[0]),
+    OpInfo("leaky_relu", "leaky_relu", lambda x: x.leaky_relu(0.1),
+           lambda x: np.where(x > 0, x, 0.1 * x), [S], kinks=[0]),
+    OpInfo("sigmoid", "sigmoid", lambda x: x.sigmoid(), _sigmoid, [S], low=-6, high=6),
+    OpInfo("tanh", "tanh", lambda x: x.tanh(), np.tanh, [S]),
+    OpInfo("pow_int", "pow", lambda x: x ** 3, lambda x: x ** 3, [S]),
+    OpInfo("pow_frac", "pow", lambda x: x ** 1.5, lambda x: x ** 1.5, [S], low=0.2, high=3),
+    OpInfo("pow_neg", "pow", lambda x: x ** -2, lambda x: x ** -2.0, [S], low=0.5, high=3),
+    OpInfo("clip", "clip", lambda x: x.clip(-0.5, 0.7), lambda x: np.clip(x, -0.5, 0.7), [S],
+           kinks=[-0.5, 0.7]),
+    OpInfo("add_scalar", "add_scalar", lambda x: x + 2.5, lambda x: x + 2.5, [S]),
+    OpInfo("radd_scalar", "add_scalar", lambda x: 2.5 + x, lambda x: 2.5 + x, [S]),
+    OpInfo("sub_scalar", "add_scalar", lambda x: x - 1.5, lambda x: x - 1.5, [S]),
+    OpInfo("mul_scalar", "mul_scalar", lambda x: x * -3.0, lambda x: x * -3.0, [S]),
+    OpInfo("rmul_scalar", "mul_scalar", lambda x: 0.5 * x, lambda x: 0.5 * x, [S]),
+    OpInfo("div_scalar", "div_scalar", lambda x: x / 3.0, lambda x: x / 3.0, [S]),
+    OpInfo("rsub_scalar", "rsub_scalar", lambda x: 1.0 - x, lambda x: 1.0 - x, [S]),
+    OpInfo("rdiv_scalar", "rdiv_scalar", lambda x: 2.0 / x, lambda x: 2.0 / x, [S],
+           low=0.3, high=3),
+    OpInfo("rpow_scalar", "mul_scalar", lambda x: 2.0 ** x, lambda x: 2.0 ** x, [S]),
+    # ---- binary, with broadcasting ----
+    OpInfo("add", "add", lambda a, b: a + b, np.add, [S, S]),
+    OpInfo("add_bcast_row", "add", lambda a, b: a + b, np.add, [(3, 4), (4,)]),
+    OpInfo("add_bcast_col", "add", lambda a, b: a + b, np.add, [(3, 1), (1, 4)]),
+    OpInfo("add_bcast_3d", "add", lambda a, b: a + b, np.add, [(2, 1, 4), (3, 1)]),
+    OpInfo("add_scalar_tensor", "add", lambda a, b: a + b, np.add, [(), (2, 3)]),
+    OpInfo("sub", "sub", lambda a, b: a - b, np.subtract, [(2, 3, 4), (3, 1)]),
+    OpInfo("mul", "mul", lambda a, b: a * b, np.multiply, [(4, 1, 3), (2, 3)]),
+    OpInfo("div", "div", lambda a, b: a / b, np.divide, [(2, 3), (3,)], low=0.5, high=2),
+    OpInfo("maximum", "maximum", cgrad.maximum, np.maximum, [(3, 4), (4,)], distinct=True),
+    OpInfo("minimum", "minimum", cgrad.minimum, np.minimum, [(3, 4), (3, 1)], distinct=True),
+    OpInfo("where", "where", lambda a, b: cgrad.where(np.array([True, False, True, False]), a, b),
+           lambda a, b: np.where(np.array([True, False, True, False]), a, b), [(3, 4), (3, 1)]),
+    # ---- reductions ----
+    OpInfo("sum_all", "sum", lambda x: x.sum(), np.sum, [(3, 4)]),
+    OpInfo("sum_axis", "sum", lambda x: x.sum(axis=1), lambda x: x.sum(axis=1), [(2, 3, 4)]),
+    OpInfo("sum_axes_keep", "sum", lambda x: x.sum(axis=(0, 2), keepdims=True),
+           lambda x: x.sum(axis=(0, 2), keepdims=True), [(2, 3, 4)]),
+    OpInfo("sum_dim", "sum", lambda x: x.sum(dim=-1, keepdim=True),
+           lambda x: x.sum(axis=-1, keepdims=True), [(2, 3, 4)]),
+    OpInfo("mean_all", "mean", lambda x: x.mean(), np.mean, [(3, 4)]),
+    OpInfo("mean_axis", "mean", lambda x: x.mean(axis=0), lambda x: x.mean(axis=0), [(3, 4, 2)]),
+    OpInfo("max_all", "max", lambda x: x.max(), np.max, [(3, 4)]),
+    OpInfo("max_axis", "max", lambda x: x.max(axis=1, keepdims=True),
+           lambda x: x.max(axis=1, keepdims=True), [(3, 4, 2)]),
+    OpInfo("min_axis", "min", lambda x: x.min(axis=-1), lambda x: x.min(axis=-1), [(3, 4)]),
+    OpInfo("logsumexp_all", "logsumexp", lambda x: x.logsumexp(), _np_logsumexp, [(3, 4)]),
+    OpInfo("logsumexp_axis", "logsumexp", lambda x: x.logsumexp(axis=1),
+           lambda x: _np_logsumexp(x, axis=1), [(3, 5, 2)]),
+    OpInfo("softmax", "softmax", lambda x: x.softmax(axis=-1), _np_softmax, [(3, 5)]),
+    OpInfo("softmax_axis0", "softmax", lambda x: x.softmax(dim=0),
+           lambda x: _np_softmax(x, axis=0), [(4, 3)]),
+    OpInfo("log_softmax", "log_softmax", lambda x: x.log_softmax(axis=1),
+           lambda x: _np_log_softmax(x, axis=1), [(3, 5)]),
+    OpInfo("log_softmax_mid", "log_softmax", lambda x: x.log_softmax(axis=1),
+           lambda x: _np_log_softmax(x, axis=1), [(2, 4, 3)]),
+    # ---- matmul ----
+    OpInfo("matmul", "matmul", lambda a, b: a @ b, np.matmul, [(3, 4), (4, 5)]),
+    OpInfo("matmul_batched", "matmul", lambda a, b: a @ b, np.matmul, [(2, 3, 4), (2, 4, 5)]),
+    OpInfo("matmul_bcast_w", "matmul", lambda a, b: a @ b, np.matmul, [(2, 3, 4), (4, 5)]),
+    OpInfo("matmul_bcast_x", "matmul", lambda a, b: a @ b, np.matmul, [(3, 4), (2, 4, 5)]),
+    OpInfo("matmul_bcast_both", "matmul", lambda a, b: a @ b, np.matmul,
+           [(2, 1, 3, 4), (1, 3, 4, 2)]),
+    OpInfo("matmul_vec", "matmul", lambda a, b: a @ b, np.matmul, [(4,), (4, 3)]),
+    OpInfo("matvec", "matmul", lambda a, b: a @ b, np.matmul, [(3, 4), (4,)]),
+    # ---- shape ----
+    OpInfo("reshape", "reshape", lambda x: x.reshape(4, -1), lambda x: x.reshape(4, -1), [(2, 3, 2)]),
+    OpInfo("transpose", "strided", lambda x: x.T, lambda x: x.T, [(3, 4)]),
+    OpInfo("transpose_pair", "strided", lambda x: x.transpose(0, 2),
+           lambda x: np.swapaxes(x, 0, 2), [(2, 3, 4)]),
+    OpInfo("permute", "strided", lambda x: x.permute(1, 2, 0), lambda x: x.transpose(1, 2, 0),
+           [(2, 3, 4)]),
+    OpInfo("slice", "strided", lambda x: x[1:3], lambda x: x[1:3], [(4, 3)]),
+    OpInfo("slice_step", "strided", lambda x: x[::-2, 1:], lambda x: x[::-2, 1:], [(5, 3)]),
+    OpInfo("index_int", "strided", lambda x: x[1], lambda x: x[1], [(3, 4)]),
+    OpInfo("index_mixed", "strided", lambda x: x[..., 2, None], lambda x: x[..., 2, None], [(2, 3, 4)]),
+    OpInfo("gather", "gather", lambda x: x[np.array([2, 0, 2, 1])],
+           lambda x: x[np.array([2, 0, 2, 1])], [(3, 4)]),
+    OpInfo("gather_pairs", "gather", lambda x: x[np.arange(3), np.array([1, 0, 3])],
+           lambda x: x[np.arange(3), np.array([1, 0, 3])], [(3, 4)]),
+    OpInfo("gather_mask", "gather", lambda x: x[np.array([True, False, True])],
+           lambda x: x[np.array([True, False, True])], [(3, 2)]),
+    OpInfo("concat", "concat", lambda a, b: cgrad.concatenate([a, b, a], axis=1),
+           lambda a, b: np.concatenate([a, b, a], axis=1), [(2, 3), (2, 1)]),
+    OpInfo("stack", "concat", lambda a, b: cgrad.stack([a, b], axis=1),
+           lambda a, b: np.stack([a, b], axis=1), [(2, 3), (2, 3)]),
+]

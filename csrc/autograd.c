@@ -74,24 +74,62 @@ cg_status cg_record(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *o
 /* ---- backward ---- */
 static uint64_t epoch;
 
-static void add_into(cg_tensor *dst, const cg_tensor *src) {
-    if (dst->dtype == CG_F32) {
-        float *d = dst->data;
-        const float *s = src->data;
-        for (int64_t i = 0; i < dst->numel; i++) d[i] += s[i];
+static void add_into(cg_dtype dtype, int64_t n, void *dst, const void *src) {
+    if (dtype == CG_F32) {
+        float *d = dst;
+        const float *s = src;
+        for (int64_t i = 0; i < n; i++) d[i] += s[i];
     } else {
-        double *d = dst->data;
-        const double *s = src->data;
-        for (int64_t i = 0; i < dst->numel; i++) d[i] += s[i];
+        double *d = dst;
+        const double *s = src;
+        for (int64_t i = 0; i < n; i++) d[i] += s[i];
     }
 }
 
-/* Accumulate src into *slot, allocating a zeroed buffer shaped like src on first use. */
-static cg_status accumulate(cg_tensor **slot, const cg_tensor *like, const cg_tensor *src) {
+/* Accumulate src into the tensor *slot, allocating a zeroed one shaped like `like`. */
+static cg_status accumulate(cg_tensor **slot, const cg_tensor *like, const void *src) {
     if (!*slot && !(*slot = cg_grad_like(like->ndim, like->shape, like->dtype)))
         return cg_error(CG_ERR_NOMEM, "backward: out of memory for a gradient");
-    add_into(*slot, src);
+    add_into(like->dtype, like->numel, (*slot)->data, src);
     return CG_OK;
+}
+
+/* Gradient buffers of intermediate nodes live only while the sweep passes them; a buffer
+ * freed by one node is usually the right size for the next, so keep a few for reuse. */
+#define POOL_SIZE 16
+typedef struct {
+    void *buf[POOL_SIZE];
+    size_t nbytes[POOL_SIZE];
+    int n;
+} grad_pool;
+
+static void *pool_zeroed(grad_pool *pool, size_t nbytes) {
+    void *p = NULL;
+    for (int i = pool->n - 1; i >= 0; i--)
+        if (pool->nbytes[i] == nbytes) {
+            p = pool->buf[i];
+            pool->buf[i] = pool->buf[--pool->n];
+            pool->nbytes[i] = pool->nbytes[pool->n];
+            break;
+        }
+    if (!p) p = cg_malloc(nbytes ? nbytes : 1);
+    if (p) memset(p, 0, nbytes);
+    return p;
+}
+
+static void pool_give(grad_pool *pool, void *p, size_t nbytes) {
+    if (!p) return;
+    if (pool->n == POOL_SIZE) {
+        cg_free(pool->buf[0]);
+        pool->buf[0] = pool->buf[--pool->n];
+        pool->nbytes[0] = pool->nbytes[pool->n];
+    }
+    pool->buf[pool->n] = p;
+    pool->nbytes[pool->n++] = nbytes;
+}
+
+static size_t node_grad_bytes(const cg_node *node) {
+    return (size_t)node->numel * cg_dtype_size(node->dtype);
 }
 
 typedef struct {
@@ -183,26 +221,21 @@ cg_status cg_backward(cg_tensor *root, cg_tensor *grad, int retain_graph) {
                         "the inputs with requires_grad=True, outside no_grad())");
     cg_status st = check_seed(root, grad);
     if (st) return st;
-    cg_tensor *ones = NULL;
-    if (!grad) {
-        if ((st = cg_tensor_empty(root->dtype, root->ndim, root->shape, &ones))) return st;
-        cg_tensor_fill_(ones, 1.0);
-        grad = ones;
-    }
-    if (!root->node) { /* a leaf: its gradient is the seed */
-        st = accumulate(&root->grad, root, grad);
-        cg_tensor_release(ones);
-        return st;
-    }
+    double one64 = 1.0;
+    float one32 = 1.0f;
+    const void *seed = grad ? grad->data : root->dtype == CG_F32 ? (void *)&one32 : (void *)&one64;
+    if (!root->node) /* a leaf: its gradient is the seed */
+        return accumulate(&root->grad, root, seed);
     cg_node **order;
     size_t n;
-    if ((st = topo_sort(root->node, &order, &n))) {
-        cg_tensor_release(ones);
-        return st;
-    }
-    st = accumulate(&root->node->grad, root, grad);
-    cg_tensor_release(ones);
-    cg_tensor *dins_local[8], **dins = dins_local;
+    if ((st = topo_sort(root->node, &order, &n))) return st;
+    grad_pool pool = {.n = 0};
+    cg_node *top = root->node;
+    if (!(top->grad = pool_zeroed(&pool, node_grad_bytes(top))))
+        st = cg_error(CG_ERR_NOMEM, "backward: out of memory for the seed gradient");
+    else
+        add_into(top->dtype, top->numel, top->grad, seed);
+    void *dins_local[8], **dins = dins_local;
     for (size_t k = n; k-- > 0 && st == CG_OK;) {
         cg_node *node = order[k];
         if (!node->grad) continue; /* no gradient reached it */
@@ -210,25 +243,32 @@ cg_status cg_backward(cg_tensor *root, cg_tensor *grad, int retain_graph) {
             size_t max_in = 0;
             for (size_t j = 0; j < n; j++)
                 if ((size_t)order[j]->n_inputs > max_in) max_in = (size_t)order[j]->n_inputs;
-            dins = malloc(max_in * sizeof *dins);
-            if (!dins) {
+            if (!(dins = malloc(max_in * sizeof *dins))) {
+                dins = dins_local;
                 st = cg_error(CG_ERR_NOMEM, "backward: out of memory");
                 break;
             }
         }
+        /* where each input's gradient goes: its node's buffer, or a leaf's .grad */
         for (int i = 0; i < node->n_inputs && st == CG_OK; i++) {
             cg_tensor *in = node->inputs[i];
-            cg_tensor **slot = in->node ? &in->node->grad : in->requires_grad ? &in->grad : NULL;
-            if (slot && !*slot && !(*slot = cg_grad_like(in->ndim, in->shape, in->dtype)))
-                st = cg_error(CG_ERR_NOMEM, "backward: out of memory for the gradient of '%s'",
-                              cg_op_name(node->op));
-            dins[i] = slot ? *slot : NULL;
+            dins[i] = NULL;
+            if (in->node) {
+                if (!in->node->grad && !(in->node->grad = pool_zeroed(&pool, node_grad_bytes(in->node))))
+                    st = cg_error(CG_ERR_NOMEM, "backward: out of memory for a gradient");
+                dins[i] = in->node->grad;
+            } else if (in->requires_grad) {
+                if (!in->grad && !(in->grad = cg_grad_like(in->ndim, in->shape, in->dtype)))
+                    st = cg_error(CG_ERR_NOMEM, "backward: out of memory for a leaf's gradient");
+                else
+                    dins[i] = in->grad->data;
+            }
         }
         if (st) break;
         cg_bwd_table[node->op](node, node->grad, dins);
         if (node->out && node->out->retains_grad)
             st = accumulate(&node->out->grad, node->out, node->grad);
-        cg_tensor_release(node->grad);
+        pool_give(&pool, node->grad, node_grad_bytes(node));
         node->grad = NULL;
         if (!retain_graph) {
             cg_storage_release(node->saved_out);
@@ -238,9 +278,10 @@ cg_status cg_backward(cg_tensor *root, cg_tensor *grad, int retain_graph) {
     }
     if (st) /* leave no half-swept buffers behind */
         for (size_t k = 0; k < n; k++) {
-            cg_tensor_release(order[k]->grad);
+            cg_free(order[k]->grad);
             order[k]->grad = NULL;
         }
+    for (int i = 0; i < pool.n; i++) cg_free(pool.buf[i]);
     if (dins != dins_local) free(dins);
     free(order);
     return st;

@@ -45,7 +45,7 @@ struct cg_node {
     uint64_t mark;        /* topological-sort epoch */
     cg_storage *saved_out; /* output values */
     cg_tensor *out;       /* weak, see Note [Tape lifetime] */
-    cg_tensor *grad;      /* d(loss)/d(out), alive only during a backward sweep */
+    void *grad;           /* d(loss)/d(out): a raw buffer, alive only during a backward sweep */
     cg_dtype dtype;
     int ndim;
     int64_t shape[CG_MAX_DIMS];
@@ -59,21 +59,23 @@ struct cg_node {
 /* Make out's node if grad mode is on and an input needs grad; *node is NULL otherwise. */
 cg_status cg_record(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *out, cg_node **node);
 
-/* Backward rule: accumulate into dins[i] (NULL where input i needs no gradient). */
-typedef void (*cg_bwd_fn)(cg_node *node, const cg_tensor *g, cg_tensor **dins);
+/* Backward rule. g: d(loss)/d(out), node->numel elements of node->dtype. dins[i]: the
+ * gradient buffer of input i (laid out like that input) to accumulate into, or NULL where
+ * input i needs no gradient. Rules cannot fail: everything they need was checked forward. */
+typedef void (*cg_bwd_fn)(cg_node *node, const void *g, void **dins);
 extern const cg_bwd_fn cg_bwd_table[CG_OP_COUNT];
 
 /* The per-family backward rules the table points at. */
-void cg_unary_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins);
-void cg_binary_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins);
-void cg_where_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins);
-void cg_reduce_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins);
-void cg_softmax_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins);
-void cg_matmul_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins);
-void cg_reshape_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins);
-void cg_strided_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins);
-void cg_gather_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins);
-void cg_concat_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins);
+void cg_unary_bwd(cg_node *node, const void *g, void **dins);
+void cg_binary_bwd(cg_node *node, const void *g, void **dins);
+void cg_where_bwd(cg_node *node, const void *g, void **dins);
+void cg_reduce_bwd(cg_node *node, const void *g, void **dins);
+void cg_softmax_bwd(cg_node *node, const void *g, void **dins);
+void cg_matmul_bwd(cg_node *node, const void *g, void **dins);
+void cg_reshape_bwd(cg_node *node, const void *g, void **dins);
+void cg_strided_bwd(cg_node *node, const void *g, void **dins);
+void cg_gather_bwd(cg_node *node, const void *g, void **dins);
+void cg_concat_bwd(cg_node *node, const void *g, void **dins);
 
 /* ---- broadcasting ----
  * Two operands are aligned to the output's rank, dims of size 1 dropped, and adjacent dims

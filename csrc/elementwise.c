@@ -127,14 +127,14 @@ cg_status cg_unary(int op, cg_tensor *x, double p0, double p1, cg_tensor **out) 
     return CG_OK;
 }
 
-void cg_unary_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins) {
+void cg_unary_bwd(cg_node *node, const void *g, void **dins) {
     const cg_tensor *x = node->inputs[0];
     if (!dins[0]) return;
     if (x->dtype == CG_F32)
-        unary_bwd32[node->op](x->numel, x->data, node->saved_out->data, g->data, dins[0]->data,
+        unary_bwd32[node->op](x->numel, x->data, node->saved_out->data, g, dins[0],
                               node->p[0], node->p[1]);
     else
-        unary_bwd64[node->op](x->numel, x->data, node->saved_out->data, g->data, dins[0]->data,
+        unary_bwd64[node->op](x->numel, x->data, node->saved_out->data, g, dins[0],
                               node->p[0], node->p[1]);
 }
 
@@ -227,15 +227,15 @@ cg_status cg_binary(int op, cg_tensor *a, cg_tensor *b, cg_tensor **out) {
     return CG_OK;
 }
 
-void cg_binary_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins) {
+void cg_binary_bwd(cg_node *node, const void *g, void **dins) {
     const cg_tensor *a = node->inputs[0], *b = node->inputs[1];
     cg_bcast bc;
     cg_bcast_init(&bc, node->ndim, node->shape, a->ndim, a->shape, b->ndim, b->shape);
-    void *da = dins[0] ? dins[0]->data : NULL, *db = dins[1] ? dins[1]->data : NULL;
+    void *da = dins[0], *db = dins[1];
     if (a->dtype == CG_F32)
-        binary_bwd32[node->op](&bc, a->data, b->data, node->saved_out->data, g->data, da, db);
+        binary_bwd32[node->op](&bc, a->data, b->data, node->saved_out->data, g, da, db);
     else
-        binary_bwd64[node->op](&bc, a->data, b->data, node->saved_out->data, g->data, da, db);
+        binary_bwd64[node->op](&bc, a->data, b->data, node->saved_out->data, g, da, db);
 }
 
 /* ---- where ---- */
@@ -279,11 +279,11 @@ fail:
     return st;
 }
 
-void cg_where_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins) {
+void cg_where_bwd(cg_node *node, const void *g, void **dins) {
     const cg_tensor *a = node->inputs[0], *b = node->inputs[1];
     cg_bcast bc;
     cg_bcast_init(&bc, node->ndim, node->shape, a->ndim, a->shape, b->ndim, b->shape);
-    void *da = dins[0] ? dins[0]->data : NULL, *db = dins[1] ? dins[1]->data : NULL;
-    if (a->dtype == CG_F32) where_bwd__f32(&bc, node->extra, g->data, da, db);
-    else where_bwd__f64(&bc, node->extra, g->data, da, db);
+    void *da = dins[0], *db = dins[1];
+    if (a->dtype == CG_F32) where_bwd__f32(&bc, node->extra, g, da, db);
+    else where_bwd__f64(&bc, node->extra, g, da, db);
 }

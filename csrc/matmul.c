@@ -45,8 +45,8 @@ static void plan(const cg_tensor *a, const cg_tensor *b, int nb, const int64_t *
 
 #define MM_BWD(T, GEMM)                                                                        \
     do {                                                                                       \
-        const T *A = a->data, *B = b->data, *G = g->data;                                      \
-        T *dA = dins[0] ? dins[0]->data : NULL, *dB = dins[1] ? dins[1]->data : NULL;          \
+        const T *A = a->data, *B = b->data, *G = g;                                      \
+        T *dA = dins[0], *dB = dins[1];          \
         if (p.fold) {                                                                          \
             if (dA) GEMM(CG_NO_TRANS, CG_TRANS, p.rows, p.k, p.m, 1, G, p.m, B, p.m, 1, dA, p.k); \
             if (dB) GEMM(CG_TRANS, CG_NO_TRANS, p.k, p.m, p.rows, 1, A, p.k, G, p.m, 1, dB, p.m); \
@@ -82,7 +82,10 @@ cg_status cg_matmul(cg_tensor *a, cg_tensor *b, cg_tensor **out) {
     int nb;
     int64_t shape[CG_MAX_DIMS];
     cg_status st = cg_broadcast_shape("matmul", a->ndim - 2, a->shape, b->ndim - 2, b->shape, &nb, shape);
-    if (st) return st;
+    if (st)
+        return cg_error(st, "matmul: the batch dims of %s and %s cannot be broadcast together",
+                        cg_shape_str(a->ndim, a->shape, b1, sizeof b1),
+                        cg_shape_str(b->ndim, b->shape, b2, sizeof b2));
     if (nb + 2 > CG_MAX_DIMS) return cg_error(CG_ERR_SHAPE, "matmul: result has too many dims");
     for (int i = 0; i < 2; i++)
         if (a->shape[a->ndim - 2 + i] > INT_MAX || b->shape[b->ndim - 2 + i] > INT_MAX)
@@ -106,7 +109,7 @@ cg_status cg_matmul(cg_tensor *a, cg_tensor *b, cg_tensor **out) {
     return CG_OK;
 }
 
-void cg_matmul_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins) {
+void cg_matmul_bwd(cg_node *node, const void *g, void **dins) {
     const cg_tensor *a = node->inputs[0], *b = node->inputs[1];
     mm_plan p;
     plan(a, b, node->ndim - 2, node->shape, &p);

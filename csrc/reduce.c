@@ -84,26 +84,26 @@ cg_status cg_reduce(int op, cg_tensor *x, int axis0, int axis1, int keepdims, cg
     return CG_OK;
 }
 
-void cg_reduce_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins) {
+void cg_reduce_bwd(cg_node *node, const void *g, void **dins) {
     const cg_tensor *x = node->inputs[0];
     if (!dins[0]) return;
     int64_t O = node->ip[0], R = node->ip[1], I = node->ip[2];
     int f32 = x->dtype == CG_F32;
-    void *dx = dins[0]->data, *y = node->saved_out->data;
+    void *dx = dins[0], *y = node->saved_out->data;
     switch (node->op) {
     case CG_OP_SUM:
     case CG_OP_MEAN:
-        if (f32) sum_bwd__f32(O, R, I, g->data, dx, node->op == CG_OP_MEAN);
-        else sum_bwd__f64(O, R, I, g->data, dx, node->op == CG_OP_MEAN);
+        if (f32) sum_bwd__f32(O, R, I, g, dx, node->op == CG_OP_MEAN);
+        else sum_bwd__f64(O, R, I, g, dx, node->op == CG_OP_MEAN);
         break;
     case CG_OP_MAX:
     case CG_OP_MIN:
-        if (f32) max_bwd__f32(O, R, I, x->data, y, g->data, dx);
-        else max_bwd__f64(O, R, I, x->data, y, g->data, dx);
+        if (f32) max_bwd__f32(O, R, I, x->data, y, g, dx);
+        else max_bwd__f64(O, R, I, x->data, y, g, dx);
         break;
     default:
-        if (f32) logsumexp_bwd__f32(O, R, I, x->data, y, g->data, dx);
-        else logsumexp_bwd__f64(O, R, I, x->data, y, g->data, dx);
+        if (f32) logsumexp_bwd__f32(O, R, I, x->data, y, g, dx);
+        else logsumexp_bwd__f64(O, R, I, x->data, y, g, dx);
     }
 }
 
@@ -136,12 +136,12 @@ cg_status cg_softmax(int op, cg_tensor *x, int axis, cg_tensor **out) {
     return CG_OK;
 }
 
-void cg_softmax_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins) {
+void cg_softmax_bwd(cg_node *node, const void *g, void **dins) {
     if (!dins[0]) return;
     int64_t O = node->ip[0], R = node->ip[1], I = node->ip[2];
     int log_out = node->op == CG_OP_LOG_SOFTMAX;
     if (node->dtype == CG_F32)
-        softmax_bwd__f32(O, R, I, node->saved_out->data, g->data, dins[0]->data, log_out);
+        softmax_bwd__f32(O, R, I, node->saved_out->data, g, dins[0], log_out);
     else
-        softmax_bwd__f64(O, R, I, node->saved_out->data, g->data, dins[0]->data, log_out);
+        softmax_bwd__f64(O, R, I, node->saved_out->data, g, dins[0], log_out);
 }

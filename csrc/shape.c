@@ -24,16 +24,16 @@ cg_status cg_reshape(cg_tensor *x, int ndim, const int64_t *shape, cg_tensor **o
     return CG_OK;
 }
 
-void cg_reshape_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins) {
+void cg_reshape_bwd(cg_node *node, const void *g, void **dins) {
     if (!dins[0]) return;
-    if (g->dtype == CG_F32) {
-        float *d = dins[0]->data;
-        const float *s = g->data;
-        for (int64_t i = 0; i < g->numel; i++) d[i] += s[i];
+    if (node->dtype == CG_F32) {
+        float *d = dins[0];
+        const float *s = g;
+        for (int64_t i = 0; i < node->numel; i++) d[i] += s[i];
     } else {
-        double *d = dins[0]->data;
-        const double *s = g->data;
-        for (int64_t i = 0; i < g->numel; i++) d[i] += s[i];
+        double *d = dins[0];
+        const double *s = g;
+        for (int64_t i = 0; i < node->numel; i++) d[i] += s[i];
     }
     (void)node;
 }
@@ -88,17 +88,17 @@ static cg_status strided(cg_tensor *x, int nd, const int64_t *shape, const int64
     return CG_OK;
 }
 
-void cg_strided_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins) {
+void cg_strided_bwd(cg_node *node, const void *g, void **dins) {
     if (!dins[0]) return;
     const int64_t *strides = node->ip;
     int64_t base = node->ip[CG_MAX_DIMS];
-    if (g->dtype == CG_F32) {
-        const float *G = g->data;
-        float *D = dins[0]->data;
+    if (node->dtype == CG_F32) {
+        const float *G = g;
+        float *D = dins[0];
         STRIDED_WALK(node->ndim, node->shape, strides, base, D[ox] += G[oy + j]);
     } else {
-        const double *G = g->data;
-        double *D = dins[0]->data;
+        const double *G = g;
+        double *D = dins[0];
         STRIDED_WALK(node->ndim, node->shape, strides, base, D[ox] += G[oy + j]);
     }
 }
@@ -184,18 +184,18 @@ cg_status cg_gather(cg_tensor *x, const int64_t *index, int64_t n_index, cg_tens
     return CG_OK;
 }
 
-void cg_gather_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins) {
+void cg_gather_bwd(cg_node *node, const void *g, void **dins) {
     if (!dins[0]) return;
     const int64_t *idx = node->extra;
     int64_t n = node->ip[0], inner = node->ip[1];
     for (int64_t l = 0; l < n; l++) {
-        if (g->dtype == CG_F32) {
-            float *d = (float *)dins[0]->data + idx[l] * inner;
-            const float *s = (const float *)g->data + l * inner;
+        if (node->dtype == CG_F32) {
+            float *d = (float *)dins[0] + idx[l] * inner;
+            const float *s = (const float *)g + l * inner;
             for (int64_t i = 0; i < inner; i++) d[i] += s[i];
         } else {
-            double *d = (double *)dins[0]->data + idx[l] * inner;
-            const double *s = (const double *)g->data + l * inner;
+            double *d = (double *)dins[0] + idx[l] * inner;
+            const double *s = (const double *)g + l * inner;
             for (int64_t i = 0; i < inner; i++) d[i] += s[i];
         }
     }
@@ -247,7 +247,7 @@ cg_status cg_concat(int n, cg_tensor **xs, int axis, cg_tensor **out) {
     return CG_OK;
 }
 
-void cg_concat_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins) {
+void cg_concat_bwd(cg_node *node, const void *g, void **dins) {
     int axis = (int)node->ip[0];
     int64_t outer = cg_numel(axis, node->shape), inner = cg_numel(node->ndim - axis - 1, node->shape + axis + 1);
     int64_t pos = 0;
@@ -255,13 +255,13 @@ void cg_concat_bwd(cg_node *node, const cg_tensor *g, cg_tensor **dins) {
         for (int i = 0; i < node->n_inputs; i++) {
             int64_t chunk = node->inputs[i]->shape[axis] * inner;
             if (dins[i]) {
-                if (g->dtype == CG_F32) {
-                    float *d = (float *)dins[i]->data + o * chunk;
-                    const float *s = (const float *)g->data + pos;
+                if (node->dtype == CG_F32) {
+                    float *d = (float *)dins[i] + o * chunk;
+                    const float *s = (const float *)g + pos;
                     for (int64_t k = 0; k < chunk; k++) d[k] += s[k];
                 } else {
-                    double *d = (double *)dins[i]->data + o * chunk;
-                    const double *s = (const double *)g->data + pos;
+                    double *d = (double *)dins[i] + o * chunk;
+                    const double *s = (const double *)g + pos;
                     for (int64_t k = 0; k < chunk; k++) d[k] += s[k];
                 }
             }

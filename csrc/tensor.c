@@ -213,7 +213,7 @@ void cg_tensor_release(cg_tensor *root) {
                 if (--in->refcount == 0) push(&st, in, local, 64);
             }
             cg_storage_release(node->saved_out);
-            if (node->grad && --node->grad->refcount == 0) push(&st, node->grad, local, 64);
+            cg_free(node->grad);
             cg_free(node->extra);
             cg_free(node);
         } else {

@@ -5,6 +5,16 @@ import pytest
 
 import cgrad
 
+_a_test_failed = False  # a failed test's traceback can keep its tensors alive for a while
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    global _a_test_failed
+    report = (yield).get_result()
+    if report.failed:
+        _a_test_failed = True
+
 
 @pytest.fixture(autouse=True)
 def no_leaked_c_memory():
@@ -13,7 +23,11 @@ def no_leaked_c_memory():
     before = cgrad.live_bytes()
     yield
     gc.collect()
-    assert cgrad.live_bytes() == before, "the C core leaked memory in this test"
+    after = cgrad.live_bytes()
+    if _a_test_failed:  # memory held by an earlier failure may be freed during this test
+        assert after <= before, "the C core leaked memory in this test"
+    else:
+        assert after == before, "the C core leaked memory in this test"
 
 
 @pytest.fixture

@@ -1,0 +1,50 @@
+"""Shared timing helpers for the benchmarks: medians over repeats, ratios from one run.
+
+The machine is shared and noisy: absolute times drift, so every figure is printed beside
+its baseline measured in the same process, and nothing here fails for being slow.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+
+
+def clean_blas_environment() -> None:
+    """Re-exec without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (they halve OpenBLAS speed on
+    this machine, DESIGN.md section 6) and with every BLAS at one thread. Benchmarks only."""
+    want = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    dirty = [k for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ]
+    if dirty or any(os.environ.get(k) != v for k, v in want.items()):
+        env = {k: v for k, v in os.environ.items() if k not in dirty}
+        env.update(want)
+        if dirty:
+            print(f"# benchmark: unset {', '.join(dirty)} for this run", flush=True)
+        os.execve(sys.executable, [sys.executable] + sys.argv, env)
+
+
+def measure(fn, number: int, repeat: int) -> list[float]:
+    """Seconds per call of fn, one figure per repeat (after one warm-up repeat)."""
+    fn()
+    out = []
+    for r in range(repeat + 1):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        dt = (time.perf_counter() - t0) / number
+        if r:
+            out.append(dt)
+    return out
+
+
+def summary(samples: list[float], scale: float = 1e9) -> tuple[float, float, float]:
+    return (statistics.median(samples) * scale, min(samples) * scale, max(samples) * scale)
+
+
+def table(rows: list[dict], columns: list[str]) -> str:
+    """A Markdown table."""
+    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns]
+    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+    return "\n".join([line(columns), line(["-" * w for w in widths])] +
+                     [line([r.get(c, "") for c in columns]) for r in rows])

@@ -1,0 +1,135 @@
+"""Core engine costs, float32, one thread, beside numpy (and PyTorch when installed).
+
+    python benchmarks/bench_core.py            # full run, ~1 minute
+    python benchmarks/bench_core.py --quick    # smoke run (CI)
+
+Reports (medians over repeats, min-max in brackets, ratios from this same run):
+  1. the cost of one forward op on a 4-element tensor called from Python, with and
+     without requires_grad (recorded on the tape or not);
+  2. the backward cost per tape node: backward of a chain of 101 ops minus a chain of 1,
+     divided by 100 (an upper bound on the overhead: it includes a 4-element kernel);
+  3. GEMM speed through matmul at 64, 256 and 1024 square, in GFLOP/s.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _harness import clean_blas_environment, measure, summary, table  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="few repeats: check the script runs")
+    parser.add_argument("--json", help="also write the rows to this file")
+    args = parser.parse_args()
+    clean_blas_environment()
+
+    import numpy as np
+
+    import cgrad
+
+    try:
+        import torch
+        torch.set_num_threads(1)
+    except ImportError:
+        torch = None
+    cgrad.set_num_threads(1)
+    repeat = 3 if args.quick else 15
+    scale = 0.02 if args.quick else 1.0
+    print(f"# cgrad {cgrad.__version__}, BLAS {cgrad._C.blas_current()}, numpy {np.__version__}, "
+          f"torch {torch.__version__ if torch else 'not installed'}; 1 thread, float32")
+    rows = []
+
+    # ---- 1. per-op forward cost ----
+    a_np = np.ones(4, np.float32)
+    a, b = cgrad.tensor(a_np), cgrad.tensor(a_np)
+    ag, bg = cgrad.tensor(a_np, requires_grad=True), cgrad.tensor(a_np, requires_grad=True)
+    cases = [
+        ("a + b", lambda: a + b, lambda: ag + bg),
+        ("a * 2.0", lambda: a * 2.0, lambda: ag * 2.0),
+        ("a.relu()", lambda: a.relu(), lambda: ag.relu()),
+        ("a.sum()", lambda: a.sum(), lambda: ag.sum()),
+    ]
+    n_op = max(int(50_000 * scale), 500)
+    np_ops = {"a + b": lambda: a_np + a_np, "a * 2.0": lambda: a_np * 2.0,
+              "a.relu()": lambda: np.maximum(a_np, 0), "a.sum()": lambda: a_np.sum()}
+    if torch is not None:
+        ta, tag = torch.ones(4), torch.ones(4, requires_grad=True)
+        t_ops = {"a + b": (lambda: ta + ta, lambda: tag + tag), "a * 2.0": (lambda: ta * 2.0, lambda: tag * 2.0),
+                 "a.relu()": (lambda: ta.relu(), lambda: tag.relu()), "a.sum()": (lambda: ta.sum(), lambda: tag.sum())}
+    for name, plain, recorded in cases:
+        med_p, lo_p, hi_p = summary(measure(plain, n_op, repeat))
+        med_r, lo_r, hi_r = summary(measure(recorded, n_op, repeat))
+        med_np, _, _ = summary(measure(np_ops[name], n_op, repeat))
+        row = {"benchmark": f"forward op {name} (4 elems)", "cgrad ns": f"{med_p:.0f} [{lo_p:.0f}-{hi_p:.0f}]",
+               "cgrad recorded ns": f"{med_r:.0f} [{lo_r:.0f}-{hi_r:.0f}]", "numpy ns": f"{med_np:.0f}",
+               "recorded / numpy": f"{med_r / med_np:.2f}x"}
+        if torch is not None:
+            med_t, _, _ = summary(measure(t_ops[name][1], n_op, repeat))
+            row["torch recorded ns"] = f"{med_t:.0f}"
+            row["recorded / torch"] = f"{med_r / med_t:.2f}x"
+        rows.append(row)
+
+    # ---- 2. backward cost per node ----
+    def cgrad_chain(k):
+        x = cgrad.tensor(a_np, requires_grad=True)
+        y = x
+        for _ in range(k):
+            y = y * 1.0001
+        return y.sum()
+
+    def per_node(make, k_small=1, k_big=101, number=max(int(2000 * scale), 50)):
+        small, big = make(k_small), make(k_big)
+        t_small = summary(measure(lambda: small.backward(retain_graph=True), number, repeat))[0]
+        t_big = summary(measure(lambda: big.backward(retain_graph=True), number, repeat))[0]
+        return (t_big - t_small) / (k_big - k_small), t_small
+
+    node_ns, call_ns = per_node(cgrad_chain)
+    row = {"benchmark": "backward per tape node (mul, 4 elems)", "cgrad ns": f"{node_ns:.1f}",
+           "cgrad recorded ns": f"call {call_ns:.0f}"}
+    if torch is not None:
+        def torch_chain(k):
+            x = torch.ones(4, requires_grad=True)
+            y = x
+            for _ in range(k):
+                y = y * 1.0001
+            return y.sum()
+        t_node, t_call = per_node(torch_chain)
+        row["torch recorded ns"] = f"{t_node:.0f} (call {t_call:.0f})"
+        row["recorded / torch"] = f"{node_ns / t_node:.2f}x"
+    rows.append(row)
+
+    # ---- 3. GEMM ----
+    rng = np.random.default_rng(0)
+    for n in (64, 256, 1024):
+        x_np = rng.standard_normal((n, n)).astype(np.float32)
+        x = cgrad.tensor(x_np)
+        flop = 2.0 * n ** 3
+        number = max(int((2e9 / flop) * scale), 1)
+        med_c = summary(measure(lambda: x @ x, number, repeat), 1.0)[0]
+        med_n = summary(measure(lambda: x_np @ x_np, number, repeat), 1.0)[0]
+        row = {"benchmark": f"matmul {n}x{n}x{n} GFLOP/s", "cgrad ns": f"{flop / med_c / 1e9:.1f}",
+               "numpy ns": f"{flop / med_n / 1e9:.1f}", "recorded / numpy": f"time {med_c / med_n:.2f}x"}
+        if torch is not None:
+            tx = torch.from_numpy(x_np)
+            med_t = summary(measure(lambda: tx @ tx, number, repeat), 1.0)[0]
+            row["torch recorded ns"] = f"{flop / med_t / 1e9:.1f}"
+            row["recorded / torch"] = f"time {med_c / med_t:.2f}x"
+        rows.append(row)
+
+    columns = ["benchmark", "cgrad ns", "cgrad recorded ns", "numpy ns", "recorded / numpy"]
+    if torch is not None:
+        columns += ["torch recorded ns", "recorded / torch"]
+    print(table(rows, columns))
+    print("(GEMM rows: GFLOP/s in the ns columns, and the time ratio)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

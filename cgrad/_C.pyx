@@ -41,6 +41,7 @@ cdef inline object _wrap(cg_tensor *t):
     """A new facade Tensor owning the reference t (created without calling __init__)."""
     # tp_new directly: no __init__, no argument parsing (this is the per-op hot path)
     cdef TensorBase o = <TensorBase>(<PyTypeObject*>_TensorType).tp_new(_TensorType, <PyObject*>_NO_ARGS, NULL)
+    cg_tensor_release(o.t)  # the placeholder from __cinit__
     o.t = t
     return o
 
@@ -172,6 +173,11 @@ def get_num_threads():
 
 cg_set_num_threads(1)  # small ops gain nothing from threads (DESIGN.md section 6)
 
+cdef cg_tensor *_PLACEHOLDER = NULL
+cdef int64_t _ZERO_SHAPE[1]
+_ZERO_SHAPE[0] = 0
+_check(cg_tensor_empty(CG_F32, 1, _ZERO_SHAPE, &_PLACEHOLDER))  # shape (0,): in-place ops are no-ops
+
 # ---------------------------------------------------------------- op entry points
 
 cdef inline bint _is_scalar(object x):
@@ -201,19 +207,17 @@ cdef object _reduce(TensorBase x, int op, object axis, bint keepdims):
     cdef cg_tensor *out = NULL
     cdef int nd = x.t.ndim, a0, a1
     cdef list axes
+    if axis is None:  # the common case, one run over every axis
+        _check(cg_reduce(op, x.t, 0, nd, keepdims, &out))
+        return _wrap(out)
     opname = cg_op_name(op).decode()
-    if axis is None:
-        axes = list(range(nd))
-    else:
-        axes = list(axis) if isinstance(axis, (tuple, list)) else [axis]
-        for i in range(len(axes)):
-            a = int(axes[i])
-            if a < -max(nd, 1) or a >= max(nd, 1):
-                raise IndexError(f"{opname}: axis {a} is out of range for a tensor of shape {x.shape}")
-            axes[i] = a + nd if a < 0 else a
-        if nd == 0:
-            axes = []
-        axes = sorted(set(axes))
+    axes = list(axis) if isinstance(axis, (tuple, list)) else [axis]
+    for i in range(len(axes)):
+        a = int(axes[i])
+        if a < -max(nd, 1) or a >= max(nd, 1):
+            raise IndexError(f"{opname}: axis {a} is out of range for a tensor of shape {x.shape}")
+        axes[i] = a + nd if a < 0 else a
+    axes = sorted(set(axes)) if nd else []
     if not axes:
         _check(cg_reduce(op, x.t, 0, 0, keepdims, &out))
         return _wrap(out)
@@ -370,6 +374,14 @@ cdef class TensorBase:
     cdef cg_tensor *t
     cdef Py_ssize_t _bshape[8]
     cdef Py_ssize_t _bstrides[8]
+
+    def __cinit__(self):
+        # Never NULL, whoever creates the object: a shared empty tensor until _wrap sets it.
+        cg_tensor_retain(_PLACEHOLDER)
+        self.t = _PLACEHOLDER
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("make tensors with cgrad.tensor(data), cgrad.zeros(shape), ...")
 
     def __dealloc__(self):
         if self.t != NULL:
@@ -666,3 +678,5 @@ cdef class TensorBase:
 
     def log_softmax(self, axis=-1, *, dim=None):
         return softmax(CG_OP_LOG_SOFTMAX, self, axis if dim is None else dim)
+
+_TensorType = TensorBase  # until the facade registers its subclass

@@ -51,9 +51,6 @@ class Tensor(_C.TensorBase):
     __slots__ = ()
     __array_ufunc__ = None  # numpy defers to our reflected operators: array + tensor -> tensor
 
-    def __init__(self, *args, **kwargs):
-        raise TypeError("make tensors with cgrad.tensor(data), cgrad.zeros(shape), ...")
-
     # ---- conversion ----
     def numpy(self) -> np.ndarray:
         """The values as a numpy array that shares this tensor's memory (no copy)."""

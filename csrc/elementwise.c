@@ -210,11 +210,17 @@ cg_status cg_binary(int op, cg_tensor *a, cg_tensor *b, cg_tensor **out) {
     if (st) return st;
     int nout;
     int64_t shape[CG_MAX_DIMS];
-    if ((st = cg_broadcast_shape(name, a->ndim, a->shape, b->ndim, b->shape, &nout, shape))) return st;
+    cg_bcast bc;
+    if (a->ndim == b->ndim && !memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim)) {
+        nout = a->ndim; /* same shapes, the common case: one flat loop */
+        memcpy(shape, a->shape, sizeof shape);
+        bc = (cg_bcast){.nd = 1, .shape = {a->numel}, .sa = {1}, .sb = {1}};
+    } else {
+        if ((st = cg_broadcast_shape(name, a->ndim, a->shape, b->ndim, b->shape, &nout, shape))) return st;
+        cg_bcast_init(&bc, nout, shape, a->ndim, a->shape, b->ndim, b->shape);
+    }
     cg_tensor *y;
     if ((st = cg_tensor_empty(a->dtype, nout, shape, &y))) return st;
-    cg_bcast bc;
-    cg_bcast_init(&bc, nout, shape, a->ndim, a->shape, b->ndim, b->shape);
     if (a->dtype == CG_F32) binary_fwd32[op](&bc, a->data, b->data, y->data);
     else binary_fwd64[op](&bc, a->data, b->data, y->data);
     cg_tensor *ins[2] = {a, b};

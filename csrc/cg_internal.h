@@ -51,7 +51,7 @@ struct cg_node {
     int64_t shape[CG_MAX_DIMS];
     int64_t numel;
     double p[2];                /* scalar parameters of unary ops */
-    int64_t ip[3 * CG_MAX_DIMS + 2]; /* integer parameters: axes, strides, base offset, ... */
+    int64_t ip[CG_MAX_DIMS + 1]; /* integer parameters: O/R/I sizes, strides + base offset, ... */
     void *extra;                /* owned op data (index array, mask), freed with the node */
     cg_tensor *inputs[];        /* n_inputs references */
 };

@@ -26,15 +26,27 @@ def clean_blas_environment() -> None:
 
 def measure(fn, number: int, repeat: int) -> list[float]:
     """Seconds per call of fn, one figure per repeat (after one warm-up repeat)."""
-    fn()
-    out = []
-    for r in range(repeat + 1):
+    return measure_together([fn], number, repeat)[0]
+
+
+def measure_together(fns, number: int, repeat: int, subtract_loop: bool = True) -> list[list[float]]:
+    """Like measure, for several functions whose repeats are interleaved, so that the
+    machine's drift hits each of them alike; the cost of the timing loop and of calling a
+    lambda (measured the same way) is subtracted when subtract_loop is set."""
+    def once(fn):
         t0 = time.perf_counter()
         for _ in range(number):
             fn()
-        dt = (time.perf_counter() - t0) / number
-        if r:
-            out.append(dt)
+        return (time.perf_counter() - t0) / number
+
+    noop = lambda: None  # noqa: E731
+    for fn in fns:
+        fn()
+    out = [[] for _ in fns]
+    for _ in range(repeat):
+        base = once(noop) if subtract_loop else 0.0
+        for samples, fn in zip(out, fns):
+            samples.append(max(once(fn) - base, 0.0))
     return out
 
 

@@ -3,7 +3,8 @@
     python benchmarks/bench_core.py            # full run, ~1 minute
     python benchmarks/bench_core.py --quick    # smoke run (CI)
 
-Reports (medians over repeats, min-max in brackets, ratios from this same run):
+Reports (medians over interleaved repeats, min-max in brackets, ratios from this same run;
+per-op figures have the cost of the timing loop and a lambda call subtracted):
   1. the cost of one forward op on a 4-element tensor called from Python, with and
      without requires_grad (recorded on the tape or not);
   2. the backward cost per tape node: backward of a chain of 101 ops minus a chain of 1,
@@ -18,7 +19,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import clean_blas_environment, measure, summary, table  # noqa: E402
+from _harness import clean_blas_environment, measure, measure_together, summary, table  # noqa: E402
 
 
 def main() -> None:
@@ -62,14 +63,14 @@ def main() -> None:
         t_ops = {"a + b": (lambda: ta + ta, lambda: tag + tag), "a * 2.0": (lambda: ta * 2.0, lambda: tag * 2.0),
                  "a.relu()": (lambda: ta.relu(), lambda: tag.relu()), "a.sum()": (lambda: ta.sum(), lambda: tag.sum())}
     for name, plain, recorded in cases:
-        med_p, lo_p, hi_p = summary(measure(plain, n_op, repeat))
-        med_r, lo_r, hi_r = summary(measure(recorded, n_op, repeat))
-        med_np, _, _ = summary(measure(np_ops[name], n_op, repeat))
+        fns = [plain, recorded, np_ops[name]] + ([t_ops[name][1]] if torch is not None else [])
+        samples = measure_together(fns, n_op, repeat)
+        (med_p, lo_p, hi_p), (med_r, lo_r, hi_r), (med_np, _, _) = (summary(x) for x in samples[:3])
         row = {"benchmark": f"forward op {name} (4 elems)", "cgrad ns": f"{med_p:.0f} [{lo_p:.0f}-{hi_p:.0f}]",
                "cgrad recorded ns": f"{med_r:.0f} [{lo_r:.0f}-{hi_r:.0f}]", "numpy ns": f"{med_np:.0f}",
                "recorded / numpy": f"{med_r / med_np:.2f}x"}
         if torch is not None:
-            med_t, _, _ = summary(measure(t_ops[name][1], n_op, repeat))
+            med_t = summary(samples[3])[0]
             row["torch recorded ns"] = f"{med_t:.0f}"
             row["recorded / torch"] = f"{med_r / med_t:.2f}x"
         rows.append(row)
@@ -110,15 +111,16 @@ def main() -> None:
         x = cgrad.tensor(x_np)
         flop = 2.0 * n ** 3
         number = max(int((2e9 / flop) * scale), 1)
-        med_c = summary(measure(lambda: x @ x, number, repeat), 1.0)[0]
-        med_n = summary(measure(lambda: x_np @ x_np, number, repeat), 1.0)[0]
-        row = {"benchmark": f"matmul {n}x{n}x{n} GFLOP/s", "cgrad ns": f"{flop / med_c / 1e9:.1f}",
-               "numpy ns": f"{flop / med_n / 1e9:.1f}", "recorded / numpy": f"time {med_c / med_n:.2f}x"}
+        fns = [lambda: x @ x, lambda: x_np @ x_np]
         if torch is not None:
             tx = torch.from_numpy(x_np)
-            med_t = summary(measure(lambda: tx @ tx, number, repeat), 1.0)[0]
-            row["torch recorded ns"] = f"{flop / med_t / 1e9:.1f}"
-            row["recorded / torch"] = f"time {med_c / med_t:.2f}x"
+            fns.append(lambda: tx @ tx)
+        meds = [summary(m, 1.0)[0] for m in measure_together(fns, number, repeat, subtract_loop=False)]
+        row = {"benchmark": f"matmul {n}x{n}x{n} GFLOP/s", "cgrad ns": f"{flop / meds[0] / 1e9:.1f}",
+               "numpy ns": f"{flop / meds[1] / 1e9:.1f}", "recorded / numpy": f"time {meds[0] / meds[1]:.2f}x"}
+        if torch is not None:
+            row["torch recorded ns"] = f"{flop / meds[2] / 1e9:.1f}"
+            row["recorded / torch"] = f"time {meds[0] / meds[2]:.2f}x"
         rows.append(row)
 
     columns = ["benchmark", "cgrad ns", "cgrad recorded ns", "numpy ns", "recorded / numpy"]

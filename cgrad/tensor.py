@@ -375,14 +375,19 @@ def _as_tensor(x, dtype) -> Tensor:
     return x if isinstance(x, _C.TensorBase) else _C.copy_from_array(x, dtype)
 
 
+def _tensor_list(op: str, items) -> list:
+    """A non-empty list of tensors of one dtype (arrays and numbers converted)."""
+    items = list(items)
+    if not items:
+        raise ValueError(f"{op}: needs at least one tensor")
+    dtype = _dtype_of(*items)
+    return [_as_tensor(t, dtype) for t in items]
+
+
 def concatenate(tensors, axis: int = 0, *, dim=None) -> Tensor:
     """Join tensors along an existing axis; each gets its slice of the gradient."""
-    tensors = list(tensors)
-    if not tensors:
-        raise ValueError("concatenate: needs at least one tensor")
+    tensors = _tensor_list("concatenate", tensors)
     axis = axis if dim is None else dim
-    dtype = _dtype_of(*tensors)
-    tensors = [_as_tensor(t, dtype) for t in tensors]
     nd = tensors[0].ndim
     if not -nd <= axis < max(nd, 1):
         raise IndexError(f"concatenate: axis {axis} is out of range for shape {tensors[0].shape}")
@@ -394,12 +399,8 @@ cat = concatenate
 
 def stack(tensors, axis: int = 0, *, dim=None) -> Tensor:
     """Join tensors of equal shape along a new axis."""
-    tensors = list(tensors)
-    if not tensors:
-        raise ValueError("stack: needs at least one tensor")
+    tensors = _tensor_list("stack", tensors)
     axis = axis if dim is None else dim
-    dtype = _dtype_of(*tensors)
-    tensors = [_as_tensor(t, dtype) for t in tensors]
     shape = tensors[0].shape
     for i, t in enumerate(tensors):
         if t.shape != shape:

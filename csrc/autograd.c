@@ -50,7 +50,10 @@ cg_status cg_record(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *o
     for (int i = 0; i < n_inputs; i++) needed |= cg_tensor_needs_grad(inputs[i]);
     if (!needed) return CG_OK;
     cg_node *node = cg_malloc(sizeof *node + (size_t)n_inputs * sizeof(cg_tensor *));
-    if (!node) return cg_error(CG_ERR_NOMEM, "%s: out of memory recording the tape", cg_op_name(op));
+    if (!node) {
+        cg_tensor_release(out);
+        return cg_error(CG_ERR_NOMEM, "%s: out of memory recording the tape", cg_op_name(op));
+    }
     memset(node, 0, sizeof *node);
     node->refcount = 1; /* owned by out */
     node->op = op;

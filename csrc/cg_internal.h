@@ -56,7 +56,8 @@ struct cg_node {
     cg_tensor *inputs[];        /* n_inputs references */
 };
 
-/* Make out's node if grad mode is on and an input needs grad; *node is NULL otherwise. */
+/* Make out's node if grad mode is on and an input needs grad; *node is NULL otherwise.
+ * On failure out is released, so a caller only returns the status. */
 cg_status cg_record(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *out, cg_node **node);
 
 /* Backward rule. g: d(loss)/d(out), node->numel elements of node->dtype. dins[i]: the

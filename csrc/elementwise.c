@@ -48,77 +48,51 @@ static inline double sigmoid_f64(double x) {
 #undef T
 #undef SFX
 
-/* ---- dispatch tables, indexed by op code ---- */
-typedef void (*unary_fwd_f32)(int64_t, const float *, float *, double, double);
-typedef void (*unary_fwd_f64)(int64_t, const double *, double *, double, double);
-typedef void (*unary_bwd_f32)(int64_t, const float *, const float *, const float *, float *, double, double);
-typedef void (*unary_bwd_f64)(int64_t, const double *, const double *, const double *, double *, double, double);
-typedef void (*binary_fwd_f32)(const cg_bcast *, const float *, const float *, float *);
-typedef void (*binary_fwd_f64)(const cg_bcast *, const double *, const double *, double *);
-typedef void (*binary_bwd_f32)(const cg_bcast *, const float *, const float *, const float *, const float *, float *, float *);
-typedef void (*binary_bwd_f64)(const cg_bcast *, const double *, const double *, const double *, const double *, double *, double *);
+/* ---- dispatch tables, indexed by op code: one row of four loops per .def line ---- */
+typedef struct {
+    void (*fwd32)(int64_t, const float *, float *, double, double);
+    void (*fwd64)(int64_t, const double *, double *, double, double);
+    void (*bwd32)(int64_t, const float *, const float *, const float *, float *, double, double);
+    void (*bwd64)(int64_t, const double *, const double *, const double *, double *, double, double);
+} unary_rules;
 
+typedef struct {
+    void (*fwd32)(const cg_bcast *, const float *, const float *, float *);
+    void (*fwd64)(const cg_bcast *, const double *, const double *, double *);
+    void (*bwd32)(const cg_bcast *, const float *, const float *, const float *, const float *, float *, float *);
+    void (*bwd64)(const cg_bcast *, const double *, const double *, const double *, const double *, double *, double *);
+} binary_rules;
+
+#define CG_UNARY(NAME, name, fwd, deriv) \
+    [CG_OP_##NAME] = {name##_fwd__f32, name##_fwd__f64, name##_bwd__f32, name##_bwd__f64},
 #define CG_BINARY(NAME, name, fwd, da, db)
-#define CG_UNARY(NAME, name, fwd, deriv) [CG_OP_##NAME] = name##_fwd__f32,
-static const unary_fwd_f32 unary_fwd32[CG_OP_COUNT] = {
-#include "ops_elementwise.def"
-};
-#undef CG_UNARY
-#define CG_UNARY(NAME, name, fwd, deriv) [CG_OP_##NAME] = name##_fwd__f64,
-static const unary_fwd_f64 unary_fwd64[CG_OP_COUNT] = {
-#include "ops_elementwise.def"
-};
-#undef CG_UNARY
-#define CG_UNARY(NAME, name, fwd, deriv) [CG_OP_##NAME] = name##_bwd__f32,
-static const unary_bwd_f32 unary_bwd32[CG_OP_COUNT] = {
-#include "ops_elementwise.def"
-};
-#undef CG_UNARY
-#define CG_UNARY(NAME, name, fwd, deriv) [CG_OP_##NAME] = name##_bwd__f64,
-static const unary_bwd_f64 unary_bwd64[CG_OP_COUNT] = {
+static const unary_rules unary_table[CG_OP_COUNT] = {
 #include "ops_elementwise.def"
 };
 #undef CG_UNARY
 #undef CG_BINARY
 
 #define CG_UNARY(NAME, name, fwd, deriv)
-#define CG_BINARY(NAME, name, fwd, da, db) [CG_OP_##NAME] = name##_fwd__f32,
-static const binary_fwd_f32 binary_fwd32[CG_OP_COUNT] = {
+#define CG_BINARY(NAME, name, fwd, da, db) \
+    [CG_OP_##NAME] = {name##_fwd__f32, name##_fwd__f64, name##_bwd__f32, name##_bwd__f64},
+static const binary_rules binary_table[CG_OP_COUNT] = {
 #include "ops_elementwise.def"
 };
-#undef CG_BINARY
-#define CG_BINARY(NAME, name, fwd, da, db) [CG_OP_##NAME] = name##_fwd__f64,
-static const binary_fwd_f64 binary_fwd64[CG_OP_COUNT] = {
-#include "ops_elementwise.def"
-};
-#undef CG_BINARY
-#define CG_BINARY(NAME, name, fwd, da, db) [CG_OP_##NAME] = name##_bwd__f32,
-static const binary_bwd_f32 binary_bwd32[CG_OP_COUNT] = {
-#include "ops_elementwise.def"
-};
-#undef CG_BINARY
-#define CG_BINARY(NAME, name, fwd, da, db) [CG_OP_##NAME] = name##_bwd__f64,
-static const binary_bwd_f64 binary_bwd64[CG_OP_COUNT] = {
-#include "ops_elementwise.def"
-};
-#undef CG_BINARY
 #undef CG_UNARY
+#undef CG_BINARY
 
 /* ---- unary ---- */
 cg_status cg_unary(int op, cg_tensor *x, double p0, double p1, cg_tensor **out) {
-    if (op < 0 || op >= CG_OP_COUNT || !unary_fwd32[op])
+    if (op < 0 || op >= CG_OP_COUNT || !unary_table[op].fwd32)
         return cg_error(CG_ERR_VALUE, "unary: op %d (%s) is not an elementwise unary op", op,
                         cg_op_name(op));
     cg_tensor *y;
     cg_status st = cg_tensor_empty(x->dtype, x->ndim, x->shape, &y);
     if (st) return st;
-    if (x->dtype == CG_F32) unary_fwd32[op](x->numel, x->data, y->data, p0, p1);
-    else unary_fwd64[op](x->numel, x->data, y->data, p0, p1);
+    if (x->dtype == CG_F32) unary_table[op].fwd32(x->numel, x->data, y->data, p0, p1);
+    else unary_table[op].fwd64(x->numel, x->data, y->data, p0, p1);
     cg_node *node;
-    if ((st = cg_record(op, 1, &x, y, &node))) {
-        cg_tensor_release(y);
-        return st;
-    }
+    if ((st = cg_record(op, 1, &x, y, &node))) return st;
     if (node) {
         node->p[0] = p0;
         node->p[1] = p1;
@@ -131,10 +105,10 @@ void cg_unary_bwd(cg_node *node, const void *g, void **dins) {
     const cg_tensor *x = node->inputs[0];
     if (!dins[0]) return;
     if (x->dtype == CG_F32)
-        unary_bwd32[node->op](x->numel, x->data, node->saved_out->data, g, dins[0],
+        unary_table[node->op].bwd32(x->numel, x->data, node->saved_out->data, g, dins[0],
                               node->p[0], node->p[1]);
     else
-        unary_bwd64[node->op](x->numel, x->data, node->saved_out->data, g, dins[0],
+        unary_table[node->op].bwd64(x->numel, x->data, node->saved_out->data, g, dins[0],
                               node->p[0], node->p[1]);
 }
 
@@ -202,7 +176,7 @@ static cg_status same_dtype(const char *op, const cg_tensor *a, const cg_tensor 
 }
 
 cg_status cg_binary(int op, cg_tensor *a, cg_tensor *b, cg_tensor **out) {
-    if (op < 0 || op >= CG_OP_COUNT || !binary_fwd32[op])
+    if (op < 0 || op >= CG_OP_COUNT || !binary_table[op].fwd32)
         return cg_error(CG_ERR_VALUE, "binary: op %d (%s) is not an elementwise binary op", op,
                         cg_op_name(op));
     const char *name = cg_op_name(op);
@@ -221,14 +195,11 @@ cg_status cg_binary(int op, cg_tensor *a, cg_tensor *b, cg_tensor **out) {
     }
     cg_tensor *y;
     if ((st = cg_tensor_empty(a->dtype, nout, shape, &y))) return st;
-    if (a->dtype == CG_F32) binary_fwd32[op](&bc, a->data, b->data, y->data);
-    else binary_fwd64[op](&bc, a->data, b->data, y->data);
+    if (a->dtype == CG_F32) binary_table[op].fwd32(&bc, a->data, b->data, y->data);
+    else binary_table[op].fwd64(&bc, a->data, b->data, y->data);
     cg_tensor *ins[2] = {a, b};
     cg_node *node;
-    if ((st = cg_record(op, 2, ins, y, &node))) {
-        cg_tensor_release(y);
-        return st;
-    }
+    if ((st = cg_record(op, 2, ins, y, &node))) return st;
     *out = y;
     return CG_OK;
 }
@@ -239,9 +210,9 @@ void cg_binary_bwd(cg_node *node, const void *g, void **dins) {
     cg_bcast_init(&bc, node->ndim, node->shape, a->ndim, a->shape, b->ndim, b->shape);
     void *da = dins[0], *db = dins[1];
     if (a->dtype == CG_F32)
-        binary_bwd32[node->op](&bc, a->data, b->data, node->saved_out->data, g, da, db);
+        binary_table[node->op].bwd32(&bc, a->data, b->data, node->saved_out->data, g, da, db);
     else
-        binary_bwd64[node->op](&bc, a->data, b->data, node->saved_out->data, g, da, db);
+        binary_table[node->op].bwd64(&bc, a->data, b->data, node->saved_out->data, g, da, db);
 }
 
 /* ---- where ---- */
@@ -270,19 +241,16 @@ cg_status cg_where(const uint8_t *mask, int ndim, const int64_t *shape, cg_tenso
     else where_fwd__f64(&bc, mask, a->data, b->data, y->data);
     cg_tensor *ins[2] = {a, b};
     cg_node *node;
-    if ((st = cg_record(CG_OP_WHERE, 2, ins, y, &node))) goto fail;
+    if ((st = cg_record(CG_OP_WHERE, 2, ins, y, &node))) return st;
     if (node) {
         if (!(node->extra = cg_malloc((size_t)y->numel))) {
-            st = cg_error(CG_ERR_NOMEM, "where: out of memory");
-            goto fail;
+            cg_tensor_release(y);
+            return cg_error(CG_ERR_NOMEM, "where: out of memory");
         }
         memcpy(node->extra, mask, (size_t)y->numel);
     }
     *out = y;
     return CG_OK;
-fail:
-    cg_tensor_release(y);
-    return st;
 }
 
 void cg_where_bwd(cg_node *node, const void *g, void **dins) {

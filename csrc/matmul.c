@@ -101,10 +101,7 @@ cg_status cg_matmul(cg_tensor *a, cg_tensor *b, cg_tensor **out) {
     else MM_FWD(double, blas->dgemm);
     cg_tensor *ins[2] = {a, b};
     cg_node *node;
-    if ((st = cg_record(CG_OP_MATMUL, 2, ins, z, &node))) {
-        cg_tensor_release(z);
-        return st;
-    }
+    if ((st = cg_record(CG_OP_MATMUL, 2, ins, z, &node))) return st;
     *out = z;
     return CG_OK;
 }

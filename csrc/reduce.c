@@ -24,11 +24,25 @@
 #undef EXP
 #undef LOG
 
-/* ip[0..2] = O, R, I */
 static void split_dims(const cg_tensor *x, int a0, int a1, int64_t *O, int64_t *R, int64_t *I) {
     *O = cg_numel(a0, x->shape);
     *R = cg_numel(a1 - a0, x->shape + a0);
     *I = cg_numel(x->ndim - a1, x->shape + a1);
+}
+
+/* Record y = op(x) with the [O, R, I] layout its backward rule needs; hand y to *out. */
+static cg_status record_ori(int op, cg_tensor *x, cg_tensor *y, int64_t O, int64_t R, int64_t I,
+                            cg_tensor **out) {
+    cg_node *node;
+    cg_status st = cg_record(op, 1, &x, y, &node);
+    if (st) return st;
+    if (node) {
+        node->ip[0] = O;
+        node->ip[1] = R;
+        node->ip[2] = I;
+    }
+    *out = y;
+    return CG_OK;
 }
 
 cg_status cg_reduce(int op, cg_tensor *x, int axis0, int axis1, int keepdims, cg_tensor **out) {
@@ -70,18 +84,7 @@ cg_status cg_reduce(int op, cg_tensor *x, int axis0, int axis1, int keepdims, cg
         if (f32) logsumexp_fwd__f32(O, R, I, x->data, y->data);
         else logsumexp_fwd__f64(O, R, I, x->data, y->data);
     }
-    cg_node *node;
-    if ((st = cg_record(op, 1, &x, y, &node))) {
-        cg_tensor_release(y);
-        return st;
-    }
-    if (node) {
-        node->ip[0] = O;
-        node->ip[1] = R;
-        node->ip[2] = I;
-    }
-    *out = y;
-    return CG_OK;
+    return record_ori(op, x, y, O, R, I, out);
 }
 
 void cg_reduce_bwd(cg_node *node, const void *g, void **dins) {
@@ -122,18 +125,7 @@ cg_status cg_softmax(int op, cg_tensor *x, int axis, cg_tensor **out) {
     if (st) return st;
     if (x->dtype == CG_F32) softmax_fwd__f32(O, R, I, x->data, y->data, op == CG_OP_LOG_SOFTMAX);
     else softmax_fwd__f64(O, R, I, x->data, y->data, op == CG_OP_LOG_SOFTMAX);
-    cg_node *node;
-    if ((st = cg_record(op, 1, &x, y, &node))) {
-        cg_tensor_release(y);
-        return st;
-    }
-    if (node) {
-        node->ip[0] = O;
-        node->ip[1] = R;
-        node->ip[2] = I;
-    }
-    *out = y;
-    return CG_OK;
+    return record_ori(op, x, y, O, R, I, out);
 }
 
 void cg_softmax_bwd(cg_node *node, const void *g, void **dins) {

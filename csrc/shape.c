@@ -16,10 +16,7 @@ cg_status cg_reshape(cg_tensor *x, int ndim, const int64_t *shape, cg_tensor **o
     y->ndim = ndim;
     memcpy(y->shape, shape, sizeof(int64_t) * (size_t)ndim);
     cg_node *node;
-    if ((st = cg_record(CG_OP_RESHAPE, 1, &x, y, &node))) {
-        cg_tensor_release(y);
-        return st;
-    }
+    if ((st = cg_record(CG_OP_RESHAPE, 1, &x, y, &node))) return st;
     *out = y;
     return CG_OK;
 }
@@ -76,10 +73,7 @@ static cg_status strided(cg_tensor *x, int nd, const int64_t *shape, const int64
         STRIDED_WALK(nd, shape, strides, base, Y[oy + j] = X[ox]);
     }
     cg_node *node;
-    if ((st = cg_record(CG_OP_STRIDED, 1, &x, y, &node))) {
-        cg_tensor_release(y);
-        return st;
-    }
+    if ((st = cg_record(CG_OP_STRIDED, 1, &x, y, &node))) return st;
     if (node) {
         memcpy(node->ip, strides, sizeof(int64_t) * (size_t)nd);
         node->ip[CG_MAX_DIMS] = base;
@@ -170,7 +164,6 @@ cg_status cg_gather(cg_tensor *x, const int64_t *index, int64_t n_index, cg_tens
     cg_node *node;
     if ((st = cg_record(CG_OP_GATHER, 1, &x, y, &node))) {
         cg_free(idx);
-        cg_tensor_release(y);
         return st;
     }
     if (node) {
@@ -238,10 +231,7 @@ cg_status cg_concat(int n, cg_tensor **xs, int axis, cg_tensor **out) {
             dst += chunk;
         }
     cg_node *node;
-    if ((st = cg_record(CG_OP_CONCAT, n, xs, y, &node))) {
-        cg_tensor_release(y);
-        return st;
-    }
+    if ((st = cg_record(CG_OP_CONCAT, n, xs, y, &node))) return st;
     if (node) node->ip[0] = axis;
     *out = y;
     return CG_OK;

@@ -45,6 +45,17 @@ cdef inline object _wrap(cg_tensor *t):
     o.t = t
     return o
 
+def rewrap(TensorBase x, cls):
+    """A new object of class `cls` (a TensorBase subclass) for the same C tensor."""
+    if not issubclass(cls, TensorBase):
+        raise TypeError("rewrap: cls must subclass TensorBase")
+    # TensorBase's own tp_new: cls may define a Python __new__ with other arguments
+    cdef TensorBase o = <TensorBase>(<PyTypeObject*>TensorBase).tp_new(cls, <PyObject*>_NO_ARGS, NULL)
+    cg_tensor_release(o.t)
+    cg_tensor_retain(x.t)
+    o.t = x.t
+    return o
+
 def _set_tensor_type(cls):
     """Called once by cgrad.tensor: op results are created as instances of `cls`."""
     global _TensorType
@@ -356,12 +367,141 @@ cdef object _matmul(TensorBase a, TensorBase b):
     _check(st)
     return _wrap(out)
 
+def linear(TensorBase x, TensorBase weight, TensorBase bias=None):
+    """x @ weight.T + bias in one op (weight in PyTorch's [out, in] layout)."""
+    cdef cg_tensor *out = NULL
+    cdef cg_status st
+    cdef cg_tensor *bt = bias.t if bias is not None else NULL
+    if weight.t.ndim == 2 and x.t.numel * weight.t.shape[0] >= 1 << 18:  # let other threads run
+        with nogil:
+            st = cg_linear(x.t, weight.t, bt, &out)
+    else:
+        st = cg_linear(x.t, weight.t, bt, &out)
+    _check(st)
+    return _wrap(out)
+
 def matmul(a, b):
     if not isinstance(a, TensorBase):
         a = _const_like(a, b)
     if not isinstance(b, TensorBase):
         b = _const_like(b, a)
     return _matmul(a, b)
+
+_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
+
+def cross_entropy(TensorBase logits, targets, str reduction="mean"):
+    """Fused log_softmax + negative log-likelihood over integer class targets."""
+    cdef cg_tensor *out = NULL
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
+    if isinstance(targets, TensorBase):
+        targets = np.asarray(targets)
+    tg = np.asarray(targets)
+    if tg.dtype.kind == "f":
+        if not np.all(tg == np.round(tg)):
+            raise TypeError("cross_entropy: targets must be integer class indices")
+    elif tg.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy: targets must be integer class indices, not {tg.dtype}")
+    if logits.t.ndim != 2 or tg.shape != (logits.t.shape[0],):
+        raise ValueError(f"cross_entropy: logits of shape {logits.shape} need targets of shape "
+                         f"({logits.shape[0] if logits.t.ndim else '?'},), got {tg.shape}")
+    cdef int64_t[::1] idx = np.ascontiguousarray(tg, dtype=np.int64)
+    cdef int64_t dummy = 0
+    _check(cg_cross_entropy(logits.t, &idx[0] if idx.shape[0] else &dummy, _REDUCTIONS[reduction], &out))
+    return _wrap(out)
+
+
+cdef class ParamSet:
+    """The parameters an optimizer updates, as a C array, with its per-parameter state
+    (momentum, or Adam's two moments). One call updates every parameter."""
+    cdef cg_tensor **params
+    cdef cg_tensor **state0
+    cdef cg_tensor **state1
+    cdef int n
+    cdef readonly list tensors
+
+    def __cinit__(self, tensors):
+        self.tensors = list(tensors)
+        self.n = len(self.tensors)
+        cdef size_t size = max(self.n, 1) * sizeof(cg_tensor *)
+        self.params = <cg_tensor **>PyMem_Malloc(size)
+        self.state0 = <cg_tensor **>PyMem_Malloc(size)
+        self.state1 = <cg_tensor **>PyMem_Malloc(size)
+        if self.params == NULL or self.state0 == NULL or self.state1 == NULL:
+            raise MemoryError()
+        for i in range(self.n):
+            t = <TensorBase?>self.tensors[i]
+            if t.t.node != NULL:
+                raise ValueError(f"optimizer: parameter {i} is not a leaf tensor")
+            self.params[i] = t.t
+            cg_tensor_retain(t.t)
+            self.state0[i] = NULL
+            self.state1[i] = NULL
+
+    def __dealloc__(self):
+        for i in range(self.n):
+            if self.params != NULL:
+                cg_tensor_release(self.params[i])
+            if self.state0 != NULL:
+                cg_tensor_release(self.state0[i])
+            if self.state1 != NULL:
+                cg_tensor_release(self.state1[i])
+        PyMem_Free(self.params)
+        PyMem_Free(self.state0)
+        PyMem_Free(self.state1)
+
+    def sgd_step(self, double lr, double momentum, double dampening, double weight_decay, bint nesterov):
+        _check(cg_sgd_step(self.n, self.params, self.state0, lr, momentum, dampening, weight_decay, nesterov))
+
+    def adam_step(self, int64_t step, double lr, double beta1, double beta2, double eps,
+                  double weight_decay, bint decoupled):
+        _check(cg_adam_step(self.n, self.params, self.state0, self.state1, step, lr, beta1, beta2,
+                            eps, weight_decay, decoupled))
+
+    def zero_grad(self, bint set_to_none=True):
+        cg_zero_grad(self.n, self.params, set_to_none)
+
+    def clip_grad_norm(self, double max_norm):
+        cdef double total = 0
+        cg_clip_grad_norm(self.n, self.params, max_norm, &total)
+        return total
+
+    def get_state(self, int which):
+        """Copies of state buffer `which` (0 or 1), None where not yet made."""
+        cdef cg_tensor **arr = self.state0 if which == 0 else self.state1
+        cdef cg_tensor *c = NULL
+        out = []
+        for i in range(self.n):
+            if arr[i] == NULL:
+                out.append(None)
+            else:
+                _check(cg_tensor_astype(arr[i], arr[i].dtype, &c))
+                out.append(_wrap(c))
+        return out
+
+    def set_state(self, int which, list values):
+        """Load state buffer `which` from arrays (None clears an entry)."""
+        cdef cg_tensor **arr = self.state0 if which == 0 else self.state1
+        cdef TensorBase v
+        if len(values) != self.n:
+            raise ValueError(f"optimizer state has {len(values)} entries for {self.n} parameters")
+        for i in range(self.n):
+            if values[i] is None:
+                v = None
+            else:
+                v = <TensorBase>copy_from_array(values[i], _NP_DTYPE[self.params[i].dtype])
+                if v.t.numel != self.params[i].numel:
+                    raise ValueError(f"optimizer state entry {i} has {v.t.numel} values for a "
+                                     f"parameter of {self.params[i].numel}")
+        for i in range(self.n):
+            if arr[i] != NULL:
+                cg_tensor_release(arr[i])
+                arr[i] = NULL
+            if values[i] is not None:
+                v = <TensorBase>copy_from_array(values[i], _NP_DTYPE[self.params[i].dtype])
+                cg_tensor_retain(v.t)
+                arr[i] = v.t
+
 
 # Op codes the facade uses by name.
 OPS = {cg_op_name(i).decode(): i for i in range(CG_OP_COUNT)}
@@ -638,6 +778,10 @@ cdef class TensorBase:
 
     def tanh(self):
         return _unary(self, CG_OP_TANH)
+
+    def softplus(self):
+        """log(1 + exp(x)), stable for large |x|; its derivative is sigmoid(x)."""
+        return _unary(self, CG_OP_SOFTPLUS)
 
     def clip(self, min=None, max=None):
         """Limit values to [min, max]; the gradient passes where min <= x <= max."""

@@ -12,6 +12,8 @@ from .tensor import (Tensor, arange, cat, concatenate, float32, float64, from_nu
                      manual_seed, matmul, maximum, minimum, ones, ones_like, rand, randn, stack,
                      tensor, where, zeros, zeros_like)
 
+from . import nn, optim  # noqa: E402  (after tensor: they build on it)
+
 __version__ = "0.1.0"
 
 

@@ -24,6 +24,7 @@ cdef extern from "cg.h" nogil:
         CG_OP_LEAKY_RELU
         CG_OP_SIGMOID
         CG_OP_TANH
+        CG_OP_SOFTPLUS
         CG_OP_POW
         CG_OP_CLIP
         CG_OP_ADD_SCALAR
@@ -50,6 +51,8 @@ cdef extern from "cg.h" nogil:
         CG_OP_STRIDED
         CG_OP_GATHER
         CG_OP_CONCAT
+        CG_OP_CROSS_ENTROPY
+        CG_OP_LINEAR
         CG_OP_COUNT
 
     ctypedef struct cg_node:
@@ -97,6 +100,7 @@ cdef extern from "cg.h" nogil:
     cg_status cg_reduce(int op, cg_tensor *x, int axis0, int axis1, int keepdims, cg_tensor **out)
     cg_status cg_softmax(int op, cg_tensor *x, int axis, cg_tensor **out)
     cg_status cg_matmul(cg_tensor *a, cg_tensor *b, cg_tensor **out)
+    cg_status cg_linear(cg_tensor *x, cg_tensor *w, cg_tensor *b, cg_tensor **out)
     cg_status cg_reshape(cg_tensor *x, int ndim, const int64_t *shape, cg_tensor **out)
     cg_status cg_permute(cg_tensor *x, const int *perm, cg_tensor **out)
     cg_status cg_slice(cg_tensor *x, const int64_t *start, const int64_t *step, const int64_t *len,
@@ -104,6 +108,14 @@ cdef extern from "cg.h" nogil:
     cg_status cg_gather(cg_tensor *x, const int64_t *index, int64_t n_index, cg_tensor **out)
     cg_status cg_concat(int n, cg_tensor **xs, int axis, cg_tensor **out)
     cg_status cg_backward(cg_tensor *root, cg_tensor *grad, int retain_graph)
+    cg_status cg_cross_entropy(cg_tensor *logits, const int64_t *targets, int reduction, cg_tensor **out)
+    cg_status cg_sgd_step(int n, cg_tensor **params, cg_tensor **momentum_bufs, double lr,
+                          double momentum, double dampening, double weight_decay, int nesterov)
+    cg_status cg_adam_step(int n, cg_tensor **params, cg_tensor **exp_avg, cg_tensor **exp_avg_sq,
+                           int64_t step, double lr, double beta1, double beta2, double eps,
+                           double weight_decay, int decoupled)
+    void cg_zero_grad(int n, cg_tensor **params, int set_to_none)
+    void cg_clip_grad_norm(int n, cg_tensor **params, double max_norm, double *total)
 
     ctypedef struct cg_blas_provider:
         const char *name

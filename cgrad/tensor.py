@@ -30,6 +30,11 @@ def manual_seed(seed: int) -> None:
     _rng = np.random.default_rng(seed)
 
 
+def _generator() -> np.random.Generator:
+    """The generator behind every random draw in cgrad (init, dropout, shuffling)."""
+    return _rng
+
+
 def _resolve_dtype(dtype, data=None):
     if dtype is not None:
         dt = np.dtype(dtype)

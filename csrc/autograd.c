@@ -21,7 +21,7 @@ static const char *const op_names[CG_OP_COUNT] = {
 #undef CG_UNARY
 #undef CG_BINARY
     "where", "sum", "mean", "max", "min", "logsumexp", "softmax", "log_softmax", "matmul",
-    "reshape", "strided", "gather", "concat",
+    "reshape", "strided", "gather", "concat", "cross_entropy", "linear",
 };
 
 const cg_bwd_fn cg_bwd_table[CG_OP_COUNT] = {
@@ -32,12 +32,12 @@ const cg_bwd_fn cg_bwd_table[CG_OP_COUNT] = {
 #undef CG_BINARY
     cg_where_bwd,   cg_reduce_bwd,  cg_reduce_bwd,  cg_reduce_bwd,   cg_reduce_bwd,
     cg_reduce_bwd,  cg_softmax_bwd, cg_softmax_bwd, cg_matmul_bwd,   cg_reshape_bwd,
-    cg_strided_bwd, cg_gather_bwd,  cg_concat_bwd,
+    cg_strided_bwd, cg_gather_bwd,  cg_concat_bwd,   cg_cross_entropy_bwd, cg_linear_bwd,
 };
 
 /* Both tables must list every op, in the enum's order: a new op that forgets one fails here. */
 _Static_assert(sizeof op_names / sizeof op_names[0] == CG_OP_COUNT, "op_names misses an op");
-_Static_assert(CG_OP_CONCAT == CG_OP_COUNT - 1, "update op_names and cg_bwd_table");
+_Static_assert(CG_OP_LINEAR == CG_OP_COUNT - 1, "update op_names and cg_bwd_table");
 
 const char *cg_op_name(int op) { return op >= 0 && op < CG_OP_COUNT ? op_names[op] : "?"; }
 

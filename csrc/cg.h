@@ -47,6 +47,8 @@ typedef enum {
     CG_OP_STRIDED, /* permute / transpose / basic slicing: out[i] = x[base + sum idx*stride] */
     CG_OP_GATHER,  /* integer-array row indexing along axis 0 */
     CG_OP_CONCAT,
+    CG_OP_CROSS_ENTROPY, /* fused log_softmax + nll over integer class targets */
+    CG_OP_LINEAR,        /* fused x W^T + b */
     CG_OP_COUNT
 } cg_op;
 
@@ -108,6 +110,8 @@ cg_status cg_reduce(int op, cg_tensor *x, int axis0, int axis1, int keepdims, cg
 /* SOFTMAX or LOG_SOFTMAX along one axis. */
 cg_status cg_softmax(int op, cg_tensor *x, int axis, cg_tensor **out);
 cg_status cg_matmul(cg_tensor *a, cg_tensor *b, cg_tensor **out);
+/* y = x W^T + b with x [..., in], W [out, in] (PyTorch's layout), b [out] or NULL. */
+cg_status cg_linear(cg_tensor *x, cg_tensor *w, cg_tensor *b, cg_tensor **out);
 cg_status cg_reshape(cg_tensor *x, int ndim, const int64_t *shape, cg_tensor **out);
 cg_status cg_permute(cg_tensor *x, const int *perm, cg_tensor **out);
 /* Basic slicing: per dim start, step (non-zero) and length of the result. */
@@ -115,6 +119,22 @@ cg_status cg_slice(cg_tensor *x, const int64_t *start, const int64_t *step, cons
                    cg_tensor **out);
 cg_status cg_gather(cg_tensor *x, const int64_t *index, int64_t n_index, cg_tensor **out);
 cg_status cg_concat(int n, cg_tensor **xs, int axis, cg_tensor **out);
+
+/* Cross-entropy of logits [N, C] against integer targets [N] in [0, C). reduction: 0 none
+ * (out [N]), 1 mean, 2 sum (out a scalar). Backward: (softmax - onehot) * upstream (/ N). */
+typedef enum { CG_REDUCE_NONE = 0, CG_REDUCE_MEAN = 1, CG_REDUCE_SUM = 2 } cg_reduction;
+cg_status cg_cross_entropy(cg_tensor *logits, const int64_t *targets, int reduction, cg_tensor **out);
+
+/* ---- optimizers: one call updates every parameter (state arrays are owned by the caller,
+ * entries allocated here on first use); parameters without a gradient are skipped ---- */
+cg_status cg_sgd_step(int n, cg_tensor **params, cg_tensor **momentum_bufs, double lr, double momentum,
+                      double dampening, double weight_decay, int nesterov);
+cg_status cg_adam_step(int n, cg_tensor **params, cg_tensor **exp_avg, cg_tensor **exp_avg_sq,
+                       int64_t step, double lr, double beta1, double beta2, double eps,
+                       double weight_decay, int decoupled);
+void cg_zero_grad(int n, cg_tensor **params, int set_to_none);
+/* Scale all gradients so that their joint L2 norm is at most max_norm; *total = the norm before. */
+void cg_clip_grad_norm(int n, cg_tensor **params, double max_norm, double *total);
 
 /* ---- backward ---- */
 /* Sort the graph behind root, seed d(root) with grad (NULL: ones, root must have one element),

@@ -77,6 +77,8 @@ void cg_reshape_bwd(cg_node *node, const void *g, void **dins);
 void cg_strided_bwd(cg_node *node, const void *g, void **dins);
 void cg_gather_bwd(cg_node *node, const void *g, void **dins);
 void cg_concat_bwd(cg_node *node, const void *g, void **dins);
+void cg_cross_entropy_bwd(cg_node *node, const void *g, void **dins);
+void cg_linear_bwd(cg_node *node, const void *g, void **dins);
 
 /* ---- broadcasting ----
  * Two operands are aligned to the output's rank, dims of size 1 dropped, and adjacent dims

@@ -19,6 +19,7 @@ static inline double sigmoid_f64(double x) {
 #define SFX _f32
 #define EXP expf
 #define LOG logf
+#define LOG1P log1pf
 #define SQRT sqrtf
 #define FABS fabsf
 #define TANH tanhf
@@ -29,6 +30,7 @@ static inline double sigmoid_f64(double x) {
 #undef SFX
 #undef EXP
 #undef LOG
+#undef LOG1P
 #undef SQRT
 #undef FABS
 #undef TANH
@@ -39,6 +41,7 @@ static inline double sigmoid_f64(double x) {
 #define SFX _f64
 #define EXP exp
 #define LOG log
+#define LOG1P log1p
 #define SQRT sqrt
 #define FABS fabs
 #define TANH tanh

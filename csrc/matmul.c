@@ -114,3 +114,66 @@ void cg_matmul_bwd(cg_node *node, const void *g, void **dins) {
     if (a->dtype == CG_F32) MM_BWD(float, blas->sgemm);
     else MM_BWD(double, blas->dgemm);
 }
+
+/* ---- linear: Y [rows, out] = X [rows, in] W^T + b, rows = every leading dim of x ----
+ * Backward, the lecture's linear layer:  dX += dY W,  dW += dY^T X,  db += sum_rows dY. */
+#define LIN_FWD(T, GEMM)                                                                       \
+    do {                                                                                       \
+        T *Y = y->data;                                                                        \
+        if (b)                                                                                 \
+            for (int64_t r = 0; r < rows; r++) memcpy(Y + r * nout, b->data, sizeof(T) * (size_t)nout); \
+        GEMM(CG_NO_TRANS, CG_TRANS, rows, nout, nin, 1, x->data, nin, w->data, nin, b ? 1 : 0, Y, nout); \
+    } while (0)
+
+#define LIN_BWD(T, GEMM)                                                                       \
+    do {                                                                                       \
+        const T *G = g;                                                                        \
+        if (dins[0]) GEMM(CG_NO_TRANS, CG_NO_TRANS, rows, nin, nout, 1, G, nout, w->data, nin, 1, dins[0], nin); \
+        if (dins[1]) GEMM(CG_TRANS, CG_NO_TRANS, nout, nin, rows, 1, G, nout, x->data, nin, 1, dins[1], nin); \
+        if (node->n_inputs == 3 && dins[2]) {                                                  \
+            T *db = dins[2];                                                                   \
+            for (int64_t r = 0; r < rows; r++)                                                 \
+                for (int64_t j = 0; j < nout; j++) db[j] += G[r * nout + j];                   \
+        }                                                                                      \
+    } while (0)
+
+cg_status cg_linear(cg_tensor *x, cg_tensor *w, cg_tensor *b, cg_tensor **out) {
+    char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
+    if (x->dtype != w->dtype || (b && b->dtype != w->dtype))
+        return cg_error(CG_ERR_DTYPE, "linear: input, weight and bias must share a dtype (float32 or float64)");
+    if (w->ndim != 2 || x->ndim < 1 || x->shape[x->ndim - 1] != w->shape[1])
+        return cg_error(CG_ERR_SHAPE, "linear: input of shape %s does not fit weight of shape %s "
+                                      "(expected [..., in] and [out, in])",
+                        cg_shape_str(x->ndim, x->shape, b1, sizeof b1),
+                        cg_shape_str(w->ndim, w->shape, b2, sizeof b2));
+    if (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))
+        return cg_error(CG_ERR_SHAPE, "linear: bias of shape %s does not fit weight of shape %s",
+                        cg_shape_str(b->ndim, b->shape, b1, sizeof b1),
+                        cg_shape_str(w->ndim, w->shape, b2, sizeof b2));
+    if (w->shape[0] > INT_MAX || w->shape[1] > INT_MAX)
+        return cg_error(CG_ERR_SHAPE, "linear: a weight dimension exceeds 2^31 - 1");
+    int64_t nin = w->shape[1], nout = w->shape[0], rows = nin ? x->numel / nin : 0;
+    if (!nin) rows = cg_numel(x->ndim - 1, x->shape);
+    int64_t shape[CG_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[x->ndim - 1] = nout;
+    cg_tensor *y;
+    cg_status st = cg_tensor_empty(x->dtype, x->ndim, shape, &y);
+    if (st) return st;
+    const cg_blas_provider *blas = cg_blas_current();
+    if (x->dtype == CG_F32) LIN_FWD(float, blas->sgemm);
+    else LIN_FWD(double, blas->dgemm);
+    cg_tensor *ins[3] = {x, w, b};
+    cg_node *node;
+    if ((st = cg_record(CG_OP_LINEAR, b ? 3 : 2, ins, y, &node))) return st;
+    *out = y;
+    return CG_OK;
+}
+
+void cg_linear_bwd(cg_node *node, const void *g, void **dins) {
+    const cg_tensor *x = node->inputs[0], *w = node->inputs[1];
+    int64_t nin = w->shape[1], nout = w->shape[0], rows = cg_numel(x->ndim - 1, x->shape);
+    const cg_blas_provider *blas = cg_blas_current();
+    if (x->dtype == CG_F32) LIN_BWD(float, blas->sgemm);
+    else LIN_BWD(double, blas->dgemm);
+}

@@ -1,0 +1,332 @@
+"""Modules: parameters, children registered by attribute assignment, train/eval, state
+dicts; the layers and the loss modules."""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import numpy as np
+
+from .. import _C
+from ..tensor import Tensor, _generator, _resolve_dtype, tensor
+from . import functional as F
+
+
+class Parameter(Tensor):
+    """A leaf tensor that a Module registers as a parameter when assigned to it."""
+
+    __slots__ = ()
+
+    def __new__(cls, data, requires_grad: bool = True):
+        t = data.detach() if isinstance(data, _C.TensorBase) else tensor(data)
+        p = _C.rewrap(t, cls)
+        p.requires_grad = requires_grad
+        return p
+
+    def __init__(self, data=None, requires_grad: bool = True):
+        pass
+
+    def __repr__(self):
+        return "Parameter containing:\n" + super().__repr__()
+
+
+class Module:
+    """Base class of layers and models: assign Parameters and Modules as attributes and
+    they are found by parameters(), state_dict(), train() and eval()."""
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError("call super().__init__() in your Module's __init__ first")
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        object.__delattr__(self, name)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} does not define forward()")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # ---- traversal ----
+    def named_modules(self, prefix: str = ""):
+        yield prefix, self
+        for name, m in self._modules.items():
+            yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        return [m for _, m in self.named_modules()]
+
+    def children(self):
+        return list(self._modules.values())
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True):
+        seen = set()
+        mods = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for mprefix, m in mods:
+            for name, p in m._parameters.items():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield (f"{mprefix}.{name}" if mprefix else name), p
+
+    def parameters(self, recurse: bool = True) -> list:
+        return [p for _, p in self.named_parameters(recurse=recurse)]
+
+    def num_parameters(self) -> int:
+        return sum(p.size for p in self.parameters())
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.parameters():
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+
+    def train(self, mode: bool = True):
+        for m in self.modules():
+            object.__setattr__(m, "training", mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # ---- state ----
+    def state_dict(self) -> "OrderedDict[str, Tensor]":
+        """Parameter name -> a tensor sharing the parameter's memory (detached)."""
+        return OrderedDict((name, p.detach()) for name, p in self.named_parameters())
+
+    def load_state_dict(self, state_dict, strict: bool = True):
+        """Copy values in from a state dict of tensors or arrays (a PyTorch state_dict of
+        the same architecture works too). Shapes must match; with strict, names too."""
+        own = dict(self.named_parameters())
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        if strict and (missing or unexpected):
+            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        for name, value in state_dict.items():
+            if name not in own:
+                continue
+            arr = value.numpy() if isinstance(value, _C.TensorBase) else np.asarray(
+                value.detach().cpu().numpy() if hasattr(value, "detach") else value)
+            if tuple(arr.shape) != own[name].shape:
+                raise ValueError(f"load_state_dict: '{name}' has shape {tuple(arr.shape)} in the "
+                                 f"state dict but {own[name].shape} in the model")
+            own[name].copy_(arr)
+        return missing, unexpected
+
+    def __repr__(self):
+        own = sum(p.size for p in self._parameters.values() if p is not None)
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        if not self._modules:
+            return head + ")" + (f"  [{own:,} params]" if own else "")
+        lines = [head] + [f"  ({name}): " + repr(m).replace("\n", "\n  ") for name, m in self._modules.items()]
+        return "\n".join(lines) + f"\n)  [{self.num_parameters():,} params]"
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def summary(self) -> str:
+        """The repr, then the parameter count."""
+        return f"{self!r}\nparameters: {self.num_parameters():,}"
+
+
+# ---- layers ----
+class Linear(Module):
+    """y = x W^T + b, with W of shape (out_features, in_features) as in PyTorch and its
+    default initialisation: W and b uniform in +-1/sqrt(in_features)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        bound = 1 / math.sqrt(in_features) if in_features > 0 else 0.0
+        rng, dtype = _generator(), _resolve_dtype(dtype)
+        self.weight = Parameter(tensor(rng.uniform(-bound, bound, (out_features, in_features)), dtype=dtype))
+        self.bias = Parameter(tensor(rng.uniform(-bound, bound, out_features), dtype=dtype)) if bias else None
+
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self):
+        return f"{self.in_features}→{self.out_features}, bias={self.bias is not None}"
+
+
+class Sequential(Module):
+    def __init__(self, *layers):
+        super().__init__()
+        for i, layer in enumerate(layers):
+            setattr(self, str(i), layer)
+
+    def forward(self, x):
+        for layer in self._modules.values():
+            x = layer(x)
+        return x
+
+    def __getitem__(self, i):
+        return list(self._modules.values())[i]
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+
+class _Activation(Module):
+    fn = None
+
+    def forward(self, x):
+        return type(self).fn(x)
+
+
+class ReLU(_Activation):
+    fn = staticmethod(F.relu)
+
+
+class Sigmoid(_Activation):
+    fn = staticmethod(F.sigmoid)
+
+
+class Tanh(_Activation):
+    fn = staticmethod(F.tanh)
+
+
+class Identity(Module):
+    def forward(self, x):
+        return x
+
+
+class LeakyReLU(Module):
+    def __init__(self, negative_slope: float = 0.01):
+        super().__init__()
+        self.negative_slope = negative_slope
+
+    def forward(self, x):
+        return x.leaky_relu(self.negative_slope)
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}"
+
+
+class Softmax(Module):
+    def __init__(self, dim: int = -1):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x):
+        return x.softmax(self.dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class Dropout(Module):
+    """Inverted dropout, active only in train mode."""
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        if not 0 <= p <= 1:
+            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
+        self.p = p
+
+    def forward(self, x):
+        return F.dropout(x, self.p, self.training)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class Flatten(Module):
+    def __init__(self, start_dim: int = 1, end_dim: int = -1):
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def forward(self, x):
+        return x.flatten(self.start_dim, self.end_dim)
+
+
+ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "leaky_relu": LeakyReLU,
+               "identity": Identity}
+
+
+class MLP(Sequential):
+    """Linear layers of the given sizes with an activation between them (none after the
+    last): MLP([784, 256, 10], activation='relu')."""
+
+    def __init__(self, sizes, activation="relu", dropout: float = 0.0, dtype=None):
+        if len(sizes) < 2:
+            raise ValueError(f"MLP: needs at least an input and an output size, got {sizes}")
+        act = ACTIVATIONS.get(activation) if isinstance(activation, str) else activation
+        if act is None:
+            raise ValueError(f"MLP: unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}")
+        layers = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(Linear(a, b, dtype=dtype))
+            if i < len(sizes) - 2:
+                layers.append(act())
+                if dropout:
+                    layers.append(Dropout(dropout))
+        super().__init__(*layers)
+
+
+# ---- loss modules ----
+class _Loss(Module):
+    fn = None
+
+    def __init__(self, reduction: str = "mean"):
+        super().__init__()
+        if reduction not in F._REDUCTIONS:
+            raise ValueError(f"reduction must be one of {F._REDUCTIONS}, not {reduction!r}")
+        self.reduction = reduction
+
+    def forward(self, input, target):
+        return type(self).fn(input, target, reduction=self.reduction)
+
+    def extra_repr(self):
+        return f"reduction={self.reduction!r}"
+
+
+class MSELoss(_Loss):
+    fn = staticmethod(F.mse_loss)
+
+
+class L1Loss(_Loss):
+    fn = staticmethod(F.l1_loss)
+
+
+class BCELoss(_Loss):
+    fn = staticmethod(F.binary_cross_entropy)
+
+
+class BCEWithLogitsLoss(_Loss):
+    fn = staticmethod(F.binary_cross_entropy_with_logits)
+
+
+class CrossEntropyLoss(_Loss):
+    fn = staticmethod(F.cross_entropy)
+
+
+class NLLLoss(_Loss):
+    fn = staticmethod(F.nll_loss)
+
+
+class HuberLoss(_Loss):
+    def __init__(self, reduction: str = "mean", delta: float = 1.0):
+        super().__init__(reduction)
+        self.delta = delta
+
+    def forward(self, input, target):
+        return F.huber_loss(input, target, self.reduction, self.delta)
+

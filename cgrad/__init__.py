@@ -6,13 +6,37 @@
     y.backward()
     x.grad            # tensor([2., 4.])
 """
-from . import _C
+import os as _os
+
+import numpy as _np  # noqa: F401  first, so that numpy's own BLAS sees the user's environment
+
+
+def _load_core():
+    """Import the compiled core with its OpenBLAS starting on one thread: no idle thread
+    pool spinning on the other cores (set_num_threads grows it when asked)."""
+    key = "OPENBLAS_NUM_THREADS"
+    previous = _os.environ.get(key)
+    if previous is None:
+        _os.environ[key] = "1"
+    try:
+        from . import _C
+    finally:
+        if previous is None:
+            _os.environ.pop(key, None)
+    return _C
+
+
+_C = _load_core()
 from .autograd import GradcheckError, enable_grad, gradcheck, is_grad_enabled, no_grad, set_grad_enabled
 from .tensor import (Tensor, arange, cat, concatenate, float32, float64, from_numpy, full,
                      manual_seed, matmul, maximum, minimum, ones, ones_like, rand, randn, stack,
                      tensor, where, zeros, zeros_like)
 
-from . import nn, optim  # noqa: E402  (after tensor: they build on it)
+from . import data, nn, optim  # noqa: E402  (after tensor: they build on it)
+from .estimators import MLPClassifier, MLPRegressor  # noqa: E402
+from .serialization import load, save  # noqa: E402
+from .trainer import (Callback, EarlyStopping, History, ModelCheckpoint,  # noqa: E402
+                      TerminateOnNaN, Trainer)
 
 __version__ = "0.1.0"
 

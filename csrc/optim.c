@@ -13,22 +13,25 @@ static cg_status ensure_state(cg_tensor **slot, const cg_tensor *like) {
 }
 
 /* g = grad + wd p; buf = first ? g : momentum buf + (1 - dampening) g;
- * g = nesterov ? g + momentum buf : buf;  p -= lr g */
-#define SGD_LOOP(T)                                                                            \
-    do {                                                                                       \
-        T *P = p->data, *B = buf ? buf->data : NULL;                                           \
-        const T *G = p->grad->data;                                                            \
-        T wd = (T)weight_decay, mom = (T)momentum, damp = (T)(1 - dampening), alr = (T)lr;     \
-        for (int64_t k = 0; k < p->numel; k++) {                                               \
-            T gk = G[k];                                                                       \
-            if (weight_decay != 0) gk += wd * P[k];                                            \
-            if (B) {                                                                           \
-                B[k] = first ? gk : mom * B[k] + damp * gk;                                    \
-                gk = nesterov ? gk + mom * B[k] : B[k];                                        \
-            }                                                                                  \
-            P[k] -= alr * gk;                                                                  \
+ * g = nesterov ? g + momentum buf : buf;  p -= lr g
+ * One function per dtype with restrict pointers, so that the loop vectorises (the
+ * branches are loop-invariant and get unswitched). */
+#define SGD_KERNEL(T, NAME)                                                                    \
+    static void NAME(int64_t n, T *restrict P, T *restrict B, const T *restrict G, T lr, T wd,  \
+                     T mom, T damp, int first, int nesterov) {                                 \
+        if (!B) {                                                                              \
+            for (int64_t k = 0; k < n; k++) P[k] -= lr * (G[k] + wd * P[k]);                   \
+            return;                                                                            \
         }                                                                                      \
-    } while (0)
+        for (int64_t k = 0; k < n; k++) {                                                      \
+            T gk = G[k] + wd * P[k];                                                           \
+            T b = first ? gk : mom * B[k] + damp * gk;                                         \
+            B[k] = b;                                                                          \
+            P[k] -= lr * (nesterov ? gk + mom * b : b);                                        \
+        }                                                                                      \
+    }
+SGD_KERNEL(float, sgd_f32)
+SGD_KERNEL(double, sgd_f64)
 
 cg_status cg_sgd_step(int n, cg_tensor **params, cg_tensor **momentum_bufs, double lr, double momentum,
                       double dampening, double weight_decay, int nesterov) {
@@ -43,8 +46,13 @@ cg_status cg_sgd_step(int n, cg_tensor **params, cg_tensor **momentum_bufs, doub
             if (st) return st;
             buf = momentum_bufs[i];
         }
-        if (p->dtype == CG_F32) SGD_LOOP(float);
-        else SGD_LOOP(double);
+        void *B = buf ? buf->data : NULL;
+        if (p->dtype == CG_F32)
+            sgd_f32(p->numel, p->data, B, p->grad->data, (float)lr, (float)weight_decay,
+                    (float)momentum, (float)(1 - dampening), first, nesterov);
+        else
+            sgd_f64(p->numel, p->data, B, p->grad->data, lr, weight_decay, momentum, 1 - dampening,
+                    first, nesterov);
     }
     return CG_OK;
 }
@@ -52,24 +60,21 @@ cg_status cg_sgd_step(int n, cg_tensor **params, cg_tensor **momentum_bufs, doub
 /* AdamW first decays p *= 1 - lr wd; Adam adds wd p to the gradient instead. Then
  * m = lerp(m, g, 1 - b1); v = b2 v + (1 - b2) g^2;
  * p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps) */
-#define ADAM_LOOP(T, SQRT)                                                                     \
-    do {                                                                                       \
-        T *P = p->data, *M = exp_avg[i]->data, *V = exp_avg_sq[i]->data;                       \
-        const T *G = p->grad->data;                                                            \
-        T decay = (T)(1 - lr * weight_decay), wd = (T)weight_decay, w1 = (T)(1 - beta1);       \
-        T b2 = (T)beta2, w2 = (T)(1 - beta2), step_size = (T)(lr / bc1), bc2s = (T)sqrt(bc2);  \
-        T e = (T)eps;                                                                          \
-        for (int64_t k = 0; k < p->numel; k++) {                                               \
-            T gk = G[k];                                                                       \
-            if (weight_decay != 0) {                                                           \
-                if (decoupled) P[k] *= decay;                                                  \
-                else gk += wd * P[k];                                                          \
-            }                                                                                  \
-            M[k] += w1 * (gk - M[k]);                                                          \
-            V[k] = V[k] * b2 + w2 * gk * gk;                                                   \
-            P[k] -= step_size * (M[k] / (SQRT(V[k]) / bc2s + e));                              \
+#define ADAM_KERNEL(T, NAME, SQRT)                                                             \
+    static void NAME(int64_t n, T *restrict P, T *restrict M, T *restrict V, const T *restrict G, \
+                     T decay, T wd, T w1, T b2, T w2, T step_size, T bc2s, T eps) {            \
+        for (int64_t k = 0; k < n; k++) {                                                      \
+            T p = P[k] * decay;                                                                \
+            T gk = G[k] + wd * p;                                                              \
+            T m = M[k] + w1 * (gk - M[k]);                                                     \
+            T v = V[k] * b2 + w2 * gk * gk;                                                    \
+            M[k] = m;                                                                          \
+            V[k] = v;                                                                          \
+            P[k] = p - step_size * (m / (SQRT(v) / bc2s + eps));                               \
         }                                                                                      \
-    } while (0)
+    }
+ADAM_KERNEL(float, adam_f32, sqrtf)
+ADAM_KERNEL(double, adam_f64, sqrt)
 
 cg_status cg_adam_step(int n, cg_tensor **params, cg_tensor **exp_avg, cg_tensor **exp_avg_sq,
                        int64_t step, double lr, double beta1, double beta2, double eps,
@@ -80,8 +85,15 @@ cg_status cg_adam_step(int n, cg_tensor **params, cg_tensor **exp_avg, cg_tensor
         if (!p->grad) continue;
         cg_status st;
         if ((st = ensure_state(&exp_avg[i], p)) || (st = ensure_state(&exp_avg_sq[i], p))) return st;
-        if (p->dtype == CG_F32) ADAM_LOOP(float, sqrtf);
-        else ADAM_LOOP(double, sqrt);
+        /* decoupled: decay the weights, no gradient term; coupled: the other way round */
+        double decay = decoupled ? 1 - lr * weight_decay : 1, wd = decoupled ? 0 : weight_decay;
+        if (p->dtype == CG_F32)
+            adam_f32(p->numel, p->data, exp_avg[i]->data, exp_avg_sq[i]->data, p->grad->data,
+                     (float)decay, (float)wd, (float)(1 - beta1), (float)beta2, (float)(1 - beta2),
+                     (float)(lr / bc1), (float)sqrt(bc2), (float)eps);
+        else
+            adam_f64(p->numel, p->data, exp_avg[i]->data, exp_avg_sq[i]->data, p->grad->data, decay,
+                     wd, 1 - beta1, beta2, 1 - beta2, lr / bc1, sqrt(bc2), eps);
     }
     return CG_OK;
 }

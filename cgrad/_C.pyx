@@ -10,7 +10,7 @@ from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.object cimport PyTypeObject
 from cpython.ref cimport PyObject
 from libc.stdint cimport int64_t, uint8_t
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from ._cg cimport *
 
@@ -429,6 +429,10 @@ cdef class ParamSet:
         self.state1 = <cg_tensor **>PyMem_Malloc(size)
         if self.params == NULL or self.state0 == NULL or self.state1 == NULL:
             raise MemoryError()
+        # all NULL first: __dealloc__ runs even when a check below raises half-way
+        memset(self.params, 0, size)
+        memset(self.state0, 0, size)
+        memset(self.state1, 0, size)
         for i in range(self.n):
             t = <TensorBase?>self.tensors[i]
             if t.t.node != NULL:
@@ -439,7 +443,7 @@ cdef class ParamSet:
             self.state1[i] = NULL
 
     def __dealloc__(self):
-        for i in range(self.n):
+        for i in range(self.n):  # cg_tensor_release(NULL) does nothing
             if self.params != NULL:
                 cg_tensor_release(self.params[i])
             if self.state0 != NULL:
@@ -485,20 +489,18 @@ cdef class ParamSet:
         cdef TensorBase v
         if len(values) != self.n:
             raise ValueError(f"optimizer state has {len(values)} entries for {self.n} parameters")
+        converted = []
+        for i in range(self.n):  # check everything before changing anything
+            v = None if values[i] is None else <TensorBase>copy_from_array(values[i], _NP_DTYPE[self.params[i].dtype])
+            if v is not None and v.t.numel != self.params[i].numel:
+                raise ValueError(f"optimizer state entry {i} has {v.t.numel} values for a "
+                                 f"parameter of {self.params[i].numel}")
+            converted.append(v)
         for i in range(self.n):
-            if values[i] is None:
-                v = None
-            else:
-                v = <TensorBase>copy_from_array(values[i], _NP_DTYPE[self.params[i].dtype])
-                if v.t.numel != self.params[i].numel:
-                    raise ValueError(f"optimizer state entry {i} has {v.t.numel} values for a "
-                                     f"parameter of {self.params[i].numel}")
-        for i in range(self.n):
-            if arr[i] != NULL:
-                cg_tensor_release(arr[i])
-                arr[i] = NULL
-            if values[i] is not None:
-                v = <TensorBase>copy_from_array(values[i], _NP_DTYPE[self.params[i].dtype])
+            cg_tensor_release(arr[i])
+            arr[i] = NULL
+            if converted[i] is not None:
+                v = converted[i]
                 cg_tensor_retain(v.t)
                 arr[i] = v.t
 

@@ -120,7 +120,8 @@ class MLPClassifier(_MLPBase):
         return z / z.sum(axis=1, keepdims=True)
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[self._raw(X).argmax(axis=1)]
+        raw = self._raw(X)
+        return self.classes_[raw.argmax(axis=1)]
 
     def score(self, X, y) -> float:
         """Mean accuracy."""

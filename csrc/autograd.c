@@ -49,7 +49,8 @@ cg_status cg_record(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *o
     int needed = 0;
     for (int i = 0; i < n_inputs; i++) needed |= cg_tensor_needs_grad(inputs[i]);
     if (!needed) return CG_OK;
-    cg_node *node = cg_malloc(sizeof *node + (size_t)n_inputs * sizeof(cg_tensor *));
+    cg_node *node = cg_malloc(sizeof *node + (size_t)n_inputs * sizeof(cg_tensor *) +
+                              (size_t)(n_inputs + 1) * sizeof(uint64_t));
     if (!node) {
         cg_tensor_release(out);
         return cg_error(CG_ERR_NOMEM, "%s: out of memory recording the tape", cg_op_name(op));
@@ -58,10 +59,13 @@ cg_status cg_record(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *o
     node->refcount = 1; /* owned by out */
     node->op = op;
     node->n_inputs = n_inputs;
+    node->versions = (uint64_t *)(node->inputs + n_inputs);
     for (int i = 0; i < n_inputs; i++) {
         node->inputs[i] = inputs[i];
+        node->versions[i] = inputs[i]->storage->version;
         inputs[i]->refcount++;
     }
+    node->versions[n_inputs] = out->storage->version;
     node->saved_out = out->storage;
     out->storage->refcount++;
     node->out = out;
@@ -217,6 +221,26 @@ static cg_status check_seed(const cg_tensor *root, const cg_tensor *grad) {
     return CG_OK;
 }
 
+/* See Note [Versions]. */
+static cg_status check_versions(const cg_node *node) {
+    char b1[CG_SHAPE_BUF];
+    for (int i = 0; i <= node->n_inputs; i++) {
+        const cg_storage *s = i < node->n_inputs ? node->inputs[i]->storage : node->saved_out;
+        if (s && s->version != node->versions[i]) {
+            const cg_tensor *t = i < node->n_inputs ? node->inputs[i] : NULL;
+            return cg_error(CG_ERR_RUNTIME,
+                            "backward: %s %s of op '%s' was modified in place after the op used it "
+                            "(version %llu, now %llu); its gradient would be wrong. Modify a copy, "
+                            "or do the in-place change after backward",
+                            t ? "input" : "the output", t ? cg_shape_str(t->ndim, t->shape, b1, sizeof b1)
+                                                          : cg_shape_str(node->ndim, node->shape, b1, sizeof b1),
+                            cg_op_name(node->op), (unsigned long long)node->versions[i],
+                            (unsigned long long)s->version);
+        }
+    }
+    return CG_OK;
+}
+
 cg_status cg_backward(cg_tensor *root, cg_tensor *grad, int retain_graph) {
     if (!cg_tensor_needs_grad(root))
         return cg_error(CG_ERR_RUNTIME,
@@ -267,7 +291,7 @@ cg_status cg_backward(cg_tensor *root, cg_tensor *grad, int retain_graph) {
                     dins[i] = in->grad->data;
             }
         }
-        if (st) break;
+        if (st || (st = check_versions(node))) break;
         cg_bwd_table[node->op](node, node->grad, dins);
         if (node->out && node->out->retains_grad)
             st = accumulate(&node->out->grad, node->out, node->grad);

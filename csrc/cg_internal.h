@@ -27,7 +27,14 @@ struct cg_storage {
     void *data;
     void (*release)(void *); /* external memory: called with ctx when freed */
     void *ctx;
+    uint64_t version; /* bumped by every in-place write through the core (Note [Versions]) */
 };
+
+/* Note [Versions]: a node remembers the version of each input's storage and of its own
+ * output's storage when it is recorded. Backward refuses to run a rule whose saved values
+ * were overwritten in place since (zero_, fill_, copy_, add_, optimizer steps), instead of
+ * returning a silently wrong gradient. Writes through a numpy view are not seen. */
+void cg_storage_bump(cg_storage *s);
 void cg_storage_release(cg_storage *s);
 
 /* ---- the tape node ----
@@ -53,7 +60,8 @@ struct cg_node {
     double p[2];                /* scalar parameters of unary ops */
     int64_t ip[CG_MAX_DIMS + 1]; /* integer parameters: O/R/I sizes, strides + base offset, ... */
     void *extra;                /* owned op data (index array, mask), freed with the node */
-    cg_tensor *inputs[];        /* n_inputs references */
+    uint64_t *versions;         /* n_inputs + 1 saved storage versions (the last: output) */
+    cg_tensor *inputs[];        /* n_inputs references; the versions follow them */
 };
 
 /* Make out's node if grad mode is on and an input needs grad; *node is NULL otherwise.

@@ -47,6 +47,7 @@ cg_status cg_sgd_step(int n, cg_tensor **params, cg_tensor **momentum_bufs, doub
             buf = momentum_bufs[i];
         }
         void *B = buf ? buf->data : NULL;
+        cg_storage_bump(p->storage);
         if (p->dtype == CG_F32)
             sgd_f32(p->numel, p->data, B, p->grad->data, (float)lr, (float)weight_decay,
                     (float)momentum, (float)(1 - dampening), first, nesterov);
@@ -85,6 +86,7 @@ cg_status cg_adam_step(int n, cg_tensor **params, cg_tensor **exp_avg, cg_tensor
         if (!p->grad) continue;
         cg_status st;
         if ((st = ensure_state(&exp_avg[i], p)) || (st = ensure_state(&exp_avg_sq[i], p))) return st;
+        cg_storage_bump(p->storage);
         /* decoupled: decay the weights, no gradient term; coupled: the other way round */
         double decay = decoupled ? 1 - lr * weight_decay : 1, wd = decoupled ? 0 : weight_decay;
         if (p->dtype == CG_F32)

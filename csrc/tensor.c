@@ -177,6 +177,7 @@ cg_status cg_tensor_empty(cg_dtype dtype, int ndim, const int64_t *shape, cg_ten
     s->data = (void *)(((uintptr_t)(s + 1) + 31) & ~(uintptr_t)31);
     s->release = NULL;
     s->ctx = NULL;
+    s->version = 0;
     t->storage = s;
     t->data = s->data;
     *out = t;
@@ -204,6 +205,7 @@ cg_status cg_tensor_external(cg_dtype dtype, int ndim, const int64_t *shape, voi
     s->data = data;
     s->release = release;
     s->ctx = ctx;
+    s->version = 0;
     t->storage = s;
     t->data = data;
     *out = t;
@@ -216,6 +218,8 @@ cg_tensor *cg_grad_like(int ndim, const int64_t *shape, cg_dtype dtype) {
 }
 
 void cg_tensor_retain(cg_tensor *t) { t->refcount++; }
+
+void cg_storage_bump(cg_storage *s) { s->version++; }
 
 void cg_storage_release(cg_storage *s) {
     if (!s || --s->refcount > 0) return;
@@ -301,6 +305,7 @@ cg_status cg_tensor_copy_(cg_tensor *dst, const cg_tensor *src) {
     cg_status st = same_numel("copy_", dst, src);
     if (st) return st;
     if (dst->data == src->data) return CG_OK;
+    cg_storage_bump(dst->storage);
     if (dst->dtype == src->dtype) {
         memmove(dst->data, src->data, (size_t)dst->numel * cg_dtype_size(dst->dtype));
     } else if (dst->dtype == CG_F32) {
@@ -322,6 +327,7 @@ cg_status cg_tensor_astype(cg_tensor *t, cg_dtype dtype, cg_tensor **out) {
 }
 
 cg_status cg_tensor_fill_(cg_tensor *t, double value) {
+    cg_storage_bump(t->storage);
     if (t->dtype == CG_F32) {
         float *d = t->data, v = (float)value;
         for (int64_t i = 0; i < t->numel; i++) d[i] = v;
@@ -336,6 +342,7 @@ cg_status cg_tensor_axpy_(cg_tensor *y, double alpha, const cg_tensor *x) {
     cg_status st = same_numel("axpy_", y, x);
     if (st) return st;
     if (y->dtype != x->dtype) return cg_error(CG_ERR_DTYPE, "axpy_: dtypes differ");
+    cg_storage_bump(y->storage);
     if (y->dtype == CG_F32) {
         float *d = y->data, a = (float)alpha;
         const float *s = x->data;

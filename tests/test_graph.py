@@ -178,3 +178,34 @@ def test_gradcheck_needs_float64():
     x = cgrad.tensor([1.0], requires_grad=True)
     with pytest.raises(TypeError, match="float64"):
         cgrad.gradcheck(lambda t: t * 2.0, [x])
+
+
+def test_in_place_change_of_a_saved_input_is_detected():
+    x = cgrad.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = (x * x).sum()
+    x.add_(cgrad.tensor([1.0, 1.0, 1.0]))
+    with pytest.raises(RuntimeError, match=r"input \(3,\) of op 'mul' was modified in place"):
+        y.backward()
+
+
+def test_in_place_change_of_a_saved_output_is_detected():
+    x = cgrad.tensor([1.0, 2.0], requires_grad=True)
+    e = x.exp()
+    loss = e.sum()
+    e.fill_(0.0)
+    with pytest.raises(RuntimeError, match=r"the output \(2,\) of op 'exp' was modified in place"):
+        loss.backward()
+
+
+def test_optimizer_step_between_graphs_is_fine():
+    w = cgrad.tensor([1.0, -1.0], requires_grad=True)
+    opt = cgrad.optim.SGD([w], lr=0.1)
+    for _ in range(3):
+        opt.zero_grad()
+        (w * w).sum().backward()
+        opt.step()
+    np.testing.assert_allclose(w.numpy(), [0.8 ** 3, -(0.8 ** 3)], rtol=1e-6)
+    stale = (w * w).sum()
+    opt.step()  # the parameters change after the graph was built
+    with pytest.raises(RuntimeError, match="modified in place"):
+        stale.backward()

@@ -221,10 +221,27 @@ static cg_status check_seed(const cg_tensor *root, const cg_tensor *grad) {
     return CG_OK;
 }
 
+/* Which saved values each backward rule reads (Note [Versions]): bit i for input i, OUT for
+ * the op's own output. Rules reading nothing (add, sum, reshape, ...) do not mind in-place
+ * changes, so they are not refused. Derivatives in ops_elementwise.def name x and/or y. */
+#define IN0 1
+#define IN1 2
+#define OUT 128
+static const uint8_t reads[CG_OP_COUNT] = {
+    [CG_OP_EXP] = OUT, [CG_OP_SQRT] = OUT, [CG_OP_SIGMOID] = OUT, [CG_OP_TANH] = OUT,
+    [CG_OP_LOG] = IN0, [CG_OP_ABS] = IN0, [CG_OP_RELU] = IN0, [CG_OP_LEAKY_RELU] = IN0,
+    [CG_OP_POW] = IN0, [CG_OP_CLIP] = IN0, [CG_OP_SOFTPLUS] = IN0, [CG_OP_RDIV_SCALAR] = IN0 | OUT,
+    [CG_OP_MUL] = IN0 | IN1, [CG_OP_DIV] = IN1 | OUT, [CG_OP_MAXIMUM] = IN0 | IN1,
+    [CG_OP_MINIMUM] = IN0 | IN1, [CG_OP_MAX] = IN0 | OUT, [CG_OP_MIN] = IN0 | OUT,
+    [CG_OP_LOGSUMEXP] = IN0 | OUT, [CG_OP_SOFTMAX] = OUT, [CG_OP_LOG_SOFTMAX] = OUT,
+    [CG_OP_MATMUL] = IN0 | IN1, [CG_OP_LINEAR] = IN0 | IN1, [CG_OP_CROSS_ENTROPY] = IN0,
+};
+
 /* See Note [Versions]. */
 static cg_status check_versions(const cg_node *node) {
     char b1[CG_SHAPE_BUF];
     for (int i = 0; i <= node->n_inputs; i++) {
+        if (!(reads[node->op] & (i < node->n_inputs ? (i < 7 ? 1 << i : 0) : OUT))) continue;
         const cg_storage *s = i < node->n_inputs ? node->inputs[i]->storage : node->saved_out;
         if (s && s->version != node->versions[i]) {
             const cg_tensor *t = i < node->n_inputs ? node->inputs[i] : NULL;

@@ -209,3 +209,12 @@ def test_optimizer_step_between_graphs_is_fine():
     opt.step()  # the parameters change after the graph was built
     with pytest.raises(RuntimeError, match="modified in place"):
         stale.backward()
+
+
+def test_in_place_change_is_fine_where_backward_does_not_read_the_value():
+    x = cgrad.tensor([1.0, 2.0], requires_grad=True)
+    h = x * 3.0
+    loss = (h + 1.0).sum()  # add_scalar and sum read no saved values
+    h.fill_(5.0)
+    loss.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 3.0])

@@ -1,0 +1,30 @@
+"""The package ships type information (py.typed, the compiled module's .pyi) that mypy
+accepts on a small user script."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+import cgrad
+
+
+def test_type_files_are_installed():
+    folder = os.path.dirname(cgrad.__file__)
+    assert os.path.exists(os.path.join(folder, "py.typed"))
+    assert os.path.exists(os.path.join(folder, "_C.pyi"))
+
+
+def _mypy(path):
+    return subprocess.run([sys.executable, "-m", "mypy", "--no-incremental", str(path)],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_mypy_accepts_a_user_script_and_rejects_a_wrong_one(tmp_path):
+    pytest.importorskip("mypy")
+    out = _mypy(os.path.join(os.path.dirname(__file__), "typing", "user_script.py"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    wrong = tmp_path / "wrong.py"
+    wrong.write_text("import cgrad\nn: int = cgrad.tensor([1.0]).shape\n")
+    out = _mypy(wrong)
+    assert out.returncode == 1 and "tuple[int, ...]" in out.stdout

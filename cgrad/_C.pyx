@@ -225,10 +225,10 @@ cdef object _reduce(TensorBase x, int op, object axis, bint keepdims):
     axes = list(axis) if isinstance(axis, (tuple, list)) else [axis]
     for i in range(len(axes)):
         a = int(axes[i])
-        if a < -max(nd, 1) or a >= max(nd, 1):
+        if a < -nd or a >= nd:  # as numpy, a 0-dim tensor has no axis to name
             raise IndexError(f"{opname}: axis {a} is out of range for a tensor of shape {x.shape}")
         axes[i] = a + nd if a < 0 else a
-    axes = sorted(set(axes)) if nd else []
+    axes = sorted(set(axes))
     if not axes:
         _check(cg_reduce(op, x.t, 0, 0, keepdims, &out))
         return _wrap(out)

@@ -56,7 +56,7 @@ cg_status cg_reduce(int op, cg_tensor *x, int axis0, int axis1, int keepdims, cg
                         axis1, cg_shape_str(x->ndim, x->shape, b1, sizeof b1));
     int64_t O, R, I;
     split_dims(x, axis0, axis1, &O, &R, &I);
-    if (R == 0 && O * I > 0 && (op == CG_OP_MAX || op == CG_OP_MIN))
+    if (R == 0 && (op == CG_OP_MAX || op == CG_OP_MIN)) /* as numpy: no identity */
         return cg_error(CG_ERR_VALUE, "%s: cannot reduce over a zero-size dimension of shape %s",
                         name, cg_shape_str(x->ndim, x->shape, b1, sizeof b1));
     int64_t shape[CG_MAX_DIMS];

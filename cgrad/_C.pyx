@@ -171,6 +171,9 @@ def blas_current():
 def blas_config():
     return cg_blas_current().config().decode()
 
+def build_info():
+    return cg_build_info().decode()
+
 def set_blas(str name):
     _check(cg_blas_select(name.encode()))
 

@@ -67,13 +67,16 @@ def set_blas(name: str) -> None:
 
 
 def show_config() -> dict:
-    """Build and runtime facts: version, BLAS provider and its configuration, threads."""
+    """Print and return build and runtime facts: version, BLAS provider and its version and
+    configuration, threads, compiler flags and the CPU features in use."""
     info = {
         "version": __version__,
         "blas": _C.blas_current(),
         "blas_providers": _C.blas_providers(),
         "blas_config": _C.blas_config(),
         "num_threads": _C.get_num_threads(),
+        "build": _C.build_info(),
+        "numpy": _np.__version__,
     }
     for k, v in info.items():
         print(f"{k:15s} {v}")

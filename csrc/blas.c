@@ -106,3 +106,21 @@ void cg_set_num_threads(int n) {
 }
 
 int cg_get_num_threads(void) { return num_threads; }
+
+#ifndef CG_BUILD_FLAGS
+#define CG_BUILD_FLAGS "?"
+#endif
+
+const char *cg_build_info(void) {
+    static char buf[512];
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_cpu_init();
+    snprintf(buf, sizeof buf, "compiler: gcc %s; flags: %s; cpu: sse4.2=%d avx=%d avx2=%d fma=%d avx512f=%d",
+             __VERSION__, CG_BUILD_FLAGS, !!__builtin_cpu_supports("sse4.2"), !!__builtin_cpu_supports("avx"),
+             !!__builtin_cpu_supports("avx2"), !!__builtin_cpu_supports("fma"),
+             !!__builtin_cpu_supports("avx512f"));
+#else
+    snprintf(buf, sizeof buf, "compiler: %s; flags: %s", __VERSION__, CG_BUILD_FLAGS);
+#endif
+    return buf;
+}

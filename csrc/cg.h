@@ -163,6 +163,8 @@ int cg_blas_provider_count(void);
 const cg_blas_provider *cg_blas_provider_at(int i);
 const cg_blas_provider *cg_blas_current(void);
 cg_status cg_blas_select(const char *name);
+/* Compiler, flags and the CPU features this machine offers, for show_config(). */
+const char *cg_build_info(void);
 void cg_set_num_threads(int n);
 int cg_get_num_threads(void);
 

@@ -218,3 +218,31 @@ def test_in_place_change_is_fine_where_backward_does_not_read_the_value():
     h.fill_(5.0)
     loss.backward()
     np.testing.assert_array_equal(x.grad.numpy(), [3.0, 3.0])
+
+
+@pytest.mark.parametrize("order", range(6))
+def test_freeing_reusing_and_retaining_graphs_in_any_order(order):
+    import itertools
+    x = cgrad.tensor([0.5, -1.5], dtype=cgrad.float64, requires_grad=True)
+    a = x.tanh()
+    b = a * x
+    c = (b + a).sum()
+    d = (b * 2.0).sum()
+    names = ["a", "b", "x"]
+    perm = list(itertools.permutations(names))[order]
+    c.backward(retain_graph=True)
+    local = {"a": a, "b": b, "x": x}
+    del a, b
+    for name in perm:  # drop the Python references in some order; the graph keeps what it needs
+        local.pop(name)
+    d.backward(retain_graph=True)
+    c.backward()
+    g = x.grad.numpy()
+    xv = np.array([0.5, -1.5])
+    t = np.tanh(xv)
+    dt = 1 - t * t
+    expected = 2 * (dt * xv + t + dt) + 2 * (dt * xv + t)
+    np.testing.assert_allclose(g, expected, rtol=1e-12)
+    for root in (c, d):  # c's backward freed the nodes both graphs share
+        with pytest.raises(RuntimeError, match="second time"):
+            root.backward()

@@ -271,3 +271,10 @@ def test_cli_is_deterministic(tmp_path):
     assert a.returncode == 0, a.stderr
     strip = lambda s: [l for l in s.splitlines() if "us per step" not in l]  # noqa: E731
     assert strip(a.stdout) == strip(b.stdout)
+
+
+def test_load_rejects_oversized_files(tmp_path):
+    cgrad.save({"w": np.ones(1000)}, tmp_path / "big.npz")
+    with pytest.raises(ValueError, match="more than max_bytes=100"):
+        cgrad.load(tmp_path / "big.npz", max_bytes=100)
+    assert cgrad.load(tmp_path / "big.npz", max_bytes=8000)["w"].shape == (1000,)

@@ -508,6 +508,39 @@ cdef class ParamSet:
                 arr[i] = v.t
 
 
+# ---------------------------------------------------------------- profiler
+
+PROFILE_EVENT = np.dtype([("t0", np.uint64), ("t1", np.uint64), ("node", np.int64), ("flops", np.float64),
+                          ("op", np.int32), ("phase", np.int32), ("scope", np.int32)], align=True)
+
+def profile_start(int64_t capacity):
+    if PROFILE_EVENT.itemsize != sizeof(cg_prof_event):
+        raise RuntimeError("profile: event layout differs between C and Python")
+    _check(cg_profile_start(capacity))
+
+def profile_stop():
+    cg_profile_stop()
+
+def profile_take():
+    """Stop, copy the events out as a numpy structured array, free the C buffer."""
+    cdef int64_t n = 0, dropped = 0
+    cg_profile_stop()
+    cdef const cg_prof_event *ev = cg_profile_events(&n, &dropped)
+    out = np.empty(n, dtype=PROFILE_EVENT)
+    cdef unsigned char[::1] raw
+    if n:
+        raw = out.view(np.uint8)
+        memcpy(<void *>&raw[0], <const void *>ev, n * sizeof(cg_prof_event))
+    cg_profile_clear()
+    return out, dropped
+
+def set_scope(int scope):
+    cg_profile_set_scope(scope)
+
+def get_scope():
+    return cg_profile_scope()
+
+
 # Op codes the facade uses by name.
 OPS = {cg_op_name(i).decode(): i for i in range(CG_OP_COUNT)}
 

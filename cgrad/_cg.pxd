@@ -1,5 +1,5 @@
 # Declarations of the C core's public API (csrc/cg.h) for the binding.
-from libc.stdint cimport int64_t, uint8_t
+from libc.stdint cimport int32_t, int64_t, uint8_t
 
 cdef extern from "cg.h" nogil:
     enum: CG_MAX_DIMS
@@ -116,6 +116,15 @@ cdef extern from "cg.h" nogil:
                            double weight_decay, int decoupled)
     void cg_zero_grad(int n, cg_tensor **params, int set_to_none)
     void cg_clip_grad_norm(int n, cg_tensor **params, double max_norm, double *total)
+
+    ctypedef struct cg_prof_event:
+        pass
+    cg_status cg_profile_start(int64_t capacity)
+    void cg_profile_stop()
+    void cg_profile_clear()
+    const cg_prof_event *cg_profile_events(int64_t *n, int64_t *dropped)
+    void cg_profile_set_scope(int32_t scope)
+    int32_t cg_profile_scope()
 
     ctypedef struct cg_blas_provider:
         const char *name

@@ -43,12 +43,31 @@ const char *cg_op_name(int op) { return op >= 0 && op < CG_OP_COUNT ? op_names[o
 
 int cg_node_op_of(const cg_tensor *t) { return t->node ? t->node->op : -1; }
 
+/* Multiply-adds x 2 of a GEMM-based op, for the profiler's GFLOP/s; 0 for the others. */
+static double op_flops(int op, cg_tensor *const *inputs, const cg_tensor *out) {
+    if (op == CG_OP_MATMUL) return 2.0 * (double)out->numel * (double)inputs[0]->shape[inputs[0]->ndim - 1];
+    if (op == CG_OP_LINEAR) return 2.0 * (double)out->numel * (double)inputs[1]->shape[1];
+    return 0;
+}
+
+static void profile_forward(int op, cg_tensor *const *inputs, const cg_tensor *out, cg_node *node) {
+    int32_t sc = cg_profile_scope();
+    int64_t id = -1;
+    if (node) {
+        node->id = id = cg_profile_new_node_id();
+        node->scope = sc;
+    }
+    cg_prof_event_add(op, CG_PHASE_FORWARD, id, sc, cg_prof_t0, cg_now_ns(), op_flops(op, inputs, out));
+}
+
 cg_status cg_record(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *out, cg_node **pnode) {
     *pnode = NULL;
-    if (!cg_grad_enabled()) return CG_OK;
     int needed = 0;
-    for (int i = 0; i < n_inputs; i++) needed |= cg_tensor_needs_grad(inputs[i]);
-    if (!needed) return CG_OK;
+    for (int i = 0; i < n_inputs && cg_grad_enabled(); i++) needed |= cg_tensor_needs_grad(inputs[i]);
+    if (!needed) {
+        if (cg_prof_on) profile_forward(op, inputs, out, NULL);
+        return CG_OK;
+    }
     cg_node *node = cg_malloc(sizeof *node + (size_t)n_inputs * sizeof(cg_tensor *) +
                               (size_t)(n_inputs + 1) * sizeof(uint64_t));
     if (!node) {
@@ -75,6 +94,7 @@ cg_status cg_record(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *o
     node->numel = out->numel;
     out->node = node;
     *pnode = node;
+    if (cg_prof_on) profile_forward(op, inputs, out, node);
     return CG_OK;
 }
 
@@ -270,6 +290,7 @@ cg_status cg_backward(cg_tensor *root, cg_tensor *grad, int retain_graph) {
     const void *seed = grad ? grad->data : root->dtype == CG_F32 ? (void *)&one32 : (void *)&one64;
     if (!root->node) /* a leaf: its gradient is the seed */
         return accumulate(&root->grad, root, seed);
+    uint64_t call_t0 = cg_prof_on ? cg_now_ns() : 0;
     cg_node **order;
     size_t n;
     if ((st = topo_sort(root->node, &order, &n))) return st;
@@ -293,6 +314,8 @@ cg_status cg_backward(cg_tensor *root, cg_tensor *grad, int retain_graph) {
                 break;
             }
         }
+        /* the node's profiler event covers finding (and zeroing) its inputs' buffers too */
+        uint64_t t0 = cg_prof_on ? cg_now_ns() : 0;
         /* where each input's gradient goes: its node's buffer, or a leaf's .grad */
         for (int i = 0; i < node->n_inputs && st == CG_OK; i++) {
             cg_tensor *in = node->inputs[i];
@@ -319,6 +342,7 @@ cg_status cg_backward(cg_tensor *root, cg_tensor *grad, int retain_graph) {
             node->saved_out = NULL;
             node->freed = 1;
         }
+        if (cg_prof_on) cg_prof_event_add(node->op, CG_PHASE_BACKWARD, node->id, node->scope, t0, cg_now_ns(), 0);
     }
     if (st) /* leave no half-swept buffers behind */
         for (size_t k = 0; k < n; k++) {
@@ -328,5 +352,6 @@ cg_status cg_backward(cg_tensor *root, cg_tensor *grad, int retain_graph) {
     for (int i = 0; i < pool.n; i++) cg_free(pool.buf[i]);
     if (dins != dins_local) free(dins);
     free(order);
+    if (cg_prof_on) cg_prof_event_add(-1, CG_PHASE_BWD_CALL, -1, -1, call_t0, cg_now_ns(), 0);
     return st;
 }

@@ -136,6 +136,29 @@ void cg_zero_grad(int n, cg_tensor **params, int set_to_none);
 /* Scale all gradients so that their joint L2 norm is at most max_norm; *total = the norm before. */
 void cg_clip_grad_norm(int n, cg_tensor **params, double max_norm, double *total);
 
+/* ---- profiling (profile.c) ---- */
+typedef enum {
+    CG_PHASE_FORWARD = 0,
+    CG_PHASE_BACKWARD = 1,  /* a node's whole backward rule */
+    CG_PHASE_BWD_DX = 2,    /* the dX = dZ W^T GEMM inside a matmul/linear rule */
+    CG_PHASE_BWD_DW = 3,    /* the dW = X^T dZ GEMM */
+    CG_PHASE_BWD_CALL = 4,  /* one whole cg_backward call */
+} cg_phase;
+typedef struct {
+    uint64_t t0, t1; /* monotonic ns */
+    int64_t node;    /* node id, -1 when the op recorded no node */
+    double flops;    /* for GEMMs, else 0 */
+    int32_t op;      /* -1 for a whole backward call */
+    int32_t phase;
+    int32_t scope;   /* the scope (layer) current when the node was recorded */
+} cg_prof_event;
+cg_status cg_profile_start(int64_t capacity);
+void cg_profile_stop(void);
+void cg_profile_clear(void);
+const cg_prof_event *cg_profile_events(int64_t *n, int64_t *dropped);
+void cg_profile_set_scope(int32_t scope);
+int32_t cg_profile_scope(void);
+
 /* ---- backward ---- */
 /* Sort the graph behind root, seed d(root) with grad (NULL: ones, root must have one element),
  * sweep in reverse accumulating into .grad of leaves that require grad. Without retain_graph

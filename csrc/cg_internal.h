@@ -50,6 +50,8 @@ struct cg_node {
     int n_inputs;
     uint8_t freed;        /* saved values released by a backward without retain_graph */
     uint64_t mark;        /* topological-sort epoch */
+    int64_t id;           /* for the profiler: set only while profiling */
+    int32_t scope;        /* the profiler scope (layer) current at record time */
     cg_storage *saved_out; /* output values */
     cg_tensor *out;       /* weak, see Note [Tape lifetime] */
     void *grad;           /* d(loss)/d(out): a raw buffer, alive only during a backward sweep */
@@ -63,6 +65,15 @@ struct cg_node {
     uint64_t *versions;         /* n_inputs + 1 saved storage versions (the last: output) */
     cg_tensor *inputs[];        /* n_inputs references; the versions follow them */
 };
+
+/* ---- profiling hooks (profile.c): one branch each when profiling is off ---- */
+extern int cg_prof_on;
+extern _Thread_local uint64_t cg_prof_t0;
+uint64_t cg_now_ns(void);
+int64_t cg_profile_new_node_id(void);
+void cg_prof_event_add(int op, int phase, int64_t node, int32_t scope, uint64_t t0, uint64_t t1, double flops);
+/* At the entry of every op: the forward time runs from here to cg_record. */
+#define CG_PROF_BEGIN() do { if (cg_prof_on) cg_prof_t0 = cg_now_ns(); } while (0)
 
 /* Make out's node if grad mode is on and an input needs grad; *node is NULL otherwise.
  * On failure out is released, so a caller only returns the status. */

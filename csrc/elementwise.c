@@ -86,6 +86,7 @@ static const binary_rules binary_table[CG_OP_COUNT] = {
 
 /* ---- unary ---- */
 cg_status cg_unary(int op, cg_tensor *x, double p0, double p1, cg_tensor **out) {
+    CG_PROF_BEGIN();
     if (op < 0 || op >= CG_OP_COUNT || !unary_table[op].fwd32)
         return cg_error(CG_ERR_VALUE, "unary: op %d (%s) is not an elementwise unary op", op,
                         cg_op_name(op));
@@ -179,6 +180,7 @@ static cg_status same_dtype(const char *op, const cg_tensor *a, const cg_tensor 
 }
 
 cg_status cg_binary(int op, cg_tensor *a, cg_tensor *b, cg_tensor **out) {
+    CG_PROF_BEGIN();
     if (op < 0 || op >= CG_OP_COUNT || !binary_table[op].fwd32)
         return cg_error(CG_ERR_VALUE, "binary: op %d (%s) is not an elementwise binary op", op,
                         cg_op_name(op));
@@ -233,6 +235,7 @@ static cg_status check_broadcasts_to(const cg_tensor *t, int n, const int64_t *s
 
 cg_status cg_where(const uint8_t *mask, int ndim, const int64_t *shape, cg_tensor *a, cg_tensor *b,
                    cg_tensor **out) {
+    CG_PROF_BEGIN();
     cg_status st = same_dtype("where", a, b);
     if (st || (st = check_broadcasts_to(a, ndim, shape)) || (st = check_broadcasts_to(b, ndim, shape)))
         return st;

@@ -29,6 +29,7 @@
     } while (0)
 
 cg_status cg_cross_entropy(cg_tensor *logits, const int64_t *targets, int reduction, cg_tensor **out) {
+    CG_PROF_BEGIN();
     char b1[CG_SHAPE_BUF];
     if (logits->ndim != 2)
         return cg_error(CG_ERR_SHAPE, "cross_entropy: logits must be 2-D [batch, classes], got shape %s",

@@ -9,6 +9,18 @@
 
 #include <limits.h>
 
+/* Time one GEMM of a backward rule as its own profiler event (dX or dW). */
+#define PROF_GEMM(PHASE, FLOPS, ...)                                                            \
+    do {                                                                                        \
+        if (cg_prof_on) {                                                                       \
+            uint64_t t0_ = cg_now_ns();                                                         \
+            __VA_ARGS__;                                                                        \
+            cg_prof_event_add(node->op, PHASE, node->id, node->scope, t0_, cg_now_ns(), FLOPS); \
+        } else {                                                                                \
+            __VA_ARGS__;                                                                        \
+        }                                                                                       \
+    } while (0)
+
 /* X [.., n, k] @ W [.., k, m] -> Z [.., n, m] */
 typedef struct {
     int64_t n, k, m;
@@ -48,23 +60,26 @@ static void plan(const cg_tensor *a, const cg_tensor *b, int nb, const int64_t *
         const T *A = a->data, *B = b->data, *G = g;                                      \
         T *dA = dins[0], *dB = dins[1];          \
         if (p.fold) {                                                                          \
-            if (dA) GEMM(CG_NO_TRANS, CG_TRANS, p.rows, p.k, p.m, 1, G, p.m, B, p.m, 1, dA, p.k); \
-            if (dB) GEMM(CG_TRANS, CG_NO_TRANS, p.k, p.m, p.rows, 1, A, p.k, G, p.m, 1, dB, p.m); \
+            double fl_ = 2.0 * (double)p.rows * (double)p.k * (double)p.m;                    \
+            if (dA) PROF_GEMM(CG_PHASE_BWD_DX, fl_, GEMM(CG_NO_TRANS, CG_TRANS, p.rows, p.k, p.m, 1, G, p.m, B, p.m, 1, dA, p.k)); \
+            if (dB) PROF_GEMM(CG_PHASE_BWD_DW, fl_, GEMM(CG_TRANS, CG_NO_TRANS, p.k, p.m, p.rows, 1, A, p.k, G, p.m, 1, dB, p.m)); \
         } else {                                                                               \
             CG_BCAST_FOR(&p.batch, {                                                           \
                 for (int64_t j = 0; j < n; j++) {                                              \
                     int64_t ia = (oa + j * sa) * p.n * p.k, ib = (ob + j * sb) * p.k * p.m;    \
                     const T *g_ = G + (oy + j) * p.n * p.m;                                    \
-                    if (dA) GEMM(CG_NO_TRANS, CG_TRANS, p.n, p.k, p.m, 1, g_, p.m, B + ib, p.m, 1, \
-                                 dA + ia, p.k);                                                \
-                    if (dB) GEMM(CG_TRANS, CG_NO_TRANS, p.k, p.m, p.n, 1, A + ia, p.k, g_, p.m, 1, \
-                                 dB + ib, p.m);                                                \
+                    double fl_ = 2.0 * (double)p.n * (double)p.k * (double)p.m;                \
+                    if (dA) PROF_GEMM(CG_PHASE_BWD_DX, fl_, GEMM(CG_NO_TRANS, CG_TRANS, p.n, p.k, p.m, 1, g_, p.m, \
+                                                              B + ib, p.m, 1, dA + ia, p.k));  \
+                    if (dB) PROF_GEMM(CG_PHASE_BWD_DW, fl_, GEMM(CG_TRANS, CG_NO_TRANS, p.k, p.m, p.n, 1, A + ia, \
+                                                              p.k, g_, p.m, 1, dB + ib, p.m)); \
                 }                                                                              \
             });                                                                                \
         }                                                                                      \
     } while (0)
 
 cg_status cg_matmul(cg_tensor *a, cg_tensor *b, cg_tensor **out) {
+    CG_PROF_BEGIN();
     char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
     if (a->dtype != b->dtype)
         return cg_error(CG_ERR_DTYPE, "matmul: dtypes float32 and float64 differ; convert one of "
@@ -128,8 +143,11 @@ void cg_matmul_bwd(cg_node *node, const void *g, void **dins) {
 #define LIN_BWD(T, GEMM)                                                                       \
     do {                                                                                       \
         const T *G = g;                                                                        \
-        if (dins[0]) GEMM(CG_NO_TRANS, CG_NO_TRANS, rows, nin, nout, 1, G, nout, w->data, nin, 1, dins[0], nin); \
-        if (dins[1]) GEMM(CG_TRANS, CG_NO_TRANS, nout, nin, rows, 1, G, nout, x->data, nin, 1, dins[1], nin); \
+        double fl_ = 2.0 * (double)rows * (double)nin * (double)nout;                          \
+        if (dins[0]) PROF_GEMM(CG_PHASE_BWD_DX, fl_, GEMM(CG_NO_TRANS, CG_NO_TRANS, rows, nin, nout, 1, G, nout, \
+                                                          w->data, nin, 1, dins[0], nin));      \
+        if (dins[1]) PROF_GEMM(CG_PHASE_BWD_DW, fl_, GEMM(CG_TRANS, CG_NO_TRANS, nout, nin, rows, 1, G, nout, \
+                                                          x->data, nin, 1, dins[1], nin));      \
         if (node->n_inputs == 3 && dins[2]) {                                                  \
             T *db = dins[2];                                                                   \
             for (int64_t r = 0; r < rows; r++)                                                 \
@@ -138,6 +156,7 @@ void cg_matmul_bwd(cg_node *node, const void *g, void **dins) {
     } while (0)
 
 cg_status cg_linear(cg_tensor *x, cg_tensor *w, cg_tensor *b, cg_tensor **out) {
+    CG_PROF_BEGIN();
     char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
     if (x->dtype != w->dtype || (b && b->dtype != w->dtype))
         return cg_error(CG_ERR_DTYPE, "linear: input, weight and bias must share a dtype (float32 or float64)");

@@ -46,6 +46,7 @@ static cg_status record_ori(int op, cg_tensor *x, cg_tensor *y, int64_t O, int64
 }
 
 cg_status cg_reduce(int op, cg_tensor *x, int axis0, int axis1, int keepdims, cg_tensor **out) {
+    CG_PROF_BEGIN();
     const char *name = cg_op_name(op);
     char b1[CG_SHAPE_BUF];
     if (op != CG_OP_SUM && op != CG_OP_MEAN && op != CG_OP_MAX && op != CG_OP_MIN &&
@@ -111,6 +112,7 @@ void cg_reduce_bwd(cg_node *node, const void *g, void **dins) {
 }
 
 cg_status cg_softmax(int op, cg_tensor *x, int axis, cg_tensor **out) {
+    CG_PROF_BEGIN();
     char b1[CG_SHAPE_BUF];
     if (op != CG_OP_SOFTMAX && op != CG_OP_LOG_SOFTMAX)
         return cg_error(CG_ERR_VALUE, "softmax: op '%s' is not softmax or log_softmax", cg_op_name(op));

@@ -5,6 +5,7 @@
 
 /* ---- reshape: a new header over the same storage ---- */
 cg_status cg_reshape(cg_tensor *x, int ndim, const int64_t *shape, cg_tensor **out) {
+    CG_PROF_BEGIN();
     char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
     if (ndim < 0 || ndim > CG_MAX_DIMS || cg_numel(ndim, shape) != x->numel)
         return cg_error(CG_ERR_SHAPE, "reshape: cannot reshape a tensor of shape %s into shape %s",
@@ -60,6 +61,7 @@ void cg_reshape_bwd(cg_node *node, const void *g, void **dins) {
 
 static cg_status strided(cg_tensor *x, int nd, const int64_t *shape, const int64_t *strides,
                          int64_t base, cg_tensor **out) {
+    CG_PROF_BEGIN();
     cg_tensor *y;
     cg_status st = cg_tensor_empty(x->dtype, nd, shape, &y);
     if (st) return st;
@@ -134,6 +136,7 @@ cg_status cg_slice(cg_tensor *x, const int64_t *start, const int64_t *step, cons
 
 /* ---- gather: y[l, ...] = x[index[l], ...]; backward dx[index[l], ...] += g[l, ...] ---- */
 cg_status cg_gather(cg_tensor *x, const int64_t *index, int64_t n_index, cg_tensor **out) {
+    CG_PROF_BEGIN();
     char b1[CG_SHAPE_BUF];
     if (x->ndim < 1) return cg_error(CG_ERR_INDEX, "gather: cannot index a 0-dim tensor with an array");
     int64_t rows = x->shape[0], inner = rows ? x->numel / rows : 0;
@@ -196,6 +199,7 @@ void cg_gather_bwd(cg_node *node, const void *g, void **dins) {
 
 /* ---- concat along axis: each input contributes a chunk of shape[axis] * inner per outer ---- */
 cg_status cg_concat(int n, cg_tensor **xs, int axis, cg_tensor **out) {
+    CG_PROF_BEGIN();
     char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
     if (n < 1) return cg_error(CG_ERR_VALUE, "concatenate: needs at least one tensor");
     cg_tensor *x0 = xs[0];

@@ -15,16 +15,17 @@ def test_type_files_are_installed():
     assert os.path.exists(os.path.join(folder, "_C.pyi"))
 
 
-def _mypy(path):
+def _mypy(path, cwd):
+    # run from an empty folder: check against the installed package, as a user's script is
     return subprocess.run([sys.executable, "-m", "mypy", "--no-incremental", str(path)],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, cwd=cwd)
 
 
 def test_mypy_accepts_a_user_script_and_rejects_a_wrong_one(tmp_path):
     pytest.importorskip("mypy")
-    out = _mypy(os.path.join(os.path.dirname(__file__), "typing", "user_script.py"))
+    out = _mypy(os.path.join(os.path.dirname(__file__), "typing", "user_script.py"), tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     wrong = tmp_path / "wrong.py"
     wrong.write_text("import cgrad\nn: int = cgrad.tensor([1.0]).shape\n")
-    out = _mypy(wrong)
+    out = _mypy(wrong, tmp_path)
     assert out.returncode == 1 and "tuple[int, ...]" in out.stdout

@@ -7,7 +7,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .. import _C
+from .. import _C, profiler
 from ..tensor import Tensor, _generator, _resolve_dtype, tensor
 from . import functional as F
 
@@ -48,6 +48,7 @@ class Module:
             self._parameters[name] = value
         elif isinstance(value, Module):
             self._modules[name] = value
+            object.__setattr__(value, "_name_in_parent", name)  # for the profiler's labels
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name):
@@ -59,7 +60,15 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        if not profiler._active:
+            return self.forward(*args, **kwargs)
+        with profiler.record(self._scope_label()):  # attribute this layer's nodes to it
+            return self.forward(*args, **kwargs)
+
+    def _scope_label(self) -> str:
+        name = self.__dict__.get("_name_in_parent")
+        label = f"{type(self).__name__}({self.extra_repr()})"
+        return f"{name}: {label}" if name else label
 
     # ---- traversal ----
     def named_modules(self, prefix: str = ""):

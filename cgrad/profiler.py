@@ -1,0 +1,234 @@
+"""The backward-pass profiler: where backward spends its time, op by op and layer by layer.
+
+    with cgrad.profile() as prof:
+        loss = loss_fn(model(x), y)
+        loss.backward()
+    print(prof.table(by="layer", phase="backward"))
+    prof.export_chrome_trace("trace.json")      # open in https://ui.perfetto.dev
+
+The C core stamps every op's forward kernel, every node's backward rule, the dX and dW
+GEMMs of each linear/matmul backward, and each whole backward call with a monotonic clock.
+Nodes carry the scope (layer) that was current when they were recorded: nn.Module.__call__
+opens one per module while profiling, and `cgrad.profiler.record("name")` opens your own.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from collections import defaultdict
+
+import numpy as np
+
+from . import _C
+
+_OP_NAMES = _C.op_names()
+PHASES = {0: "forward", 1: "backward", 2: "backward dX = dZ W^T", 3: "backward dW = X^T dZ",
+          4: "backward call"}
+
+_scopes: list[str] = ["(no layer)"]   # scope id -> name; id 0 is "outside any layer"
+_scope_ids: dict[str, int] = {"(no layer)": 0}
+_active = 0                           # open profile() blocks
+
+
+def is_profiling() -> bool:
+    return _active > 0
+
+
+def _scope_id(name: str) -> int:
+    sid = _scope_ids.get(name)
+    if sid is None:
+        sid = _scope_ids[name] = len(_scopes)
+        _scopes.append(name)
+    return sid
+
+
+@contextlib.contextmanager
+def record(name: str):
+    """A named scope: ops recorded inside are attributed to `name` (nested scopes are
+    joined with '/'). Costs nothing worth measuring when no profile is active."""
+    if not _active:
+        yield
+        return
+    parent = _C.get_scope()
+    full = f"{_scopes[parent]}/{name}" if parent else name
+    _C.set_scope(_scope_id(full))
+    try:
+        yield
+    finally:
+        _C.set_scope(parent)
+
+
+class profile:
+    """Context manager that records per-op timings (see the module docstring).
+
+    capacity: events kept (ops + backward rules); beyond it they are counted as dropped."""
+
+    def __init__(self, capacity: int = 1_000_000):
+        self.capacity = capacity
+        self.events = None
+        self.dropped = 0
+
+    def __enter__(self):
+        global _active
+        if _active:
+            raise RuntimeError("profile: a profile is already active")
+        _C.profile_start(self.capacity)
+        _active += 1
+        return self
+
+    def __exit__(self, *exc):
+        global _active
+        _active -= 1
+        self.events, self.dropped = _C.profile_take()
+        return False
+
+    # ---- aggregation ----
+    def _phase_mask(self, phase: str) -> np.ndarray:
+        ev = self.events
+        if phase == "forward":
+            return ev["phase"] == 0
+        if phase == "backward":
+            return ev["phase"] == 1
+        if phase == "both":
+            return (ev["phase"] == 0) | (ev["phase"] == 1)
+        raise ValueError(f"profile: phase must be 'forward', 'backward' or 'both', not {phase!r}")
+
+    def total_ns(self, phase: str) -> int:
+        """Measured time of the phase: whole backward calls, or the sum of forward ops."""
+        ev = self.events
+        if phase == "backward":
+            calls = ev[ev["phase"] == 4]
+            return int(np.sum(calls["t1"] - calls["t0"]))
+        sel = ev[self._phase_mask(phase)]
+        return int(np.sum(sel["t1"] - sel["t0"]))
+
+    def rows(self, by: str = "op", phase: str = "backward", sort: str = "total", top: int | None = None) -> list:
+        """Aggregated rows as plain dicts: name, calls, total_ms, self_ms, mean_us, percent
+        (of the phase's measured total), flops and gflops_per_s where known. Backward rows
+        of linear/matmul are followed by their dX and dW GEMMs."""
+        if by not in ("op", "layer", "node"):
+            raise ValueError(f"profile: by must be 'op', 'layer' or 'node', not {by!r}")
+        ev = self.events
+        main = ev[self._phase_mask(phase)]
+        subs = ev[(ev["phase"] == 2) | (ev["phase"] == 3)] if phase in ("backward", "both") else ev[:0]
+
+        def key(e):
+            if by == "op":
+                return _OP_NAMES[e["op"]]
+            if by == "layer":
+                return _scopes[e["scope"]] if e["scope"] < len(_scopes) else "?"
+            return f"{_OP_NAMES[e['op']]} #{e['node']}"
+
+        agg = defaultdict(lambda: {"calls": 0, "total": 0, "sub": 0, "flops": 0.0, "gemm": defaultdict(lambda: [0, 0.0])})
+        for e in main:
+            name = key(e)
+            if phase == "both":
+                name = f"{name} [{PHASES[int(e['phase'])]}]"
+            a = agg[name]
+            a["calls"] += 1
+            a["total"] += int(e["t1"] - e["t0"])
+            a["flops"] += float(e["flops"])
+        for e in subs:
+            name = key(e) + (" [backward]" if phase == "both" else "")
+            a = agg[name]
+            d = int(e["t1"] - e["t0"])
+            a["sub"] += d
+            g = a["gemm"][PHASES[int(e["phase"])].replace("backward ", "")]
+            g[0] += d
+            g[1] += float(e["flops"])
+            a["flops"] += float(e["flops"])
+        denom = max(self.total_ns("backward" if phase == "backward" else phase), 1)
+        out = []
+        for name, a in agg.items():
+            row = {"name": name, "calls": a["calls"], "total_ms": a["total"] / 1e6,
+                   "self_ms": (a["total"] - a["sub"]) / 1e6, "mean_us": a["total"] / max(a["calls"], 1) / 1e3,
+                   "percent": 100.0 * a["total"] / denom, "flops": a["flops"],
+                   "gflops_per_s": a["flops"] / a["total"] if a["flops"] and a["total"] else None,
+                   "parts": {k: {"ms": v[0] / 1e6, "percent_of_row": 100.0 * v[0] / max(a["total"], 1),
+                                 "gflops_per_s": v[1] / v[0] if v[0] else None}
+                             for k, v in a["gemm"].items()}}
+            out.append(row)
+        sort_key = {"total": "total_ms", "self": "self_ms", "calls": "calls", "mean": "mean_us",
+                    "name": "name"}.get(sort)
+        if sort_key is None:
+            raise ValueError(f"profile: sort must be total, self, calls, mean or name, not {sort!r}")
+        out.sort(key=lambda r: r[sort_key], reverse=sort_key != "name")
+        return out[:top] if top else out
+
+    def unattributed_ms(self, phase: str = "backward") -> float:
+        """Measured backward time not inside any node's rule (sorting, buffers, bookkeeping)."""
+        ev = self.events
+        rules = ev[ev["phase"] == 1]
+        return (self.total_ns(phase) - int(np.sum(rules["t1"] - rules["t0"]))) / 1e6
+
+    def table(self, by: str = "op", phase: str = "backward", sort: str = "total", top: int | None = 20) -> str:
+        """The rows as a text table, with the lecture's names for the two GEMMs of a linear
+        layer's backward (dW = X^T dZ, dX = dZ W^T) under its row."""
+        rows = self.rows(by, phase, sort, top)
+        head = f"{'name':<44} {'calls':>7} {'total ms':>10} {'self ms':>9} {'mean us':>9} {'%':>6} {'GFLOP/s':>8}"
+        lines = [head, "-" * len(head)]
+        for r in rows:
+            gf = f"{r['gflops_per_s']:.1f}" if r["gflops_per_s"] else ""
+            lines.append(f"{r['name'][:44]:<44} {r['calls']:>7} {r['total_ms']:>10.3f} {r['self_ms']:>9.3f} "
+                         f"{r['mean_us']:>9.2f} {r['percent']:>6.1f} {gf:>8}")
+            for part, p in sorted(r["parts"].items()):
+                gfp = f"{p['gflops_per_s']:.1f}" if p["gflops_per_s"] else ""
+                lines.append(f"    {part:<40} {'':>7} {p['ms']:>10.3f} {'':>9} {'':>9} "
+                             f"{p['percent_of_row']:>5.0f}% {gfp:>8}")
+        if phase == "backward":
+            total = self.total_ns("backward") / 1e6
+            lines.append(f"measured backward {total:.3f} ms; not inside any rule {self.unattributed_ms():.3f} ms"
+                         f"{f'; {self.dropped} events dropped' if self.dropped else ''}")
+        return "\n".join(lines)
+
+    def summary(self) -> str:
+        """One screen: forward / backward totals and the top backward ops and layers."""
+        fwd, bwd = self.total_ns("forward") / 1e6, self.total_ns("backward") / 1e6
+        calls = int(np.sum(self.events["phase"] == 4))
+        parts = [f"forward ops {fwd:.3f} ms, backward {bwd:.3f} ms over {calls} backward call(s)",
+                 "", "backward by layer:", self.table(by="layer", top=10), "",
+                 "backward by op:", self.table(by="op", top=10)]
+        return "\n".join(parts)
+
+    def to_pandas(self, by: str = "op", phase: str = "backward"):
+        import pandas as pd  # optional
+        return pd.DataFrame([{k: v for k, v in r.items() if k != "parts"} for r in self.rows(by, phase)])
+
+    def export_chrome_trace(self, path) -> None:
+        """Trace Event JSON (Perfetto, chrome://tracing): forward and backward on separate
+        tracks, each layer scope as a slice around its ops, each op inside."""
+        ev = self.events
+        if len(ev) == 0:
+            trace = {"traceEvents": []}
+        else:
+            t_origin = int(ev["t0"].min())
+            out = [{"ph": "M", "name": "thread_name", "pid": 1, "tid": tid, "args": {"name": name}}
+                   for tid, name in ((1, "forward"), (2, "backward"))]
+            us = lambda t: (int(t) - t_origin) / 1e3  # noqa: E731
+            for e in ev:
+                phase = int(e["phase"])
+                tid = 1 if phase == 0 else 2
+                name = "backward()" if phase == 4 else _OP_NAMES[e["op"]]
+                if phase in (2, 3):
+                    name = PHASES[phase].replace("backward ", "")
+                args = {"layer": _scopes[e["scope"]] if 0 <= e["scope"] < len(_scopes) else "",
+                        "node": int(e["node"])}
+                if e["flops"]:
+                    args["GFLOP/s"] = round(float(e["flops"]) / max(int(e["t1"] - e["t0"]), 1), 2)
+                out.append({"ph": "X", "name": name, "cat": PHASES[phase], "pid": 1, "tid": tid,
+                            "ts": us(e["t0"]), "dur": max(us(e["t1"]) - us(e["t0"]), 0.001), "args": args})
+            # layer slices: consecutive events of one scope on a track, wrapped in one slice
+            for tid, sel in ((1, ev[ev["phase"] == 0]), (2, ev[ev["phase"] == 1])):
+                sel = sel[np.argsort(sel["t0"], kind="stable")]
+                start = 0
+                for i in range(1, len(sel) + 1):
+                    if i == len(sel) or sel[i]["scope"] != sel[start]["scope"]:
+                        sc = int(sel[start]["scope"])
+                        if sc > 0:
+                            t0, t1 = sel[start]["t0"], sel[start:i]["t1"].max()
+                            out.append({"ph": "X", "name": _scopes[sc], "cat": "layer", "pid": 1,
+                                        "tid": tid, "ts": us(t0), "dur": max(us(t1) - us(t0), 0.001)})
+                        start = i
+            trace = {"traceEvents": out, "displayTimeUnit": "ms"}
+        with open(path, "w") as f:
+            json.dump(trace, f)

@@ -28,7 +28,49 @@ cdef dict _EXC = {
 
 cdef int _raise(cg_status st) except -1:
     """Turn a failed C status into the Python exception, with the core's message."""
-    raise _EXC.get(st, RuntimeError)(cg_last_error().decode("utf-8", "replace"))
+    msg = cg_last_error().decode("utf-8", "replace")
+    if _anomaly and msg.startswith("anomaly:"):
+        msg = _anomaly_context(msg)
+    raise _EXC.get(st, RuntimeError)(msg)
+
+# ---- anomaly mode: where each node came from, to name it when its gradient goes bad ----
+cdef bint _anomaly = False
+cdef dict _origins = {}   # node id -> "file:line (layer)"
+
+def _user_frame():
+    """The innermost caller outside the cgrad package, as 'file:line: code'."""
+    import sys, os, linecache
+    f = sys._getframe(0)  # Cython functions have no frames: this is the innermost Python one
+    pkg = os.path.dirname(os.path.abspath(__file__))
+    while f is not None and os.path.abspath(f.f_code.co_filename).startswith(pkg):
+        f = f.f_back
+    if f is None:
+        return "?"
+    code = linecache.getline(f.f_code.co_filename, f.f_lineno).strip()
+    return f"{f.f_code.co_filename}:{f.f_lineno}: {code}"
+
+def _scope_name():
+    from . import profiler
+    sc = cg_profile_scope()
+    return profiler._scopes[sc] if 0 < sc < len(profiler._scopes) else ""
+
+cdef object _anomaly_context(str msg):
+    import re
+    m = re.search(r"node (\d+)", msg)
+    if m and int(m.group(1)) in _origins:
+        return f"{msg}; the op was created at {_origins[int(m.group(1))]}"
+    layer = _scope_name()
+    return f"{msg}; at {_user_frame()}" + (f" (layer {layer})" if layer else "")
+
+def set_anomaly(bint enabled):
+    global _anomaly
+    _anomaly = enabled
+    cg_set_anomaly(enabled)
+    if not enabled:
+        _origins.clear()
+
+def is_anomaly_enabled():
+    return bool(_anomaly)
 
 cdef inline int _check(cg_status st) except -1:
     if st != CG_OK:
@@ -43,6 +85,9 @@ cdef inline object _wrap(cg_tensor *t):
     cdef TensorBase o = <TensorBase>(<PyTypeObject*>_TensorType).tp_new(_TensorType, <PyObject*>_NO_ARGS, NULL)
     cg_tensor_release(o.t)  # the placeholder from __cinit__
     o.t = t
+    if _anomaly and t.node != NULL:
+        layer = _scope_name()
+        _origins[cg_node_id_of(t)] = _user_frame() + (f" (layer {layer})" if layer else "")
     return o
 
 def rewrap(TensorBase x, cls):

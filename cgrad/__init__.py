@@ -27,7 +27,8 @@ def _load_core():
 
 
 _C = _load_core()
-from .autograd import GradcheckError, enable_grad, gradcheck, is_grad_enabled, no_grad, set_grad_enabled
+from .autograd import (GradcheckError, detect_anomaly, enable_grad, gradcheck, is_grad_enabled, no_grad,
+                       set_anomaly, set_grad_enabled)
 from .tensor import (Tensor, arange, cat, concatenate, float32, float64, from_numpy, full,
                      manual_seed, matmul, maximum, minimum, ones, ones_like, rand, randn, stack,
                      tensor, where, zeros, zeros_like)

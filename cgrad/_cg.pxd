@@ -117,6 +117,10 @@ cdef extern from "cg.h" nogil:
     void cg_zero_grad(int n, cg_tensor **params, int set_to_none)
     void cg_clip_grad_norm(int n, cg_tensor **params, double max_norm, double *total)
 
+    void cg_set_anomaly(int enabled)
+    int cg_anomaly_enabled()
+    int64_t cg_node_id_of(const cg_tensor *t)
+
     ctypedef struct cg_prof_event:
         pass
     cg_status cg_profile_start(int64_t capacity)

@@ -56,6 +56,29 @@ class enable_grad(no_grad):
 is_grad_enabled = _C.is_grad_enabled
 
 
+def set_anomaly(enabled: bool) -> None:
+    """Check every op's output and every gradient for NaN/Inf and raise at the first one,
+    naming the op, its input shapes, its layer and the line of Python that created it.
+    Slows everything down: use it to find a NaN, not for training."""
+    from . import profiler
+    if bool(enabled) != _C.is_anomaly_enabled():
+        profiler._scoping += 1 if enabled else -1  # name layers in the reports
+    _C.set_anomaly(enabled)
+
+
+class detect_anomaly:
+    """`with cgrad.detect_anomaly():` turns on set_anomaly(True) for the block."""
+
+    def __enter__(self):
+        self.prev = _C.is_anomaly_enabled()
+        set_anomaly(True)
+        return self
+
+    def __exit__(self, *exc):
+        set_anomaly(self.prev)
+        return False
+
+
 class GradcheckError(RuntimeError):
     """Analytic and numerical gradients disagree."""
 

@@ -28,6 +28,7 @@ PHASES = {0: "forward", 1: "backward", 2: "backward dX = dZ W^T", 3: "backward d
 _scopes: list[str] = ["(no layer)"]   # scope id -> name; id 0 is "outside any layer"
 _scope_ids: dict[str, int] = {"(no layer)": 0}
 _active = 0                           # open profile() blocks
+_scoping = 0                          # open profile() blocks + anomaly mode: layers get scopes
 
 
 def is_profiling() -> bool:
@@ -46,7 +47,7 @@ def _scope_id(name: str) -> int:
 def record(name: str):
     """A named scope: ops recorded inside are attributed to `name` (nested scopes are
     joined with '/'). Costs nothing worth measuring when no profile is active."""
-    if not _active:
+    if not _scoping:
         yield
         return
     parent = _C.get_scope()
@@ -69,16 +70,18 @@ class profile:
         self.dropped = 0
 
     def __enter__(self):
-        global _active
+        global _active, _scoping
         if _active:
             raise RuntimeError("profile: a profile is already active")
         _C.profile_start(self.capacity)
         _active += 1
+        _scoping += 1
         return self
 
     def __exit__(self, *exc):
-        global _active
+        global _active, _scoping
         _active -= 1
+        _scoping -= 1
         self.events, self.dropped = _C.profile_take()
         return False
 

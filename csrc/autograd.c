@@ -60,8 +60,35 @@ static void profile_forward(int op, cg_tensor *const *inputs, const cg_tensor *o
     cg_prof_event_add(op, CG_PHASE_FORWARD, id, sc, cg_prof_t0, cg_now_ns(), op_flops(op, inputs, out));
 }
 
+static const char *shapes_str(int n, cg_tensor *const *ts, char *buf, size_t size) {
+    size_t k = 0;
+    buf[0] = 0;
+    for (int i = 0; i < n && k + 2 < size; i++) {
+        char b[CG_SHAPE_BUF];
+        k += (size_t)snprintf(buf + k, size - k, i ? ", %s" : "%s", cg_shape_str(ts[i]->ndim, ts[i]->shape, b, sizeof b));
+    }
+    return buf;
+}
+
+/* Anomaly mode, forward: the first op whose output holds a NaN or Inf is an error. */
+static cg_status check_output(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *out) {
+    int64_t bad = cg_first_nonfinite(out->dtype, out->data, out->numel);
+    if (bad < 0) return CG_OK;
+    double v = out->dtype == CG_F32 ? ((float *)out->data)[bad] : ((double *)out->data)[bad];
+    char buf[256];
+    cg_status st = cg_error(CG_ERR_RUNTIME, "anomaly: op '%s' produced %g at element %lld of its output, "
+                                           "from inputs of shape %s",
+                            cg_op_name(op), v, (long long)bad, shapes_str(n_inputs, inputs, buf, sizeof buf));
+    cg_tensor_release(out);
+    return st;
+}
+
 cg_status cg_record(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *out, cg_node **pnode) {
     *pnode = NULL;
+    if (cg_anomaly_on) {
+        cg_status st = check_output(op, n_inputs, inputs, out);
+        if (st) return st;
+    }
     int needed = 0;
     for (int i = 0; i < n_inputs && cg_grad_enabled(); i++) needed |= cg_tensor_needs_grad(inputs[i]);
     if (!needed) {
@@ -95,6 +122,7 @@ cg_status cg_record(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *o
     out->node = node;
     *pnode = node;
     if (cg_prof_on) profile_forward(op, inputs, out, node);
+    else if (cg_anomaly_on) node->id = cg_profile_new_node_id(); /* to name it in reports */
     return CG_OK;
 }
 
@@ -257,6 +285,20 @@ static const uint8_t reads[CG_OP_COUNT] = {
     [CG_OP_MATMUL] = IN0 | IN1, [CG_OP_LINEAR] = IN0 | IN1, [CG_OP_CROSS_ENTROPY] = IN0,
 };
 
+/* Anomaly mode, backward: the first rule that leaves a NaN or Inf in an input's gradient. */
+static cg_status check_gradients(const cg_node *node, void **dins) {
+    char b1[CG_SHAPE_BUF];
+    for (int i = 0; i < node->n_inputs; i++) {
+        const cg_tensor *in = node->inputs[i];
+        if (!dins[i] || cg_first_nonfinite(in->dtype, dins[i], in->numel) < 0) continue;
+        return cg_error(CG_ERR_RUNTIME, "anomaly: the backward of op '%s' (node %lld) produced a non-finite "
+                                        "gradient for its input %d of shape %s",
+                        cg_op_name(node->op), (long long)node->id, i,
+                        cg_shape_str(in->ndim, in->shape, b1, sizeof b1));
+    }
+    return CG_OK;
+}
+
 /* See Note [Versions]. */
 static cg_status check_versions(const cg_node *node) {
     char b1[CG_SHAPE_BUF];
@@ -290,6 +332,10 @@ cg_status cg_backward(cg_tensor *root, cg_tensor *grad, int retain_graph) {
     const void *seed = grad ? grad->data : root->dtype == CG_F32 ? (void *)&one32 : (void *)&one64;
     if (!root->node) /* a leaf: its gradient is the seed */
         return accumulate(&root->grad, root, seed);
+    if (cg_anomaly_on && cg_first_nonfinite(root->dtype, root->data, root->numel) >= 0)
+        return cg_error(CG_ERR_RUNTIME, "anomaly: backward: the tensor to differentiate is already not "
+                                        "finite (made by op '%s', node %lld); nothing was run",
+                        cg_op_name(root->node->op), (long long)root->node->id);
     uint64_t call_t0 = cg_prof_on ? cg_now_ns() : 0;
     cg_node **order;
     size_t n;
@@ -333,6 +379,7 @@ cg_status cg_backward(cg_tensor *root, cg_tensor *grad, int retain_graph) {
         }
         if (st || (st = check_versions(node))) break;
         cg_bwd_table[node->op](node, node->grad, dins);
+        if (cg_anomaly_on && (st = check_gradients(node, dins))) break;
         if (node->out && node->out->retains_grad)
             st = accumulate(&node->out->grad, node->out, node->grad);
         pool_give(&pool, node->grad, node_grad_bytes(node));

@@ -159,6 +159,11 @@ const cg_prof_event *cg_profile_events(int64_t *n, int64_t *dropped);
 void cg_profile_set_scope(int32_t scope);
 int32_t cg_profile_scope(void);
 
+/* ---- anomaly mode: every op's output and every gradient checked for NaN/Inf ---- */
+void cg_set_anomaly(int enabled);
+int cg_anomaly_enabled(void);
+int64_t cg_node_id_of(const cg_tensor *t); /* -1 for a leaf or a node made with both off */
+
 /* ---- backward ---- */
 /* Sort the graph behind root, seed d(root) with grad (NULL: ones, root must have one element),
  * sweep in reverse accumulating into .grad of leaves that require grad. Without retain_graph

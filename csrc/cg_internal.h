@@ -68,6 +68,9 @@ struct cg_node {
 
 /* ---- profiling hooks (profile.c): one branch each when profiling is off ---- */
 extern int cg_prof_on;
+extern int cg_anomaly_on;
+/* index of the first non-finite element of a float buffer, -1 if none */
+int64_t cg_first_nonfinite(cg_dtype dtype, const void *data, int64_t n);
 extern _Thread_local uint64_t cg_prof_t0;
 uint64_t cg_now_ns(void);
 int64_t cg_profile_new_node_id(void);

@@ -62,3 +62,17 @@ void cg_prof_event_add(int op, int phase, int64_t node, int32_t sc, uint64_t t0,
     }
     events[i] = (cg_prof_event){t0, t1, node, flops, op, phase, sc};
 }
+
+/* ---- anomaly mode ---- */
+int cg_anomaly_on;
+void cg_set_anomaly(int enabled) { __atomic_store_n(&cg_anomaly_on, enabled != 0, __ATOMIC_RELEASE); }
+int cg_anomaly_enabled(void) { return cg_anomaly_on; }
+int64_t cg_node_id_of(const cg_tensor *t) { return t->node ? t->node->id : -1; }
+
+int64_t cg_first_nonfinite(cg_dtype dtype, const void *data, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        double v = dtype == CG_F32 ? ((const float *)data)[i] : ((const double *)data)[i];
+        if (v - v != 0) return i; /* NaN or +-Inf */
+    }
+    return -1;
+}

@@ -60,7 +60,7 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args, **kwargs):
-        if not profiler._active:
+        if not profiler._scoping:
             return self.forward(*args, **kwargs)
         with profiler.record(self._scope_label()):  # attribute this layer's nodes to it
             return self.forward(*args, **kwargs)

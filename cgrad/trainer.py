@@ -289,11 +289,11 @@ class Trainer:
             if validation_data is not None:
                 logs.update({f"val_{k}": v for k, v in self.evaluate(*validation_data).items()})
             logs["time"] = elapsed
-            history.append(epoch, logs)
-            for cb in callbacks:
+            for cb in callbacks:  # before the history, so callbacks may add to the logs
                 cb.on_epoch_end(epoch, logs)
+            history.append(epoch, logs)
             if verbose:
-                parts = " ".join(f"{k} {v:.4f}" for k, v in logs.items() if k != "time")
+                parts = " ".join(f"{k} {v:.4f}" for k, v in logs.items() if isinstance(v, float) and k != "time")
                 print(f"epoch {epoch}/{epochs}: {parts} ({elapsed:.2f} s, "
                       f"{self.step_time * 1e6:.0f} us/step)", flush=True)
             if self.stop_training:

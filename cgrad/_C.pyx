@@ -62,6 +62,34 @@ cdef object _anomaly_context(str msg):
     layer = _scope_name()
     return f"{msg}; at {_user_frame()}" + (f" (layer {layer})" if layer else "")
 
+def graph_node(TensorBase t):
+    """(op name or None for a leaf, [input tensors]) of the op that made t; the inputs are
+    new tensor objects for the same C tensors."""
+    cdef cg_tensor *ins[64]
+    cdef cg_tensor **buf = ins
+    cdef int n = cg_node_inputs(t.t, ins, 64)
+    if t.t.node == NULL:
+        return None, []
+    if n > 64:
+        buf = <cg_tensor **>PyMem_Malloc(n * sizeof(cg_tensor *))
+        if buf == NULL:
+            raise MemoryError()
+        cg_node_inputs(t.t, buf, n)
+    out = []
+    for i in range(n):
+        cg_tensor_retain(buf[i])
+        out.append(_wrap(buf[i]))
+    if buf != ins:
+        PyMem_Free(buf)
+    return cg_op_name(cg_node_op_of(t.t)).decode(), out
+
+def same_tensor(TensorBase a, TensorBase b):
+    return a.t == b.t
+
+def tensor_key(TensorBase t):
+    """An id for the C tensor behind t (stable while it lives)."""
+    return <size_t>t.t
+
 def set_anomaly(bint enabled):
     global _anomaly
     _anomaly = enabled

@@ -2,6 +2,7 @@
 
     cgrad train                      train an MLP on the bundled digits and report test accuracy
     cgrad train --dataset spirals --hidden 64 64 --activation tanh --epochs 200
+    cgrad profile                    per-layer backward times, gradient health, a Chrome trace
     cgrad example                    the lecture's worked example, forward and backward
     cgrad info                       version, BLAS provider, threads
 """
@@ -64,6 +65,42 @@ def train(args) -> int:
     return 0
 
 
+def profile_cmd(args) -> int:
+    """Train a few steps under the profiler; print the per-layer backward table and the
+    gradient-health report; save a Chrome trace."""
+    import cgrad
+    from cgrad import data, nn
+
+    cgrad.manual_seed(args.seed)
+    X_tr, y_tr, _, _ = data.digits()
+    model = nn.MLP([X_tr.shape[1], *args.hidden, 10], activation=args.activation)
+    opt = cgrad.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
+    loader = data.DataLoader(X_tr, y_tr, batch_size=args.batch_size, shuffle=True, seed=args.seed)
+    batches = iter(loader)
+    with cgrad.profile() as prof:
+        for _ in range(args.steps):
+            try:
+                xb, yb = next(batches)
+            except StopIteration:
+                batches = iter(loader)
+                xb, yb = next(batches)
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(xb), yb).backward()
+            opt.step()
+    sizes = [X_tr.shape[1], *args.hidden, 10]
+    print(f"{args.steps} training steps of an MLP {sizes} ({args.activation}) on the digits, "
+          f"batch {args.batch_size}")
+    print()
+    print("backward by layer:")
+    print(prof.table(by="layer", phase="backward"))
+    print()
+    print("gradient health (one batch):")
+    print(cgrad.diagnostics.health(model, X_tr[:256], y_tr[:256], "cross_entropy", optimizer=opt))
+    prof.export_chrome_trace(args.trace)
+    print(f"\nChrome trace saved to {args.trace}: open it in https://ui.perfetto.dev or chrome://tracing")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="cgrad", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,11 +119,22 @@ def main(argv=None) -> int:
     t.add_argument("--threads", type=int, default=1, help="BLAS threads")
     t.add_argument("--save", metavar="PATH", help="save the trained state dict (.npz)")
     t.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    pr = sub.add_parser("profile", help="profile training steps of an MLP on the digits: per-layer "
+                                        "backward table, gradient health, Chrome trace")
+    pr.add_argument("--hidden", type=int, nargs="*", default=[256, 256])
+    pr.add_argument("--activation", default="relu", choices=["relu", "tanh", "sigmoid", "leaky_relu"])
+    pr.add_argument("--lr", type=float, default=0.01)
+    pr.add_argument("--batch-size", type=int, default=128)
+    pr.add_argument("--steps", type=int, default=20)
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--trace", default="cgrad-trace.json", help="where to write the Chrome trace")
     sub.add_parser("example", help="run the lecture's worked example (forward and backward)")
     sub.add_parser("info", help="print version, BLAS provider and threads")
     args = parser.parse_args(argv)
     if args.command == "train":
         return train(args)
+    if args.command == "profile":
+        return profile_cmd(args)
     if args.command == "example":
         worked_example()
     elif args.command == "info":

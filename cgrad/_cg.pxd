@@ -120,6 +120,7 @@ cdef extern from "cg.h" nogil:
     void cg_set_anomaly(int enabled)
     int cg_anomaly_enabled()
     int64_t cg_node_id_of(const cg_tensor *t)
+    int cg_node_inputs(const cg_tensor *t, cg_tensor **inputs, int max)
 
     ctypedef struct cg_prof_event:
         pass

@@ -163,6 +163,8 @@ int32_t cg_profile_scope(void);
 void cg_set_anomaly(int enabled);
 int cg_anomaly_enabled(void);
 int64_t cg_node_id_of(const cg_tensor *t); /* -1 for a leaf or a node made with both off */
+/* The inputs of the op that made t (borrowed pointers), for drawing the graph; returns how many. */
+int cg_node_inputs(const cg_tensor *t, cg_tensor **inputs, int max);
 
 /* ---- backward ---- */
 /* Sort the graph behind root, seed d(root) with grad (NULL: ones, root must have one element),

@@ -76,3 +76,9 @@ int64_t cg_first_nonfinite(cg_dtype dtype, const void *data, int64_t n) {
     }
     return -1;
 }
+
+int cg_node_inputs(const cg_tensor *t, cg_tensor **inputs, int max) {
+    if (!t->node) return 0;
+    for (int i = 0; i < t->node->n_inputs && i < max; i++) inputs[i] = t->node->inputs[i];
+    return t->node->n_inputs;
+}

@@ -278,3 +278,10 @@ def test_load_rejects_oversized_files(tmp_path):
     with pytest.raises(ValueError, match="more than max_bytes=100"):
         cgrad.load(tmp_path / "big.npz", max_bytes=100)
     assert cgrad.load(tmp_path / "big.npz", max_bytes=8000)["w"].shape == (1000,)
+
+
+def test_cli_profile(tmp_path):
+    out = _run_cli("profile", "--steps", "3", "--trace", str(tmp_path / "t.json"), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "backward by layer" in out.stdout and "dW = X^T dZ" in out.stdout
+    assert "gradient health" in out.stdout and (tmp_path / "t.json").exists()

@@ -43,6 +43,11 @@ def _scope_id(name: str) -> int:
     return sid
 
 
+def child_scope(parent: int, name: str) -> int:
+    """The id of scope `name` inside scope `parent` (names joined with '/')."""
+    return _scope_id(f"{_scopes[parent]}/{name}" if parent else name)
+
+
 @contextlib.contextmanager
 def record(name: str):
     """A named scope: ops recorded inside are attributed to `name` (nested scopes are
@@ -51,8 +56,7 @@ def record(name: str):
         yield
         return
     parent = _C.get_scope()
-    full = f"{_scopes[parent]}/{name}" if parent else name
-    _C.set_scope(_scope_id(full))
+    _C.set_scope(child_scope(parent, name))
     try:
         yield
     finally:

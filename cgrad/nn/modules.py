@@ -62,8 +62,20 @@ class Module:
     def __call__(self, *args, **kwargs):
         if not profiler._scoping:
             return self.forward(*args, **kwargs)
-        with profiler.record(self._scope_label()):  # attribute this layer's nodes to it
+        # attribute this layer's nodes to it: its scope id, cached per enclosing scope
+        parent = _C.get_scope()
+        cache = self.__dict__.get("_scope_ids")
+        if cache is None:
+            cache = {}
+            object.__setattr__(self, "_scope_ids", cache)
+        sid = cache.get(parent)
+        if sid is None:
+            sid = cache[parent] = profiler.child_scope(parent, self._scope_label())
+        _C.set_scope(sid)
+        try:
             return self.forward(*args, **kwargs)
+        finally:
+            _C.set_scope(parent)
 
     def _scope_label(self) -> str:
         name = self.__dict__.get("_name_in_parent")

@@ -113,6 +113,8 @@ cdef inline object _wrap(cg_tensor *t):
     cdef TensorBase o = <TensorBase>(<PyTypeObject*>_TensorType).tp_new(_TensorType, <PyObject*>_NO_ARGS, NULL)
     cg_tensor_release(o.t)  # the placeholder from __cinit__
     o.t = t
+    if _record_shapes and t.node != NULL:
+        _shapes[cg_node_id_of(t)] = tuple([t.shape[i] for i in range(t.ndim)])
     if _anomaly and t.node != NULL:
         layer = _scope_name()
         _origins[cg_node_id_of(t)] = _user_frame() + (f" (layer {layer})" if layer else "")
@@ -584,7 +586,19 @@ cdef class ParamSet:
 # ---------------------------------------------------------------- profiler
 
 PROFILE_EVENT = np.dtype([("t0", np.uint64), ("t1", np.uint64), ("node", np.int64), ("flops", np.float64),
-                          ("op", np.int32), ("phase", np.int32), ("scope", np.int32)], align=True)
+                          ("bytes", np.int64), ("op", np.int32), ("phase", np.int32), ("scope", np.int32)],
+                         align=True)
+cdef bint _record_shapes = False
+cdef dict _shapes = {}   # node id -> output shape, while a profile records shapes
+
+def set_record_shapes(bint on):
+    global _record_shapes
+    _record_shapes = on
+
+def take_shapes():
+    out = dict(_shapes)
+    _shapes.clear()
+    return out
 
 def profile_start(int64_t capacity):
     if PROFILE_EVENT.itemsize != sizeof(cg_prof_event):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections import defaultdict
 
 import numpy as np
@@ -23,7 +24,7 @@ from . import _C
 
 _OP_NAMES = _C.op_names()
 PHASES = {0: "forward", 1: "backward", 2: "backward dX = dZ W^T", 3: "backward dW = X^T dZ",
-          4: "backward call"}
+          4: "backward call", 5: "optimizer"}
 
 _scopes: list[str] = ["(no layer)"]   # scope id -> name; id 0 is "outside any layer"
 _scope_ids: dict[str, int] = {"(no layer)": 0}
@@ -66,27 +67,39 @@ def record(name: str):
 class profile:
     """Context manager that records per-op timings (see the module docstring).
 
+    record_shapes: keep each node's output shape (shown by table(by='node')).
+    profile_memory: show the bytes the core allocated in each row.
+    with_flops: show FLOPs and GFLOP/s of the GEMM ops.
     capacity: events kept (ops + backward rules); beyond it they are counted as dropped."""
 
-    def __init__(self, capacity: int = 1_000_000):
+    def __init__(self, record_shapes: bool = False, profile_memory: bool = False, with_flops: bool = True,
+                 capacity: int = 1_000_000):
+        self.record_shapes, self.profile_memory, self.with_flops = record_shapes, profile_memory, with_flops
         self.capacity = capacity
         self.events = None
         self.dropped = 0
+        self.shapes: dict = {}
+        self.wall_ns = 0
 
     def __enter__(self):
         global _active, _scoping
         if _active:
             raise RuntimeError("profile: a profile is already active")
         _C.profile_start(self.capacity)
+        _C.set_record_shapes(self.record_shapes)
         _active += 1
         _scoping += 1
+        self._t0 = time.perf_counter_ns()
         return self
 
     def __exit__(self, *exc):
         global _active, _scoping
+        self.wall_ns = time.perf_counter_ns() - self._t0
         _active -= 1
         _scoping -= 1
         self.events, self.dropped = _C.profile_take()
+        _C.set_record_shapes(False)
+        self.shapes = _C.take_shapes()
         return False
 
     # ---- aggregation ----
@@ -126,7 +139,8 @@ class profile:
                 return _scopes[e["scope"]] if e["scope"] < len(_scopes) else "?"
             return f"{_OP_NAMES[e['op']]} #{e['node']}"
 
-        agg = defaultdict(lambda: {"calls": 0, "total": 0, "sub": 0, "flops": 0.0, "gemm": defaultdict(lambda: [0, 0.0])})
+        agg = defaultdict(lambda: {"calls": 0, "total": 0, "sub": 0, "flops": 0.0, "bytes": 0, "node": None,
+                                   "gemm": defaultdict(lambda: [0, 0.0])})
         for e in main:
             name = key(e)
             if phase == "both":
@@ -135,6 +149,8 @@ class profile:
             a["calls"] += 1
             a["total"] += int(e["t1"] - e["t0"])
             a["flops"] += float(e["flops"])
+            a["bytes"] += int(e["bytes"])
+            a["node"] = int(e["node"])
         for e in subs:
             name = key(e) + (" [backward]" if phase == "both" else "")
             a = agg[name]
@@ -151,6 +167,8 @@ class profile:
                    "self_ms": (a["total"] - a["sub"]) / 1e6, "mean_us": a["total"] / max(a["calls"], 1) / 1e3,
                    "percent": 100.0 * a["total"] / denom, "flops": a["flops"],
                    "gflops_per_s": a["flops"] / a["total"] if a["flops"] and a["total"] else None,
+                   "bytes": a["bytes"],
+                   "shape": self.shapes.get(a["node"]) if by == "node" else None,
                    "parts": {k: {"ms": v[0] / 1e6, "percent_of_row": 100.0 * v[0] / max(a["total"], 1),
                                  "gflops_per_s": v[1] / v[0] if v[0] else None}
                              for k, v in a["gemm"].items()}}
@@ -172,12 +190,19 @@ class profile:
         """The rows as a text table, with the lecture's names for the two GEMMs of a linear
         layer's backward (dW = X^T dZ, dX = dZ W^T) under its row."""
         rows = self.rows(by, phase, sort, top)
-        head = f"{'name':<44} {'calls':>7} {'total ms':>10} {'self ms':>9} {'mean us':>9} {'%':>6} {'GFLOP/s':>8}"
+        head = f"{'name':<44} {'calls':>7} {'total ms':>10} {'self ms':>9} {'mean us':>9} {'%':>6}"
+        head += f" {'GFLOP/s':>8}" if self.with_flops else ""
+        head += f" {'alloc MB':>9}" if self.profile_memory else ""
+        head += "  shape" if self.record_shapes and by == "node" else ""
         lines = [head, "-" * len(head)]
         for r in rows:
             gf = f"{r['gflops_per_s']:.1f}" if r["gflops_per_s"] else ""
-            lines.append(f"{r['name'][:44]:<44} {r['calls']:>7} {r['total_ms']:>10.3f} {r['self_ms']:>9.3f} "
-                         f"{r['mean_us']:>9.2f} {r['percent']:>6.1f} {gf:>8}")
+            line = (f"{r['name'][:44]:<44} {r['calls']:>7} {r['total_ms']:>10.3f} {r['self_ms']:>9.3f} "
+                    f"{r['mean_us']:>9.2f} {r['percent']:>6.1f}")
+            line += f" {gf:>8}" if self.with_flops else ""
+            line += f" {r['bytes'] / 2**20:>9.3f}" if self.profile_memory else ""
+            line += f"  {r['shape']}" if self.record_shapes and by == "node" and r["shape"] else ""
+            lines.append(line)
             for part, p in sorted(r["parts"].items()):
                 gfp = f"{p['gflops_per_s']:.1f}" if p["gflops_per_s"] else ""
                 lines.append(f"    {part:<40} {'':>7} {p['ms']:>10.3f} {'':>9} {'':>9} "
@@ -189,10 +214,19 @@ class profile:
         return "\n".join(lines)
 
     def summary(self) -> str:
-        """One screen: forward / backward totals and the top backward ops and layers."""
-        fwd, bwd = self.total_ns("forward") / 1e6, self.total_ns("backward") / 1e6
-        calls = int(np.sum(self.events["phase"] == 4))
-        parts = [f"forward ops {fwd:.3f} ms, backward {bwd:.3f} ms over {calls} backward call(s)",
+        """One screen: per step (one backward call = one step) the time in forward ops,
+        backward, the optimizer and the rest (Python and everything between the ops); then
+        the top backward layers and ops."""
+        ev = self.events
+        steps = max(int(np.sum(ev["phase"] == 4)), 1)
+        opt = ev[ev["phase"] == 5]
+        fwd, bwd = self.total_ns("forward"), self.total_ns("backward")
+        optimizer = int(np.sum(opt["t1"] - opt["t0"]))
+        rest = max(self.wall_ns - fwd - bwd - optimizer, 0)
+        per = lambda ns: f"{ns / steps / 1e3:10.1f} us"  # noqa: E731
+        parts = [f"per step ({steps} steps, {self.wall_ns / 1e6:.1f} ms in the profiled block):",
+                 f"  forward ops  {per(fwd)}", f"  backward     {per(bwd)}", f"  optimizer    {per(optimizer)}",
+                 f"  Python/other {per(rest)}",
                  "", "backward by layer:", self.table(by="layer", top=10), "",
                  "backward by op:", self.table(by="op", top=10)]
         return "\n".join(parts)

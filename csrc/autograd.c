@@ -57,7 +57,8 @@ static void profile_forward(int op, cg_tensor *const *inputs, const cg_tensor *o
         node->id = id = cg_profile_new_node_id();
         node->scope = sc;
     }
-    cg_prof_event_add(op, CG_PHASE_FORWARD, id, sc, cg_prof_t0, cg_now_ns(), op_flops(op, inputs, out));
+    cg_prof_event_add(op, CG_PHASE_FORWARD, id, sc, cg_prof_t0, cg_now_ns(), op_flops(op, inputs, out),
+                      cg_allocated_total - cg_prof_bytes0);
 }
 
 static const char *shapes_str(int n, cg_tensor *const *ts, char *buf, size_t size) {
@@ -362,6 +363,7 @@ cg_status cg_backward(cg_tensor *root, cg_tensor *grad, int retain_graph) {
         }
         /* the node's profiler event covers finding (and zeroing) its inputs' buffers too */
         uint64_t t0 = cg_prof_on ? cg_now_ns() : 0;
+        int64_t bytes0 = cg_allocated_total;
         /* where each input's gradient goes: its node's buffer, or a leaf's .grad */
         for (int i = 0; i < node->n_inputs && st == CG_OK; i++) {
             cg_tensor *in = node->inputs[i];
@@ -389,7 +391,9 @@ cg_status cg_backward(cg_tensor *root, cg_tensor *grad, int retain_graph) {
             node->saved_out = NULL;
             node->freed = 1;
         }
-        if (cg_prof_on) cg_prof_event_add(node->op, CG_PHASE_BACKWARD, node->id, node->scope, t0, cg_now_ns(), 0);
+        if (cg_prof_on)
+            cg_prof_event_add(node->op, CG_PHASE_BACKWARD, node->id, node->scope, t0, cg_now_ns(), 0,
+                              cg_allocated_total - bytes0);
     }
     if (st) /* leave no half-swept buffers behind */
         for (size_t k = 0; k < n; k++) {
@@ -399,6 +403,6 @@ cg_status cg_backward(cg_tensor *root, cg_tensor *grad, int retain_graph) {
     for (int i = 0; i < pool.n; i++) cg_free(pool.buf[i]);
     if (dins != dins_local) free(dins);
     free(order);
-    if (cg_prof_on) cg_prof_event_add(-1, CG_PHASE_BWD_CALL, -1, -1, call_t0, cg_now_ns(), 0);
+    if (cg_prof_on) cg_prof_event_add(-1, CG_PHASE_BWD_CALL, -1, -1, call_t0, cg_now_ns(), 0, 0);
     return st;
 }

@@ -143,11 +143,13 @@ typedef enum {
     CG_PHASE_BWD_DX = 2,    /* the dX = dZ W^T GEMM inside a matmul/linear rule */
     CG_PHASE_BWD_DW = 3,    /* the dW = X^T dZ GEMM */
     CG_PHASE_BWD_CALL = 4,  /* one whole cg_backward call */
+    CG_PHASE_OPTIMIZER = 5, /* one optimizer step over all parameters */
 } cg_phase;
 typedef struct {
     uint64_t t0, t1; /* monotonic ns */
     int64_t node;    /* node id, -1 when the op recorded no node */
     double flops;    /* for GEMMs, else 0 */
+    int64_t bytes;   /* allocated by the core during the event */
     int32_t op;      /* -1 for a whole backward call */
     int32_t phase;
     int32_t scope;   /* the scope (layer) current when the node was recorded */

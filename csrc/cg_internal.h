@@ -72,11 +72,20 @@ extern int cg_anomaly_on;
 /* index of the first non-finite element of a float buffer, -1 if none */
 int64_t cg_first_nonfinite(cg_dtype dtype, const void *data, int64_t n);
 extern _Thread_local uint64_t cg_prof_t0;
+extern _Thread_local int64_t cg_prof_bytes0;
+extern int64_t cg_allocated_total;
 uint64_t cg_now_ns(void);
 int64_t cg_profile_new_node_id(void);
-void cg_prof_event_add(int op, int phase, int64_t node, int32_t scope, uint64_t t0, uint64_t t1, double flops);
-/* At the entry of every op: the forward time runs from here to cg_record. */
-#define CG_PROF_BEGIN() do { if (cg_prof_on) cg_prof_t0 = cg_now_ns(); } while (0)
+void cg_prof_event_add(int op, int phase, int64_t node, int32_t scope, uint64_t t0, uint64_t t1, double flops,
+                       int64_t bytes);
+/* At the entry of every op: the forward time (and allocation count) runs from here to cg_record. */
+#define CG_PROF_BEGIN()                                                                         \
+    do {                                                                                        \
+        if (cg_prof_on) {                                                                       \
+            cg_prof_t0 = cg_now_ns();                                                           \
+            cg_prof_bytes0 = cg_allocated_total;                                                \
+        }                                                                                       \
+    } while (0)
 
 /* Make out's node if grad mode is on and an input needs grad; *node is NULL otherwise.
  * On failure out is released, so a caller only returns the status. */

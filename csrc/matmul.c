@@ -15,7 +15,7 @@
         if (cg_prof_on) {                                                                       \
             uint64_t t0_ = cg_now_ns();                                                         \
             __VA_ARGS__;                                                                        \
-            cg_prof_event_add(node->op, PHASE, node->id, node->scope, t0_, cg_now_ns(), FLOPS); \
+            cg_prof_event_add(node->op, PHASE, node->id, node->scope, t0_, cg_now_ns(), FLOPS, 0); \
         } else {                                                                                \
             __VA_ARGS__;                                                                        \
         }                                                                                       \

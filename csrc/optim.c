@@ -35,6 +35,7 @@ SGD_KERNEL(double, sgd_f64)
 
 cg_status cg_sgd_step(int n, cg_tensor **params, cg_tensor **momentum_bufs, double lr, double momentum,
                       double dampening, double weight_decay, int nesterov) {
+    uint64_t t0 = cg_prof_on ? cg_now_ns() : 0;
     for (int i = 0; i < n; i++) {
         cg_tensor *p = params[i];
         if (!p->grad) continue;
@@ -55,6 +56,7 @@ cg_status cg_sgd_step(int n, cg_tensor **params, cg_tensor **momentum_bufs, doub
             sgd_f64(p->numel, p->data, B, p->grad->data, lr, weight_decay, momentum, 1 - dampening,
                     first, nesterov);
     }
+    if (cg_prof_on) cg_prof_event_add(-1, CG_PHASE_OPTIMIZER, -1, -1, t0, cg_now_ns(), 0, 0);
     return CG_OK;
 }
 
@@ -80,6 +82,7 @@ ADAM_KERNEL(double, adam_f64, sqrt)
 cg_status cg_adam_step(int n, cg_tensor **params, cg_tensor **exp_avg, cg_tensor **exp_avg_sq,
                        int64_t step, double lr, double beta1, double beta2, double eps,
                        double weight_decay, int decoupled) {
+    uint64_t t0 = cg_prof_on ? cg_now_ns() : 0;
     double bc1 = 1 - pow(beta1, (double)step), bc2 = 1 - pow(beta2, (double)step);
     for (int i = 0; i < n; i++) {
         cg_tensor *p = params[i];
@@ -97,6 +100,7 @@ cg_status cg_adam_step(int n, cg_tensor **params, cg_tensor **exp_avg, cg_tensor
             adam_f64(p->numel, p->data, exp_avg[i]->data, exp_avg_sq[i]->data, p->grad->data, decay,
                      wd, 1 - beta1, beta2, 1 - beta2, lr / bc1, sqrt(bc2), eps);
     }
+    if (cg_prof_on) cg_prof_event_add(-1, CG_PHASE_OPTIMIZER, -1, -1, t0, cg_now_ns(), 0, 0);
     return CG_OK;
 }
 

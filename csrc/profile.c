@@ -16,6 +16,7 @@ static int64_t capacity, count, dropped;
 static int64_t next_node_id;
 static _Thread_local int32_t scope;
 _Thread_local uint64_t cg_prof_t0;
+_Thread_local int64_t cg_prof_bytes0;
 
 uint64_t cg_now_ns(void) {
     struct timespec ts;
@@ -54,13 +55,14 @@ void cg_profile_set_scope(int32_t s) { scope = s; }
 int32_t cg_profile_scope(void) { return scope; }
 int64_t cg_profile_new_node_id(void) { return __atomic_add_fetch(&next_node_id, 1, __ATOMIC_RELAXED); }
 
-void cg_prof_event_add(int op, int phase, int64_t node, int32_t sc, uint64_t t0, uint64_t t1, double flops) {
+void cg_prof_event_add(int op, int phase, int64_t node, int32_t sc, uint64_t t0, uint64_t t1, double flops,
+                       int64_t bytes) {
     int64_t i = __atomic_fetch_add(&count, 1, __ATOMIC_RELAXED);
     if (i >= capacity || !events) {
         __atomic_fetch_add(&dropped, 1, __ATOMIC_RELAXED);
         return;
     }
-    events[i] = (cg_prof_event){t0, t1, node, flops, op, phase, sc};
+    events[i] = (cg_prof_event){t0, t1, node, flops, bytes, op, phase, sc};
 }
 
 /* ---- anomaly mode ---- */

@@ -16,6 +16,7 @@
 #define SMALL_KEEP 64   /* blocks kept per class per thread */
 static int64_t live_bytes;
 static int64_t alloc_count;
+int64_t cg_allocated_total; /* every byte ever handed out, for the profiler */
 
 typedef struct {
     void *blocks[SMALL_KEEP];
@@ -60,6 +61,7 @@ void *cg_malloc(size_t nbytes) {
     *(size_t *)p = nbytes;
     __atomic_add_fetch(&live_bytes, (int64_t)nbytes, __ATOMIC_RELAXED);
     __atomic_add_fetch(&alloc_count, 1, __ATOMIC_RELAXED);
+    if (cg_prof_on) __atomic_add_fetch(&cg_allocated_total, (int64_t)nbytes, __ATOMIC_RELAXED);
     return p + CG_HDR;
 }
 

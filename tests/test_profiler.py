@@ -87,3 +87,22 @@ def test_user_scopes_and_nothing_recorded_when_off():
         with cgrad.profile():
             with cgrad.profile():
                 pass
+
+
+def test_options_shapes_memory_and_summary():
+    cgrad.manual_seed(0)
+    model = nn.MLP([8, 16, 4])
+    opt = cgrad.optim.SGD(model.parameters(), lr=0.1)
+    x = cgrad.randn(5, 8)
+    with cgrad.profile(record_shapes=True, profile_memory=True) as prof:
+        for _ in range(2):
+            opt.zero_grad()
+            _step(model, x, np.array([0, 1, 2, 3, 0]))
+            opt.step()
+    nodes = prof.rows(by="node", phase="forward")
+    assert {r["shape"] for r in nodes if r["name"].startswith("linear")} == {(5, 16), (5, 4)}
+    fwd = {r["name"]: r for r in prof.rows(by="op", phase="forward")}
+    assert fwd["linear"]["bytes"] >= 2 * 5 * (16 + 4) * 4  # at least the outputs' data
+    assert "alloc MB" in prof.table(by="op") and "shape" in prof.table(by="node", phase="forward")
+    text = prof.summary()
+    assert "optimizer" in text and "Python/other" in text and "(2 steps" in text

@@ -24,6 +24,25 @@ def clean_blas_environment() -> None:
         os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
 
+def start(doc: str):
+    """The common opening of a benchmark script: parse --quick/--json, clean the BLAS
+    environment, one thread everywhere. Returns (args, cgrad, torch or None)."""
+    import argparse
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="few repeats: check the script runs")
+    parser.add_argument("--json", help="also write the rows to this file")
+    args = parser.parse_args()
+    clean_blas_environment()
+    import cgrad
+    try:
+        import torch
+        torch.set_num_threads(1)
+    except ImportError:
+        torch = None
+    cgrad.set_num_threads(1)
+    return args, cgrad, torch
+
+
 def measure(fn, number: int, repeat: int) -> list[float]:
     """Seconds per call of fn, one figure per repeat (after one warm-up repeat)."""
     return measure_together([fn], number, repeat)[0]

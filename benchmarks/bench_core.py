@@ -13,32 +13,18 @@ per-op figures have the cost of the timing loop and a lambda call subtracted):
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import clean_blas_environment, measure, measure_together, summary, table  # noqa: E402
+from _harness import measure, measure_together, start, summary, table  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="few repeats: check the script runs")
-    parser.add_argument("--json", help="also write the rows to this file")
-    args = parser.parse_args()
-    clean_blas_environment()
-
+    args, cgrad, torch = start(__doc__)
     import numpy as np
 
-    import cgrad
-
-    try:
-        import torch
-        torch.set_num_threads(1)
-    except ImportError:
-        torch = None
-    cgrad.set_num_threads(1)
     repeat = 3 if args.quick else 15
     scale = 0.02 if args.quick else 1.0
     print(f"# cgrad {cgrad.__version__}, BLAS {cgrad._C.blas_current()}, numpy {np.__version__}, "

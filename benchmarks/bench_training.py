@@ -9,13 +9,12 @@ brackets) and ratios from this same run; every framework's loss must go down.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import clean_blas_environment, measure_together, summary, table  # noqa: E402
+from _harness import measure_together, start, summary, table  # noqa: E402
 
 NETWORKS = [
     # name, layer sizes, activation, loss, batch
@@ -134,18 +133,7 @@ def numpy_step(sizes, act, loss, X, y, weights):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="few repeats: check the script runs")
-    parser.add_argument("--json", help="also write the rows to this file")
-    args = parser.parse_args()
-    clean_blas_environment()
-    import cgrad
-    try:
-        import torch
-        torch.set_num_threads(1)
-    except ImportError:
-        torch = None
-    cgrad.set_num_threads(1)
+    args, cgrad, torch = start(__doc__)
     repeat = 3 if args.quick else 11
     print(f"# training step, float32, 1 thread; cgrad {cgrad.__version__} ({cgrad._C.blas_current()}), "
           f"torch {torch.__version__ if torch else 'not installed'}")

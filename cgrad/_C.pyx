@@ -234,6 +234,10 @@ def alloc_count():
     """Number of allocations the C core has made since import."""
     return cg_alloc_count()
 
+def fresh_alloc_count():
+    """Allocations since import that the core's caches could not serve (calls to malloc)."""
+    return cg_fresh_alloc_count()
+
 def op_names():
     return [cg_op_name(i).decode() for i in range(CG_OP_COUNT)]
 

@@ -73,6 +73,7 @@ cdef extern from "cg.h" nogil:
     const char *cg_last_error()
     int64_t cg_live_bytes()
     int64_t cg_alloc_count()
+    int64_t cg_fresh_alloc_count()
 
     cg_status cg_tensor_empty(cg_dtype dtype, int ndim, const int64_t *shape, cg_tensor **out)
     cg_status cg_tensor_zeros(cg_dtype dtype, int ndim, const int64_t *shape, cg_tensor **out)

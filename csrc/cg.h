@@ -73,6 +73,7 @@ typedef struct cg_tensor {
 const char *cg_last_error(void);
 int64_t cg_live_bytes(void);  /* bytes currently allocated by the core */
 int64_t cg_alloc_count(void); /* allocations made so far (for per-step accounting) */
+int64_t cg_fresh_alloc_count(void); /* of those, the ones that had to call malloc */
 
 /* ---- tensors ---- */
 cg_status cg_tensor_empty(cg_dtype dtype, int ndim, const int64_t *shape, cg_tensor **out);

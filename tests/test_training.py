@@ -285,3 +285,22 @@ def test_cli_profile(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "backward by layer" in out.stdout and "dW = X^T dZ" in out.stdout
     assert "gradient health" in out.stdout and (tmp_path / "t.json").exists()
+
+
+def test_steady_state_training_makes_no_malloc_calls():
+    cgrad.manual_seed(0)
+    model = nn.MLP([64, 128, 64, 10])
+    x = cgrad.tensor(np.random.default_rng(0).random((64, 64)).astype(np.float32))
+    y = np.random.default_rng(1).integers(0, 10, 64)
+    opt = cgrad.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step():
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    for _ in range(3):  # warm-up fills the core's block caches
+        step()
+    before = cgrad._C.fresh_alloc_count()
+    for _ in range(20):
+        step()
+    assert cgrad._C.fresh_alloc_count() == before

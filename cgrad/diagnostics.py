@@ -17,6 +17,7 @@ import numpy as np
 from . import nn
 from .autograd import no_grad
 from .tensor import from_numpy
+from .trainer import Callback, _batch_loss, _resolve_loss, _targets
 
 _ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh)
 
@@ -52,12 +53,9 @@ def _layers(model):
 def health(model, X, y, loss="cross_entropy", optimizer=None, saturation: float = 0.01) -> HealthReport:
     """Run one forward and backward pass on (X, y) and measure each layer's gradient health.
     The model's gradients are left as that backward made them."""
-    from .trainer import _resolve_loss
     loss_fn, loss_name = _resolve_loss(loss)
     X = np.asarray(X, dtype=np.float32)
-    y = np.asarray(y)
-    if loss_name not in ("cross_entropy", "nll_loss"):
-        y = y.astype(np.float32)
+    y = _targets(loss_name, y)
     captured = {}
     layers = _layers(model)
     acts = {id(m): label for label, m in layers if isinstance(m, _ACTIVATIONS)}
@@ -77,8 +75,7 @@ def health(model, X, y, loss="cross_entropy", optimizer=None, saturation: float 
     try:
         model.zero_grad()
         out = model(from_numpy(X))
-        value = loss_fn(out, y) if loss_name in ("cross_entropy", "nll_loss") else loss_fn(out, y.reshape(out.shape))
-        value.backward()
+        _batch_loss(loss_fn, loss_name, out, y).backward()
     finally:
         for label, m in layers:
             if id(m) in originals:
@@ -136,26 +133,20 @@ def health(model, X, y, loss="cross_entropy", optimizer=None, saturation: float 
     return HealthReport(rows, warnings)
 
 
-class GradientHealth:
+class GradientHealth(Callback):
     """Trainer callback: at the end of every `every` epochs, measure health() on (X, y)
     (e.g. a sample of the training data: dead units are then those dead for all of it),
     store the report in logs['health'] and print its warnings."""
-
-    trainer = None
 
     def __init__(self, X, y, every: int = 1, verbose: bool = True):
         self.X, self.y, self.every, self.verbose = X, y, every, verbose
         self.reports: list = []
 
-    def on_train_begin(self, logs=None): ...
-    def on_batch_end(self, step, loss): ...
-    def on_train_end(self, logs=None): ...
-
     def on_epoch_end(self, epoch, logs):
         if epoch % self.every:
             return
         t = self.trainer
-        report = health(t.model, self.X, self.y, t.loss_name or t.loss_fn, t.optimizer)
+        report = health(t.model, self.X, self.y, t.loss_fn, t.optimizer)
         self.reports.append(report)
         logs["health"] = report
         if self.verbose:

@@ -4,8 +4,9 @@
     history = trainer.fit(X, y, epochs=20, batch_size=32, validation_split=0.1)
 
 The loop per step is the plain one (zero_grad, forward, loss, backward, step); the work
-per element and per node is in C. validation_split takes the last fraction of the data
-*after* shuffling it once with the trainer's seed, so it is a random subset.
+per element and per node is in C. Training metrics are those of the weights at the end of
+each epoch. validation_split takes the last fraction of the data *after* shuffling it once
+with the trainer's seed, so it is a random subset.
 """
 from __future__ import annotations
 
@@ -22,11 +23,13 @@ from .data import DataLoader
 from .serialization import save
 from .tensor import from_numpy, manual_seed
 
-_CLASSIFICATION_LOSSES = {"cross_entropy", "nll_loss", "binary_cross_entropy",
-                          "binary_cross_entropy_with_logits"}
+_INDEX_TARGET_LOSSES = {"cross_entropy", "nll_loss"}  # targets are integer class indices
+_CLASSIFICATION_LOSSES = _INDEX_TARGET_LOSSES | {"binary_cross_entropy", "binary_cross_entropy_with_logits"}
 
 
 def _resolve_loss(loss):
+    """(callable, name): a name from nn.functional, a function, or a loss module (whose
+    name is that of the function it wraps, so CrossEntropyLoss() is 'cross_entropy')."""
     if isinstance(loss, str):
         fn = getattr(nn.functional, loss, None)
         if fn is None or loss not in {"mse_loss", "l1_loss", "huber_loss", *_CLASSIFICATION_LOSSES}:
@@ -34,6 +37,16 @@ def _resolve_loss(loss):
         return fn, loss
     name = getattr(loss, "__name__", None) or getattr(getattr(loss, "fn", None), "__name__", "")
     return loss, name
+
+
+def _targets(loss_name: str, y) -> np.ndarray:
+    """Targets as the loss wants them: int64 class indices, or float32 values."""
+    return np.asarray(y).astype(np.int64 if loss_name in _INDEX_TARGET_LOSSES else np.float32, copy=False)
+
+
+def _batch_loss(loss_fn, loss_name: str, out, y):
+    """The loss of outputs `out` against targets `y` (value targets take the outputs' shape)."""
+    return loss_fn(out, y) if loss_name in _INDEX_TARGET_LOSSES else loss_fn(out, y.reshape(out.shape))
 
 
 # ---------------------------------------------------------------- metrics
@@ -210,10 +223,8 @@ class Trainer:
     def __init__(self, model, loss, optimizer, metrics=None, seed: int | None = None):
         self.model, self.optimizer = model, optimizer
         self.loss_fn, self.loss_name = _resolve_loss(loss)
-        self.classification = self.loss_name in _CLASSIFICATION_LOSSES or self.loss_name in (
-            "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss")
         if metrics is None:
-            metrics = ["accuracy"] if self.classification else []
+            metrics = ["accuracy"] if self.loss_name in _CLASSIFICATION_LOSSES else []
         unknown = [m for m in metrics if m not in METRICS]
         if unknown:
             raise ValueError(f"Trainer: unknown metrics {unknown}; choose from {sorted(METRICS)}")
@@ -222,22 +233,11 @@ class Trainer:
         self.stop_training = False
         self.step_time = None
 
-    def _targets(self, y):
-        y = np.asarray(y)
-        if self.classification and self.loss_name in ("cross_entropy", "nll_loss", "CrossEntropyLoss", "NLLLoss"):
-            return y.astype(np.int64, copy=False)
-        return y.astype(np.float32, copy=False)
-
-    def _loss(self, out, yb):
-        if self.loss_name in ("cross_entropy", "nll_loss", "CrossEntropyLoss", "NLLLoss"):
-            return self.loss_fn(out, yb)
-        return self.loss_fn(out, yb.reshape(out.shape))
-
     def fit(self, X, y, epochs: int = 1, batch_size: int = 32, validation_data=None,
             validation_split: float = 0.0, shuffle: bool = True, callbacks=(), verbose: int = 1) -> History:
         """Train for `epochs` passes over (X, y); returns the History."""
         X = np.asarray(X, dtype=np.float32)
-        y = self._targets(y)
+        y = _targets(self.loss_name, y)
         if len(X) != len(y):
             raise ValueError(f"fit: X has {len(X)} rows but y has {len(y)}")
         if not 0 <= validation_split < 1:
@@ -268,7 +268,7 @@ class Trainer:
             total, count = 0.0, 0
             for xb, yb in loader:
                 self.optimizer.zero_grad()
-                loss = self._loss(self.model(xb), yb)
+                loss = _batch_loss(self.loss_fn, self.loss_name, self.model(xb), yb)
                 loss.backward()
                 self.optimizer.step()
                 value = loss.item()
@@ -284,8 +284,8 @@ class Trainer:
             progress.close()
             self.step_time = elapsed / max(len(loader), 1)
             logs = {"loss": total / max(count, 1)}
-            if self.metrics:
-                logs.update(self.evaluate(X, y, metrics_only=True))
+            if self.metrics:  # one no-graph pass in large batches: cheaper than per-step metrics
+                logs.update(self.evaluate(X, y, loss=False))
             if validation_data is not None:
                 logs.update({f"val_{k}": v for k, v in self.evaluate(*validation_data).items()})
             logs["time"] = elapsed
@@ -315,14 +315,14 @@ class Trainer:
         self.model.train(was_training)
         return np.concatenate(outs) if outs else np.zeros((0,), np.float32)
 
-    def evaluate(self, X, y, batch_size: int = 1024, metrics_only: bool = False) -> dict:
-        """{'loss': ..., metric: ...} over (X, y)."""
-        y = self._targets(y)
+    def evaluate(self, X, y, batch_size: int = 1024, loss: bool = True) -> dict:
+        """{'loss': ..., metric: ...} over (X, y) with the current weights."""
+        y = _targets(self.loss_name, y)
         out = self.predict(X, batch_size)
         logs = {}
-        if not metrics_only:
+        if loss:
             with no_grad():
-                logs["loss"] = self._loss(from_numpy(out), y).item()
+                logs["loss"] = _batch_loss(self.loss_fn, self.loss_name, from_numpy(out), y).item()
         for m in self.metrics:
             logs[m] = METRICS[m](out, y)
         return logs

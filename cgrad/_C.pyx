@@ -83,9 +83,6 @@ def graph_node(TensorBase t):
         PyMem_Free(buf)
     return cg_op_name(cg_node_op_of(t.t)).decode(), out
 
-def same_tensor(TensorBase a, TensorBase b):
-    return a.t == b.t
-
 def tensor_key(TensorBase t):
     """An id for the C tensor behind t (stable while it lives)."""
     return <size_t>t.t
@@ -266,6 +263,10 @@ def get_num_threads():
 
 cg_set_num_threads(1)  # small ops gain nothing from threads (DESIGN.md section 6)
 
+# A GEMM of at least this many multiply-adds runs without the GIL, so that other Python
+# threads go on meanwhile; below it, releasing and taking the GIL back costs more than it frees.
+cdef int64_t _NOGIL_MACS = 1 << 18
+
 cdef cg_tensor *_PLACEHOLDER = NULL
 cdef int64_t _ZERO_SHAPE[1]
 _ZERO_SHAPE[0] = 0
@@ -427,7 +428,7 @@ def softmax(int op, TensorBase x, int axis):
 cdef object _matmul(TensorBase a, TensorBase b):
     """numpy's matmul semantics; 1-D operands are promoted and the added dim removed."""
     cdef cg_tensor *out = NULL
-    cdef int64_t flops
+    cdef int64_t macs
     if a.t.ndim == 0 or b.t.ndim == 0:
         raise ValueError(f"matmul: operands must not be 0-dim, got shapes {a.shape} and {b.shape}")
     if a.t.ndim == 1 or b.t.ndim == 1:
@@ -440,8 +441,8 @@ cdef object _matmul(TensorBase a, TensorBase b):
         if b.t.ndim == 1:
             shape = shape[:-1]
         return _reshape(z, shape)
-    flops = a.t.numel * b.t.shape[b.t.ndim - 1]
-    if flops >= 1 << 18:  # big enough that other Python threads should run meanwhile
+    macs = a.t.numel * b.t.shape[b.t.ndim - 1]
+    if macs >= _NOGIL_MACS:
         with nogil:
             st = cg_matmul(a.t, b.t, &out)
     else:
@@ -454,7 +455,7 @@ def linear(TensorBase x, TensorBase weight, TensorBase bias=None):
     cdef cg_tensor *out = NULL
     cdef cg_status st
     cdef cg_tensor *bt = bias.t if bias is not None else NULL
-    if weight.t.ndim == 2 and x.t.numel * weight.t.shape[0] >= 1 << 18:  # let other threads run
+    if weight.t.ndim == 2 and x.t.numel * weight.t.shape[0] >= _NOGIL_MACS:
         with nogil:
             st = cg_linear(x.t, weight.t, bt, &out)
     else:

@@ -84,7 +84,6 @@ cg_status cg_tensor_external(cg_dtype dtype, int ndim, const int64_t *shape, voi
 void cg_tensor_retain(cg_tensor *t);
 void cg_tensor_release(cg_tensor *t); /* iterative: a 100,000-op graph frees without recursion */
 size_t cg_dtype_size(cg_dtype dtype);
-int cg_tensor_is_leaf(const cg_tensor *t);
 int cg_tensor_needs_grad(const cg_tensor *t);
 /* A new leaf with the same storage and no history (detach). */
 cg_status cg_tensor_detach(cg_tensor *t, cg_tensor **out);

@@ -11,7 +11,6 @@
 
 /* ---- the one counting allocator (DESIGN.md section 5) ---- */
 void *cg_malloc(size_t nbytes); /* NULL on failure or on nbytes that overflow */
-void *cg_calloc(size_t nbytes);
 void cg_free(void *p);
 
 /* ---- errors: set the thread-local message, return the status ---- */

@@ -125,12 +125,6 @@ void *cg_malloc(size_t nbytes) {
     return p + CG_HDR;
 }
 
-void *cg_calloc(size_t nbytes) {
-    void *p = cg_malloc(nbytes);
-    if (p) memset(p, 0, nbytes);
-    return p;
-}
-
 void cg_free(void *p) {
     if (!p) return;
     unsigned char *base = (unsigned char *)p - CG_HDR;
@@ -192,7 +186,6 @@ void cg_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides) {
     }
 }
 
-int cg_tensor_is_leaf(const cg_tensor *t) { return t->node == NULL; }
 int cg_tensor_needs_grad(const cg_tensor *t) { return t->node != NULL || t->requires_grad; }
 
 /* ---- storages and tensors ---- */
@@ -296,14 +289,13 @@ typedef struct {
     size_t n, cap;
 } release_stack;
 
-static void push(release_stack *st, void *p, void **local, size_t nlocal) {
+static void push(release_stack *st, void *p, void **local) {
     if (st->n == st->cap) {
         size_t cap = st->cap * 2;
         void **items = malloc(cap * sizeof *items); /* plain malloc: not tensor memory */
         if (!items) return;                          /* leak rather than crash */
         memcpy(items, st->items, st->n * sizeof *items);
         if (st->items != local) free(st->items);
-        (void)nlocal;
         st->items = items;
         st->cap = cap;
     }
@@ -315,14 +307,14 @@ void cg_tensor_release(cg_tensor *root) {
     if (!root || --root->refcount > 0) return;
     void *local[64];
     release_stack st = {local, 0, 64};
-    push(&st, root, local, 64);
+    push(&st, root, local);
     while (st.n) {
         uintptr_t item = (uintptr_t)st.items[--st.n];
         if (item & 1) {
             cg_node *node = (cg_node *)(item & ~(uintptr_t)1);
             for (int i = 0; i < node->n_inputs; i++) {
                 cg_tensor *in = node->inputs[i];
-                if (--in->refcount == 0) push(&st, in, local, 64);
+                if (--in->refcount == 0) push(&st, in, local);
             }
             cg_storage_release(node->saved_out);
             cg_free(node->grad);
@@ -331,10 +323,10 @@ void cg_tensor_release(cg_tensor *root) {
         } else {
             cg_tensor *t = (cg_tensor *)item;
             cg_storage_release(t->storage);
-            if (t->grad && --t->grad->refcount == 0) push(&st, t->grad, local, 64);
+            if (t->grad && --t->grad->refcount == 0) push(&st, t->grad, local);
             if (t->node) {
                 if (t->node->out == t) t->node->out = NULL;
-                if (--t->node->refcount == 0) push(&st, (void *)((uintptr_t)t->node | 1), local, 64);
+                if (--t->node->refcount == 0) push(&st, (void *)((uintptr_t)t->node | 1), local);
             }
             cg_free(t);
         }

@@ -6,7 +6,7 @@ differences are meaningful). test_ops.py checks forward against numpy in both dt
 gradients against finite differences in float64, float32 against float64, and that every
 op the C core registers has at least one line here.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -27,7 +27,6 @@ class OpInfo:
     gap: float = 1e-2
     distinct: bool = False         # inputs must not tie with each other (max/min)
     rtol32: float = 1e-5
-    extra: dict = field(default_factory=dict)
 
     def inputs(self, rng, dtype=np.float64):
         arrays = []

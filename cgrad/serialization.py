@@ -47,7 +47,12 @@ def save(obj, path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".cgrad-save-", suffix=".npz", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            # the .npz layout written member by member: np.savez(**arrays) would take a
+            # state-dict key such as 'file' for its own argument
+            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as z:
+                for name, arr in arrays.items():
+                    with z.open(name + ".npy", "w", force_zip64=True) as member:
+                        np.lib.format.write_array(member, arr, allow_pickle=False)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

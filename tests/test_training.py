@@ -166,6 +166,14 @@ def test_save_load_round_trip(tmp_path):
     assert cgrad.load(tmp_path / "t.npz").dtype == np.float64
 
 
+def test_save_any_key_names(tmp_path):
+    state = {"file": np.ones(2), "allow_pickle": np.zeros(1), "a/b.c": np.arange(3.0)}
+    cgrad.save(state, tmp_path / "k.npz")
+    loaded = cgrad.load(tmp_path / "k.npz")
+    assert set(loaded) == set(state)
+    np.testing.assert_array_equal(loaded["a/b.c"].numpy(), [0, 1, 2])
+
+
 def test_load_rejects_bad_files(tmp_path):
     cgrad.save({"w": np.ones(3)}, tmp_path / "ok.npz")
     raw = (tmp_path / "ok.npz").read_bytes()
@@ -192,7 +200,7 @@ def test_interrupted_save_keeps_previous_file(tmp_path, monkeypatch):
 
     def boom(*a, **k):
         raise KeyboardInterrupt
-    monkeypatch.setattr(np, "savez", boom)
+    monkeypatch.setattr(np.lib.format, "write_array", boom)
     with pytest.raises(KeyboardInterrupt):
         cgrad.save({"w": np.zeros(3)}, path)
     monkeypatch.undo()

@@ -12,6 +12,7 @@
  */
 #include "cg_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 static const char *const op_names[CG_OP_COUNT] = {
@@ -130,7 +131,7 @@ cg_status cg_record(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *o
 /* ---- backward ---- */
 static uint64_t epoch;
 
-static void add_into(cg_dtype dtype, int64_t n, void *dst, const void *src) {
+CG_SIMD static void add_into(cg_dtype dtype, int64_t n, void *dst, const void *src) {
     if (dtype == CG_F32) {
         float *d = dst;
         const float *s = src;

@@ -2,13 +2,10 @@
  * The loops themselves come from ops_elementwise.def through elementwise_impl.h. */
 #include "cg_internal.h"
 
+#include "fastmath.h"
+
 #include <math.h>
 
-static inline float sigmoid_f32(float x) {
-    if (x >= 0) return 1.0f / (1.0f + expf(-x));
-    float e = expf(x); /* stable for large negative x: no exp overflow */
-    return e / (1.0f + e);
-}
 static inline double sigmoid_f64(double x) {
     if (x >= 0) return 1.0 / (1.0 + exp(-x));
     double e = exp(x);
@@ -17,14 +14,14 @@ static inline double sigmoid_f64(double x) {
 
 #define T float
 #define SFX _f32
-#define EXP expf
+#define EXP cg_expf
 #define LOG logf
 #define LOG1P log1pf
 #define SQRT sqrtf
 #define FABS fabsf
-#define TANH tanhf
+#define TANH cg_tanhf
 #define POW powf
-#define SIGMOID sigmoid_f32
+#define SIGMOID cg_sigmoidf
 #include "elementwise_impl.h"
 #undef T
 #undef SFX

@@ -8,7 +8,7 @@
 
 /* ---- unary: y[i] = f(x[i]);  dx[i] += g[i] * f'(x[i], y[i]) ---- */
 #define CG_UNARY(NAME, name, fwd, deriv)                                                        \
-    static void FN(name##_fwd_)(int64_t n, const T *restrict xs, T *restrict ys, double p0,    \
+    CG_SIMD static void FN(name##_fwd_)(int64_t n, const T *restrict xs, T *restrict ys, double p0,    \
                                 double p1) {                                                   \
         (void)p0; (void)p1;                                                                    \
         for (int64_t i = 0; i < n; i++) {                                                      \
@@ -16,7 +16,7 @@
             ys[i] = (fwd);                                                                     \
         }                                                                                      \
     }                                                                                          \
-    static void FN(name##_bwd_)(int64_t n, const T *restrict xs, const T *restrict ys,         \
+    CG_SIMD static void FN(name##_bwd_)(int64_t n, const T *restrict xs, const T *restrict ys,         \
                                 const T *restrict g, T *restrict dx, double p0, double p1) {   \
         (void)p0; (void)p1; (void)xs; (void)ys;                                                \
         for (int64_t i = 0; i < n; i++) {                                                      \
@@ -41,7 +41,7 @@
 
 #define CG_UNARY(NAME, name, fwd, deriv)
 #define CG_BINARY(NAME, name, fwd, da_expr, db_expr)                                            \
-    static void FN(name##_fwd_)(const cg_bcast *bc, const T *restrict A, const T *restrict B,  \
+    CG_SIMD static void FN(name##_fwd_)(const cg_bcast *bc, const T *restrict A, const T *restrict B,  \
                                 T *restrict Y) {                                               \
         CG_BCAST_FOR(bc, {                                                                     \
             const T *pa = A + oa, *pb = B + ob;                                                \
@@ -52,7 +52,7 @@
             })                                                                                 \
         });                                                                                    \
     }                                                                                          \
-    static void FN(name##_bwd_)(const cg_bcast *bc, const T *A, const T *B, const T *Y,        \
+    CG_SIMD static void FN(name##_bwd_)(const cg_bcast *bc, const T *A, const T *B, const T *Y,        \
                                 const T *G, T *dA, T *dB) {                                    \
         CG_BCAST_FOR(bc, {                                                                     \
             const T *pa = A + oa, *pb = B + ob, *py = Y + oy, *pg = G + oy;                    \
@@ -79,7 +79,7 @@
 #undef CG_BINARY
 
 /* ---- where(mask, a, b): mask is laid out like the output ---- */
-static void FN(where_fwd_)(const cg_bcast *bc, const uint8_t *M, const T *A, const T *B, T *Y) {
+CG_SIMD static void FN(where_fwd_)(const cg_bcast *bc, const uint8_t *M, const T *A, const T *B, T *Y) {
     CG_BCAST_FOR(bc, {
         const T *pa = A + oa, *pb = B + ob;
         const uint8_t *pm = M + oy;
@@ -88,7 +88,7 @@ static void FN(where_fwd_)(const cg_bcast *bc, const uint8_t *M, const T *A, con
     });
 }
 
-static void FN(where_bwd_)(const cg_bcast *bc, const uint8_t *M, const T *G, T *dA, T *dB) {
+CG_SIMD static void FN(where_bwd_)(const cg_bcast *bc, const uint8_t *M, const T *G, T *dA, T *dB) {
     CG_BCAST_FOR(bc, {
         const uint8_t *pm = M + oy;
         const T *pg = G + oy;

@@ -3,6 +3,7 @@
  * loss_i = logsumexp(x_i) - x_i[t_i];  d loss_i / d x_i = softmax(x_i) - onehot(t_i).
  * The forward keeps each row's logsumexp so the backward rebuilds softmax in one pass. */
 #include "cg_internal.h"
+#include "fastmath.h"
 
 #include <math.h>
 
@@ -28,7 +29,7 @@
             *(T *)y->data = (T)(reduction == CG_REDUCE_MEAN ? (N ? total / (double)N : NAN) : total); \
     } while (0)
 
-cg_status cg_cross_entropy(cg_tensor *logits, const int64_t *targets, int reduction, cg_tensor **out) {
+CG_SIMD cg_status cg_cross_entropy(cg_tensor *logits, const int64_t *targets, int reduction, cg_tensor **out) {
     CG_PROF_BEGIN();
     char b1[CG_SHAPE_BUF];
     if (logits->ndim != 2)
@@ -53,7 +54,7 @@ cg_status cg_cross_entropy(cg_tensor *logits, const int64_t *targets, int reduct
         cg_free(tgt);
         return st;
     }
-    if (logits->dtype == CG_F32) CE_LOOP(float, expf, logf);
+    if (logits->dtype == CG_F32) CE_LOOP(float, cg_expf, logf);
     else CE_LOOP(double, exp, log);
     cg_node *node;
     if ((st = cg_record(CG_OP_CROSS_ENTROPY, 1, &logits, y, &node))) {
@@ -86,12 +87,12 @@ cg_status cg_cross_entropy(cg_tensor *logits, const int64_t *targets, int reduct
         }                                                                                      \
     } while (0)
 
-void cg_cross_entropy_bwd(cg_node *node, const void *g, void **dins) {
+CG_SIMD void cg_cross_entropy_bwd(cg_node *node, const void *g, void **dins) {
     if (!dins[0]) return;
     int64_t N = node->ip[0], C = node->ip[1];
     int reduction = (int)node->ip[2];
     const int64_t *tgt = node->extra;
     const double *lses = (const double *)(tgt + N);
-    if (node->inputs[0]->dtype == CG_F32) CE_BWD(float, expf);
+    if (node->inputs[0]->dtype == CG_F32) CE_BWD(float, cg_expf);
     else CE_BWD(double, exp);
 }

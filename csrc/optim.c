@@ -17,7 +17,7 @@ static cg_status ensure_state(cg_tensor **slot, const cg_tensor *like) {
  * One function per dtype with restrict pointers, so that the loop vectorises (the
  * branches are loop-invariant and get unswitched). */
 #define SGD_KERNEL(T, NAME)                                                                    \
-    static void NAME(int64_t n, T *restrict P, T *restrict B, const T *restrict G, T lr, T wd,  \
+    CG_SIMD static void NAME(int64_t n, T *restrict P, T *restrict B, const T *restrict G, T lr, T wd,  \
                      T mom, T damp, int first, int nesterov) {                                 \
         if (!B) {                                                                              \
             for (int64_t k = 0; k < n; k++) P[k] -= lr * (G[k] + wd * P[k]);                   \
@@ -64,7 +64,7 @@ cg_status cg_sgd_step(int n, cg_tensor **params, cg_tensor **momentum_bufs, doub
  * m = lerp(m, g, 1 - b1); v = b2 v + (1 - b2) g^2;
  * p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps) */
 #define ADAM_KERNEL(T, NAME, SQRT)                                                             \
-    static void NAME(int64_t n, T *restrict P, T *restrict M, T *restrict V, const T *restrict G, \
+    CG_SIMD static void NAME(int64_t n, T *restrict P, T *restrict M, T *restrict V, const T *restrict G, \
                      T decay, T wd, T w1, T b2, T w2, T step_size, T bc2s, T eps) {            \
         for (int64_t k = 0; k < n; k++) {                                                      \
             T p = P[k] * decay;                                                                \

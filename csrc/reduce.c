@@ -1,12 +1,13 @@
 /* reduce.c: sum, mean, max, min, logsumexp over a run of adjacent axes, and softmax /
  * log_softmax along one axis. The facade reduces non-adjacent axis sets one run at a time. */
 #include "cg_internal.h"
+#include "fastmath.h"
 
 #include <math.h>
 
 #define T float
 #define SFX _f32
-#define EXP expf
+#define EXP cg_expf
 #define LOG logf
 #include "reduce_impl.h"
 #undef T

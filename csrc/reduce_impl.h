@@ -9,7 +9,7 @@
 #define FN(name) CG_CAT(name, SFX)
 
 /* y[o,i] = sum_r x[o,r,i] (MEAN: / R) */
-static void FN(sum_fwd_)(int64_t O, int64_t R, int64_t I, const T *x, T *y, int mean) {
+CG_SIMD static void FN(sum_fwd_)(int64_t O, int64_t R, int64_t I, const T *x, T *y, int mean) {
     for (int64_t o = 0; o < O; o++) {
         T *yr = y + o * I;
         if (I == 1) {
@@ -30,7 +30,7 @@ static void FN(sum_fwd_)(int64_t O, int64_t R, int64_t I, const T *x, T *y, int 
 }
 
 /* dx[o,r,i] += g[o,i] (MEAN: / R) */
-static void FN(sum_bwd_)(int64_t O, int64_t R, int64_t I, const T *g, T *dx, int mean) {
+CG_SIMD static void FN(sum_bwd_)(int64_t O, int64_t R, int64_t I, const T *g, T *dx, int mean) {
     T scale = mean ? (T)1 / (T)R : (T)1;
     for (int64_t o = 0; o < O; o++)
         for (int64_t r = 0; r < R; r++) {
@@ -41,7 +41,7 @@ static void FN(sum_bwd_)(int64_t O, int64_t R, int64_t I, const T *g, T *dx, int
 }
 
 /* max (sign = 1) or min (sign = -1); NaN wins. R > 0. */
-static void FN(max_fwd_)(int64_t O, int64_t R, int64_t I, const T *x, T *y, int sign) {
+CG_SIMD static void FN(max_fwd_)(int64_t O, int64_t R, int64_t I, const T *x, T *y, int sign) {
     for (int64_t o = 0; o < O; o++)
         for (int64_t i = 0; i < I; i++) {
             const T *p = x + o * R * I + i;
@@ -55,7 +55,7 @@ static void FN(max_fwd_)(int64_t O, int64_t R, int64_t I, const T *x, T *y, int 
 }
 
 /* The gradient is shared equally among the elements equal to the extreme (ties). */
-static void FN(max_bwd_)(int64_t O, int64_t R, int64_t I, const T *x, const T *y, const T *g, T *dx) {
+CG_SIMD static void FN(max_bwd_)(int64_t O, int64_t R, int64_t I, const T *x, const T *y, const T *g, T *dx) {
     for (int64_t o = 0; o < O; o++)
         for (int64_t i = 0; i < I; i++) {
             const T *p = x + o * R * I + i;
@@ -70,7 +70,7 @@ static void FN(max_bwd_)(int64_t O, int64_t R, int64_t I, const T *x, const T *y
 }
 
 /* y = m + log(sum exp(x - m)), m the max: no overflow for large x */
-static void FN(logsumexp_fwd_)(int64_t O, int64_t R, int64_t I, const T *x, T *y) {
+CG_SIMD static void FN(logsumexp_fwd_)(int64_t O, int64_t R, int64_t I, const T *x, T *y) {
     for (int64_t o = 0; o < O; o++)
         for (int64_t i = 0; i < I; i++) {
             const T *p = x + o * R * I + i;
@@ -89,7 +89,7 @@ static void FN(logsumexp_fwd_)(int64_t O, int64_t R, int64_t I, const T *x, T *y
         }
 }
 
-static void FN(logsumexp_bwd_)(int64_t O, int64_t R, int64_t I, const T *x, const T *y, const T *g,
+CG_SIMD static void FN(logsumexp_bwd_)(int64_t O, int64_t R, int64_t I, const T *x, const T *y, const T *g,
                                T *dx) {
     for (int64_t o = 0; o < O; o++)
         for (int64_t i = 0; i < I; i++) {
@@ -102,7 +102,7 @@ static void FN(logsumexp_bwd_)(int64_t O, int64_t R, int64_t I, const T *x, cons
 }
 
 /* softmax / log_softmax along R, shifted by the max so that exp never overflows */
-static void FN(softmax_fwd_)(int64_t O, int64_t R, int64_t I, const T *x, T *y, int log_out) {
+CG_SIMD static void FN(softmax_fwd_)(int64_t O, int64_t R, int64_t I, const T *x, T *y, int log_out) {
     for (int64_t o = 0; o < O; o++)
         for (int64_t i = 0; i < I; i++) {
             int64_t base = o * R * I + i;
@@ -129,7 +129,7 @@ static void FN(softmax_fwd_)(int64_t O, int64_t R, int64_t I, const T *x, T *y, 
 }
 
 /* softmax: dx += y * (g - sum(g*y));  log_softmax: dx += g - exp(y) * sum(g) */
-static void FN(softmax_bwd_)(int64_t O, int64_t R, int64_t I, const T *y, const T *g, T *dx,
+CG_SIMD static void FN(softmax_bwd_)(int64_t O, int64_t R, int64_t I, const T *y, const T *g, T *dx,
                              int log_out) {
     for (int64_t o = 0; o < O; o++)
         for (int64_t i = 0; i < I; i++) {

@@ -1,29 +1,30 @@
-"""Training-step time of small MLPs: cgrad vs PyTorch eager vs hand-written numpy.
+"""The benchmark networks and one training step for each framework, written the way a user
+of that framework would write it.
 
-    python benchmarks/bench_training.py            # full run, a minute or two
-    python benchmarks/bench_training.py --quick    # smoke run (CI)
-
-One step = forward + loss + backward + SGD update, float32, one thread, each framework
-written the way a user would write it. Medians over interleaved repeats (min-max in
-brackets) and ratios from this same run; every framework's loss must go down.
+One step = forward + loss + backward + SGD update (lr 0.01), float32, returning the loss as a
+Python float (which also waits for JAX's asynchronous dispatch). Every framework starts from
+the same weights (PyTorch's default Linear initialisation) and the same batch.
 """
 from __future__ import annotations
 
-import json
-import os
-import sys
+LR = 0.01
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import measure_together, start, summary, table  # noqa: E402
-
+# name, layer sizes, activation, loss, batch
 NETWORKS = [
-    # name, layer sizes, activation, loss, batch
     ("2-16-16-1 tanh MSE b32", [2, 16, 16, 1], "tanh", "mse", 32),
     ("64-128-64-10 relu CE b64", [64, 128, 64, 10], "relu", "ce", 64),
     ("784-256-256-10 relu CE b128", [784, 256, 256, 10], "relu", "ce", 128),
     ("32-(32x16)-10 relu CE b16", [32] + [32] * 16 + [10], "relu", "ce", 16),
+    ("1024-2048-2048-10 relu CE b256", [1024, 2048, 2048, 10], "relu", "ce", 256),
 ]
-LR = 0.01
+
+
+def gemm_flops(sizes, batch) -> int:
+    """Floating-point operations of the step's matrix products: forward x W^T, backward
+    dW = dZ^T x for every layer, dX = dZ W for every layer but the first (no framework
+    computes the input's gradient)."""
+    per_layer = [2 * batch * a * b for a, b in zip(sizes[:-1], sizes[1:])]
+    return 2 * sum(per_layer) + sum(per_layer[1:])
 
 
 def make_data(sizes, loss, batch, seed=0):
@@ -38,7 +39,7 @@ def make_data(sizes, loss, batch, seed=0):
 
 
 def init_weights(sizes, seed=0):
-    """PyTorch's default Linear init, shared by every framework so they start alike."""
+    """PyTorch's default Linear init, W [out, in] and b uniform in +-1/sqrt(in)."""
     import numpy as np
     rng = np.random.default_rng(seed)
     out = []
@@ -49,15 +50,21 @@ def init_weights(sizes, seed=0):
     return out
 
 
-def cgrad_step(sizes, act, loss, X, y, weights):
+def _cgrad_model(sizes, act, loss, weights):
     import cgrad
     from cgrad import nn
     model = nn.MLP(sizes, activation=act)
     model.load_state_dict({f"{2 * i}.{k}": v for i, (w, b) in enumerate(weights)
                            for k, v in (("weight", w), ("bias", b))})
     opt = cgrad.optim.SGD(model.parameters(), lr=LR)
-    xb = cgrad.from_numpy(X)
     lossfn = nn.functional.mse_loss if loss == "mse" else nn.functional.cross_entropy
+    return model, opt, lossfn
+
+
+def cgrad_step(sizes, act, loss, X, y, weights):
+    import cgrad
+    model, opt, lossfn = _cgrad_model(sizes, act, loss, weights)
+    xb = cgrad.from_numpy(X)
 
     def step():
         opt.zero_grad()
@@ -66,6 +73,22 @@ def cgrad_step(sizes, act, loss, X, y, weights):
         opt.step()
         return out.item()
     return step
+
+
+def cgrad_replay_step(sizes, act, loss, X, y, weights):
+    """The same step under cgrad.compile: recorded on the first call, replayed in C after."""
+    import cgrad
+    model, opt, lossfn = _cgrad_model(sizes, act, loss, weights)
+
+    @cgrad.compile
+    def train_step(xb, yb):
+        opt.zero_grad()
+        out = lossfn(model(xb), yb)
+        out.backward()
+        opt.step()
+        return out
+
+    return lambda: train_step(X, y).item()
 
 
 def torch_step(sizes, act, loss, X, y, weights):
@@ -90,6 +113,39 @@ def torch_step(sizes, act, loss, X, y, weights):
         out.backward()
         opt.step()
         return out.item()
+    return step
+
+
+def jax_step(sizes, act, loss, X, y, weights):
+    """jax.jit over the whole step (value_and_grad and the update); parameters are threaded
+    through the calls as JAX users do."""
+    import jax
+    import jax.numpy as jnp
+
+    params = [(jnp.asarray(w), jnp.asarray(b)) for w, b in weights]
+    xb, yb = jnp.asarray(X), jnp.asarray(y)
+    activation = jnp.tanh if act == "tanh" else jax.nn.relu
+
+    def loss_fn(params, x, t):
+        for i, (w, b) in enumerate(params):
+            x = x @ w.T + b
+            if i < len(params) - 1:
+                x = activation(x)
+        if loss == "mse":
+            return jnp.mean((x - t) ** 2)
+        logp = jax.nn.log_softmax(x)
+        return -jnp.mean(jnp.take_along_axis(logp, t[:, None], axis=1))
+
+    @jax.jit
+    def train_step(params, x, t):
+        value, grads = jax.value_and_grad(loss_fn)(params, x, t)
+        return jax.tree_util.tree_map(lambda p, g: p - LR * g, params, grads), value
+
+    state = {"params": params}
+
+    def step():
+        state["params"], value = train_step(state["params"], xb, yb)
+        return float(value)
     return step
 
 
@@ -130,44 +186,3 @@ def numpy_step(sizes, act, loss, X, y, weights):
             bs[i] -= LR * db
         return value
     return step
-
-
-def main() -> None:
-    args, cgrad, torch = start(__doc__)
-    repeat = 3 if args.quick else 11
-    print(f"# training step, float32, 1 thread; cgrad {cgrad.__version__} ({cgrad._C.blas_current()}), "
-          f"torch {torch.__version__ if torch else 'not installed'}")
-    rows = []
-    for name, sizes, act, loss, batch in NETWORKS:
-        X, y = make_data(sizes, loss, batch)
-        weights = init_weights(sizes)
-        makers = {"cgrad": cgrad_step, "numpy": numpy_step}
-        if torch is not None:
-            makers["torch"] = torch_step
-        steps = {k: make(sizes, act, loss, X, y, weights) for k, make in makers.items()}
-        first = {k: s() for k, s in steps.items()}
-        flops = 6 * batch * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-        number = max(int(2e8 / max(flops, 1) * (0.05 if args.quick else 1)), 5)
-        number = min(number, 2000)
-        samples = measure_together(list(steps.values()), number, repeat)
-        med = {k: summary(s, 1e6) for k, s in zip(steps, samples)}
-        last = {k: s() for k, s in steps.items()}
-        row = {"network": name}
-        for k, (m, lo, hi) in med.items():
-            row[f"{k} us"] = f"{m:.1f} [{lo:.0f}-{hi:.0f}]"
-        row["cgrad/numpy"] = f"{med['cgrad'][0] / med['numpy'][0]:.2f}x"
-        if "torch" in med:
-            row["cgrad/torch"] = f"{med['cgrad'][0] / med['torch'][0]:.2f}x"
-        row["loss down"] = "yes" if all(last[k] < first[k] for k in steps) else \
-            "NO: " + ",".join(k for k in steps if not last[k] < first[k])
-        rows.append(row)
-    columns = ["network", "cgrad us", "numpy us"] + (["torch us"] if torch else []) + \
-        ["cgrad/numpy"] + (["cgrad/torch"] if torch else []) + ["loss down"]
-    print(table(rows, columns))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,1 @@
+"""cgrad's benchmarks: `python -m benchmarks` runs the suite (benchmarks/run.py)."""

@@ -1,0 +1,240 @@
+"""The benchmark suite: training-step time of five MLPs in cgrad (eager and replayed),
+hand-written numpy, PyTorch eager and JAX jit, at 1 and 2 threads; and scikit-learn's
+MLPClassifier on the digits against cgrad's.
+
+    python -m benchmarks                    # full run, ~10 minutes
+    python -m benchmarks --quick            # smoke run: every row, few repeats (CI)
+    python -m benchmarks --threads 1 --networks 784 --json out.json --markdown out.md
+
+Each thread count runs in its own process, pinned to that many cores, with every
+framework's thread count set to it (cgrad.set_num_threads, torch.set_num_threads,
+OPENBLAS/OMP_NUM_THREADS for numpy, XLA_FLAGS for JAX). Inside a process the frameworks'
+repeats are interleaved, so the machine's drift hits them alike: the ratios are figures of
+one run; absolute times drift between runs on this shared machine. Medians with min-max;
+every framework's loss must go down over the run. Also: the GEMM FLOPs per step, the
+GFLOP/s cgrad reaches, and the fraction of the sgemm roofline (a 1024^3 sgemm through
+cgrad's BLAS, measured in the same process).
+
+Nothing here fails for being slow.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _harness import measure_together, table  # noqa: E402
+from networks import (NETWORKS, cgrad_replay_step, cgrad_step, gemm_flops, init_weights,  # noqa: E402
+                      jax_step, make_data, numpy_step, torch_step)
+
+FRAMEWORKS = {"cgrad": cgrad_step, "cgrad-replay": cgrad_replay_step, "numpy": numpy_step,
+              "torch": torch_step, "jax": jax_step}
+
+
+def thread_env(n: int) -> dict:
+    """The environment of a child measuring at n threads."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    env.update(OPENBLAS_NUM_THREADS=str(n), OMP_NUM_THREADS=str(n), MKL_NUM_THREADS=str(n),
+               XLA_FLAGS=f"--xla_cpu_multi_thread_eigen={'true' if n > 1 else 'false'} "
+                         f"intra_op_parallelism_threads={n}",
+               JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+    return env
+
+
+def available(threads: int) -> dict:
+    """The frameworks importable here, each set to `threads` threads."""
+    import cgrad
+    cgrad.set_num_threads(threads)
+    found = {"cgrad": cgrad_step, "numpy": numpy_step}
+    if hasattr(cgrad, "compile"):
+        found["cgrad-replay"] = cgrad_replay_step
+    try:
+        import torch
+        torch.set_num_threads(threads)
+        found["torch"] = torch_step
+    except ImportError:
+        pass
+    try:
+        import jax  # noqa: F401
+        found["jax"] = jax_step
+    except ImportError:
+        pass
+    return {k: FRAMEWORKS[k] for k in FRAMEWORKS if k in found}
+
+
+def sgemm_gflops(n: int, quick: bool) -> float:
+    """The roofline: an n^3 float32 matmul through cgrad's BLAS, median GFLOP/s."""
+    import numpy as np
+    import cgrad
+    rng = np.random.default_rng(0)
+    a = cgrad.tensor(rng.standard_normal((n, n)), dtype="float32")
+    b = cgrad.tensor(rng.standard_normal((n, n)), dtype="float32")
+    with cgrad.no_grad():
+        samples = measure_together([lambda: a @ b], 2 if quick else 5, 3 if quick else 7, subtract_loop=False)[0]
+    return 2 * n ** 3 / statistics.median(samples) / 1e9
+
+
+def measure_network(net, makers, quick: bool) -> dict:
+    name, sizes, act, loss, batch = net
+    X, y = make_data(sizes, loss, batch)
+    weights = init_weights(sizes)
+    steps = {k: make(sizes, act, loss, X, y, weights) for k, make in makers.items()}
+    first = {k: s() for k, s in steps.items()}  # also records / compiles
+    # calls per repeat: about 0.1 s (quick: 0.01 s) of the slowest framework
+    t0 = time.perf_counter()
+    for s in steps.values():
+        s()
+    slowest = (time.perf_counter() - t0) / len(steps) * 2
+    number = max(1, min(5000, int((0.01 if quick else 0.1) / max(slowest, 1e-7))))
+    samples = measure_together(list(steps.values()), number, 3 if quick else 9)
+    last = {k: s() for k, s in steps.items()}
+    flops = gemm_flops(sizes, batch)
+    row = {"network": name, "batch": batch, "gemm_flops": flops, "calls_per_repeat": number,
+           "frameworks": {}}
+    for k, s in zip(steps, samples):
+        row["frameworks"][k] = {
+            "median_us": statistics.median(s) * 1e6, "min_us": min(s) * 1e6, "max_us": max(s) * 1e6,
+            "first_loss": first[k], "last_loss": last[k], "loss_down": bool(last[k] < first[k])}
+    return row
+
+
+def child(threads: int, networks: list, quick: bool, sklearn: bool) -> dict:
+    """Measure everything at one thread count; returns the JSON-able result."""
+    if hasattr(os, "sched_setaffinity"):
+        cpus = sorted(os.sched_getaffinity(0))[:threads]
+        os.sched_setaffinity(0, cpus)
+    import cgrad
+    makers = available(threads)
+    out = {"threads": threads, "frameworks": list(makers), "cgrad_version": cgrad.__version__,
+           "blas": cgrad._C.blas_current()}
+    for mod in ("numpy", "torch", "jax"):
+        try:
+            out[f"{mod}_version"] = __import__(mod).__version__
+        except ImportError:
+            pass
+    out["sgemm_gflops"] = sgemm_gflops(512 if quick else 1024, quick)
+    out["rows"] = []
+    for net in networks:
+        print(f"# {threads} thread(s): {net[0]}", file=sys.stderr, flush=True)
+        row = measure_network(net, makers, quick)
+        cg = row["frameworks"]["cgrad"]["median_us"]
+        row["cgrad_gflops"] = row["gemm_flops"] / cg / 1e3
+        row["roofline_fraction"] = row["cgrad_gflops"] / out["sgemm_gflops"]
+        out["rows"].append(row)
+    if sklearn:
+        out["digits"] = digits_fit(quick)
+    return out
+
+
+def digits_fit(quick: bool) -> dict:
+    """scikit-learn's MLPClassifier(128, adam, max_iter=200) on the digits against cgrad's,
+    same parameters; fit time (median of repeats) and test accuracy."""
+    import cgrad
+    X_train, y_train, X_test, y_test = cgrad.data.digits()
+    params = dict(hidden_layer_sizes=(128,), solver="adam", max_iter=200, random_state=0)
+    makers = {"cgrad": lambda: cgrad.MLPClassifier(**params)}
+    try:
+        import warnings
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.neural_network import MLPClassifier
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        makers["sklearn"] = lambda: MLPClassifier(**params)
+    except ImportError:
+        pass
+    result = {}
+    for name, make in makers.items():
+        times, est = [], None
+        for _ in range(1 if quick else 5):
+            est = make()
+            t0 = time.perf_counter()
+            est.fit(X_train, y_train)
+            times.append(time.perf_counter() - t0)
+        result[name] = {"fit_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
+                        "epochs": int(getattr(est, "n_iter_", 0)),
+                        "test_accuracy": float(est.score(X_test, y_test))}
+    return result
+
+
+def markdown(results: list) -> str:
+    parts = []
+    for res in results:
+        fw = res["frameworks"]
+        head = (f"### {res['threads']} thread(s): cgrad {res['cgrad_version']} ({res['blas']}); "
+                + ", ".join(f"{m} {res[m + '_version']}" for m in ("numpy", "torch", "jax") if m + "_version" in res)
+                + f"; sgemm {res['sgemm_gflops']:.0f} GFLOP/s")
+        rows = []
+        for r in res["rows"]:
+            f = r["frameworks"]
+            row = {"network": r["network"]}
+            for k in fw:
+                row[f"{k} us"] = f"{f[k]['median_us']:.1f} [{f[k]['min_us']:.0f}-{f[k]['max_us']:.0f}]"
+            for base in ("torch", "jax", "numpy"):
+                if base in f:
+                    row[f"cgrad/{base}"] = f"{f['cgrad']['median_us'] / f[base]['median_us']:.2f}x"
+            if "cgrad-replay" in f and "jax" in f:
+                row["replay/jax"] = f"{f['cgrad-replay']['median_us'] / f['jax']['median_us']:.2f}x"
+            row["GFLOP/s"] = f"{r['cgrad_gflops']:.1f}"
+            row["of sgemm"] = f"{100 * r['roofline_fraction']:.0f}%"
+            bad = [k for k in fw if not f[k]["loss_down"]]
+            row["loss down"] = "NO: " + ",".join(bad) if bad else "yes"
+            rows.append(row)
+        columns = ["network"] + [f"{k} us" for k in fw] + \
+            [c for c in ("cgrad/torch", "cgrad/jax", "cgrad/numpy", "replay/jax") if c in rows[0]] + \
+            ["GFLOP/s", "of sgemm", "loss down"] if rows else []
+        parts += [head, "", table(rows, columns) if rows else "(no rows)", ""]
+        if "digits" in res:
+            d = res["digits"]
+            drows = [{"estimator": k, "fit s": f"{v['fit_s']:.3f} [{v['min_s']:.3f}-{v['max_s']:.3f}]",
+                      "epochs": v["epochs"], "test accuracy": f"{v['test_accuracy']:.3f}"} for k, v in d.items()]
+            if "sklearn" in d:
+                drows[0]["vs sklearn"] = f"{d['sklearn']['fit_s'] / d['cgrad']['fit_s']:.1f}x faster"
+            parts += [f"digits, MLPClassifier(hidden_layer_sizes=(128,), solver='adam', max_iter=200), "
+                      f"{res['threads']} thread(s):", "",
+                      table(drows, ["estimator", "fit s", "epochs", "test accuracy", "vs sklearn"]), ""]
+    return "\n".join(parts)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="few repeats: check that everything runs")
+    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
+    parser.add_argument("--networks", default="", help="only networks whose name contains this")
+    parser.add_argument("--no-digits", action="store_true", help="skip the scikit-learn digits comparison")
+    parser.add_argument("--json", help="write the results to this file")
+    parser.add_argument("--markdown", help="write the tables to this file")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child-out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    networks = [n for n in NETWORKS if args.networks in n[0]]
+    if args.child:
+        result = child(args.child, networks, args.quick, not args.no_digits)
+        with open(args.child_out, "w") as f:
+            json.dump(result, f)
+        return
+    results = []
+    for n in (int(t) for t in args.threads.split(",")):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "result.json")
+            cmd = [sys.executable, os.path.abspath(__file__), "--child", str(n), "--child-out", out,
+                   "--networks", args.networks] + ["--quick"] * args.quick + ["--no-digits"] * args.no_digits
+            subprocess.run(cmd, env=thread_env(n), check=True)
+            with open(out) as f:
+                results.append(json.load(f))
+        print(markdown(results[-1:]), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -36,7 +36,18 @@ const cg_bwd_fn cg_bwd_table[CG_OP_COUNT] = {
     cg_strided_bwd, cg_gather_bwd,  cg_concat_bwd,   cg_cross_entropy_bwd, cg_linear_bwd,
 };
 
-/* Both tables must list every op, in the enum's order: a new op that forgets one fails here. */
+const cg_replay_fn cg_replay_table[CG_OP_COUNT] = {
+#define CG_UNARY(NAME, name, fwd, deriv) cg_unary_replay,
+#define CG_BINARY(NAME, name, fwd, da, db) cg_binary_replay,
+#include "ops_elementwise.def"
+#undef CG_UNARY
+#undef CG_BINARY
+    cg_where_replay,   cg_reduce_replay,  cg_reduce_replay,  cg_reduce_replay,   cg_reduce_replay,
+    cg_reduce_replay,  cg_softmax_replay, cg_softmax_replay, cg_matmul_replay,   cg_reshape_replay,
+    cg_strided_replay, cg_gather_replay,  cg_concat_replay,  cg_cross_entropy_replay, cg_linear_replay,
+};
+
+/* The tables must list every op, in the enum's order: a new op that forgets one fails here. */
 _Static_assert(sizeof op_names / sizeof op_names[0] == CG_OP_COUNT, "op_names misses an op");
 _Static_assert(CG_OP_LINEAR == CG_OP_COUNT - 1, "update op_names and cg_bwd_table");
 
@@ -93,7 +104,7 @@ cg_status cg_record(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *o
     }
     int needed = 0;
     for (int i = 0; i < n_inputs && cg_grad_enabled(); i++) needed |= cg_tensor_needs_grad(inputs[i]);
-    if (!needed) {
+    if (!needed && !cg_capturing) {
         if (cg_prof_on) profile_forward(op, inputs, out, NULL);
         return CG_OK;
     }
@@ -104,7 +115,7 @@ cg_status cg_record(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *o
         return cg_error(CG_ERR_NOMEM, "%s: out of memory recording the tape", cg_op_name(op));
     }
     memset(node, 0, sizeof *node);
-    node->refcount = 1; /* owned by out */
+    node->refcount = needed; /* owned by out when it is part of the graph */
     node->op = op;
     node->n_inputs = n_inputs;
     node->versions = (uint64_t *)(node->inputs + n_inputs);
@@ -116,12 +127,23 @@ cg_status cg_record(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *o
     node->versions[n_inputs] = out->storage->version;
     node->saved_out = out->storage;
     out->storage->refcount++;
-    node->out = out;
+    node->out = needed ? out : NULL;
     node->dtype = out->dtype;
     node->ndim = out->ndim;
     memcpy(node->shape, out->shape, sizeof node->shape);
     node->numel = out->numel;
-    out->node = node;
+    if (needed) out->node = node;
+    /* Under cgrad.compile every op is kept for replay, also those that need no gradient
+     * (see replay.c); the program holds a reference. */
+    if (cg_capturing) {
+        cg_status st = cg_capture_op(node);
+        if (st) {
+            if (needed) out->node = NULL;
+            cg_node_release(node);
+            cg_tensor_release(out);
+            return st;
+        }
+    }
     *pnode = node;
     if (cg_prof_on) profile_forward(op, inputs, out, node);
     else if (cg_anomaly_on) node->id = cg_profile_new_node_id(); /* to name it in reports */
@@ -329,21 +351,35 @@ cg_status cg_backward(cg_tensor *root, cg_tensor *grad, int retain_graph) {
                         "the inputs with requires_grad=True, outside no_grad())");
     cg_status st = check_seed(root, grad);
     if (st) return st;
-    double one64 = 1.0;
-    float one32 = 1.0f;
-    const void *seed = grad ? grad->data : root->dtype == CG_F32 ? (void *)&one32 : (void *)&one64;
-    if (!root->node) /* a leaf: its gradient is the seed */
-        return accumulate(&root->grad, root, seed);
-    if (cg_anomaly_on && cg_first_nonfinite(root->dtype, root->data, root->numel) >= 0)
+    if (root->node && cg_anomaly_on && cg_first_nonfinite(root->dtype, root->data, root->numel) >= 0)
         return cg_error(CG_ERR_RUNTIME, "anomaly: backward: the tensor to differentiate is already not "
                                         "finite (made by op '%s', node %lld); nothing was run",
                         cg_op_name(root->node->op), (long long)root->node->id);
+    cg_node **order = NULL;
+    size_t n = 0;
+    if (root->node && (st = topo_sort(root->node, &order, &n))) return st;
+    if (cg_capturing) { /* kept for replay (replay.c), so the saved values must stay */
+        retain_graph = 1;
+        if ((st = cg_capture_backward(order, n, root, grad))) {
+            free(order);
+            return st;
+        }
+    }
+    st = cg_backward_sorted(order, n, root, grad, retain_graph);
+    free(order);
+    return st;
+}
+
+cg_status cg_backward_sorted(cg_node *const *order, size_t n, cg_tensor *root, cg_tensor *grad, int retain_graph) {
+    double one64 = 1.0;
+    float one32 = 1.0f;
+    const void *seed = grad ? grad->data : root->dtype == CG_F32 ? (void *)&one32 : (void *)&one64;
+    if (!n) /* a leaf: its gradient is the seed */
+        return accumulate(&root->grad, root, seed);
+    cg_status st = CG_OK;
     uint64_t call_t0 = cg_prof_on ? cg_now_ns() : 0;
-    cg_node **order;
-    size_t n;
-    if ((st = topo_sort(root->node, &order, &n))) return st;
     grad_pool pool = {.n = 0};
-    cg_node *top = root->node;
+    cg_node *top = order[n - 1];
     if (!(top->grad = pool_zeroed(&pool, node_grad_bytes(top))))
         st = cg_error(CG_ERR_NOMEM, "backward: out of memory for the seed gradient");
     else
@@ -403,7 +439,6 @@ cg_status cg_backward(cg_tensor *root, cg_tensor *grad, int retain_graph) {
         }
     for (int i = 0; i < pool.n; i++) cg_free(pool.buf[i]);
     if (dins != dins_local) free(dins);
-    free(order);
     if (cg_prof_on) cg_prof_event_add(-1, CG_PHASE_BWD_CALL, -1, -1, call_t0, cg_now_ns(), 0, 0);
     return st;
 }

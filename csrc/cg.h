@@ -174,6 +174,23 @@ int cg_node_inputs(const cg_tensor *t, cg_tensor **inputs, int max);
  * the saved values are freed and a second backward through these nodes is an error. */
 cg_status cg_backward(cg_tensor *root, cg_tensor *grad, int retain_graph);
 
+/* ---- record once, replay (replay.c; cgrad.compile) ----
+ * Between cg_capture_begin and cg_capture_swap(NULL) every op, backward call and dtype
+ * conversion on this thread is also appended to the program; in-place writes (copy_,
+ * fill_, axpy_) are refused. cg_program_run replays from *pc (0: the start) until the end
+ * (*call = -1) or a CALL mark (*call = its index; resume with the same *pc). */
+typedef struct cg_program cg_program;
+cg_status cg_program_new(cg_program **out);
+void cg_program_free(cg_program *p);
+cg_status cg_capture_begin(cg_program *p);
+cg_program *cg_capture_swap(cg_program *p); /* returns the one that was recording (pause/resume) */
+cg_status cg_capture_call(int64_t *index);  /* a point where the caller must run again */
+/* The step's integer inputs: ops whose integer arrays were read from inside one of these
+ * re-read them (checked) at each replay. */
+void cg_program_bind_index_inputs(cg_program *p, int n, const void *const *ptrs, const int64_t *nbytes);
+cg_status cg_program_run(cg_program *p, size_t *pc, int64_t *call);
+void cg_program_stats(const cg_program *p, int64_t *n_ops, int64_t *n_calls, int64_t *n_instr);
+
 /* ---- GEMM provider table ---- */
 typedef enum { CG_NO_TRANS = 0, CG_TRANS = 1 } cg_trans;
 /* Row-major C[M,N] = alpha * op(A)[M,K] op(B)[K,N] + beta * C */

@@ -101,6 +101,37 @@ void cg_prof_event_add(int op, int phase, int64_t node, int32_t scope, uint64_t 
  * On failure out is released, so a caller only returns the status. */
 cg_status cg_record(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *out, cg_node **node);
 
+/* The backward sweep over nodes already sorted (inputs before users; root's node last), or
+ * for n == 0 a leaf root taking the seed. grad: the seed tensor, NULL for ones. */
+cg_status cg_backward_sorted(cg_node *const *order, size_t n, cg_tensor *root, cg_tensor *grad, int retain_graph);
+void cg_node_release(cg_node *node); /* iterative, like cg_tensor_release */
+
+/* ---- cgrad.compile (replay.c) ---- */
+extern _Thread_local cg_program *cg_capturing; /* the program recording on this thread, or NULL */
+cg_status cg_capture_op(cg_node *node);
+cg_status cg_capture_backward(cg_node *const *order, size_t n, cg_tensor *root, cg_tensor *seed);
+cg_status cg_capture_copy(cg_tensor *dst, cg_tensor *from);
+/* The op just recorded read its integer array (targets, indices) from src: n values in
+ * [0, bound), or [-bound, bound) wrapped when wrap_negative. */
+void cg_capture_note_index(const int64_t *src, int64_t n, int64_t bound, int wrap_negative);
+/* dst = src (converting the dtype, same numel); bumps dst's version. */
+void cg_copy_values(cg_tensor *dst, const cg_tensor *src);
+/* Recompute node's output into its saved storage from its inputs, as the op did. */
+typedef void (*cg_replay_fn)(cg_node *node);
+extern const cg_replay_fn cg_replay_table[CG_OP_COUNT];
+void cg_unary_replay(cg_node *node);
+void cg_binary_replay(cg_node *node);
+void cg_where_replay(cg_node *node);
+void cg_reduce_replay(cg_node *node);
+void cg_softmax_replay(cg_node *node);
+void cg_matmul_replay(cg_node *node);
+void cg_linear_replay(cg_node *node);
+void cg_reshape_replay(cg_node *node);
+void cg_strided_replay(cg_node *node);
+void cg_gather_replay(cg_node *node);
+void cg_concat_replay(cg_node *node);
+void cg_cross_entropy_replay(cg_node *node);
+
 /* Backward rule. g: d(loss)/d(out), node->numel elements of node->dtype. dins[i]: the
  * gradient buffer of input i (laid out like that input) to accumulate into, or NULL where
  * input i needs no gradient. Rules cannot fail: everything they need was checked forward. */

@@ -82,6 +82,11 @@ static const binary_rules binary_table[CG_OP_COUNT] = {
 #undef CG_BINARY
 
 /* ---- unary ---- */
+static void unary_run(int op, const cg_tensor *x, void *y, double p0, double p1) {
+    if (x->dtype == CG_F32) unary_table[op].fwd32(x->numel, x->data, y, p0, p1);
+    else unary_table[op].fwd64(x->numel, x->data, y, p0, p1);
+}
+
 cg_status cg_unary(int op, cg_tensor *x, double p0, double p1, cg_tensor **out) {
     CG_PROF_BEGIN();
     if (op < 0 || op >= CG_OP_COUNT || !unary_table[op].fwd32)
@@ -90,8 +95,7 @@ cg_status cg_unary(int op, cg_tensor *x, double p0, double p1, cg_tensor **out) 
     cg_tensor *y;
     cg_status st = cg_tensor_empty(x->dtype, x->ndim, x->shape, &y);
     if (st) return st;
-    if (x->dtype == CG_F32) unary_table[op].fwd32(x->numel, x->data, y->data, p0, p1);
-    else unary_table[op].fwd64(x->numel, x->data, y->data, p0, p1);
+    unary_run(op, x, y->data, p0, p1);
     cg_node *node;
     if ((st = cg_record(op, 1, &x, y, &node))) return st;
     if (node) {
@@ -100,6 +104,10 @@ cg_status cg_unary(int op, cg_tensor *x, double p0, double p1, cg_tensor **out) 
     }
     *out = y;
     return CG_OK;
+}
+
+void cg_unary_replay(cg_node *node) {
+    unary_run(node->op, node->inputs[0], node->saved_out->data, node->p[0], node->p[1]);
 }
 
 void cg_unary_bwd(cg_node *node, const void *g, void **dins) {
@@ -176,6 +184,21 @@ static cg_status same_dtype(const char *op, const cg_tensor *a, const cg_tensor 
                     op);
 }
 
+/* The broadcast walk of a with b into an output of shape [nout, shape]. */
+static void binary_plan(const cg_tensor *a, const cg_tensor *b, int nout, const int64_t *shape, cg_bcast *bc) {
+    if (a->ndim == b->ndim && !memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim))
+        *bc = (cg_bcast){.nd = 1, .shape = {a->numel}, .sa = {1}, .sb = {1}}; /* one flat loop */
+    else
+        cg_bcast_init(bc, nout, shape, a->ndim, a->shape, b->ndim, b->shape);
+}
+
+static void binary_run(int op, const cg_tensor *a, const cg_tensor *b, int nout, const int64_t *shape, void *y) {
+    cg_bcast bc;
+    binary_plan(a, b, nout, shape, &bc);
+    if (a->dtype == CG_F32) binary_table[op].fwd32(&bc, a->data, b->data, y);
+    else binary_table[op].fwd64(&bc, a->data, b->data, y);
+}
+
 cg_status cg_binary(int op, cg_tensor *a, cg_tensor *b, cg_tensor **out) {
     CG_PROF_BEGIN();
     if (op < 0 || op >= CG_OP_COUNT || !binary_table[op].fwd32)
@@ -184,26 +207,24 @@ cg_status cg_binary(int op, cg_tensor *a, cg_tensor *b, cg_tensor **out) {
     const char *name = cg_op_name(op);
     cg_status st = same_dtype(name, a, b);
     if (st) return st;
-    int nout;
+    int nout = a->ndim;
     int64_t shape[CG_MAX_DIMS];
-    cg_bcast bc;
-    if (a->ndim == b->ndim && !memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim)) {
-        nout = a->ndim; /* same shapes, the common case: one flat loop */
-        memcpy(shape, a->shape, sizeof shape);
-        bc = (cg_bcast){.nd = 1, .shape = {a->numel}, .sa = {1}, .sb = {1}};
-    } else {
-        if ((st = cg_broadcast_shape(name, a->ndim, a->shape, b->ndim, b->shape, &nout, shape))) return st;
-        cg_bcast_init(&bc, nout, shape, a->ndim, a->shape, b->ndim, b->shape);
-    }
+    memcpy(shape, a->shape, sizeof shape);
+    if ((a->ndim != b->ndim || memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim)) &&
+        (st = cg_broadcast_shape(name, a->ndim, a->shape, b->ndim, b->shape, &nout, shape)))
+        return st;
     cg_tensor *y;
     if ((st = cg_tensor_empty(a->dtype, nout, shape, &y))) return st;
-    if (a->dtype == CG_F32) binary_table[op].fwd32(&bc, a->data, b->data, y->data);
-    else binary_table[op].fwd64(&bc, a->data, b->data, y->data);
+    binary_run(op, a, b, nout, shape, y->data);
     cg_tensor *ins[2] = {a, b};
     cg_node *node;
     if ((st = cg_record(op, 2, ins, y, &node))) return st;
     *out = y;
     return CG_OK;
+}
+
+void cg_binary_replay(cg_node *node) {
+    binary_run(node->op, node->inputs[0], node->inputs[1], node->ndim, node->shape, node->saved_out->data);
 }
 
 void cg_binary_bwd(cg_node *node, const void *g, void **dins) {
@@ -230,6 +251,14 @@ static cg_status check_broadcasts_to(const cg_tensor *t, int n, const int64_t *s
                     cg_shape_str(t->ndim, t->shape, b1, sizeof b1), cg_shape_str(n, shape, b2, sizeof b2));
 }
 
+static void where_run(const uint8_t *mask, const cg_tensor *a, const cg_tensor *b, int ndim,
+                      const int64_t *shape, void *y) {
+    cg_bcast bc;
+    cg_bcast_init(&bc, ndim, shape, a->ndim, a->shape, b->ndim, b->shape);
+    if (a->dtype == CG_F32) where_fwd__f32(&bc, mask, a->data, b->data, y);
+    else where_fwd__f64(&bc, mask, a->data, b->data, y);
+}
+
 cg_status cg_where(const uint8_t *mask, int ndim, const int64_t *shape, cg_tensor *a, cg_tensor *b,
                    cg_tensor **out) {
     CG_PROF_BEGIN();
@@ -238,10 +267,7 @@ cg_status cg_where(const uint8_t *mask, int ndim, const int64_t *shape, cg_tenso
         return st;
     cg_tensor *y;
     if ((st = cg_tensor_empty(a->dtype, ndim, shape, &y))) return st;
-    cg_bcast bc;
-    cg_bcast_init(&bc, ndim, shape, a->ndim, a->shape, b->ndim, b->shape);
-    if (a->dtype == CG_F32) where_fwd__f32(&bc, mask, a->data, b->data, y->data);
-    else where_fwd__f64(&bc, mask, a->data, b->data, y->data);
+    where_run(mask, a, b, ndim, shape, y->data);
     cg_tensor *ins[2] = {a, b};
     cg_node *node;
     if ((st = cg_record(CG_OP_WHERE, 2, ins, y, &node))) return st;
@@ -254,6 +280,10 @@ cg_status cg_where(const uint8_t *mask, int ndim, const int64_t *shape, cg_tenso
     }
     *out = y;
     return CG_OK;
+}
+
+void cg_where_replay(cg_node *node) {
+    where_run(node->extra, node->inputs[0], node->inputs[1], node->ndim, node->shape, node->saved_out->data);
 }
 
 void cg_where_bwd(cg_node *node, const void *g, void **dins) {

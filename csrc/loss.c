@@ -11,6 +11,7 @@
 #define CE_LOOP(T, EXP, LOG)                                                                   \
     do {                                                                                       \
         const T *X = logits->data;                                                             \
+        T *Y = ydata;                                                                          \
         double total = 0;                                                                      \
         for (int64_t i = 0; i < N; i++) {                                                      \
             const T *row = X + i * C;                                                          \
@@ -22,14 +23,26 @@
             double lse = (double)m + log(s);                                                   \
             lses[i] = lse;                                                                     \
             double li = lse - (double)row[tgt[i]];                                             \
-            if (reduction == CG_REDUCE_NONE) ((T *)y->data)[i] = (T)li;                        \
+            if (reduction == CG_REDUCE_NONE) Y[i] = (T)li;                                     \
             total += li;                                                                       \
         }                                                                                      \
         if (reduction != CG_REDUCE_NONE)                                                       \
-            *(T *)y->data = (T)(reduction == CG_REDUCE_MEAN ? (N ? total / (double)N : NAN) : total); \
+            *Y = (T)(reduction == CG_REDUCE_MEAN ? (N ? total / (double)N : NAN) : total); \
     } while (0)
 
-CG_SIMD cg_status cg_cross_entropy(cg_tensor *logits, const int64_t *targets, int reduction, cg_tensor **out) {
+/* tgt: N targets, followed by room for N doubles (each row's logsumexp, for backward) */
+CG_SIMD static void ce_run(const cg_tensor *logits, int64_t *tgt, int reduction, void *ydata) {
+    int64_t N = logits->shape[0], C = logits->shape[1];
+    double *lses = (double *)(tgt + N);
+    if (logits->dtype == CG_F32) CE_LOOP(float, cg_expf, logf);
+    else CE_LOOP(double, exp, log);
+}
+
+void cg_cross_entropy_replay(cg_node *node) {
+    ce_run(node->inputs[0], node->extra, (int)node->ip[2], node->saved_out->data);
+}
+
+cg_status cg_cross_entropy(cg_tensor *logits, const int64_t *targets, int reduction, cg_tensor **out) {
     CG_PROF_BEGIN();
     char b1[CG_SHAPE_BUF];
     if (logits->ndim != 2)
@@ -47,15 +60,13 @@ CG_SIMD cg_status cg_cross_entropy(cg_tensor *logits, const int64_t *targets, in
     int64_t *tgt = cg_malloc((size_t)(N ? N : 1) * (sizeof(int64_t) + sizeof(double)));
     if (!tgt) return cg_error(CG_ERR_NOMEM, "cross_entropy: out of memory");
     memcpy(tgt, targets, (size_t)N * sizeof(int64_t));
-    double *lses = (double *)(tgt + N);
     cg_tensor *y;
     cg_status st = cg_tensor_empty(logits->dtype, reduction == CG_REDUCE_NONE ? 1 : 0, &N, &y);
     if (st) {
         cg_free(tgt);
         return st;
     }
-    if (logits->dtype == CG_F32) CE_LOOP(float, cg_expf, logf);
-    else CE_LOOP(double, exp, log);
+    ce_run(logits, tgt, reduction, y->data);
     cg_node *node;
     if ((st = cg_record(CG_OP_CROSS_ENTROPY, 1, &logits, y, &node))) {
         cg_free(tgt);
@@ -66,6 +77,7 @@ CG_SIMD cg_status cg_cross_entropy(cg_tensor *logits, const int64_t *targets, in
         node->ip[0] = N;
         node->ip[1] = C;
         node->ip[2] = reduction;
+        if (cg_capturing) cg_capture_note_index(targets, N, C, 0);
     } else {
         cg_free(tgt);
     }

@@ -42,7 +42,7 @@ static void plan(const cg_tensor *a, const cg_tensor *b, int nb, const int64_t *
 #define MM_FWD(T, GEMM)                                                                        \
     do {                                                                                       \
         const T *A = a->data, *B = b->data;                                                    \
-        T *Z = z->data;                                                                        \
+        T *Z = zdata;                                                                          \
         if (p.fold) {                                                                          \
             GEMM(CG_NO_TRANS, CG_NO_TRANS, p.rows, p.m, p.k, 1, A, p.k, B, p.m, 0, Z, p.m);   \
         } else {                                                                               \
@@ -78,6 +78,18 @@ static void plan(const cg_tensor *a, const cg_tensor *b, int nb, const int64_t *
         }                                                                                      \
     } while (0)
 
+static void matmul_run(const cg_tensor *a, const cg_tensor *b, int nb, const int64_t *batch, void *zdata) {
+    mm_plan p;
+    plan(a, b, nb, batch, &p);
+    const cg_blas_provider *blas = cg_blas_current();
+    if (a->dtype == CG_F32) MM_FWD(float, blas->sgemm);
+    else MM_FWD(double, blas->dgemm);
+}
+
+void cg_matmul_replay(cg_node *node) {
+    matmul_run(node->inputs[0], node->inputs[1], node->ndim - 2, node->shape, node->saved_out->data);
+}
+
 cg_status cg_matmul(cg_tensor *a, cg_tensor *b, cg_tensor **out) {
     CG_PROF_BEGIN();
     char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
@@ -109,11 +121,7 @@ cg_status cg_matmul(cg_tensor *a, cg_tensor *b, cg_tensor **out) {
     shape[nb + 1] = b->shape[b->ndim - 1];
     cg_tensor *z;
     if ((st = cg_tensor_empty(a->dtype, nb + 2, shape, &z))) return st;
-    mm_plan p;
-    plan(a, b, nb, shape, &p);
-    const cg_blas_provider *blas = cg_blas_current();
-    if (a->dtype == CG_F32) MM_FWD(float, blas->sgemm);
-    else MM_FWD(double, blas->dgemm);
+    matmul_run(a, b, nb, shape, z->data);
     cg_tensor *ins[2] = {a, b};
     cg_node *node;
     if ((st = cg_record(CG_OP_MATMUL, 2, ins, z, &node))) return st;
@@ -134,7 +142,7 @@ void cg_matmul_bwd(cg_node *node, const void *g, void **dins) {
  * Backward, the lecture's linear layer:  dX += dY W,  dW += dY^T X,  db += sum_rows dY. */
 #define LIN_FWD(T, GEMM)                                                                       \
     do {                                                                                       \
-        T *Y = y->data;                                                                        \
+        T *Y = ydata;                                                                          \
         if (b)                                                                                 \
             for (int64_t r = 0; r < rows; r++) memcpy(Y + r * nout, b->data, sizeof(T) * (size_t)nout); \
         GEMM(CG_NO_TRANS, CG_TRANS, rows, nout, nin, 1, x->data, nin, w->data, nin, b ? 1 : 0, Y, nout); \
@@ -155,6 +163,17 @@ void cg_matmul_bwd(cg_node *node, const void *g, void **dins) {
         }                                                                                      \
     } while (0)
 
+static void linear_run(const cg_tensor *x, const cg_tensor *w, const cg_tensor *b, void *ydata) {
+    int64_t nin = w->shape[1], nout = w->shape[0], rows = cg_numel(x->ndim - 1, x->shape);
+    const cg_blas_provider *blas = cg_blas_current();
+    if (x->dtype == CG_F32) LIN_FWD(float, blas->sgemm);
+    else LIN_FWD(double, blas->dgemm);
+}
+
+void cg_linear_replay(cg_node *node) {
+    linear_run(node->inputs[0], node->inputs[1], node->n_inputs == 3 ? node->inputs[2] : NULL, node->saved_out->data);
+}
+
 cg_status cg_linear(cg_tensor *x, cg_tensor *w, cg_tensor *b, cg_tensor **out) {
     CG_PROF_BEGIN();
     char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
@@ -171,17 +190,14 @@ cg_status cg_linear(cg_tensor *x, cg_tensor *w, cg_tensor *b, cg_tensor **out) {
                         cg_shape_str(w->ndim, w->shape, b2, sizeof b2));
     if (w->shape[0] > INT_MAX || w->shape[1] > INT_MAX)
         return cg_error(CG_ERR_SHAPE, "linear: a weight dimension exceeds 2^31 - 1");
-    int64_t nin = w->shape[1], nout = w->shape[0], rows = nin ? x->numel / nin : 0;
-    if (!nin) rows = cg_numel(x->ndim - 1, x->shape);
+    int64_t nout = w->shape[0];
     int64_t shape[CG_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = nout;
     cg_tensor *y;
     cg_status st = cg_tensor_empty(x->dtype, x->ndim, shape, &y);
     if (st) return st;
-    const cg_blas_provider *blas = cg_blas_current();
-    if (x->dtype == CG_F32) LIN_FWD(float, blas->sgemm);
-    else LIN_FWD(double, blas->dgemm);
+    linear_run(x, w, b, y->data);
     cg_tensor *ins[3] = {x, w, b};
     cg_node *node;
     if ((st = cg_record(CG_OP_LINEAR, b ? 3 : 2, ins, y, &node))) return st;

@@ -46,6 +46,29 @@ static cg_status record_ori(int op, cg_tensor *x, cg_tensor *y, int64_t O, int64
     return CG_OK;
 }
 
+static void reduce_run(int op, const cg_tensor *x, void *y, int64_t O, int64_t R, int64_t I) {
+    int f32 = x->dtype == CG_F32;
+    switch (op) {
+    case CG_OP_SUM:
+    case CG_OP_MEAN:
+        if (f32) sum_fwd__f32(O, R, I, x->data, y, op == CG_OP_MEAN);
+        else sum_fwd__f64(O, R, I, x->data, y, op == CG_OP_MEAN);
+        break;
+    case CG_OP_MAX:
+    case CG_OP_MIN:
+        if (f32) max_fwd__f32(O, R, I, x->data, y, op == CG_OP_MAX ? 1 : -1);
+        else max_fwd__f64(O, R, I, x->data, y, op == CG_OP_MAX ? 1 : -1);
+        break;
+    default:
+        if (f32) logsumexp_fwd__f32(O, R, I, x->data, y);
+        else logsumexp_fwd__f64(O, R, I, x->data, y);
+    }
+}
+
+void cg_reduce_replay(cg_node *node) {
+    reduce_run(node->op, node->inputs[0], node->saved_out->data, node->ip[0], node->ip[1], node->ip[2]);
+}
+
 cg_status cg_reduce(int op, cg_tensor *x, int axis0, int axis1, int keepdims, cg_tensor **out) {
     CG_PROF_BEGIN();
     const char *name = cg_op_name(op);
@@ -70,22 +93,7 @@ cg_status cg_reduce(int op, cg_tensor *x, int axis0, int axis1, int keepdims, cg
     cg_tensor *y;
     cg_status st = cg_tensor_empty(x->dtype, nd, shape, &y);
     if (st) return st;
-    int f32 = x->dtype == CG_F32;
-    switch (op) {
-    case CG_OP_SUM:
-    case CG_OP_MEAN:
-        if (f32) sum_fwd__f32(O, R, I, x->data, y->data, op == CG_OP_MEAN);
-        else sum_fwd__f64(O, R, I, x->data, y->data, op == CG_OP_MEAN);
-        break;
-    case CG_OP_MAX:
-    case CG_OP_MIN:
-        if (f32) max_fwd__f32(O, R, I, x->data, y->data, op == CG_OP_MAX ? 1 : -1);
-        else max_fwd__f64(O, R, I, x->data, y->data, op == CG_OP_MAX ? 1 : -1);
-        break;
-    default:
-        if (f32) logsumexp_fwd__f32(O, R, I, x->data, y->data);
-        else logsumexp_fwd__f64(O, R, I, x->data, y->data);
-    }
+    reduce_run(op, x, y->data, O, R, I);
     return record_ori(op, x, y, O, R, I, out);
 }
 
@@ -112,6 +120,15 @@ void cg_reduce_bwd(cg_node *node, const void *g, void **dins) {
     }
 }
 
+static void softmax_run(int op, const cg_tensor *x, void *y, int64_t O, int64_t R, int64_t I) {
+    if (x->dtype == CG_F32) softmax_fwd__f32(O, R, I, x->data, y, op == CG_OP_LOG_SOFTMAX);
+    else softmax_fwd__f64(O, R, I, x->data, y, op == CG_OP_LOG_SOFTMAX);
+}
+
+void cg_softmax_replay(cg_node *node) {
+    softmax_run(node->op, node->inputs[0], node->saved_out->data, node->ip[0], node->ip[1], node->ip[2]);
+}
+
 cg_status cg_softmax(int op, cg_tensor *x, int axis, cg_tensor **out) {
     CG_PROF_BEGIN();
     char b1[CG_SHAPE_BUF];
@@ -126,8 +143,7 @@ cg_status cg_softmax(int op, cg_tensor *x, int axis, cg_tensor **out) {
     cg_tensor *y;
     cg_status st = cg_tensor_empty(x->dtype, x->ndim, x->shape, &y);
     if (st) return st;
-    if (x->dtype == CG_F32) softmax_fwd__f32(O, R, I, x->data, y->data, op == CG_OP_LOG_SOFTMAX);
-    else softmax_fwd__f64(O, R, I, x->data, y->data, op == CG_OP_LOG_SOFTMAX);
+    softmax_run(op, x, y->data, O, R, I);
     return record_ori(op, x, y, O, R, I, out);
 }
 

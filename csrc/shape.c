@@ -59,21 +59,30 @@ void cg_reshape_bwd(cg_node *node, const void *g, void **dins) {
         }                                                                                       \
     } while (0)
 
+static void strided_run(const cg_tensor *x, int nd, const int64_t *shape, const int64_t *strides,
+                        int64_t base, void *y) {
+    if (x->dtype == CG_F32) {
+        const float *X = x->data;
+        float *Y = y;
+        STRIDED_WALK(nd, shape, strides, base, Y[oy + j] = X[ox]);
+    } else {
+        const double *X = x->data;
+        double *Y = y;
+        STRIDED_WALK(nd, shape, strides, base, Y[oy + j] = X[ox]);
+    }
+}
+
+void cg_strided_replay(cg_node *node) {
+    strided_run(node->inputs[0], node->ndim, node->shape, node->ip, node->ip[CG_MAX_DIMS], node->saved_out->data);
+}
+
 static cg_status strided(cg_tensor *x, int nd, const int64_t *shape, const int64_t *strides,
                          int64_t base, cg_tensor **out) {
     CG_PROF_BEGIN();
     cg_tensor *y;
     cg_status st = cg_tensor_empty(x->dtype, nd, shape, &y);
     if (st) return st;
-    if (x->dtype == CG_F32) {
-        const float *X = x->data;
-        float *Y = y->data;
-        STRIDED_WALK(nd, shape, strides, base, Y[oy + j] = X[ox]);
-    } else {
-        const double *X = x->data;
-        double *Y = y->data;
-        STRIDED_WALK(nd, shape, strides, base, Y[oy + j] = X[ox]);
-    }
+    strided_run(x, nd, shape, strides, base, y->data);
     cg_node *node;
     if ((st = cg_record(CG_OP_STRIDED, 1, &x, y, &node))) return st;
     if (node) {
@@ -135,6 +144,17 @@ cg_status cg_slice(cg_tensor *x, const int64_t *start, const int64_t *step, cons
 }
 
 /* ---- gather: y[l, ...] = x[index[l], ...]; backward dx[index[l], ...] += g[l, ...] ---- */
+static void gather_run(const cg_tensor *x, const int64_t *idx, int64_t n_index, int64_t inner, void *y) {
+    size_t es = cg_dtype_size(x->dtype);
+    for (int64_t l = 0; l < n_index; l++)
+        memcpy((char *)y + (size_t)(l * inner) * es, (char *)x->data + (size_t)(idx[l] * inner) * es,
+               (size_t)inner * es);
+}
+
+void cg_gather_replay(cg_node *node) {
+    gather_run(node->inputs[0], node->extra, node->ip[0], node->ip[1], node->saved_out->data);
+}
+
 cg_status cg_gather(cg_tensor *x, const int64_t *index, int64_t n_index, cg_tensor **out) {
     CG_PROF_BEGIN();
     char b1[CG_SHAPE_BUF];
@@ -160,10 +180,7 @@ cg_status cg_gather(cg_tensor *x, const int64_t *index, int64_t n_index, cg_tens
         cg_free(idx);
         return st;
     }
-    size_t es = cg_dtype_size(x->dtype);
-    for (int64_t l = 0; l < n_index; l++)
-        memcpy((char *)y->data + (size_t)(l * inner) * es, (char *)x->data + (size_t)(idx[l] * inner) * es,
-               (size_t)inner * es);
+    gather_run(x, idx, n_index, inner, y->data);
     cg_node *node;
     if ((st = cg_record(CG_OP_GATHER, 1, &x, y, &node))) {
         cg_free(idx);
@@ -173,6 +190,7 @@ cg_status cg_gather(cg_tensor *x, const int64_t *index, int64_t n_index, cg_tens
         node->extra = idx;
         node->ip[0] = n_index;
         node->ip[1] = inner;
+        if (cg_capturing) cg_capture_note_index(index, n_index, rows, 1);
     } else {
         cg_free(idx);
     }
@@ -198,6 +216,25 @@ void cg_gather_bwd(cg_node *node, const void *g, void **dins) {
 }
 
 /* ---- concat along axis: each input contributes a chunk of shape[axis] * inner per outer ---- */
+static void concat_run(int n, cg_tensor *const *xs, int axis, void *y) {
+    const cg_tensor *x0 = xs[0];
+    size_t es = cg_dtype_size(x0->dtype);
+    int64_t outer = cg_numel(axis, x0->shape), inner = cg_numel(x0->ndim - axis - 1, x0->shape + axis + 1);
+    char *dst = y;
+    for (int64_t o = 0; o < outer; o++)
+        for (int i = 0; i < n; i++) {
+            size_t chunk = (size_t)(xs[i]->shape[axis] * inner) * es;
+            memcpy(dst, (char *)xs[i]->data + (size_t)o * chunk, chunk);
+            dst += chunk;
+        }
+}
+
+void cg_concat_replay(cg_node *node) {
+    concat_run(node->n_inputs, node->inputs, (int)node->ip[0], node->saved_out->data);
+}
+
+void cg_reshape_replay(cg_node *node) { (void)node; /* the output shares the input's storage */ }
+
 cg_status cg_concat(int n, cg_tensor **xs, int axis, cg_tensor **out) {
     CG_PROF_BEGIN();
     char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
@@ -225,15 +262,7 @@ cg_status cg_concat(int n, cg_tensor **xs, int axis, cg_tensor **out) {
     cg_tensor *y;
     cg_status st = cg_tensor_empty(x0->dtype, x0->ndim, shape, &y);
     if (st) return st;
-    size_t es = cg_dtype_size(x0->dtype);
-    int64_t outer = cg_numel(axis, x0->shape), inner = cg_numel(x0->ndim - axis - 1, x0->shape + axis + 1);
-    char *dst = y->data;
-    for (int64_t o = 0; o < outer; o++)
-        for (int i = 0; i < n; i++) {
-            size_t chunk = (size_t)(xs[i]->shape[axis] * inner) * es;
-            memcpy(dst, (char *)xs[i]->data + (size_t)o * chunk, chunk);
-            dst += chunk;
-        }
+    concat_run(n, xs, axis, y->data);
     cg_node *node;
     if ((st = cg_record(CG_OP_CONCAT, n, xs, y, &node))) return st;
     if (node) node->ip[0] = axis;

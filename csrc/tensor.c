@@ -302,12 +302,12 @@ static void push(release_stack *st, void *p, void **local) {
     st->items[st->n++] = p;
 }
 
-/* Tagged pointers: low bit 1 marks a node. Both structs are at least 8-byte aligned. */
-void cg_tensor_release(cg_tensor *root) {
-    if (!root || --root->refcount > 0) return;
+/* Tagged pointers: low bit 1 marks a node. Both structs are at least 8-byte aligned.
+ * `first` is a tensor or a tagged node whose last reference has gone. */
+static void release_all(void *first) {
     void *local[64];
     release_stack st = {local, 0, 64};
-    push(&st, root, local);
+    push(&st, first, local);
     while (st.n) {
         uintptr_t item = (uintptr_t)st.items[--st.n];
         if (item & 1) {
@@ -334,6 +334,14 @@ void cg_tensor_release(cg_tensor *root) {
     if (st.items != local) free(st.items);
 }
 
+void cg_tensor_release(cg_tensor *t) {
+    if (t && --t->refcount == 0) release_all(t);
+}
+
+void cg_node_release(cg_node *node) {
+    if (node && --node->refcount == 0) release_all((void *)((uintptr_t)node | 1));
+}
+
 /* ---- no-graph helpers ---- */
 cg_status cg_tensor_detach(cg_tensor *t, cg_tensor **out) {
     cg_tensor *d;
@@ -355,10 +363,16 @@ static cg_status same_numel(const char *op, const cg_tensor *a, const cg_tensor 
     return CG_OK;
 }
 
-cg_status cg_tensor_copy_(cg_tensor *dst, const cg_tensor *src) {
-    cg_status st = same_numel("copy_", dst, src);
-    if (st) return st;
-    if (dst->data == src->data) return CG_OK;
+/* cgrad.compile replays ops, not in-place writes made from Python: refuse them while
+ * recording rather than replay a step that silently lacks them (replay.c). */
+static cg_status refuse_in_capture(const char *op) {
+    if (!cg_capturing) return CG_OK;
+    return cg_error(CG_ERR_RUNTIME, "%s: in-place changes to tensors cannot be recorded by cgrad.compile; "
+                                    "do them outside the compiled step (optimizers and zero_grad are fine)", op);
+}
+
+void cg_copy_values(cg_tensor *dst, const cg_tensor *src) {
+    if (dst->data == src->data) return;
     cg_storage_bump(dst->storage);
     if (dst->dtype == src->dtype) {
         memmove(dst->data, src->data, (size_t)dst->numel * cg_dtype_size(dst->dtype));
@@ -371,16 +385,29 @@ cg_status cg_tensor_copy_(cg_tensor *dst, const cg_tensor *src) {
         const float *s = src->data;
         for (int64_t i = 0; i < dst->numel; i++) d[i] = s[i];
     }
+}
+
+cg_status cg_tensor_copy_(cg_tensor *dst, const cg_tensor *src) {
+    cg_status st = same_numel("copy_", dst, src);
+    if (st || (st = refuse_in_capture("copy_"))) return st;
+    cg_copy_values(dst, src);
     return CG_OK;
 }
 
 cg_status cg_tensor_astype(cg_tensor *t, cg_dtype dtype, cg_tensor **out) {
     cg_status st = cg_tensor_empty(dtype, t->ndim, t->shape, out);
     if (st) return st;
-    return cg_tensor_copy_(*out, t);
+    cg_copy_values(*out, t);
+    if (cg_capturing && (st = cg_capture_copy(*out, t))) {
+        cg_tensor_release(*out);
+        *out = NULL;
+    }
+    return st;
 }
 
 cg_status cg_tensor_fill_(cg_tensor *t, double value) {
+    cg_status st = refuse_in_capture("fill_");
+    if (st) return st;
     cg_storage_bump(t->storage);
     if (t->dtype == CG_F32) {
         float *d = t->data, v = (float)value;
@@ -394,7 +421,7 @@ cg_status cg_tensor_fill_(cg_tensor *t, double value) {
 
 cg_status cg_tensor_axpy_(cg_tensor *y, double alpha, const cg_tensor *x) {
     cg_status st = same_numel("axpy_", y, x);
-    if (st) return st;
+    if (st || (st = refuse_in_capture("axpy_"))) return st;
     if (y->dtype != x->dtype) return cg_error(CG_ERR_DTYPE, "axpy_: dtypes differ");
     cg_storage_bump(y->storage);
     if (y->dtype == CG_F32) {

@@ -6,9 +6,10 @@ MLPClassifier on the digits against cgrad's.
     python -m benchmarks --quick            # smoke run: every row, few repeats (CI)
     python -m benchmarks --threads 1 --networks 784 --json out.json --markdown out.md
 
-Each thread count runs in its own process, pinned to that many cores, with every
-framework's thread count set to it (cgrad.set_num_threads, torch.set_num_threads,
-OPENBLAS/OMP_NUM_THREADS for numpy, XLA_FLAGS for JAX). Inside a process the frameworks'
+Each thread count runs in its own process, with every framework's thread count set to it
+(cgrad.set_num_threads, torch.set_num_threads, OPENBLAS/OMP_NUM_THREADS for numpy,
+XLA_FLAGS for JAX). The process is not pinned to cores: JAX dispatches from a helper
+thread, and pinning it to one core with the caller doubled its step time. Inside a process the frameworks'
 repeats are interleaved, so the machine's drift hits them alike: the ratios are figures of
 one run; absolute times drift between runs on this shared machine. Medians with min-max;
 every framework's loss must go down over the run. Also: the GEMM FLOPs per step, the
@@ -107,9 +108,6 @@ def measure_network(net, makers, quick: bool) -> dict:
 
 def child(threads: int, networks: list, quick: bool, sklearn: bool) -> dict:
     """Measure everything at one thread count; returns the JSON-able result."""
-    if hasattr(os, "sched_setaffinity"):
-        cpus = sorted(os.sched_getaffinity(0))[:threads]
-        os.sched_setaffinity(0, cpus)
     import cgrad
     makers = available(threads)
     out = {"threads": threads, "frameworks": list(makers), "cgrad_version": cgrad.__version__,

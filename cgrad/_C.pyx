@@ -494,6 +494,75 @@ def cross_entropy(TensorBase logits, targets, str reduction="mean"):
     return _wrap(out)
 
 
+# ---- record once, replay (csrc/replay.c; the facade is cgrad/compile.py) ----
+cdef class Program:
+    """A recorded step: replaying it reruns its ops and backward calls in C and calls back
+    into Python at each point recorded with capture_call()."""
+    cdef cg_program *p
+
+    def __cinit__(self):
+        _check(cg_program_new(&self.p))
+
+    def __dealloc__(self):
+        cg_program_free(self.p)
+
+    def begin(self):
+        """Start recording on this thread."""
+        _check(cg_capture_begin(self.p))
+
+    def resume(self):
+        cg_capture_swap(self.p)
+
+    def bind_index_inputs(self, list arrays):
+        """The step's integer inputs (C-contiguous int64 arrays that stay alive)."""
+        cdef int n = len(arrays)
+        cdef const void **ptrs = <const void **>PyMem_Malloc(max(n, 1) * sizeof(void *))
+        cdef int64_t *sizes = <int64_t *>PyMem_Malloc(max(n, 1) * sizeof(int64_t))
+        cdef int64_t[::1] view
+        try:
+            for i in range(n):
+                view = arrays[i].reshape(-1)
+                ptrs[i] = &view[0] if view.shape[0] else NULL
+                sizes[i] = view.shape[0] * sizeof(int64_t)
+            cg_program_bind_index_inputs(self.p, n, ptrs, sizes)
+        finally:
+            PyMem_Free(ptrs)
+            PyMem_Free(sizes)
+
+    def run(self, list calls):
+        """Replay; calls[i]() runs at the i-th recorded call point."""
+        cdef size_t pc = 0
+        cdef int64_t call = 0
+        cdef cg_status st
+        while True:
+            with nogil:
+                st = cg_program_run(self.p, &pc, &call)
+            _check(st)
+            if call < 0:
+                return
+            calls[call]()
+
+    def stats(self):
+        """(ops, Python call points, instructions)"""
+        cdef int64_t ops, ncalls, ninstr
+        cg_program_stats(self.p, &ops, &ncalls, &ninstr)
+        return ops, ncalls, ninstr
+
+
+def capture_end():
+    """Stop (or pause) recording on this thread."""
+    cg_capture_swap(NULL)
+
+def capture_active():
+    return bool(cg_capture_active())
+
+def capture_call():
+    """Mark a point where replays must call back into Python; returns its index."""
+    cdef int64_t idx = 0
+    _check(cg_capture_call(&idx))
+    return idx
+
+
 cdef class ParamSet:
     """The parameters an optimizer updates, as a C array, with its per-parameter state
     (momentum, or Adam's two moments). One call updates every parameter."""
@@ -729,6 +798,10 @@ cdef class TensorBase:
 
     @property
     def grad(self):
+        if cg_capture_active():
+            raise RuntimeError("grad: reading .grad inside a step being recorded by cgrad.compile is not "
+                               "supported (the value read would be baked into every replay); read it "
+                               "outside the compiled step")
         if self.t.grad == NULL:
             return None
         cg_tensor_retain(self.t.grad)
@@ -774,11 +847,11 @@ cdef class TensorBase:
 
     # ---- in-place, outside the graph ----
     def zero_(self):
-        cg_tensor_fill_(self.t, 0.0)
+        _check(cg_tensor_fill_(self.t, 0.0))
         return self
 
     def fill_(self, double value):
-        cg_tensor_fill_(self.t, value)
+        _check(cg_tensor_fill_(self.t, value))
         return self
 
     def copy_(self, src):

@@ -34,6 +34,7 @@ from .tensor import (Tensor, arange, cat, concatenate, float32, float64, from_nu
                      tensor, where, zeros, zeros_like)
 
 from . import data, diagnostics, nn, optim, profiler, viz  # noqa: E402  (after tensor: they build on it)
+from .replay import CompiledStep, compile  # noqa: E402
 from .profiler import profile  # noqa: E402
 from .estimators import MLPClassifier, MLPRegressor  # noqa: E402
 from .serialization import load, save  # noqa: E402

@@ -118,6 +118,18 @@ cdef extern from "cg.h" nogil:
     void cg_zero_grad(int n, cg_tensor **params, int set_to_none)
     void cg_clip_grad_norm(int n, cg_tensor **params, double max_norm, double *total)
 
+    ctypedef struct cg_program:
+        pass
+    cg_status cg_program_new(cg_program **out)
+    void cg_program_free(cg_program *p)
+    cg_status cg_capture_begin(cg_program *p)
+    cg_program *cg_capture_swap(cg_program *p)
+    int cg_capture_active()
+    cg_status cg_capture_call(int64_t *index)
+    void cg_program_bind_index_inputs(cg_program *p, int n, const void *const *ptrs, const int64_t *nbytes)
+    cg_status cg_program_run(cg_program *p, size_t *pc, int64_t *call)
+    void cg_program_stats(const cg_program *p, int64_t *n_ops, int64_t *n_calls, int64_t *n_instr)
+
     void cg_set_anomaly(int enabled)
     int cg_anomaly_enabled()
     int64_t cg_node_id_of(const cg_tensor *t)

@@ -16,6 +16,7 @@ import numbers
 import numpy as np
 
 from . import _C
+from .replay import refuse_while_recording
 
 float32 = np.dtype(np.float32)
 float64 = np.dtype(np.float64)
@@ -32,6 +33,7 @@ def manual_seed(seed: int) -> None:
 
 def _generator() -> np.random.Generator:
     """The generator behind every random draw in cgrad (init, dropout, shuffling)."""
+    refuse_while_recording("a random draw (dropout in training mode, randn, ...)")
     return _rng
 
 

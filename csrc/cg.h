@@ -184,6 +184,7 @@ cg_status cg_program_new(cg_program **out);
 void cg_program_free(cg_program *p);
 cg_status cg_capture_begin(cg_program *p);
 cg_program *cg_capture_swap(cg_program *p); /* returns the one that was recording (pause/resume) */
+int cg_capture_active(void);
 cg_status cg_capture_call(int64_t *index);  /* a point where the caller must run again */
 /* The step's integer inputs: ops whose integer arrays were read from inside one of these
  * re-read them (checked) at each replay. */

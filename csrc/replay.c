@@ -81,6 +81,8 @@ cg_program *cg_capture_swap(cg_program *p) {
     return old;
 }
 
+int cg_capture_active(void) { return cg_capturing != NULL; }
+
 static instr *append(cg_program *p, int kind) {
     if (p->n == p->cap) {
         size_t cap = p->cap ? 2 * p->cap : 64;

@@ -8,6 +8,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import _C, profiler
+from ..replay import replayed
 from ..tensor import Tensor, _generator, _resolve_dtype, tensor
 from . import functional as F
 
@@ -109,6 +110,7 @@ class Module:
     def num_parameters(self) -> int:
         return sum(p.size for p in self.parameters())
 
+    @replayed
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.parameters():
             if set_to_none:

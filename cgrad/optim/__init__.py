@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from .. import _C
+from ..replay import replayed
 
 
 class Optimizer:
@@ -34,6 +35,7 @@ class Optimizer:
     def lr(self, value: float) -> None:
         self.param_groups[0]["lr"] = float(value)
 
+    @replayed
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop (default) or zero every parameter's gradient."""
         self._set.zero_grad(set_to_none)
@@ -67,6 +69,7 @@ class SGD(Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov))
 
+    @replayed
     def step(self) -> None:
         g = self.param_groups[0]
         self._set.sgd_step(g["lr"], g["momentum"], g["dampening"], g["weight_decay"], g["nesterov"])
@@ -85,6 +88,7 @@ class Adam(Optimizer):
             raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {betas}")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
 
+    @replayed
     def step(self) -> None:
         g = self.param_groups[0]
         self.step_count += 1

@@ -1,0 +1,225 @@
+"""Record a training step once, replay it in C: `step = cgrad.compile(train_step)`.
+
+    @cgrad.compile
+    def train_step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    for xb, yb in loader:
+        loss = train_step(xb, yb)      # first call per input signature: eager, and recorded
+
+The first call with a given signature (each array argument's shape and dtype, and the
+value of every other argument) runs the function eagerly while the core records every op,
+backward call and dtype conversion it makes (csrc/replay.c). Later calls with the same
+signature copy the new arrays into the recorded inputs and replay the ops in C on the
+same buffers: no Python per op, no allocation. A new signature records again (a small
+cache keeps the last few). Replays give bitwise the same parameters and gradients as
+running the function eagerly.
+
+What runs on every replay: the recorded ops and backward calls, and the methods marked
+@replayed (Optimizer.step and zero_grad, Module.zero_grad, clip_grad_norm_), which are
+called again from Python, so learning-rate schedules and Adam's step count behave as in
+eager code. Everything else the function does in Python (prints, .item(), appending to
+lists, reading a global) happens only while recording. Values that enter without an op
+are constants of the recording; so inputs must come in through the arguments (numpy
+arrays, cgrad tensors that do not require grad, or hashable Python values), and random
+draws (dropout in training mode, cgrad.randn), reading .grad and in-place writes inside the
+step raise an error while recording instead of being silently frozen.
+
+Returned tensors are fresh copies (detached), so keeping them across steps is safe.
+"""
+from __future__ import annotations
+
+import functools
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+from . import _C
+
+_local = threading.local()
+
+
+def recording() -> "_Recording | None":
+    """The step being recorded on this thread, if any."""
+    return getattr(_local, "recording", None)
+
+
+def replayed(fn):
+    """Mark a function whose effects must happen again on every replay of a compiled step
+    that calls it (optimizer steps, zero_grad): while recording it is registered as a call
+    point and run with recording paused, and each replay calls it again."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        rec = recording()
+        if rec is None:
+            return fn(*args, **kwargs)
+        rec.calls.append(functools.partial(fn, *args, **kwargs))
+        index = _C.capture_call()
+        assert index == len(rec.calls) - 1
+        _local.recording = None
+        _C.capture_end()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            rec.program.resume()
+            _local.recording = rec
+    return wrapper
+
+
+def refuse_while_recording(what: str) -> None:
+    if recording() is not None:
+        raise RuntimeError(f"cgrad.compile: {what} inside a compiled step would be frozen at its "
+                           f"recorded value; do it outside the step")
+
+
+class _Recording:
+    """One recorded signature: the program, the input buffers it reads, its outputs."""
+
+    def __init__(self):
+        self.program = _C.Program()
+        self.calls: list = []
+        self.float_inputs: list = []   # (position, tensor, its numpy view)
+        self.index_inputs: list = []   # (position, int64 array)
+        self.outputs = None
+
+
+def _signature(args: tuple, kwargs: dict) -> tuple:
+    """The cache key: shape and dtype of each array argument, the value of the others."""
+    key = []
+    for name, a in list(enumerate(args)) + sorted(kwargs.items()):
+        if isinstance(a, _C.TensorBase):
+            if a.requires_grad:
+                raise TypeError(f"cgrad.compile: argument {name!r} requires grad; parameters belong "
+                                f"to the model, inputs must not require grad")
+            key.append((name, "tensor", a.shape, a.dtype.str))
+        elif isinstance(a, np.ndarray):
+            if a.dtype.kind not in "fiu":
+                raise TypeError(f"cgrad.compile: argument {name!r} is a {a.dtype} array; pass float or "
+                                f"integer arrays")
+            key.append((name, "array", a.shape, a.dtype.str))
+        else:
+            try:
+                hash(a)
+            except TypeError:
+                raise TypeError(f"cgrad.compile: argument {name!r} of type {type(a).__name__} is neither an "
+                                f"array, a tensor nor a hashable value") from None
+            key.append((name, "value", type(a), a))
+    return tuple(key)
+
+
+def _copies(out):
+    """The returned structure with every tensor replaced by a detached copy."""
+    if isinstance(out, _C.TensorBase):
+        return out.detach()._astype(out.dtype)
+    if isinstance(out, tuple):
+        return tuple(_copies(o) for o in out)
+    if isinstance(out, list):
+        return [_copies(o) for o in out]
+    if isinstance(out, dict):
+        return {k: _copies(v) for k, v in out.items()}
+    return out
+
+
+def _check_outputs(out, where="the result") -> None:
+    if out is None or isinstance(out, _C.TensorBase):
+        return
+    if isinstance(out, (tuple, list)):
+        for i, o in enumerate(out):
+            _check_outputs(o, f"{where}[{i}]")
+        return
+    if isinstance(out, dict):
+        for k, v in out.items():
+            _check_outputs(v, f"{where}[{k!r}]")
+        return
+    raise TypeError(f"cgrad.compile: {where} is a {type(out).__name__}; a compiled step returns tensors "
+                    f"(or tuples, lists or dicts of them) or None, since anything else would keep its "
+                    f"recorded value. Return the tensor and call .item() on it outside")
+
+
+class CompiledStep:
+    """A function recorded once per input signature and replayed in C afterwards."""
+
+    def __init__(self, fn, cache_size: int = 8):
+        if cache_size < 1:
+            raise ValueError(f"cgrad.compile: cache_size must be >= 1, got {cache_size}")
+        self.fn = fn
+        self.cache_size = cache_size
+        self._cache: OrderedDict = OrderedDict()
+        self.recordings = 0   # how many times a signature was recorded
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args, **kwargs):
+        key = _signature(args, kwargs)
+        rec = self._cache.get(key)
+        if rec is None:
+            return self._record(key, args, kwargs)
+        self._cache.move_to_end(key)
+        for pos, _, view in rec.float_inputs:
+            np.copyto(view, _array(args, kwargs, pos), casting="unsafe")
+        for pos, arr in rec.index_inputs:
+            np.copyto(arr, _array(args, kwargs, pos), casting="unsafe")
+        rec.program.run(rec.calls)
+        return _copies(rec.outputs)
+
+    def _record(self, key, args, kwargs):
+        if recording() is not None:
+            raise RuntimeError("cgrad.compile: a compiled step cannot call another while recording")
+        from .tensor import tensor
+        rec = _Recording()
+        args, kwargs = list(args), dict(kwargs)
+        for pos, a in list(enumerate(args)) + list(kwargs.items()):
+            if isinstance(a, (np.ndarray, _C.TensorBase)):
+                arr = np.asarray(a)
+                if arr.dtype.kind == "f":
+                    t = tensor(arr, dtype=arr.dtype if arr.dtype in (np.float32, np.float64) else None)
+                    rec.float_inputs.append((pos, t, t.numpy()))
+                else:
+                    t = np.array(arr, dtype=np.int64, order="C")
+                    rec.index_inputs.append((pos, t))
+                if isinstance(pos, int):
+                    args[pos] = t
+                else:
+                    kwargs[pos] = t
+        rec.program.begin()
+        _local.recording = rec
+        try:
+            out = self.fn(*args, **kwargs)
+            _check_outputs(out)
+        finally:
+            _local.recording = None
+            _C.capture_end()
+        rec.program.bind_index_inputs([arr for _, arr in rec.index_inputs])
+        rec.outputs = out
+        self._cache[key] = rec
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        self.recordings += 1
+        return _copies(out)
+
+    def stats(self) -> dict:
+        """Per cached signature: how many ops, Python call points and instructions it replays."""
+        return {key: dict(zip(("ops", "python_calls", "instructions"), rec.program.stats()))
+                for key, rec in self._cache.items()}
+
+    def clear(self) -> None:
+        """Forget every recording (the next call records again)."""
+        self._cache.clear()
+
+
+def _array(args, kwargs, pos):
+    a = args[pos] if isinstance(pos, int) else kwargs[pos]
+    return np.asarray(a)
+
+
+def compile(fn=None, *, cache_size: int = 8):
+    """Record `fn` once per input signature and replay it in C afterwards (see the module
+    docstring for what is replayed and what runs only while recording). Usable as
+    @cgrad.compile or @cgrad.compile(cache_size=...)."""
+    if fn is None:
+        return lambda f: CompiledStep(f, cache_size)
+    return CompiledStep(fn, cache_size)

@@ -6,10 +6,13 @@ MLPClassifier on the digits against cgrad's.
     python -m benchmarks --quick            # smoke run: every row, few repeats (CI)
     python -m benchmarks --threads 1 --networks 784 --json out.json --markdown out.md
 
-Each thread count runs in its own process, with every framework's thread count set to it
+Each thread count runs in its own process (with more than one thread, one process per
+framework: see process_groups), with every framework's thread count set to it
 (cgrad.set_num_threads, torch.set_num_threads, OPENBLAS/OMP_NUM_THREADS for numpy,
-XLA_FLAGS for JAX). The process is not pinned to cores: JAX dispatches from a helper
-thread, and pinning it to one core with the caller doubled its step time. Inside a process the frameworks'
+XLA_FLAGS for JAX), and pinned to that many cores: JAX 0.10 keeps more than one core busy
+whatever its thread flags say (process CPU time / wall time 1.5 to 1.9 at "1 thread"), so
+only the pinning makes its 1-thread figures 1-thread figures. JAX runs with its default
+asynchronous dispatch, whose helper thread then shares the core. Inside a process the frameworks'
 repeats are interleaved, so the machine's drift hits them alike: the ratios are figures of
 one run; absolute times drift between runs on this shared machine. Medians with min-max;
 every framework's loss must go down over the run. Also: the GEMM FLOPs per step, the
@@ -49,25 +52,39 @@ def thread_env(n: int) -> dict:
     return env
 
 
-def available(threads: int) -> dict:
-    """The frameworks importable here, each set to `threads` threads."""
+def available(threads: int, only=None) -> dict:
+    """The frameworks importable here (or those named in `only`), each set to `threads`."""
     import cgrad
     cgrad.set_num_threads(threads)
     found = {"cgrad": cgrad_step, "numpy": numpy_step}
     if hasattr(cgrad, "compile"):
         found["cgrad-replay"] = cgrad_replay_step
-    try:
-        import torch
-        torch.set_num_threads(threads)
-        found["torch"] = torch_step
-    except ImportError:
-        pass
-    try:
-        import jax  # noqa: F401
-        found["jax"] = jax_step
-    except ImportError:
-        pass
-    return {k: FRAMEWORKS[k] for k in FRAMEWORKS if k in found}
+    wanted = lambda name: only is None or name in only  # noqa: E731
+    if wanted("torch"):
+        try:
+            import torch
+            torch.set_num_threads(threads)
+            found["torch"] = torch_step
+        except ImportError:
+            pass
+    if wanted("jax"):
+        try:
+            import jax  # noqa: F401
+            found["jax"] = jax_step
+        except ImportError:
+            pass
+    return {k: FRAMEWORKS[k] for k in FRAMEWORKS if k in found and wanted(k)}
+
+
+def process_groups(threads: int) -> list:
+    """Which frameworks share a measuring process. At one thread, all of them: their
+    repeats interleave, so drift hits them alike. With more threads each framework's idle
+    pool (OpenBLAS, OpenMP, XLA) spins on the cores the next one needs, so each gets its own
+    process (cgrad eager and replay share one: the same library and pool)."""
+    import importlib.util
+    groups = [["cgrad", "cgrad-replay"], ["numpy"]]
+    groups += [[m] for m in ("torch", "jax") if importlib.util.find_spec(m)]
+    return [None] if threads == 1 else groups
 
 
 def sgemm_gflops(n: int, quick: bool) -> float:
@@ -106,10 +123,12 @@ def measure_network(net, makers, quick: bool) -> dict:
     return row
 
 
-def child(threads: int, networks: list, quick: bool, sklearn: bool) -> dict:
-    """Measure everything at one thread count; returns the JSON-able result."""
+def child(threads: int, networks: list, quick: bool, sklearn: bool, only=None) -> dict:
+    """Measure at one thread count; returns the JSON-able result."""
+    if hasattr(os, "sched_setaffinity"):  # n threads = n cores, also for JAX (see the docstring)
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:threads])
     import cgrad
-    makers = available(threads)
+    makers = available(threads, only)
     out = {"threads": threads, "frameworks": list(makers), "cgrad_version": cgrad.__version__,
            "blas": cgrad._C.blas_current()}
     for mod in ("numpy", "torch", "jax"):
@@ -121,11 +140,7 @@ def child(threads: int, networks: list, quick: bool, sklearn: bool) -> dict:
     out["rows"] = []
     for net in networks:
         print(f"# {threads} thread(s): {net[0]}", file=sys.stderr, flush=True)
-        row = measure_network(net, makers, quick)
-        cg = row["frameworks"]["cgrad"]["median_us"]
-        row["cgrad_gflops"] = row["gemm_flops"] / cg / 1e3
-        row["roofline_fraction"] = row["cgrad_gflops"] / out["sgemm_gflops"]
-        out["rows"].append(row)
+        out["rows"].append(measure_network(net, makers, quick))
     if sklearn:
         out["digits"] = digits_fit(quick)
     return out
@@ -158,6 +173,24 @@ def digits_fit(quick: bool) -> dict:
                         "epochs": int(getattr(est, "n_iter_", 0)),
                         "test_accuracy": float(est.score(X_test, y_test))}
     return result
+
+
+def merge(parts: list) -> dict:
+    """One result from the processes of one thread count (see process_groups)."""
+    out = dict(parts[0])
+    out["frameworks"] = [f for p in parts for f in p["frameworks"]]
+    out["rows"] = [dict(r, frameworks={}) for r in parts[0]["rows"]]
+    for p in parts:
+        for k, v in p.items():
+            if k.endswith("_version") or k == "digits":
+                out[k] = v
+        for row, prow in zip(out["rows"], p["rows"]):
+            row["frameworks"].update(prow["frameworks"])
+    out["sgemm_gflops"] = parts[0]["sgemm_gflops"]  # measured beside cgrad
+    for row in out["rows"]:
+        row["cgrad_gflops"] = row["gemm_flops"] / row["frameworks"]["cgrad"]["median_us"] / 1e3
+        row["roofline_fraction"] = row["cgrad_gflops"] / out["sgemm_gflops"]
+    return out
 
 
 def markdown(results: list) -> str:
@@ -209,22 +242,30 @@ def main(argv=None) -> None:
     parser.add_argument("--markdown", help="write the tables to this file")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
+    parser.add_argument("--child-only", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     networks = [n for n in NETWORKS if args.networks in n[0]]
     if args.child:
-        result = child(args.child, networks, args.quick, not args.no_digits)
+        only = args.child_only.split(",") if args.child_only else None
+        result = child(args.child, networks, args.quick, not args.no_digits, only)
         with open(args.child_out, "w") as f:
             json.dump(result, f)
         return
     results = []
     for n in (int(t) for t in args.threads.split(",")):
-        with tempfile.TemporaryDirectory() as tmp:
-            out = os.path.join(tmp, "result.json")
-            cmd = [sys.executable, os.path.abspath(__file__), "--child", str(n), "--child-out", out,
-                   "--networks", args.networks] + ["--quick"] * args.quick + ["--no-digits"] * args.no_digits
-            subprocess.run(cmd, env=thread_env(n), check=True)
-            with open(out) as f:
-                results.append(json.load(f))
+        parts = []
+        for group in process_groups(n):
+            with tempfile.TemporaryDirectory() as tmp:
+                out = os.path.join(tmp, "result.json")
+                cmd = [sys.executable, os.path.abspath(__file__), "--child", str(n), "--child-out", out,
+                       "--networks", args.networks] + ["--quick"] * args.quick
+                # the digits fit: at one thread, beside scikit-learn
+                cmd += ["--no-digits"] * (args.no_digits or n > 1)
+                cmd += ["--child-only", ",".join(group)] if group else []
+                subprocess.run(cmd, env=thread_env(n), check=True)
+                with open(out) as f:
+                    parts.append(json.load(f))
+        results.append(merge(parts))
         print(markdown(results[-1:]), flush=True)
     if args.json:
         with open(args.json, "w") as f:

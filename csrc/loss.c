@@ -8,26 +8,55 @@
 #include <math.h>
 
 /* node->extra: N int64 targets, then N doubles of logsumexp; ip = N, C, reduction */
+/* Rows are taken in blocks of up to CE_BLOCK values: the maxes first, then every
+ * exp(x - max) of the block in one flat loop (vectorised even for 10 classes, where a
+ * per-row loop is mostly its scalar remainder), then each row's sum, in order. */
+#define CE_BLOCK 1024
 #define CE_LOOP(T, EXP, LOG)                                                                   \
     do {                                                                                       \
         const T *X = logits->data;                                                             \
         T *Y = ydata;                                                                          \
         double total = 0;                                                                      \
-        for (int64_t i = 0; i < N; i++) {                                                      \
-            const T *row = X + i * C;                                                          \
-            T m = row[0];                                                                      \
-            for (int64_t j = 1; j < C; j++)                                                    \
-                if (row[j] > m || row[j] != row[j]) m = row[j];                                \
-            double s = 0;                                                                      \
-            for (int64_t j = 0; j < C; j++) s += EXP(row[j] - m);                              \
-            double lse = (double)m + log(s);                                                   \
-            lses[i] = lse;                                                                     \
-            double li = lse - (double)row[tgt[i]];                                             \
-            if (reduction == CG_REDUCE_NONE) Y[i] = (T)li;                                     \
-            total += li;                                                                       \
+        T buf[CE_BLOCK], ms[CE_BLOCK];                                                         \
+        int64_t rows_per = C <= CE_BLOCK ? (C ? CE_BLOCK / C : CE_BLOCK) : 1;                  \
+        for (int64_t i0 = 0; i0 < N; i0 += rows_per) {                                         \
+            int64_t nr = N - i0 < rows_per ? N - i0 : rows_per;                                \
+            for (int64_t i = 0; i < nr; i++) {                                                 \
+                const T *row = X + (i0 + i) * C;                                               \
+                T m = row[0];                                                                  \
+                int nan = m != m;                                                              \
+                for (int64_t j = 1; j < C; j++) { /* branch-free: a max and a NaN flag */     \
+                    m = row[j] > m ? row[j] : m;                                               \
+                    nan |= row[j] != row[j];                                                   \
+                }                                                                              \
+                ms[i] = nan ? (T)NAN : m;                                                      \
+            }                                                                                  \
+            for (int64_t i = 0; i < nr; i++) {                                                 \
+                const T *row = X + (i0 + i) * C;                                               \
+                double s = 0;                                                                  \
+                if (C <= CE_BLOCK) {                                                           \
+                    if (i == 0) { /* the whole block's exps at once */                         \
+                        for (int64_t r = 0; r < nr; r++)                                       \
+                            for (int64_t j = 0; j < C; j++) buf[r * C + j] = X[(i0 + r) * C + j] - ms[r]; \
+                        for (int64_t k = 0; k < nr * C; k++) buf[k] = EXP(buf[k]);             \
+                    }                                                                          \
+                    for (int64_t j = 0; j < C; j++) s += buf[i * C + j];                       \
+                } else {                                                                       \
+                    for (int64_t j0 = 0; j0 < C; j0 += CE_BLOCK) {                             \
+                        int64_t nj = C - j0 < CE_BLOCK ? C - j0 : CE_BLOCK;                    \
+                        for (int64_t j = 0; j < nj; j++) buf[j] = EXP(row[j0 + j] - ms[i]);    \
+                        for (int64_t j = 0; j < nj; j++) s += buf[j];                          \
+                    }                                                                          \
+                }                                                                              \
+                double lse = (double)ms[i] + log(s);                                           \
+                lses[i0 + i] = lse;                                                            \
+                double li = lse - (double)row[tgt[i0 + i]];                                    \
+                if (reduction == CG_REDUCE_NONE) Y[i0 + i] = (T)li;                            \
+                total += li;                                                                   \
+            }                                                                                  \
         }                                                                                      \
         if (reduction != CG_REDUCE_NONE)                                                       \
-            *Y = (T)(reduction == CG_REDUCE_MEAN ? (N ? total / (double)N : NAN) : total); \
+            *Y = (T)(reduction == CG_REDUCE_MEAN ? (N ? total / (double)N : NAN) : total);     \
     } while (0)
 
 /* tgt: N targets, followed by room for N doubles (each row's logsumexp, for backward) */
@@ -85,17 +114,29 @@ cg_status cg_cross_entropy(cg_tensor *logits, const int64_t *targets, int reduct
     return CG_OK;
 }
 
+/* As the forward: a block of rows' exps in one flat loop, then dx += g (softmax - onehot). */
 #define CE_BWD(T, EXP)                                                                         \
     do {                                                                                       \
         const T *X = node->inputs[0]->data, *G = g;                                            \
         T *D = dins[0];                                                                        \
-        for (int64_t i = 0; i < N; i++) {                                                      \
-            T gi = reduction == CG_REDUCE_NONE ? G[i] : reduction == CG_REDUCE_MEAN ? G[0] / (T)N : G[0]; \
-            const T *row = X + i * C;                                                          \
-            T *drow = D + i * C;                                                               \
-            T lse = (T)lses[i];                                                                \
-            for (int64_t j = 0; j < C; j++) drow[j] += gi * EXP(row[j] - lse);                 \
-            drow[tgt[i]] -= gi;                                                                \
+        T buf[CE_BLOCK];                                                                       \
+        int64_t rows_per = C && C <= CE_BLOCK ? CE_BLOCK / C : 1, cols = C <= CE_BLOCK ? C : CE_BLOCK; \
+        for (int64_t i0 = 0; i0 < N; i0 += rows_per) {                                         \
+            int64_t nr = N - i0 < rows_per ? N - i0 : rows_per;                                \
+            for (int64_t j0 = 0; j0 < C; j0 += cols) {                                         \
+                int64_t nj = C - j0 < cols ? C - j0 : cols;                                    \
+                for (int64_t r = 0; r < nr; r++)                                               \
+                    for (int64_t j = 0; j < nj; j++)                                           \
+                        buf[r * nj + j] = X[(i0 + r) * C + j0 + j] - (T)lses[i0 + r];          \
+                for (int64_t k = 0; k < nr * nj; k++) buf[k] = EXP(buf[k]);                    \
+                for (int64_t r = 0; r < nr; r++) {                                             \
+                    int64_t i = i0 + r;                                                        \
+                    T gi = reduction == CG_REDUCE_NONE ? G[i] : reduction == CG_REDUCE_MEAN ? G[0] / (T)N : G[0]; \
+                    for (int64_t j = 0; j < nj; j++) D[i * C + j0 + j] += gi * buf[r * nj + j]; \
+                }                                                                              \
+            }                                                                                  \
+            for (int64_t i = i0; i < i0 + nr; i++)                                             \
+                D[i * C + tgt[i]] -= reduction == CG_REDUCE_NONE ? G[i] : reduction == CG_REDUCE_MEAN ? G[0] / (T)N : G[0]; \
         }                                                                                      \
     } while (0)
 

@@ -7,6 +7,9 @@
 #define CG_CAT_(a, b) a##b
 #define CG_CAT(a, b) CG_CAT_(a, b)
 #define FN(name) CG_CAT(name, SFX)
+#ifndef CG_EXP_CHUNK
+#define CG_EXP_CHUNK 256 /* exps computed into a stack buffer this long before they are summed */
+#endif
 
 /* y[o,i] = sum_r x[o,r,i] (MEAN: / R) */
 CG_SIMD static void FN(sum_fwd_)(int64_t O, int64_t R, int64_t I, const T *x, T *y, int mean) {
@@ -83,8 +86,12 @@ CG_SIMD static void FN(logsumexp_fwd_)(int64_t O, int64_t R, int64_t I, const T 
                 y[o * I + i] = m;
                 continue;
             }
-            T s = 0;
-            for (int64_t r = 0; r < R; r++) s += EXP(p[r * I] - m);
+            T s = 0, buf[CG_EXP_CHUNK];
+            for (int64_t r0 = 0; r0 < R; r0 += CG_EXP_CHUNK) { /* exps vectorised, then summed in order */
+                int64_t nr = R - r0 < CG_EXP_CHUNK ? R - r0 : CG_EXP_CHUNK;
+                for (int64_t r = 0; r < nr; r++) buf[r] = EXP(p[(r0 + r) * I] - m);
+                for (int64_t r = 0; r < nr; r++) s += buf[r];
+            }
             y[o * I + i] = m + LOG(s);
         }
 }
@@ -113,11 +120,8 @@ CG_SIMD static void FN(softmax_fwd_)(int64_t O, int64_t R, int64_t I, const T *x
             }
             if (m == -INFINITY) m = 0; /* all -inf: keep exp(x - m) defined */
             T s = 0;
-            for (int64_t r = 0; r < R; r++) {
-                T e = EXP(x[base + r * I] - m);
-                if (!log_out) y[base + r * I] = e;
-                s += e;
-            }
+            for (int64_t r = 0; r < R; r++) y[base + r * I] = EXP(x[base + r * I] - m); /* vectorised */
+            for (int64_t r = 0; r < R; r++) s += y[base + r * I];
             if (log_out) {
                 T ls = m + LOG(s);
                 for (int64_t r = 0; r < R; r++) y[base + r * I] = x[base + r * I] - ls;

@@ -141,8 +141,51 @@ def child(threads: int, networks: list, quick: bool, sklearn: bool, only=None) -
     for net in networks:
         print(f"# {threads} thread(s): {net[0]}", file=sys.stderr, flush=True)
         out["rows"].append(measure_network(net, makers, quick))
-    if sklearn:
+    if sklearn:  # the one-thread run's extras
         out["digits"] = digits_fit(quick)
+        out["steady_state"] = steady_state(quick)
+    return out
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def steady_state(quick: bool) -> dict:
+    """Per step of the 64-128-64-10 network, eager and replayed: the core's allocations and
+    the malloc calls behind them, Python function calls (cProfile's count), and the RSS
+    growth over 10,000 steps after 500 of warm-up."""
+    import cProfile
+    import pstats
+    import cgrad
+    name, sizes, act, loss, batch = NETWORKS[1]
+    X, y = make_data(sizes, loss, batch)
+    out = {"network": name}
+    for mode, make in (("eager", cgrad_step), ("replay", cgrad_replay_step)):
+        step = make(sizes, act, loss, X, y, init_weights(sizes))
+        for _ in range(500):
+            step()
+        n = 1000 if quick else 10_000
+        a0, f0, r0 = cgrad._C.alloc_count(), cgrad._C.fresh_alloc_count(), rss_bytes()
+        peak = r0
+        for i in range(n):
+            step()
+            if i % 100 == 0:
+                peak = max(peak, rss_bytes())
+        peak = max(peak, rss_bytes())
+        a1, f1 = cgrad._C.alloc_count(), cgrad._C.fresh_alloc_count()
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(100):
+            step()
+        prof.disable()
+        calls = pstats.Stats(prof).total_calls / 100
+        out[mode] = {"steps": n, "core_allocations_per_step": (a1 - a0) / n, "mallocs_per_step": (f1 - f0) / n,
+                     "python_calls_per_step": calls, "rss_growth_kib": (peak - r0) / 1024}
     return out
 
 
@@ -182,7 +225,7 @@ def merge(parts: list) -> dict:
     out["rows"] = [dict(r, frameworks={}) for r in parts[0]["rows"]]
     for p in parts:
         for k, v in p.items():
-            if k.endswith("_version") or k == "digits":
+            if k.endswith("_version") or k in ("digits", "steady_state"):
                 out[k] = v
         for row, prow in zip(out["rows"], p["rows"]):
             row["frameworks"].update(prow["frameworks"])
@@ -229,6 +272,15 @@ def markdown(results: list) -> str:
             parts += [f"digits, MLPClassifier(hidden_layer_sizes=(128,), solver='adam', max_iter=200), "
                       f"{res['threads']} thread(s):", "",
                       table(drows, ["estimator", "fit s", "epochs", "test accuracy", "vs sklearn"]), ""]
+        if "steady_state" in res:
+            st = res["steady_state"]
+            srows = [{"mode": m, "steps": v["steps"], "core allocations/step": f"{v['core_allocations_per_step']:.1f}",
+                      "malloc calls/step": f"{v['mallocs_per_step']:.3f}",
+                      "Python calls/step": f"{v['python_calls_per_step']:.0f}",
+                      "RSS growth": f"{v['rss_growth_kib']:.0f} KiB"} for m, v in st.items() if m != "network"]
+            parts += [f"steady state, {st['network']}:", "",
+                      table(srows, ["mode", "steps", "core allocations/step", "malloc calls/step",
+                                    "Python calls/step", "RSS growth"]), ""]
     return "\n".join(parts)
 
 

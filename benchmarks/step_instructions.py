@@ -2,7 +2,8 @@
 the machine's load, for comparing two builds (e.g. the cost of the profiler's hooks when
 profiling is off: run this on both commits).
 
-    python benchmarks/step_instructions.py            # 2-16-16-1 tanh MLP, batch 32
+    python benchmarks/step_instructions.py            # 2-16-16-1 tanh MLP, batch 32,
+                                                      # eager and replayed (cgrad.compile)
 
 It runs the same training loop for 100 and for 2,100 steps under valgrind and prints the
 difference divided by 2,000 (so start-up is not counted). Needs valgrind.
@@ -20,23 +21,33 @@ import sys, numpy as np, cgrad
 from cgrad import nn
 cgrad.manual_seed(0)
 rng = np.random.default_rng(0)
-xb = cgrad.from_numpy(rng.random((32, 2)).astype(np.float32))
+x = rng.random((32, 2)).astype(np.float32)
 y = rng.random((32, 1)).astype(np.float32)
 model = nn.MLP([2, 16, 16, 1], activation="tanh")
 opt = cgrad.optim.SGD(model.parameters(), lr=1e-2)
-for _ in range(int(sys.argv[1])):
+
+def step(xb, yb):
     opt.zero_grad()
-    nn.functional.mse_loss(model(xb), y).backward()
+    loss = nn.functional.mse_loss(model(xb), yb)
+    loss.backward()
     opt.step()
+    return loss
+
+if sys.argv[2] == "replay":
+    step = cgrad.compile(step)
+else:
+    x = cgrad.from_numpy(x)
+for _ in range(int(sys.argv[1])):
+    step(x, y)
 """
 
 
-def instructions(script: str, steps: int) -> int:
+def instructions(script: str, steps: int, mode: str) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "callgrind.out")
         env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
         subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                        os.path.realpath(sys.executable), script, str(steps)],
+                        os.path.realpath(sys.executable), script, str(steps), mode],
                        check=True, capture_output=True, env=env)
         summary = subprocess.run(["callgrind_annotate", out], check=True, capture_output=True, text=True).stdout
     m = re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", summary)
@@ -47,10 +58,12 @@ def main() -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(LOOP)
     try:
-        per_step = (instructions(f.name, 2100) - instructions(f.name, 100)) / 2000
+        for mode in ("eager", "replay"):
+            per_step = (instructions(f.name, 2100, mode) - instructions(f.name, 100, mode)) / 2000
+            print(f"2-16-16-1 tanh MLP, batch 32, SGD, {mode}: {per_step:,.0f} instructions per training step",
+                  flush=True)
     finally:
         os.unlink(f.name)
-    print(f"2-16-16-1 tanh MLP, batch 32, SGD: {per_step:,.0f} instructions per training step")
 
 
 if __name__ == "__main__":

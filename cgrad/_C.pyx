@@ -837,6 +837,21 @@ cdef class TensorBase:
         _check(cg_tensor_detach(self.t, &out))
         return _wrap(out)
 
+    def item(self):
+        """The value of a one-element tensor as a Python float."""
+        if self.t.numel != 1:
+            raise ValueError(f"item: only a tensor with one element can be converted to a "
+                             f"Python number, this one has shape {self.shape}")
+        if self.t.dtype == CG_F32:
+            return <double>(<float *>self.t.data)[0]
+        return (<double *>self.t.data)[0]
+
+    def _copy(self):
+        """A copy of the values as a new leaf (no graph), in the same dtype."""
+        cdef cg_tensor *out = NULL
+        _check(cg_tensor_astype(self.t, self.t.dtype, &out))
+        return _wrap(out)
+
     def _astype(self, dtype):
         cdef cg_tensor *out = NULL
         _check(cg_tensor_astype(self.t, _dtype_code(dtype), &out))

@@ -82,7 +82,8 @@ class _MLPBase:
         callbacks = [EarlyStopping("val_loss" if self.early_stopping else "loss",
                                    patience=self.n_iter_no_change, min_delta=1e-4,
                                    restore_best_weights=self.early_stopping)]
-        self.trainer_ = Trainer(self.model_, self._loss, opt, metrics=[], seed=seed)
+        # replay: the same results bit for bit as eager steps, with less Python per step
+        self.trainer_ = Trainer(self.model_, self._loss, opt, metrics=[], seed=seed, replay=True)
         self.history_ = self.trainer_.fit(
             X, y_fit, epochs=self.max_iter, batch_size=batch,
             validation_split=self.validation_fraction if self.early_stopping else 0.0,

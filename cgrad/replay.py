@@ -115,7 +115,7 @@ def _signature(args: tuple, kwargs: dict) -> tuple:
 def _copies(out):
     """The returned structure with every tensor replaced by a detached copy."""
     if isinstance(out, _C.TensorBase):
-        return out.detach()._astype(out.dtype)
+        return out._copy()
     if isinstance(out, tuple):
         return tuple(_copies(o) for o in out)
     if isinstance(out, list):

@@ -69,12 +69,6 @@ class Tensor(_C.TensorBase):
             return a.astype(dtype)
         return a.copy() if copy else a
 
-    def item(self) -> float:
-        if self.size != 1:
-            raise ValueError(f"item: only a tensor with one element can be converted to a "
-                             f"Python number, this one has shape {self.shape}")
-        return float(self.numpy().reshape(-1)[0])
-
     def tolist(self):
         return self.numpy().tolist()
 

@@ -38,8 +38,23 @@ from _harness import measure_together, table  # noqa: E402
 from networks import (NETWORKS, cgrad_replay_step, cgrad_step, gemm_flops, init_weights,  # noqa: E402
                       jax_step, make_data, numpy_step, torch_step)
 
-FRAMEWORKS = {"cgrad": cgrad_step, "cgrad-replay": cgrad_replay_step, "numpy": numpy_step,
-              "torch": torch_step, "jax": jax_step}
+def cgrad_one_thread_step(sizes, act, loss, X, y, weights):
+    """cgrad eager switched to one thread inside a run at more: the same-process baseline
+    for "more threads are never slower"."""
+    import cgrad
+    step, n = cgrad_step(sizes, act, loss, X, y, weights), cgrad._C.get_num_threads()
+
+    def run():
+        cgrad.set_num_threads(1)
+        try:
+            return step()
+        finally:
+            cgrad.set_num_threads(n)
+    return run
+
+
+FRAMEWORKS = {"cgrad": cgrad_step, "cgrad-replay": cgrad_replay_step, "cgrad@1": cgrad_one_thread_step,
+              "numpy": numpy_step, "torch": torch_step, "jax": jax_step}
 
 
 def thread_env(n: int) -> dict:
@@ -59,6 +74,8 @@ def available(threads: int, only=None) -> dict:
     found = {"cgrad": cgrad_step, "numpy": numpy_step}
     if hasattr(cgrad, "compile"):
         found["cgrad-replay"] = cgrad_replay_step
+    if threads > 1:
+        found["cgrad@1"] = cgrad_one_thread_step
     wanted = lambda name: only is None or name in only  # noqa: E731
     if wanted("torch"):
         try:
@@ -82,7 +99,7 @@ def process_groups(threads: int) -> list:
     pool (OpenBLAS, OpenMP, XLA) spins on the cores the next one needs, so each gets its own
     process (cgrad eager and replay share one: the same library and pool)."""
     import importlib.util
-    groups = [["cgrad", "cgrad-replay"], ["numpy"]]
+    groups = [["cgrad", "cgrad-replay", "cgrad@1"], ["numpy"]]
     groups += [[m] for m in ("torch", "jax") if importlib.util.find_spec(m)]
     return [None] if threads == 1 else groups
 
@@ -254,13 +271,15 @@ def markdown(results: list) -> str:
                     row[f"cgrad/{base}"] = f"{f['cgrad']['median_us'] / f[base]['median_us']:.2f}x"
             if "cgrad-replay" in f and "jax" in f:
                 row["replay/jax"] = f"{f['cgrad-replay']['median_us'] / f['jax']['median_us']:.2f}x"
+            if "cgrad@1" in f:
+                row["cgrad/cgrad@1"] = f"{f['cgrad']['median_us'] / f['cgrad@1']['median_us']:.2f}x"
             row["GFLOP/s"] = f"{r['cgrad_gflops']:.1f}"
             row["of sgemm"] = f"{100 * r['roofline_fraction']:.0f}%"
             bad = [k for k in fw if not f[k]["loss_down"]]
             row["loss down"] = "NO: " + ",".join(bad) if bad else "yes"
             rows.append(row)
         columns = ["network"] + [f"{k} us" for k in fw] + \
-            [c for c in ("cgrad/torch", "cgrad/jax", "cgrad/numpy", "replay/jax") if c in rows[0]] + \
+            [c for c in ("cgrad/torch", "cgrad/jax", "cgrad/numpy", "replay/jax", "cgrad/cgrad@1") if c in rows[0]] + \
             ["GFLOP/s", "of sgemm", "loss down"] if rows else []
         parts += [head, "", table(rows, columns) if rows else "(no rows)", ""]
         if "digits" in res:

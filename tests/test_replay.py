@@ -240,3 +240,29 @@ def test_trainer_with_replay_gives_the_same_run():
     assert hist[0][0] == hist[1][0]
     for k in hist[0][1]:
         assert np.array_equal(hist[0][1][k].numpy(), hist[1][1][k].numpy())
+
+
+def test_a_replayed_step_shows_in_the_profiler_and_anomaly_mode_checks_it(rng):
+    m = _model([3, 8, 2], "relu", np.float32)
+    opt = cgrad.optim.SGD(m.parameters(), lr=0.1)
+
+    @cgrad.compile
+    def step(x, y):
+        opt.zero_grad()
+        out = F.mse_loss(m(x), y)
+        out.backward()
+        opt.step()
+        return out
+
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    y = rng.standard_normal((4, 2)).astype(np.float32)
+    step(x, y)
+    with cgrad.profile() as prof:
+        step(x, y)
+    ops = {r["name"] for r in prof.rows(by="op", phase="both")}
+    assert {"linear [forward]", "linear [backward]", "relu [forward]"} <= ops
+    bad = x.copy()
+    bad[0, 0] = np.inf
+    with cgrad.detect_anomaly():
+        with pytest.raises(RuntimeError, match="anomaly: op 'linear'.*replayed step"):
+            step(bad, y)

@@ -37,10 +37,12 @@ static inline double cg_exp_d(double x) {
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    /* k = kbits - bits(shift); scale by 2^k in two halves so k down to -1074 stays exact */
-    int64_t k = kbits - (int64_t)0x4338000000000000LL;
+    /* k = kbits - bits(shift); scale by 2^k in two halves so k down to -1074 stays exact.
+     * Unsigned arithmetic: for a NaN argument k is garbage (the caller returns the NaN) and
+     * must not be undefined behaviour on the way. */
+    int64_t k = (int64_t)((uint64_t)kbits - 0x4338000000000000ULL);
     int64_t k1 = k >> 1, k2 = k - k1;
-    int64_t b1 = (k1 + 1023) << 52, b2 = (k2 + 1023) << 52;
+    uint64_t b1 = (uint64_t)(k1 + 1023) << 52, b2 = (uint64_t)(k2 + 1023) << 52;
     double s1, s2;
     memcpy(&s1, &b1, sizeof s1);
     memcpy(&s2, &b2, sizeof s2);

@@ -174,8 +174,9 @@ def rss_bytes() -> int:
 
 def steady_state(quick: bool) -> dict:
     """Per step of the 64-128-64-10 network, eager and replayed: the core's allocations and
-    the malloc calls behind them, Python function calls (cProfile's count), and the RSS
-    growth over 10,000 steps after 500 of warm-up."""
+    the malloc calls behind them, the Python tensor objects made (one per op result, eager),
+    Python function calls (cProfile's count), and the RSS growth over 10,000 steps after
+    500 of warm-up."""
     import cProfile
     import pstats
     import cgrad
@@ -187,14 +188,14 @@ def steady_state(quick: bool) -> dict:
         for _ in range(500):
             step()
         n = 1000 if quick else 10_000
-        a0, f0, r0 = cgrad._C.alloc_count(), cgrad._C.fresh_alloc_count(), rss_bytes()
+        a0, f0, w0, r0 = cgrad._C.alloc_count(), cgrad._C.fresh_alloc_count(), cgrad._C.wrapped_count(), rss_bytes()
         peak = r0
         for i in range(n):
             step()
             if i % 100 == 0:
                 peak = max(peak, rss_bytes())
         peak = max(peak, rss_bytes())
-        a1, f1 = cgrad._C.alloc_count(), cgrad._C.fresh_alloc_count()
+        a1, f1, w1 = cgrad._C.alloc_count(), cgrad._C.fresh_alloc_count(), cgrad._C.wrapped_count()
         prof = cProfile.Profile()
         prof.enable()
         for _ in range(100):
@@ -202,6 +203,7 @@ def steady_state(quick: bool) -> dict:
         prof.disable()
         calls = pstats.Stats(prof).total_calls / 100
         out[mode] = {"steps": n, "core_allocations_per_step": (a1 - a0) / n, "mallocs_per_step": (f1 - f0) / n,
+                     "tensor_objects_per_step": (w1 - w0) / n,
                      "python_calls_per_step": calls, "rss_growth_kib": (peak - r0) / 1024}
     return out
 
@@ -295,11 +297,12 @@ def markdown(results: list) -> str:
             st = res["steady_state"]
             srows = [{"mode": m, "steps": v["steps"], "core allocations/step": f"{v['core_allocations_per_step']:.1f}",
                       "malloc calls/step": f"{v['mallocs_per_step']:.3f}",
+                      "Python tensors/step": f"{v['tensor_objects_per_step']:.0f}",
                       "Python calls/step": f"{v['python_calls_per_step']:.0f}",
                       "RSS growth": f"{v['rss_growth_kib']:.0f} KiB"} for m, v in st.items() if m != "network"]
             parts += [f"steady state, {st['network']}:", "",
                       table(srows, ["mode", "steps", "core allocations/step", "malloc calls/step",
-                                    "Python calls/step", "RSS growth"]), ""]
+                                    "Python tensors/step", "Python calls/step", "RSS growth"]), ""]
     return "\n".join(parts)
 
 

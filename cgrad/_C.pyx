@@ -104,8 +104,16 @@ cdef inline int _check(cg_status st) except -1:
 
 cdef object _NP_DTYPE = (np.dtype(np.float32), np.dtype(np.float64))
 
+cdef int64_t _n_wrapped = 0  # Python tensor objects made for C results (benchmarks report it per step)
+
+def wrapped_count():
+    """How many Python tensor objects have been made for C results so far."""
+    return _n_wrapped
+
 cdef inline object _wrap(cg_tensor *t):
     """A new facade Tensor owning the reference t (created without calling __init__)."""
+    global _n_wrapped
+    _n_wrapped += 1
     # tp_new directly: no __init__, no argument parsing (this is the per-op hot path)
     cdef TensorBase o = <TensorBase>(<PyTypeObject*>_TensorType).tp_new(_TensorType, <PyObject*>_NO_ARGS, NULL)
     cg_tensor_release(o.t)  # the placeholder from __cinit__

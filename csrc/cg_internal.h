@@ -59,6 +59,7 @@ struct cg_node {
     int op;
     int n_inputs;
     uint8_t freed;        /* saved values released by a backward without retain_graph */
+    uint8_t fresh;        /* during its rule: bit i set when dins[i] is uninitialised (Note [First write]) */
     uint64_t mark;        /* topological-sort epoch */
     int64_t id;           /* for the profiler: set only while profiling */
     int32_t scope;        /* the profiler scope (layer) current at record time */

@@ -52,8 +52,8 @@ static inline double sigmoid_f64(double x) {
 typedef struct {
     void (*fwd32)(int64_t, const float *, float *, double, double);
     void (*fwd64)(int64_t, const double *, double *, double, double);
-    void (*bwd32)(int64_t, const float *, const float *, const float *, float *, double, double);
-    void (*bwd64)(int64_t, const double *, const double *, const double *, double *, double, double);
+    void (*bwd32)(int64_t, const float *, const float *, const float *, float *, double, double, int);
+    void (*bwd64)(int64_t, const double *, const double *, const double *, double *, double, double, int);
 } unary_rules;
 
 typedef struct {
@@ -115,10 +115,10 @@ void cg_unary_bwd(cg_node *node, const void *g, void **dins) {
     if (!dins[0]) return;
     if (x->dtype == CG_F32)
         unary_table[node->op].bwd32(x->numel, x->data, node->saved_out->data, g, dins[0],
-                              node->p[0], node->p[1]);
+                              node->p[0], node->p[1], node->fresh & 1);
     else
         unary_table[node->op].bwd64(x->numel, x->data, node->saved_out->data, g, dins[0],
-                              node->p[0], node->p[1]);
+                              node->p[0], node->p[1], node->fresh & 1);
 }
 
 /* ---- broadcasting ---- */

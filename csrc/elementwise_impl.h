@@ -17,12 +17,13 @@
         }                                                                                      \
     }                                                                                          \
     CG_SIMD static void FN(name##_bwd_)(int64_t n, const T *restrict xs, const T *restrict ys,         \
-                                const T *restrict g, T *restrict dx, double p0, double p1) {   \
+                                const T *restrict g, T *restrict dx, double p0, double p1,     \
+                                int assign) {                                                  \
         (void)p0; (void)p1; (void)xs; (void)ys;                                                \
-        for (int64_t i = 0; i < n; i++) {                                                      \
+        for (int64_t i = 0; i < n; i++) { /* assign: dx is uninitialised (Note [First write]) */ \
             T x = xs[i], y = ys[i];                                                            \
             (void)x; (void)y;                                                                  \
-            dx[i] += g[i] * (deriv);                                                           \
+            dx[i] = (assign ? (T)0 : dx[i]) + g[i] * (deriv);                                  \
         }                                                                                      \
     }
 #define CG_BINARY(NAME, name, fwd, da, db)

@@ -132,7 +132,11 @@ cg_status cg_cross_entropy(cg_tensor *logits, const int64_t *targets, int reduct
                 for (int64_t r = 0; r < nr; r++) {                                             \
                     int64_t i = i0 + r;                                                        \
                     T gi = reduction == CG_REDUCE_NONE ? G[i] : reduction == CG_REDUCE_MEAN ? G[0] / (T)N : G[0]; \
-                    for (int64_t j = 0; j < nj; j++) D[i * C + j0 + j] += gi * buf[r * nj + j]; \
+                    T *drow = D + i * C + j0;                                                  \
+                    if (node->fresh & 1) /* uninitialised: write (Note [First write]) */     \
+                        for (int64_t j = 0; j < nj; j++) drow[j] = (T)0 + gi * buf[r * nj + j]; \
+                    else                                                                       \
+                        for (int64_t j = 0; j < nj; j++) drow[j] += gi * buf[r * nj + j];      \
                 }                                                                              \
             }                                                                                  \
             for (int64_t i = i0; i < i0 + nr; i++)                                             \

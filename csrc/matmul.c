@@ -59,11 +59,15 @@ static void plan(const cg_tensor *a, const cg_tensor *b, int nb, const int64_t *
     do {                                                                                       \
         const T *A = a->data, *B = b->data, *G = g;                                      \
         T *dA = dins[0], *dB = dins[1];          \
-        if (p.fold) {                                                                          \
+        if (p.fold) { /* one GEMM per gradient: write a fresh buffer (beta 0), Note [First write] */ \
             double fl_ = 2.0 * (double)p.rows * (double)p.k * (double)p.m;                    \
-            if (dA) PROF_GEMM(CG_PHASE_BWD_DX, fl_, GEMM(CG_NO_TRANS, CG_TRANS, p.rows, p.k, p.m, 1, G, p.m, B, p.m, 1, dA, p.k)); \
-            if (dB) PROF_GEMM(CG_PHASE_BWD_DW, fl_, GEMM(CG_TRANS, CG_NO_TRANS, p.k, p.m, p.rows, 1, A, p.k, G, p.m, 1, dB, p.m)); \
-        } else {                                                                               \
+            if (dA) PROF_GEMM(CG_PHASE_BWD_DX, fl_, GEMM(CG_NO_TRANS, CG_TRANS, p.rows, p.k, p.m, 1, G, p.m, B, p.m, \
+                                                          node->fresh & 1 ? 0 : 1, dA, p.k));   \
+            if (dB) PROF_GEMM(CG_PHASE_BWD_DW, fl_, GEMM(CG_TRANS, CG_NO_TRANS, p.k, p.m, p.rows, 1, A, p.k, G, p.m, \
+                                                          node->fresh & 2 ? 0 : 1, dB, p.m));   \
+        } else { /* batches add into shared slices: start fresh buffers from zero */          \
+            if (dA && (node->fresh & 1)) memset(dA, 0, sizeof(T) * (size_t)a->numel);          \
+            if (dB && (node->fresh & 2)) memset(dB, 0, sizeof(T) * (size_t)b->numel);          \
             CG_BCAST_FOR(&p.batch, {                                                           \
                 for (int64_t j = 0; j < n; j++) {                                              \
                     int64_t ia = (oa + j * sa) * p.n * p.k, ib = (ob + j * sb) * p.k * p.m;    \
@@ -153,11 +157,12 @@ void cg_matmul_bwd(cg_node *node, const void *g, void **dins) {
         const T *G = g;                                                                        \
         double fl_ = 2.0 * (double)rows * (double)nin * (double)nout;                          \
         if (dins[0]) PROF_GEMM(CG_PHASE_BWD_DX, fl_, GEMM(CG_NO_TRANS, CG_NO_TRANS, rows, nin, nout, 1, G, nout, \
-                                                          w->data, nin, 1, dins[0], nin));      \
+                                                          w->data, nin, node->fresh & 1 ? 0 : 1, dins[0], nin)); \
         if (dins[1]) PROF_GEMM(CG_PHASE_BWD_DW, fl_, GEMM(CG_TRANS, CG_NO_TRANS, nout, nin, rows, 1, G, nout, \
-                                                          x->data, nin, 1, dins[1], nin));      \
+                                                          x->data, nin, node->fresh & 2 ? 0 : 1, dins[1], nin)); \
         if (node->n_inputs == 3 && dins[2]) {                                                  \
             T *db = dins[2];                                                                   \
+            if (node->fresh & 4) memset(db, 0, sizeof(T) * (size_t)nout);                      \
             for (int64_t r = 0; r < rows; r++)                                                 \
                 for (int64_t j = 0; j < nout; j++) db[j] += G[r * nout + j];                   \
         }                                                                                      \

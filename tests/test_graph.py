@@ -246,3 +246,24 @@ def test_freeing_reusing_and_retaining_graphs_in_any_order(order):
     for root in (c, d):  # c's backward freed the nodes both graphs share
         with pytest.raises(RuntimeError, match="second time"):
             root.backward()
+
+
+@pytest.mark.parametrize("make", [
+    lambda w, x: cgrad.nn.functional.linear(w, w, x[0]),          # one leaf as input and weight
+    lambda w, x: (w @ w).tanh(),                                   # one leaf as both matmul operands
+    lambda w, x: w.tanh() * w.sigmoid() + w.tanh(),                # first write, then adds, to one buffer
+    lambda w, x: cgrad.nn.functional.linear(w.relu(), w, None) @ w,
+])
+def test_buffers_written_first_are_right_whatever_they_held(make, rng):
+    """Gradient buffers a rule writes instead of adding to (Note [First write]) come from a
+    pool of used ones: every element must be written, and a buffer behind two inputs added."""
+    w = cgrad.tensor(rng.standard_normal((4, 4)), requires_grad=True)
+    x = cgrad.tensor(rng.standard_normal((1, 4)), requires_grad=True)
+    for _ in range(3):  # the pool holds the previous round's buffers
+        w.grad = x.grad = None
+        cgrad.gradcheck(lambda a, b: make(a, b).sum() * 1.0, (w, x))
+        (make(w, x) * 1.5).sum().backward()
+        first = w.grad.numpy().copy()
+        w.grad = None
+        (make(w, x) * 1.5).sum().backward()
+        assert np.array_equal(w.grad.numpy(), first)

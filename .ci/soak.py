@@ -1,5 +1,5 @@
-"""Long-run leak check, run by CI: 100,000 training steps of a small MLP and 100,000
-create-backward-free cycles of random graphs. Fails if the C live-byte counter is not back
+"""Long-run leak check, run by CI: 100,000 training steps of a small MLP, eager and
+replayed (cgrad.compile), and 100,000 create-backward-free cycles of random graphs. Fails if the C live-byte counter is not back
 to its baseline after a freed graph, if RSS grows by more than 1 MiB after warm-up, or if
 reference counts of the tensors and modules involved drift.
 
@@ -62,6 +62,39 @@ def training(steps: int) -> None:
     check_flat(f"training, {steps} steps", samples)
 
 
+def replayed_training(steps: int) -> None:
+    """The same network under cgrad.compile, with a shorter last batch every 10 steps (two
+    recordings), and a recording dropped and made again every 10,000 steps."""
+    cgrad.manual_seed(0)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(32, 2)).astype(np.float32)
+    y = rng.normal(size=(32, 1)).astype(np.float32)
+    model = nn.MLP([2, 16, 16, 1], activation="tanh")
+    opt = cgrad.optim.Adam(model.parameters(), lr=1e-3)
+
+    @cgrad.compile
+    def step(xb, yb):
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(model(xb), yb)
+        loss.backward()
+        opt.step()
+        return loss
+
+    base, samples = None, []
+    for i in range(steps):
+        n = 20 if i % 10 == 9 else 32
+        step(X[:n], y[:n])
+        if i % 10_000 == 9_999:
+            step.clear()  # both shapes are recorded again within the next 10 steps
+        if i == 500:
+            base = cgrad.live_bytes()
+        elif base is not None and i % 1000 == 500:
+            if cgrad.live_bytes() != base:
+                sys.exit(f"soak: replay: live bytes {cgrad.live_bytes()} at step {i}, baseline {base}")
+            samples.append(rss_bytes())
+    check_flat(f"replayed training, {steps} steps", samples)
+
+
 def random_graph(rng) -> None:
     shapes = [(3,), (2, 3), (4, 1, 3)]
     x = cgrad.tensor(rng.normal(size=shapes[rng.integers(3)]), requires_grad=True)
@@ -118,6 +151,7 @@ def main() -> None:
     parser.add_argument("--graphs", type=int, default=100_000)
     args = parser.parse_args()
     training(args.steps)
+    replayed_training(args.steps)
     graphs(args.graphs)
     print("soak: no leaks")
 

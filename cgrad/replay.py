@@ -11,8 +11,9 @@
     for xb, yb in loader:
         loss = train_step(xb, yb)      # first call per input signature: eager, and recorded
 
-The first call with a given signature (each array argument's shape and dtype, and the
-value of every other argument) runs the function eagerly while the core records every op,
+The first call with a given signature (each array argument's shape and dtype, the value
+of every other argument, grad mode, and the train/eval mode of every module the step
+called) runs the function eagerly while the core records every op,
 backward call and dtype conversion it makes (csrc/replay.c). Later calls with the same
 signature copy the new arrays into the recorded inputs and replay the ops in C on the
 same buffers: no Python per op, no allocation. A new signature records again (a small
@@ -42,6 +43,7 @@ import numpy as np
 from . import _C
 
 _local = threading.local()
+_active = 0  # recordings in progress in any thread: lets Module.__call__ skip the check cheaply
 
 
 def recording() -> "_Recording | None":
@@ -86,6 +88,14 @@ class _Recording:
         self.float_inputs: list = []   # (position, tensor, its numpy view)
         self.index_inputs: list = []   # (position, int64 array)
         self.outputs = None
+        self.modules: dict = {}         # id -> (module, its training flag when called)
+
+    def note_module(self, module) -> None:
+        """A module ran while recording: a replay in another train/eval mode records anew."""
+        self.modules.setdefault(id(module), (module, module.training))
+
+    def modes_match(self) -> bool:
+        return all(m.training == flag for m, flag in self.modules.values())
 
 
 def _signature(args: tuple, kwargs: dict) -> tuple:
@@ -154,9 +164,9 @@ class CompiledStep:
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args, **kwargs):
-        key = _signature(args, kwargs)
+        key = (_C.is_grad_enabled(),) + _signature(args, kwargs)
         rec = self._cache.get(key)
-        if rec is None:
+        if rec is None or not rec.modes_match():
             return self._record(key, args, kwargs)
         self._cache.move_to_end(key)
         for pos, _, view in rec.float_inputs:
@@ -185,12 +195,15 @@ class CompiledStep:
                     args[pos] = t
                 else:
                     kwargs[pos] = t
+        global _active
         rec.program.begin()
         _local.recording = rec
+        _active += 1
         try:
             out = self.fn(*args, **kwargs)
             _check_outputs(out)
         finally:
+            _active -= 1
             _local.recording = None
             _C.capture_end()
         rec.program.bind_index_inputs([arr for _, arr in rec.index_inputs])

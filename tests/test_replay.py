@@ -266,3 +266,21 @@ def test_a_replayed_step_shows_in_the_profiler_and_anomaly_mode_checks_it(rng):
     with cgrad.detect_anomaly():
         with pytest.raises(RuntimeError, match="anomaly: op 'linear'.*replayed step"):
             step(bad, y)
+
+
+def test_a_change_of_train_eval_or_grad_mode_records_again(rng):
+    cgrad.manual_seed(0)
+    m = nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.5), nn.Linear(4, 1))
+    compiled = cgrad.compile(lambda x: m(x).sum())
+    x = rng.standard_normal((2, 3)).astype(np.float32)
+    m.eval()
+    compiled(x)
+    compiled(x)
+    assert compiled.recordings == 1
+    m.train()  # dropout now draws masks: recording again refuses, instead of replaying eval
+    with pytest.raises(RuntimeError, match="random draw"):
+        compiled(x)
+    m.eval()
+    with cgrad.no_grad():
+        compiled(x)
+    assert compiled.recordings == 2

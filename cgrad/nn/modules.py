@@ -8,6 +8,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import _C, profiler
+from .. import replay as _replay
 from ..replay import replayed
 from ..tensor import Tensor, _generator, _resolve_dtype, tensor
 from . import functional as F
@@ -61,6 +62,10 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args, **kwargs):
+        if _replay._active:  # a step is being recorded (somewhere): note this module's mode
+            rec = _replay.recording()
+            if rec is not None:
+                rec.note_module(self)
         if not profiler._scoping:
             return self.forward(*args, **kwargs)
         # attribute this layer's nodes to it: its scope id, cached per enclosing scope

@@ -5,7 +5,7 @@ Thin by design (DESIGN.md section 1): `TensorBase` holds a `cg_tensor *`; each o
 its Python arguments once, calls one C function and wraps the result. C status codes
 become Python exceptions in `_raise`. No math and no per-element loops here.
 """
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.object cimport PyTypeObject
 from cpython.ref cimport PyObject
@@ -556,6 +556,40 @@ cdef class Program:
         cg_program_stats(self.p, &ops, &ncalls, &ninstr)
         return ops, ncalls, ninstr
 
+
+cdef inline bint _same_kind(const char *a, const char *b):
+    """Two struct-module formats for one element type ('f' and '=f' alike)."""
+    if a[0] in b"@=<": a += 1
+    if b[0] in b"@=<": b += 1
+    return a[0] == b[0] and a[1] == 0 and b[1] == 0
+
+def copy_into(object dst, object src):
+    """dst[...] = src for a replay's inputs: a memcpy when both are C-contiguous buffers of
+    one element type and size, numpy's copy (with conversion) otherwise."""
+    cdef Py_buffer bd, bs
+    cdef bint done = False
+    try:
+        PyObject_GetBuffer(dst, &bd, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE)
+    except (BufferError, TypeError, ValueError):
+        np.copyto(np.asarray(dst), np.asarray(src), casting="unsafe")
+        return
+    try:
+        try:
+            PyObject_GetBuffer(src, &bs, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+        except (BufferError, TypeError, ValueError):
+            pass
+        else:
+            try:
+                if bd.len == bs.len and bd.itemsize == bs.itemsize and bd.format != NULL \
+                        and bs.format != NULL and _same_kind(bd.format, bs.format):
+                    memcpy(bd.buf, bs.buf, bd.len)
+                    done = True
+            finally:
+                PyBuffer_Release(&bs)
+    finally:
+        PyBuffer_Release(&bd)
+    if not done:
+        np.copyto(np.asarray(dst), np.asarray(src), casting="unsafe")
 
 def capture_end():
     """Stop (or pause) recording on this thread."""

@@ -44,6 +44,12 @@ from . import _C
 
 _local = threading.local()
 _active = 0  # recordings in progress in any thread: lets Module.__call__ skip the check cheaply
+_modes_version = 0  # bumped by any module's train()/eval(): replays compare modes only then
+
+
+def modes_changed() -> None:
+    global _modes_version
+    _modes_version += 1
 
 
 def recording() -> "_Recording | None":
@@ -85,8 +91,8 @@ class _Recording:
     def __init__(self):
         self.program = _C.Program()
         self.calls: list = []
-        self.float_inputs: list = []   # (position, tensor, its numpy view)
-        self.index_inputs: list = []   # (position, int64 array)
+        self.inputs: list = []         # (position, the tensor or int64 array it is copied into)
+        self.index_inputs: list = []   # the int64 arrays among them
         self.outputs = None
         self.modules: dict = {}         # id -> (module, its training flag when called)
 
@@ -94,32 +100,52 @@ class _Recording:
         """A module ran while recording: a replay in another train/eval mode records anew."""
         self.modules.setdefault(id(module), (module, module.training))
 
+    def freeze_modes(self) -> None:
+        self._mods = tuple(m for m, _ in self.modules.values())
+        self._flags = tuple(flag for _, flag in self.modules.values())
+        self._checked = _modes_version
+
     def modes_match(self) -> bool:
-        return all(m.training == flag for m, flag in self.modules.values())
+        if self._checked == _modes_version:  # no train()/eval() since the last check
+            return True
+        if tuple([m.training for m in self._mods]) != self._flags:
+            return False
+        self._checked = _modes_version
+        return True
+
+
+def _arg_key(a):
+    """One argument's part of the cache key. This runs on every call, so it only reads;
+    _check_argument validates an argument once, when its signature is first recorded."""
+    if isinstance(a, np.ndarray):
+        return (a.shape, a.dtype.num)
+    if isinstance(a, _C.TensorBase):
+        return ("tensor", a.shape, a.dtype.num, a.requires_grad)
+    return ("value", type(a), a)
 
 
 def _signature(args: tuple, kwargs: dict) -> tuple:
     """The cache key: shape and dtype of each array argument, the value of the others."""
-    key = []
-    for name, a in list(enumerate(args)) + sorted(kwargs.items()):
-        if isinstance(a, _C.TensorBase):
-            if a.requires_grad:
-                raise TypeError(f"cgrad.compile: argument {name!r} requires grad; parameters belong "
-                                f"to the model, inputs must not require grad")
-            key.append((name, "tensor", a.shape, a.dtype.str))
-        elif isinstance(a, np.ndarray):
-            if a.dtype.kind not in "fiu":
-                raise TypeError(f"cgrad.compile: argument {name!r} is a {a.dtype} array; pass float or "
-                                f"integer arrays")
-            key.append((name, "array", a.shape, a.dtype.str))
-        else:
-            try:
-                hash(a)
-            except TypeError:
-                raise TypeError(f"cgrad.compile: argument {name!r} of type {type(a).__name__} is neither an "
-                                f"array, a tensor nor a hashable value") from None
-            key.append((name, "value", type(a), a))
-    return tuple(key)
+    key = tuple([_arg_key(a) for a in args])
+    if kwargs:
+        key += tuple([(k, _arg_key(kwargs[k])) for k in sorted(kwargs)])
+    return key
+
+
+def _check_argument(name, a) -> None:
+    if isinstance(a, np.ndarray):
+        if a.dtype.kind not in "fiu":
+            raise TypeError(f"cgrad.compile: argument {name!r} is a {a.dtype} array; pass float or integer arrays")
+    elif isinstance(a, _C.TensorBase):
+        if a.requires_grad:
+            raise TypeError(f"cgrad.compile: argument {name!r} requires grad; parameters belong "
+                            f"to the model, inputs must not require grad")
+    else:
+        try:
+            hash(a)
+        except TypeError:
+            raise TypeError(f"cgrad.compile: argument {name!r} of type {type(a).__name__} is neither an "
+                            f"array, a tensor nor a hashable value") from None
 
 
 def _copies(out):
@@ -165,14 +191,15 @@ class CompiledStep:
 
     def __call__(self, *args, **kwargs):
         key = (_C.is_grad_enabled(),) + _signature(args, kwargs)
-        rec = self._cache.get(key)
+        try:
+            rec = self._cache.get(key)
+        except TypeError:  # an unhashable argument: let _record name it
+            rec = None
         if rec is None or not rec.modes_match():
             return self._record(key, args, kwargs)
         self._cache.move_to_end(key)
-        for pos, _, view in rec.float_inputs:
-            np.copyto(view, _array(args, kwargs, pos), casting="unsafe")
-        for pos, arr in rec.index_inputs:
-            np.copyto(arr, _array(args, kwargs, pos), casting="unsafe")
+        for pos, dst in rec.inputs:
+            _C.copy_into(dst, args[pos] if pos.__class__ is int else kwargs[pos])
         rec.program.run(rec.calls)
         return _copies(rec.outputs)
 
@@ -180,6 +207,8 @@ class CompiledStep:
         if recording() is not None:
             raise RuntimeError("cgrad.compile: a compiled step cannot call another while recording")
         from .tensor import tensor
+        for name, a in list(enumerate(args)) + list(kwargs.items()):
+            _check_argument(name, a)
         rec = _Recording()
         args, kwargs = list(args), dict(kwargs)
         for pos, a in list(enumerate(args)) + list(kwargs.items()):
@@ -187,10 +216,10 @@ class CompiledStep:
                 arr = np.asarray(a)
                 if arr.dtype.kind == "f":
                     t = tensor(arr, dtype=arr.dtype if arr.dtype in (np.float32, np.float64) else None)
-                    rec.float_inputs.append((pos, t, t.numpy()))
                 else:
                     t = np.array(arr, dtype=np.int64, order="C")
-                    rec.index_inputs.append((pos, t))
+                    rec.index_inputs.append(t)
+                rec.inputs.append((pos, t))
                 if isinstance(pos, int):
                     args[pos] = t
                 else:
@@ -206,7 +235,8 @@ class CompiledStep:
             _active -= 1
             _local.recording = None
             _C.capture_end()
-        rec.program.bind_index_inputs([arr for _, arr in rec.index_inputs])
+        rec.program.bind_index_inputs(rec.index_inputs)
+        rec.freeze_modes()
         rec.outputs = out
         self._cache[key] = rec
         if len(self._cache) > self.cache_size:
@@ -222,11 +252,6 @@ class CompiledStep:
     def clear(self) -> None:
         """Forget every recording (the next call records again)."""
         self._cache.clear()
-
-
-def _array(args, kwargs, pos):
-    a = args[pos] if isinstance(pos, int) else kwargs[pos]
-    return np.asarray(a)
 
 
 def compile(fn=None, *, cache_size: int = 8):

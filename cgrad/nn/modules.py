@@ -51,6 +51,8 @@ class Module:
         elif isinstance(value, Module):
             self._modules[name] = value
             object.__setattr__(value, "_name_in_parent", name)  # for the profiler's labels
+        elif name == "training":
+            _replay.modes_changed()
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name):
@@ -126,6 +128,7 @@ class Module:
     def train(self, mode: bool = True):
         for m in self.modules():
             object.__setattr__(m, "training", mode)
+        _replay.modes_changed()
         return self
 
     def eval(self):

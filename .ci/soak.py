@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 
 import numpy as np
@@ -16,13 +17,8 @@ import numpy as np
 import cgrad
 from cgrad import nn
 
-
-def rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
+from _harness import rss_bytes  # noqa: E402
 
 
 def check_flat(name: str, samples: list[int]) -> None:

@@ -79,3 +79,12 @@ def table(rows: list[dict], columns: list[str]) -> str:
     line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
     return "\n".join([line(columns), line(["-" * w for w in widths])] +
                      [line([r.get(c, "") for c in columns]) for r in rows])
+
+
+def rss_bytes() -> int:
+    """This process's resident set size (Linux), for the memory figures."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0

@@ -34,7 +34,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _harness import measure_together, table  # noqa: E402
+from _harness import measure_together, rss_bytes, table  # noqa: E402
 from networks import (NETWORKS, cgrad_replay_step, cgrad_step, gemm_flops, init_weights,  # noqa: E402
                       jax_step, make_data, numpy_step, torch_step)
 
@@ -164,14 +164,6 @@ def child(threads: int, networks: list, quick: bool, sklearn: bool, only=None) -
         out["digits"] = digits_fit(quick)
         out["steady_state"] = steady_state(quick)
     return out
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def steady_state(quick: bool) -> dict:

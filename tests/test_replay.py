@@ -30,6 +30,17 @@ def _assert_same(m1, m2):
             assert np.array_equal(g1.numpy(), g2.numpy()), name
 
 
+def _train_step(model, opt, lossfn=F.cross_entropy):
+    """The plain step (zero_grad, loss, backward, step) as a function of one batch."""
+    def step(x, y):
+        opt.zero_grad()
+        out = lossfn(model(x), y)
+        out.backward()
+        opt.step()
+        return out
+    return step
+
+
 CASES = [
     # sizes, activation, loss, optimizer, dtype
     ([8, 16, 16, 3], "tanh", "ce", lambda p: cgrad.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True), np.float32),
@@ -69,18 +80,11 @@ def test_a_new_input_shape_records_again_and_the_cache_is_bounded(rng):
     m1, m2 = _model([3, 5, 2], "relu", np.float32), _model([3, 5, 2], "relu", np.float32)
     o1, o2 = cgrad.optim.SGD(m1.parameters(), lr=0.1), cgrad.optim.SGD(m2.parameters(), lr=0.1)
 
-    def step(model, opt, x, y):
-        opt.zero_grad()
-        out = F.cross_entropy(model(x), y)
-        out.backward()
-        opt.step()
-        return out
-
-    compiled = cgrad.compile(cache_size=2)(lambda x, y: step(m2, o2, x, y))
+    eager, compiled = _train_step(m1, o1), cgrad.compile(cache_size=2)(_train_step(m2, o2))
     for n in (8, 8, 3, 8, 3, 5, 8):  # 5 evicts 8's recording (least recently used)
         x = rng.standard_normal((n, 3)).astype(np.float32)
         y = rng.integers(0, 2, n)
-        assert step(m1, o1, cgrad.tensor(x), y).item() == compiled(x, y).item()
+        assert eager(cgrad.tensor(x), y).item() == compiled(x, y).item()
     assert compiled.recordings == 4
     assert len(compiled.stats()) == 2
     _assert_same(m1, m2)
@@ -92,16 +96,9 @@ def test_a_learning_rate_schedule_applies_to_replayed_steps(rng):
     opts = [cgrad.optim.SGD(m.parameters(), lr=0.5, momentum=0.5) for m in ms]
     scheds = [cgrad.optim.StepLR(o, step_size=3, gamma=0.5) for o in opts]
 
-    def step(model, opt, x, y):
-        opt.zero_grad()
-        out = F.cross_entropy(model(x), y)
-        out.backward()
-        opt.step()
-        return out
-
-    compiled = cgrad.compile(lambda x, y: step(ms[1], opts[1], x, y))
+    eager, compiled = _train_step(ms[0], opts[0]), cgrad.compile(_train_step(ms[1], opts[1]))
     for x, y in zip(X, Y):
-        step(ms[0], opts[0], cgrad.tensor(x), y)
+        eager(cgrad.tensor(x), y)
         compiled(x, y)
         for s in scheds:
             s.step()
@@ -136,13 +133,7 @@ def test_integer_targets_are_checked_at_every_replay_and_nothing_runs_on_a_bad_o
     m = _model([3, 4, 3], "relu", np.float32)
     opt = cgrad.optim.SGD(m.parameters(), lr=0.1)
 
-    @cgrad.compile
-    def step(x, y):
-        opt.zero_grad()
-        out = F.cross_entropy(m(x), y)
-        out.backward()
-        opt.step()
-        return out
+    step = cgrad.compile(_train_step(m, opt))
 
     x = rng.standard_normal((5, 3)).astype(np.float32)
     step(x, np.array([0, 1, 2, 0, 1]))
@@ -209,13 +200,7 @@ def test_replay_makes_no_allocation_in_the_steady_state(rng):
     m = _model([16, 32, 10], "relu", np.float32)
     opt = cgrad.optim.Adam(m.parameters(), lr=1e-3)
 
-    @cgrad.compile
-    def step(x, y):
-        opt.zero_grad()
-        out = F.cross_entropy(m(x), y)
-        out.backward()
-        opt.step()
-        return out
+    step = cgrad.compile(_train_step(m, opt))
 
     x = rng.standard_normal((8, 16)).astype(np.float32)
     y = rng.integers(0, 10, 8)
@@ -246,13 +231,7 @@ def test_a_replayed_step_shows_in_the_profiler_and_anomaly_mode_checks_it(rng):
     m = _model([3, 8, 2], "relu", np.float32)
     opt = cgrad.optim.SGD(m.parameters(), lr=0.1)
 
-    @cgrad.compile
-    def step(x, y):
-        opt.zero_grad()
-        out = F.mse_loss(m(x), y)
-        out.backward()
-        opt.step()
-        return out
+    step = cgrad.compile(_train_step(m, opt, F.mse_loss))
 
     x = rng.standard_normal((4, 3)).astype(np.float32)
     y = rng.standard_normal((4, 2)).astype(np.float32)

@@ -210,7 +210,7 @@ cg_status cg_linear(cg_tensor *x, cg_tensor *w, cg_tensor *b, cg_tensor **out) {
     return CG_OK;
 }
 
-void cg_linear_bwd(cg_node *node, const void *g, void **dins) {
+CG_SIMD void cg_linear_bwd(cg_node *node, const void *g, void **dins) {
     const cg_tensor *x = node->inputs[0], *w = node->inputs[1];
     int64_t nin = w->shape[1], nout = w->shape[0], rows = cg_numel(x->ndim - 1, x->shape);
     const cg_blas_provider *blas = cg_blas_current();

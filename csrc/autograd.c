@@ -56,9 +56,9 @@ const char *cg_op_name(int op) { return op >= 0 && op < CG_OP_COUNT ? op_names[o
 int cg_node_op_of(const cg_tensor *t) { return t->node ? t->node->op : -1; }
 
 /* Multiply-adds x 2 of a GEMM-based op, for the profiler's GFLOP/s; 0 for the others. */
-static double op_flops(int op, cg_tensor *const *inputs, const cg_tensor *out) {
-    if (op == CG_OP_MATMUL) return 2.0 * (double)out->numel * (double)inputs[0]->shape[inputs[0]->ndim - 1];
-    if (op == CG_OP_LINEAR) return 2.0 * (double)out->numel * (double)inputs[1]->shape[1];
+double cg_op_flops(int op, cg_tensor *const *inputs, int64_t out_numel) {
+    if (op == CG_OP_MATMUL) return 2.0 * (double)out_numel * (double)inputs[0]->shape[inputs[0]->ndim - 1];
+    if (op == CG_OP_LINEAR) return 2.0 * (double)out_numel * (double)inputs[1]->shape[1];
     return 0;
 }
 
@@ -69,7 +69,7 @@ static void profile_forward(int op, cg_tensor *const *inputs, const cg_tensor *o
         node->id = id = cg_profile_new_node_id();
         node->scope = sc;
     }
-    cg_prof_event_add(op, CG_PHASE_FORWARD, id, sc, cg_prof_t0, cg_now_ns(), op_flops(op, inputs, out),
+    cg_prof_event_add(op, CG_PHASE_FORWARD, id, sc, cg_prof_t0, cg_now_ns(), cg_op_flops(op, inputs, out->numel),
                       cg_allocated_total - cg_prof_bytes0);
 }
 

@@ -87,6 +87,8 @@ extern _Thread_local int64_t cg_prof_bytes0;
 extern int64_t cg_allocated_total;
 uint64_t cg_now_ns(void);
 int64_t cg_profile_new_node_id(void);
+/* Multiply-adds x 2 of a GEMM-based op (matmul, linear), for the profiler's GFLOP/s; else 0. */
+double cg_op_flops(int op, cg_tensor *const *inputs, int64_t out_numel);
 void cg_prof_event_add(int op, int phase, int64_t node, int32_t scope, uint64_t t0, uint64_t t1, double flops,
                        int64_t bytes);
 /* At the entry of every op: the forward time (and allocation count) runs from here to cg_record. */

@@ -238,8 +238,9 @@ def test_a_replayed_step_shows_in_the_profiler_and_anomaly_mode_checks_it(rng):
     step(x, y)
     with cgrad.profile() as prof:
         step(x, y)
-    ops = {r["name"] for r in prof.rows(by="op", phase="both")}
-    assert {"linear [forward]", "linear [backward]", "relu [forward]"} <= ops
+    rows = {r["name"]: r for r in prof.rows(by="op", phase="both")}
+    assert {"linear [forward]", "linear [backward]", "relu [forward]"} <= set(rows)
+    assert rows["linear [forward]"]["flops"] == 2 * 4 * (3 * 8 + 8 * 2)  # as for an eager step
     bad = x.copy()
     bad[0, 0] = np.inf
     with cgrad.detect_anomaly():

@@ -160,6 +160,27 @@ def test_cross_entropy_backward_is_softmax_minus_onehot_over_n():
     np.testing.assert_allclose(x.grad.numpy(), expected / 6, rtol=1e-12)
 
 
+@pytest.mark.parametrize("n, c", [(300, 7), (3, 1500)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_row_blocks_and_wide_rows(n, c, dtype, rng):
+    """csrc/loss.c takes rows in blocks of 1,024 values (300 x 7 spans three blocks) and
+    splits a row wider than a block (1,500 classes): both against numpy, forward and
+    backward (softmax - onehot) / N."""
+    z = rng.standard_normal((n, c)) * 3
+    t = rng.integers(0, c, n)
+    x = cgrad.tensor(z, dtype=dtype, requires_grad=True)
+    loss = F.cross_entropy(x, t)
+    loss.backward()
+    m = z.max(1, keepdims=True)
+    e = np.exp(z - m)
+    lse = np.log(e.sum(1)) + m[:, 0]
+    grad = e / e.sum(1, keepdims=True)
+    grad[np.arange(n), t] -= 1
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(loss.item(), np.mean(lse - z[np.arange(n), t]), rtol=tol)
+    np.testing.assert_allclose(x.grad.numpy(), grad / n, rtol=tol * 10, atol=tol / n)
+
+
 def test_cross_entropy_stable_and_checked():
     x = cgrad.tensor([[1000.0, -1000.0], [-1e4, 1e4]], requires_grad=True)
     loss = F.cross_entropy(x, [0, 1])

@@ -9,7 +9,9 @@ per-op figures have the cost of the timing loop and a lambda call subtracted):
      without requires_grad (recorded on the tape or not);
   2. the backward cost per tape node: backward of a chain of 101 ops minus a chain of 1,
      divided by 100 (an upper bound on the overhead: it includes a 4-element kernel);
-  3. GEMM speed through matmul at 64, 256 and 1024 square, in GFLOP/s.
+  3. GEMM speed through matmul at 64, 256 and 1024 square, in GFLOP/s;
+  4. two kernels at training sizes, no graph: tanh over 512 floats (the 2-16-16-1
+     network's hidden layer) and cross_entropy over [200, 10] logits (the digits batch).
 """
 from __future__ import annotations
 
@@ -108,6 +110,26 @@ def main() -> None:
             row["torch recorded ns"] = f"{flop / meds[2] / 1e9:.1f}"
             row["recorded / torch"] = f"time {meds[0] / meds[2]:.2f}x"
         rows.append(row)
+
+    # ---- 4. kernels at training sizes (tanh, exp: csrc/fastmath.h; cross_entropy: csrc/loss.c) ----
+    h_np = rng.standard_normal((32, 16)).astype(np.float32)
+    z_np = rng.standard_normal((200, 10)).astype(np.float32)
+    t_np = rng.integers(0, 10, 200)
+    h, z = cgrad.tensor(h_np), cgrad.tensor(z_np)
+
+    def np_cross_entropy():
+        m = z_np.max(axis=1, keepdims=True)
+        lse = np.log(np.exp(z_np - m).sum(axis=1)) + m[:, 0]
+        return float(np.mean(lse - z_np[np.arange(200), t_np]))
+
+    kernels = [("tanh over [32, 16]", lambda: h.tanh(), lambda: np.tanh(h_np)),
+               ("cross_entropy over [200, 10]", lambda: cgrad.nn.functional.cross_entropy(z, t_np),
+                np_cross_entropy)]
+    with cgrad.no_grad():
+        for name, fn, ref in kernels:
+            (med, lo, hi), (med_np, _, _) = (summary(x) for x in measure_together([fn, ref], max(int(20_000 * scale), 200), repeat))
+            rows.append({"benchmark": f"forward {name}", "cgrad ns": f"{med:.0f} [{lo:.0f}-{hi:.0f}]",
+                         "numpy ns": f"{med_np:.0f}", "recorded / numpy": f"{med / med_np:.2f}x"})
 
     columns = ["benchmark", "cgrad ns", "cgrad recorded ns", "numpy ns", "recorded / numpy"]
     if torch is not None:

@@ -27,6 +27,33 @@ def gemm_flops(sizes, batch) -> int:
     return 2 * sum(per_layer) + sum(per_layer[1:])
 
 
+def gemm_floor(sizes, batch, weights):
+    """The step's matrix products and nothing else, through cgrad's BLAS: the same M, N, K
+    as gemm_flops counts (forward x W^T + b through linear itself; dW and dX from operands
+    laid out beforehand). A step cannot be faster than this at this BLAS's speed, so
+    floor / peer is the best ratio any framework built on it could reach in that run."""
+    import numpy as np
+    import cgrad
+    from cgrad.nn.functional import linear
+    rng = np.random.default_rng(1)
+    f32 = lambda *shape: cgrad.tensor(rng.standard_normal(shape), dtype="float32")  # noqa: E731
+    layers = []
+    for i, (w, b) in enumerate(weights):
+        out_f, in_f = w.shape
+        layers.append((f32(batch, in_f), cgrad.tensor(w), cgrad.tensor(b),  # forward operands
+                       f32(batch, out_f), f32(out_f, batch), i > 0))      # dZ, dZ^T, wants dX
+
+    def run():
+        with cgrad.no_grad():
+            for x, w, b, dz, dzt, wants_dx in layers:
+                linear(x, w, b)
+                dzt @ x                    # dW = dZ^T x
+                if wants_dx:
+                    dz @ w                 # dX = dZ W
+        return 0.0
+    return run
+
+
 def make_data(sizes, loss, batch, seed=0):
     import numpy as np
     rng = np.random.default_rng(seed)

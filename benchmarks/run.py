@@ -16,8 +16,10 @@ asynchronous dispatch, whose helper thread then shares the core. Inside a proces
 repeats are interleaved, so the machine's drift hits them alike: the ratios are figures of
 one run; absolute times drift between runs on this shared machine. Medians with min-max;
 every framework's loss must go down over the run. Also: the GEMM FLOPs per step, the
-GFLOP/s cgrad reaches, and the fraction of the sgemm roofline (a 1024^3 sgemm through
-cgrad's BLAS, measured in the same process).
+GFLOP/s cgrad reaches, the fraction of the sgemm roofline (a 1024^3 sgemm through
+cgrad's BLAS, measured in the same process), and the GEMM floor: the step's matrix products
+alone, timed interleaved with the steps, and its ratio to PyTorch's step (no step built on
+this BLAS can beat that ratio in that run).
 
 Nothing here fails for being slow.
 """
@@ -35,7 +37,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _harness import measure_together, rss_bytes, table  # noqa: E402
-from networks import (NETWORKS, cgrad_replay_step, cgrad_step, gemm_flops, init_weights,  # noqa: E402
+from networks import (NETWORKS, cgrad_replay_step, cgrad_step, gemm_floor, gemm_flops, init_weights,  # noqa: E402
                       jax_step, make_data, numpy_step, torch_step)
 
 def cgrad_one_thread_step(sizes, act, loss, X, y, weights):
@@ -122,6 +124,8 @@ def measure_network(net, makers, quick: bool) -> dict:
     weights = init_weights(sizes)
     steps = {k: make(sizes, act, loss, X, y, weights) for k, make in makers.items()}
     first = {k: s() for k, s in steps.items()}  # also records / compiles
+    # the GEMMs alone, beside cgrad (other frameworks' processes skip it)
+    floor = [gemm_floor(sizes, batch, weights)] if "cgrad" in steps else []
     # calls per repeat: about 0.04 s (quick: 0.01 s) of the slowest framework; many short
     # repeats rather than a few long ones, so that a burst of load on this shared machine
     # spoils few of them and the median stays put
@@ -130,11 +134,13 @@ def measure_network(net, makers, quick: bool) -> dict:
         s()
     slowest = (time.perf_counter() - t0) / len(steps) * 2
     number = max(1, min(5000, int((0.01 if quick else 0.04) / max(slowest, 1e-7))))
-    samples = measure_together(list(steps.values()), number, 3 if quick else 21)
+    samples = measure_together(list(steps.values()) + floor, number, 3 if quick else 21)
     last = {k: s() for k, s in steps.items()}
     flops = gemm_flops(sizes, batch)
     row = {"network": name, "batch": batch, "gemm_flops": flops, "calls_per_repeat": number,
            "frameworks": {}}
+    if floor:
+        row["gemm_floor_us"] = statistics.median(samples.pop()) * 1e6
     for k, s in zip(steps, samples):
         row["frameworks"][k] = {
             "median_us": statistics.median(s) * 1e6, "min_us": min(s) * 1e6, "max_us": max(s) * 1e6,
@@ -243,6 +249,8 @@ def merge(parts: list) -> dict:
                 out[k] = v
         for row, prow in zip(out["rows"], p["rows"]):
             row["frameworks"].update(prow["frameworks"])
+            if "gemm_floor_us" in prow:
+                row["gemm_floor_us"] = prow["gemm_floor_us"]
     for row in out["rows"]:
         row["cgrad_gflops"] = row["gemm_flops"] / row["frameworks"]["cgrad"]["median_us"] / 1e3
         row["roofline_fraction"] = row["cgrad_gflops"] / out["sgemm_gflops"]
@@ -271,12 +279,16 @@ def markdown(results: list) -> str:
                 row["cgrad/cgrad@1"] = f"{f['cgrad']['median_us'] / f['cgrad@1']['median_us']:.2f}x"
             row["GFLOP/s"] = f"{r['cgrad_gflops']:.1f}"
             row["of sgemm"] = f"{100 * r['roofline_fraction']:.0f}%"
+            row["GEMM floor us"] = f"{r['gemm_floor_us']:.1f}"
+            if "torch" in f:
+                row["floor/torch"] = f"{r['gemm_floor_us'] / f['torch']['median_us']:.2f}x"
             bad = [k for k in fw if not f[k]["loss_down"]]
             row["loss down"] = "NO: " + ",".join(bad) if bad else "yes"
             rows.append(row)
         columns = ["network"] + [f"{k} us" for k in fw] + \
             [c for c in ("cgrad/torch", "cgrad/jax", "cgrad/numpy", "replay/jax", "cgrad/cgrad@1") if c in rows[0]] + \
-            ["GFLOP/s", "of sgemm", "loss down"] if rows else []
+            ["GFLOP/s", "of sgemm", "GEMM floor us"] + ["floor/torch"] * ("floor/torch" in rows[0]) + \
+            ["loss down"] if rows else []
         parts += [head, "", table(rows, columns) if rows else "(no rows)", ""]
         if "digits" in res:
             d = res["digits"]

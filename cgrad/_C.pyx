@@ -793,6 +793,10 @@ cdef class TensorBase:
     def __releasebuffer__(self, Py_buffer *buf):
         pass
 
+    def numpy(self):
+        """The values as a numpy array that shares this tensor's memory (no copy)."""
+        return np.asarray(memoryview(self))
+
     # ---- properties ----
     @property
     def shape(self):

@@ -42,6 +42,7 @@ def train(args) -> int:
         X_tr, y_tr, X_te, y_te = data.train_test_split(X, y, test_size=0.25, seed=args.seed)
     n_classes = int(max(y_tr.max(), y_te.max())) + 1
     model = cgrad.nn.MLP([X_tr.shape[1], *args.hidden, n_classes], activation=args.activation)
+    opt: cgrad.optim.Optimizer
     if args.optimizer == "adam":
         opt = cgrad.optim.Adam(model.parameters(), lr=args.lr)
     else:

@@ -7,6 +7,7 @@ cgrad/datasets/DIGITS_LICENSE.txt). Each returns numpy arrays: X float32, y int6
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 import numpy as np
 
@@ -104,4 +105,5 @@ def digits(flatten: bool = True):
     return train_test_split(X, target.astype(np.int64), test_size=0.25, seed=0)
 
 
-DATASETS = {"xor": xor, "moons": moons, "spirals": spirals, "blobs": blobs}
+# name -> generator(n=..., seed=...) returning (X, y)
+DATASETS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {"xor": xor, "moons": moons, "spirals": spirals, "blobs": blobs}

@@ -122,7 +122,7 @@ def health(model, X, y, loss="cross_entropy", optimizer=None, saturation: float 
         for row, (label, m) in zip(rows, layers):
             if isinstance(m, nn.Linear):
                 w0 = weights[id(m)]
-                row["update_ratio"] = float(np.linalg.norm(m.weight.numpy() - w0) / max(np.linalg.norm(w0), 1e-12))
+                row["update_ratio"] = float(np.linalg.norm(m.weight.numpy() - w0)) / max(float(np.linalg.norm(w0)), 1e-12)
                 if row["update_ratio"] > 1e-1:
                     warnings.append(f"{label}: one step changes the weights by {row['update_ratio']:.0%}; "
                                     f"the learning rate is probably too high (about 1e-3 is healthy)")

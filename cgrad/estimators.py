@@ -17,7 +17,7 @@ from .trainer import EarlyStopping, Trainer
 
 
 class _MLPBase:
-    _loss = None
+    _loss: str  # set by each estimator
 
     def __init__(self, hidden_layer_sizes=(100,), activation: str = "relu", solver: str = "adam",
                  alpha: float = 1e-4, batch_size="auto", learning_rate_init: float = 1e-3,
@@ -67,13 +67,14 @@ class _MLPBase:
             raise ValueError(f"{type(self).__name__}.fit: X must be 2-D, got shape {X.shape}")
         if self.solver not in ("adam", "sgd"):
             raise ValueError(f"{type(self).__name__}: solver must be 'adam' or 'sgd', not {self.solver!r}")
-        seed = self.random_state if isinstance(self.random_state, (int, np.integer)) else None
+        seed = int(self.random_state) if isinstance(self.random_state, (int, np.integer)) else None
         if seed is not None:
-            manual_seed(int(seed))
+            manual_seed(seed)
         hidden = (self.hidden_layer_sizes,) if np.isscalar(self.hidden_layer_sizes) else tuple(self.hidden_layer_sizes)
         self.model_ = nn.MLP([X.shape[1], *hidden, self._n_outputs(y_fit)], activation=self.activation)
         batch = min(200, len(X)) if self.batch_size == "auto" else int(self.batch_size)
         wd = self.alpha / batch  # sklearn's penalty alpha/2 ||W||^2 per batch, as weight decay
+        opt: optim.Optimizer
         if self.solver == "adam":
             opt = optim.Adam(self.model_.parameters(), lr=self.learning_rate_init, weight_decay=wd)
         else:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections import defaultdict
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +76,7 @@ class profile:
                  capacity: int = 1_000_000):
         self.record_shapes, self.profile_memory, self.with_flops = record_shapes, profile_memory, with_flops
         self.capacity = capacity
-        self.events = None
+        self.events: np.ndarray = np.empty(0, dtype=_C.PROFILE_EVENT)  # filled on exit
         self.dropped = 0
         self.shapes: dict = {}
         self.wall_ns = 0
@@ -129,49 +129,65 @@ class profile:
         if by not in ("op", "layer", "node"):
             raise ValueError(f"profile: by must be 'op', 'layer' or 'node', not {by!r}")
         ev = self.events
+        both = phase == "both"
         main = ev[self._phase_mask(phase)]
         subs = ev[(ev["phase"] == 2) | (ev["phase"] == 3)] if phase in ("backward", "both") else ev[:0]
+        # one integer key per event: (op | scope | op and node) and, for phase='both', the
+        # phase; a GEMM sub-event keys as its backward node (aggregated with numpy: a long
+        # profile holds a million events)
+        span = max(len(_OP_NAMES), len(_scopes), 1)
 
-        def key(e):
+        def keys(sel: np.ndarray, backward: np.ndarray | int) -> np.ndarray:
             if by == "op":
-                return _OP_NAMES[e["op"]]
-            if by == "layer":
-                return _scopes[e["scope"]] if e["scope"] < len(_scopes) else "?"
-            return f"{_OP_NAMES[e['op']]} #{e['node']}"
+                k = sel["op"].astype(np.int64)
+            elif by == "layer":
+                k = sel["scope"].astype(np.int64)
+            else:
+                k = sel["node"].astype(np.int64) * span + sel["op"]
+            return k * 2 + backward if both else k
 
-        agg = defaultdict(lambda: {"calls": 0, "total": 0, "sub": 0, "flops": 0.0, "bytes": 0, "node": None,
-                                   "gemm": defaultdict(lambda: [0, 0.0])})
-        for e in main:
-            name = key(e)
-            if phase == "both":
-                name = f"{name} [{PHASES[int(e['phase'])]}]"
-            a = agg[name]
-            a["calls"] += 1
-            a["total"] += int(e["t1"] - e["t0"])
-            a["flops"] += float(e["flops"])
-            a["bytes"] += int(e["bytes"])
-            a["node"] = int(e["node"])
-        for e in subs:
-            name = key(e) + (" [backward]" if phase == "both" else "")
-            a = agg[name]
-            d = int(e["t1"] - e["t0"])
-            a["sub"] += d
-            g = a["gemm"][PHASES[int(e["phase"])].replace("backward ", "")]
-            g[0] += d
-            g[1] += float(e["flops"])
-            a["flops"] += float(e["flops"])
+        def name(k: int) -> str:
+            base, back = (k // 2, k % 2) if both else (k, 0)
+            if by == "op":
+                label = _OP_NAMES[base]
+            elif by == "layer":
+                label = _scopes[base] if base < len(_scopes) else "?"
+            else:
+                label = f"{_OP_NAMES[base % span]} #{base // span}"
+            return f"{label} [{PHASES[back]}]" if both else label
+
+        mkeys, skeys = keys(main, main["phase"].astype(np.int64)), keys(subs, 1)
+        uniq = np.unique(np.concatenate([mkeys, skeys]))
+        mi, si = np.searchsorted(uniq, mkeys), np.searchsorted(uniq, skeys)
+        n = len(uniq)
+        sums = lambda idx, w: np.bincount(idx, weights=w, minlength=n)  # noqa: E731
+        mdur = (main["t1"] - main["t0"]).astype(np.float64)
+        sdur = (subs["t1"] - subs["t0"]).astype(np.float64)
+        calls = np.bincount(mi, minlength=n)
+        total, sub = sums(mi, mdur), sums(si, sdur)
+        flops = sums(mi, main["flops"]) + sums(si, subs["flops"])
+        nbytes = sums(mi, main["bytes"].astype(np.float64))
+        parts: dict[int, dict[str, tuple[float, float]]] = {}
+        for part in (2, 3):
+            sel = subs["phase"] == part
+            ms, pf = sums(si[sel], sdur[sel]), sums(si[sel], subs["flops"][sel])
+            label = PHASES[part].replace("backward ", "")
+            for j in np.flatnonzero(np.bincount(si[sel], minlength=n)).tolist():
+                parts.setdefault(j, {})[label] = (float(ms[j]), float(pf[j]))
         denom = max(self.total_ns("backward" if phase == "backward" else phase), 1)
-        out = []
-        for name, a in agg.items():
-            row = {"name": name, "calls": a["calls"], "total_ms": a["total"] / 1e6,
-                   "self_ms": (a["total"] - a["sub"]) / 1e6, "mean_us": a["total"] / max(a["calls"], 1) / 1e3,
-                   "percent": 100.0 * a["total"] / denom, "flops": a["flops"],
-                   "gflops_per_s": a["flops"] / a["total"] if a["flops"] and a["total"] else None,
-                   "bytes": a["bytes"],
-                   "shape": self.shapes.get(a["node"]) if by == "node" else None,
-                   "parts": {k: {"ms": v[0] / 1e6, "percent_of_row": 100.0 * v[0] / max(a["total"], 1),
-                                 "gflops_per_s": v[1] / v[0] if v[0] else None}
-                             for k, v in a["gemm"].items()}}
+        out: list[dict[str, Any]] = []
+        for i, k in enumerate(uniq.tolist()):
+            t = float(total[i])
+            node = (k // 2 if both else k) // span
+            row = {"name": name(k), "calls": int(calls[i]), "total_ms": t / 1e6,
+                   "self_ms": (t - float(sub[i])) / 1e6, "mean_us": t / max(int(calls[i]), 1) / 1e3,
+                   "percent": 100.0 * t / denom, "flops": float(flops[i]),
+                   "gflops_per_s": float(flops[i]) / t if flops[i] and t else None,
+                   "bytes": int(nbytes[i]),
+                   "shape": self.shapes.get(node) if by == "node" else None,
+                   "parts": {label: {"ms": ns / 1e6, "percent_of_row": 100.0 * ns / max(t, 1),
+                                     "gflops_per_s": f / ns if ns else None}
+                             for label, (ns, f) in parts.get(i, {}).items()}}
             out.append(row)
         sort_key = {"total": "total_ms", "self": "self_ms", "calls": "calls", "mean": "mean_us",
                     "name": "name"}.get(sort)
@@ -240,7 +256,7 @@ class profile:
         tracks, each layer scope as a slice around its ops, each op inside."""
         ev = self.events
         if len(ev) == 0:
-            trace = {"traceEvents": []}
+            trace: dict[str, Any] = {"traceEvents": []}
         else:
             t_origin = int(ev["t0"].min())
             out = [{"ph": "M", "name": "thread_name", "pid": 1, "tid": tid, "args": {"name": name}}

@@ -206,7 +206,7 @@ class CompiledStep:
     def _record(self, key, args, kwargs):
         if recording() is not None:
             raise RuntimeError("cgrad.compile: a compiled step cannot call another while recording")
-        from .tensor import tensor
+        from .tensor import Tensor, tensor
         for name, a in list(enumerate(args)) + list(kwargs.items()):
             _check_argument(name, a)
         rec = _Recording()
@@ -214,6 +214,7 @@ class CompiledStep:
         for pos, a in list(enumerate(args)) + list(kwargs.items()):
             if isinstance(a, (np.ndarray, _C.TensorBase)):
                 arr = np.asarray(a)
+                t: Tensor | np.ndarray
                 if arr.dtype.kind == "f":
                     t = tensor(arr, dtype=arr.dtype if arr.dtype in (np.float32, np.float64) else None)
                 else:

@@ -58,11 +58,7 @@ class Tensor(_C.TensorBase):
     __slots__ = ()
     __array_ufunc__ = None  # numpy defers to our reflected operators: array + tensor -> tensor
 
-    # ---- conversion ----
-    def numpy(self) -> np.ndarray:
-        """The values as a numpy array that shares this tensor's memory (no copy)."""
-        return np.asarray(memoryview(self))
-
+    # ---- conversion (numpy() is TensorBase's) ----
     def __array__(self, dtype=None, copy=None):
         a = np.asarray(memoryview(self))
         if dtype is not None and np.dtype(dtype) != a.dtype:
@@ -163,8 +159,10 @@ class Tensor(_C.TensorBase):
         axes = {a % self.ndim for a in (axis if isinstance(axis, (tuple, list)) else (axis,))}
         return self.reshape(tuple(d for i, d in enumerate(self.shape) if i not in axes or d != 1))
 
-    def unsqueeze(self, axis: int = None, *, dim=None) -> "Tensor":
+    def unsqueeze(self, axis: int | None = None, *, dim=None) -> "Tensor":
         axis = axis if dim is None else dim
+        if axis is None:
+            raise TypeError("unsqueeze: needs the axis at which to insert a dimension")
         axis = axis % (self.ndim + 1)
         return self.reshape(self.shape[:axis] + (1,) + self.shape[axis:])
 
@@ -228,8 +226,8 @@ def _advanced_index(t: Tensor, arrays) -> Tensor:
             if a.shape != t.shape[:a.ndim]:
                 raise IndexError(f"indexing: boolean mask of shape {a.shape} does not match "
                                  f"the tensor's shape {t.shape}")
-            lead = t.reshape((-1,) + t.shape[a.ndim:]) if a.ndim != 1 else t
-            return _C.gather(lead, np.flatnonzero(a))
+            flat_rows = t.reshape((-1,) + t.shape[a.ndim:]) if a.ndim != 1 else t
+            return _C.gather(flat_rows, np.flatnonzero(a))
         if a.dtype.kind not in "iu":
             raise IndexError(f"indexing: arrays must be integer or boolean, not {a.dtype}")
         rows = _C.gather(t, a.reshape(-1))
@@ -373,7 +371,7 @@ def _dtype_of(*xs):
 
 
 def _as_tensor(x, dtype) -> Tensor:
-    return x if isinstance(x, _C.TensorBase) else _C.copy_from_array(x, dtype)
+    return x if isinstance(x, Tensor) else _C.copy_from_array(x, dtype)
 
 
 def _tensor_list(op: str, items) -> list:

@@ -91,7 +91,7 @@ class History:
 class Callback:
     """Hooks called by Trainer.fit; set trainer.stop_training = True to stop."""
 
-    trainer = None
+    trainer: Trainer  # set by Trainer.fit before the first hook
 
     def on_train_begin(self, logs=None): ...
     def on_epoch_end(self, epoch: int, logs: dict): ...
@@ -116,7 +116,8 @@ class EarlyStopping(Callback):
         self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
         self.mode = _monitor_mode(monitor, mode)
         self.restore_best_weights = restore_best_weights
-        self.best, self.best_epoch, self.wait, self.best_state = None, None, 0, None
+        self.best_state: dict[str, np.ndarray] | None = None
+        self.best, self.best_epoch, self.wait = None, None, 0
         self.stopped_epoch = None
 
     def on_train_begin(self, logs=None):
@@ -235,7 +236,7 @@ class Trainer:
         self.metrics = list(metrics)
         self.seed = seed
         self.stop_training = False
-        self.step_time = None
+        self.step_time: float | None = None  # seconds per training step of the last epoch
         self.replay = replay
         self._train_step = compile(self._eager_step) if replay else self._eager_step
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from typing import Callable
 
 import numpy as np
 
@@ -35,6 +36,10 @@ class Parameter(Tensor):
 class Module:
     """Base class of layers and models: assign Parameters and Modules as attributes and
     they are found by parameters(), state_dict(), train() and eval()."""
+
+    _parameters: OrderedDict[str, Parameter]
+    _modules: OrderedDict[str, Module]
+    training: bool
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -216,7 +221,7 @@ class Sequential(Module):
 
 
 class _Activation(Module):
-    fn = None
+    fn: Callable[..., Tensor]
 
     def forward(self, x):
         return type(self).fn(x)
@@ -302,7 +307,7 @@ class MLP(Sequential):
         act = ACTIVATIONS.get(activation) if isinstance(activation, str) else activation
         if act is None:
             raise ValueError(f"MLP: unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}")
-        layers = []
+        layers: list[Module] = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(Linear(a, b, dtype=dtype))
             if i < len(sizes) - 2:
@@ -314,7 +319,7 @@ class MLP(Sequential):
 
 # ---- loss modules ----
 class _Loss(Module):
-    fn = None
+    fn: Callable[..., Tensor]
 
     def __init__(self, reduction: str = "mean"):
         super().__init__()

@@ -12,7 +12,7 @@
  * exp(x - max) of the block in one flat loop (vectorised even for 10 classes, where a
  * per-row loop is mostly its scalar remainder), then each row's sum, in order. */
 #define CE_BLOCK 1024
-#define CE_LOOP(T, EXP, LOG)                                                                   \
+#define CE_LOOP(T, EXP)                                                                        \
     do {                                                                                       \
         const T *X = logits->data;                                                             \
         T *Y = ydata;                                                                          \
@@ -31,15 +31,15 @@
                 }                                                                              \
                 ms[i] = nan ? (T)NAN : m;                                                      \
             }                                                                                  \
+            if (C <= CE_BLOCK) { /* the whole block's exps in one flat loop */                 \
+                for (int64_t r = 0; r < nr; r++)                                               \
+                    for (int64_t j = 0; j < C; j++) buf[r * C + j] = X[(i0 + r) * C + j] - ms[r]; \
+                for (int64_t k = 0; k < nr * C; k++) buf[k] = EXP(buf[k]);                     \
+            }                                                                                  \
             for (int64_t i = 0; i < nr; i++) {                                                 \
                 const T *row = X + (i0 + i) * C;                                               \
                 double s = 0;                                                                  \
                 if (C <= CE_BLOCK) {                                                           \
-                    if (i == 0) { /* the whole block's exps at once */                         \
-                        for (int64_t r = 0; r < nr; r++)                                       \
-                            for (int64_t j = 0; j < C; j++) buf[r * C + j] = X[(i0 + r) * C + j] - ms[r]; \
-                        for (int64_t k = 0; k < nr * C; k++) buf[k] = EXP(buf[k]);             \
-                    }                                                                          \
                     for (int64_t j = 0; j < C; j++) s += buf[i * C + j];                       \
                 } else {                                                                       \
                     for (int64_t j0 = 0; j0 < C; j0 += CE_BLOCK) {                             \
@@ -63,8 +63,8 @@
 CG_SIMD static void ce_run(const cg_tensor *logits, int64_t *tgt, int reduction, void *ydata) {
     int64_t N = logits->shape[0], C = logits->shape[1];
     double *lses = (double *)(tgt + N);
-    if (logits->dtype == CG_F32) CE_LOOP(float, cg_expf, logf);
-    else CE_LOOP(double, exp, log);
+    if (logits->dtype == CG_F32) CE_LOOP(float, cg_expf);
+    else CE_LOOP(double, exp);
 }
 
 void cg_cross_entropy_replay(cg_node *node) {

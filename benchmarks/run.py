@@ -19,7 +19,8 @@ every framework's loss must go down over the run. Also: the GEMM FLOPs per step,
 GFLOP/s cgrad reaches, the fraction of the sgemm roofline (a 1024^3 sgemm through
 cgrad's BLAS, measured in the same process), and the GEMM floor: the step's matrix products
 alone, timed interleaved with the steps, and its ratio to PyTorch's step (no step built on
-this BLAS can beat that ratio in that run).
+this BLAS can beat that ratio in that run); and the core's float32 FMA peak (fma_peak.c,
+when a C compiler is at hand), which no GEMM passes.
 
 Nothing here fails for being slow.
 """
@@ -118,6 +119,28 @@ def sgemm_gflops(n: int, quick: bool) -> float:
     return 2 * n ** 3 / statistics.median(samples) / 1e9
 
 
+def fma_peak_gflops():
+    """The core's float32 FMA peak (benchmarks/fma_peak.c), or None without a C compiler or
+    AVX2+FMA: the ceiling no GEMM passes, beside the sgemm it qualifies."""
+    import platform
+    import shutil
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc or platform.machine() not in ("x86_64", "AMD64"):
+        return None
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+        if " avx2" not in flags or " fma" not in flags:
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            exe = os.path.join(tmp, "fma_peak")
+            subprocess.run([cc, "-O2", "-mavx2", "-mfma", os.path.join(HERE, "fma_peak.c"), "-o", exe],
+                           check=True, capture_output=True)
+            return float(subprocess.run([exe], check=True, capture_output=True, text=True).stdout)
+    except (OSError, subprocess.CalledProcessError, ValueError):
+        return None
+
+
 def measure_network(net, makers, quick: bool) -> dict:
     name, sizes, act, loss, batch = net
     X, y = make_data(sizes, loss, batch)
@@ -163,6 +186,7 @@ def child(threads: int, networks: list, quick: bool, sklearn: bool, only=None) -
             pass
     if "cgrad" in makers:  # the roofline beside cgrad; other frameworks' processes skip it
         out["sgemm_gflops"] = sgemm_gflops(512 if quick else 1024, quick)
+        out["fma_peak_gflops"] = fma_peak_gflops()
     out["rows"] = []
     for net in networks:
         print(f"# {threads} thread(s): {net[0]}", file=sys.stderr, flush=True)
@@ -263,7 +287,8 @@ def markdown(results: list) -> str:
         fw = res["frameworks"]
         head = (f"### {res['threads']} thread(s): cgrad {res['cgrad_version']} ({res['blas']}); "
                 + ", ".join(f"{m} {res[m + '_version']}" for m in ("numpy", "torch", "jax") if m + "_version" in res)
-                + f"; sgemm {res['sgemm_gflops']:.0f} GFLOP/s")
+                + f"; sgemm {res['sgemm_gflops']:.0f} GFLOP/s"
+                + (f" (FMA peak of one core {res['fma_peak_gflops']:.0f})" if res.get("fma_peak_gflops") else ""))
         rows = []
         for r in res["rows"]:
             f = r["frameworks"]

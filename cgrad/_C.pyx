@@ -502,7 +502,7 @@ def cross_entropy(TensorBase logits, targets, str reduction="mean"):
     return _wrap(out)
 
 
-# ---- record once, replay (csrc/replay.c; the facade is cgrad/compile.py) ----
+# ---- record once, replay (csrc/replay.c; the facade is cgrad/replay.py) ----
 cdef class Program:
     """A recorded step: replaying it reruns its ops and backward calls in C and calls back
     into Python at each point recorded with capture_call()."""

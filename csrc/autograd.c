@@ -15,7 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static const char *const op_names[CG_OP_COUNT] = {
+static const char *const op_names[] = {
 #define CG_UNARY(NAME, name, fwd, deriv) #name,
 #define CG_BINARY(NAME, name, fwd, da, db) #name,
 #include "ops_elementwise.def"
@@ -25,7 +25,7 @@ static const char *const op_names[CG_OP_COUNT] = {
     "reshape", "strided", "gather", "concat", "cross_entropy", "linear",
 };
 
-const cg_bwd_fn cg_bwd_table[CG_OP_COUNT] = {
+const cg_bwd_fn cg_bwd_table[] = {
 #define CG_UNARY(NAME, name, fwd, deriv) cg_unary_bwd,
 #define CG_BINARY(NAME, name, fwd, da, db) cg_binary_bwd,
 #include "ops_elementwise.def"
@@ -36,7 +36,7 @@ const cg_bwd_fn cg_bwd_table[CG_OP_COUNT] = {
     cg_strided_bwd, cg_gather_bwd,  cg_concat_bwd,   cg_cross_entropy_bwd, cg_linear_bwd,
 };
 
-const cg_replay_fn cg_replay_table[CG_OP_COUNT] = {
+const cg_replay_fn cg_replay_table[] = {
 #define CG_UNARY(NAME, name, fwd, deriv) cg_unary_replay,
 #define CG_BINARY(NAME, name, fwd, da, db) cg_binary_replay,
 #include "ops_elementwise.def"
@@ -47,9 +47,13 @@ const cg_replay_fn cg_replay_table[CG_OP_COUNT] = {
     cg_strided_replay, cg_gather_replay,  cg_concat_replay,  cg_cross_entropy_replay, cg_linear_replay,
 };
 
-/* The tables must list every op, in the enum's order: a new op that forgets one fails here. */
-_Static_assert(sizeof op_names / sizeof op_names[0] == CG_OP_COUNT, "op_names misses an op");
-_Static_assert(CG_OP_LINEAR == CG_OP_COUNT - 1, "update op_names and cg_bwd_table");
+/* The tables must list every op, in the enum's order: they are sized by their entries, so
+ * a table that forgets an op, or an op added after LINEAR, fails to compile here. */
+#define CG_TABLE_LEN(t) (sizeof t / sizeof t[0])
+_Static_assert(CG_TABLE_LEN(op_names) == CG_OP_COUNT, "op_names must list every op");
+_Static_assert(CG_TABLE_LEN(cg_bwd_table) == CG_OP_COUNT, "cg_bwd_table must list every op");
+_Static_assert(CG_TABLE_LEN(cg_replay_table) == CG_OP_COUNT, "cg_replay_table must list every op");
+_Static_assert(CG_OP_LINEAR == CG_OP_COUNT - 1, "a new op: add it to the three tables above");
 
 const char *cg_op_name(int op) { return op >= 0 && op < CG_OP_COUNT ? op_names[op] : "?"; }
 

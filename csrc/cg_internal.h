@@ -121,7 +121,7 @@ void cg_capture_note_index(const int64_t *src, int64_t n, int64_t bound, int wra
 void cg_copy_values(cg_tensor *dst, const cg_tensor *src);
 /* Recompute node's output into its saved storage from its inputs, as the op did. */
 typedef void (*cg_replay_fn)(cg_node *node);
-extern const cg_replay_fn cg_replay_table[CG_OP_COUNT];
+extern const cg_replay_fn cg_replay_table[]; /* CG_OP_COUNT entries (checked in autograd.c) */
 void cg_unary_replay(cg_node *node);
 void cg_binary_replay(cg_node *node);
 void cg_where_replay(cg_node *node);
@@ -139,7 +139,7 @@ void cg_cross_entropy_replay(cg_node *node);
  * gradient buffer of input i (laid out like that input) to accumulate into, or NULL where
  * input i needs no gradient. Rules cannot fail: everything they need was checked forward. */
 typedef void (*cg_bwd_fn)(cg_node *node, const void *g, void **dins);
-extern const cg_bwd_fn cg_bwd_table[CG_OP_COUNT];
+extern const cg_bwd_fn cg_bwd_table[]; /* CG_OP_COUNT entries (checked in autograd.c) */
 
 /* The per-family backward rules the table points at. */
 void cg_unary_bwd(cg_node *node, const void *g, void **dins);

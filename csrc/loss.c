@@ -120,6 +120,7 @@ cg_status cg_cross_entropy(cg_tensor *logits, const int64_t *targets, int reduct
         const T *X = node->inputs[0]->data, *G = g;                                            \
         T *D = dins[0];                                                                        \
         T buf[CE_BLOCK];                                                                       \
+        T g_all = reduction == CG_REDUCE_NONE ? 0 : reduction == CG_REDUCE_MEAN ? G[0] / (T)N : G[0]; \
         int64_t rows_per = C && C <= CE_BLOCK ? CE_BLOCK / C : 1, cols = C <= CE_BLOCK ? C : CE_BLOCK; \
         for (int64_t i0 = 0; i0 < N; i0 += rows_per) {                                         \
             int64_t nr = N - i0 < rows_per ? N - i0 : rows_per;                                \
@@ -131,7 +132,7 @@ cg_status cg_cross_entropy(cg_tensor *logits, const int64_t *targets, int reduct
                 for (int64_t k = 0; k < nr * nj; k++) buf[k] = EXP(buf[k]);                    \
                 for (int64_t r = 0; r < nr; r++) {                                             \
                     int64_t i = i0 + r;                                                        \
-                    T gi = reduction == CG_REDUCE_NONE ? G[i] : reduction == CG_REDUCE_MEAN ? G[0] / (T)N : G[0]; \
+                    T gi = reduction == CG_REDUCE_NONE ? G[i] : g_all;                          \
                     T *drow = D + i * C + j0;                                                  \
                     if (node->fresh & 1) /* uninitialised: write (Note [First write]) */     \
                         for (int64_t j = 0; j < nj; j++) drow[j] = (T)0 + gi * buf[r * nj + j]; \
@@ -140,7 +141,7 @@ cg_status cg_cross_entropy(cg_tensor *logits, const int64_t *targets, int reduct
                 }                                                                              \
             }                                                                                  \
             for (int64_t i = i0; i < i0 + nr; i++)                                             \
-                D[i * C + tgt[i]] -= reduction == CG_REDUCE_NONE ? G[i] : reduction == CG_REDUCE_MEAN ? G[0] / (T)N : G[0]; \
+                D[i * C + tgt[i]] -= reduction == CG_REDUCE_NONE ? G[i] : g_all;               \
         }                                                                                      \
     } while (0)
 

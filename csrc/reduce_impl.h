@@ -7,9 +7,7 @@
 #define CG_CAT_(a, b) a##b
 #define CG_CAT(a, b) CG_CAT_(a, b)
 #define FN(name) CG_CAT(name, SFX)
-#ifndef CG_EXP_CHUNK
 #define CG_EXP_CHUNK 256 /* exps computed into a stack buffer this long before they are summed */
-#endif
 
 /* y[o,i] = sum_r x[o,r,i] (MEAN: / R) */
 CG_SIMD static void FN(sum_fwd_)(int64_t O, int64_t R, int64_t I, const T *x, T *y, int mean) {

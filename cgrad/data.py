@@ -43,7 +43,7 @@ class DataLoader:
             if order is None:
                 idx: np.ndarray | slice = slice(start, stop)
                 xb = self.X[idx]
-            else:  # np.take gathers rows faster than fancy indexing (5.5 vs 8.5 us for 200 x 64)
+            else:  # np.take: a faster row gather than fancy indexing (X[idx])
                 idx = order[start:stop]
                 xb = np.take(self.X, idx, axis=0)
             yield (from_numpy(xb), None if self.y is None else self.y[idx])

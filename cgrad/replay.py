@@ -148,30 +148,21 @@ def _check_argument(name, a) -> None:
                             f"array, a tensor nor a hashable value") from None
 
 
-def _copies(out):
-    """The returned structure with every tensor replaced by a detached copy."""
+def _copies(out, path: tuple = ()):
+    """The returned structure with every tensor replaced by a detached copy. Anything but
+    tensors, None and tuples, lists or dicts of them is refused: it would keep its recorded
+    value (only a recording can meet one; path locates it in the error)."""
     if isinstance(out, _C.TensorBase):
         return out._copy()
+    if out is None:
+        return None
     if isinstance(out, tuple):
-        return tuple(_copies(o) for o in out)
+        return tuple(_copies(o, path + (i,)) for i, o in enumerate(out))
     if isinstance(out, list):
-        return [_copies(o) for o in out]
+        return [_copies(o, path + (i,)) for i, o in enumerate(out)]
     if isinstance(out, dict):
-        return {k: _copies(v) for k, v in out.items()}
-    return out
-
-
-def _check_outputs(out, where="the result") -> None:
-    if out is None or isinstance(out, _C.TensorBase):
-        return
-    if isinstance(out, (tuple, list)):
-        for i, o in enumerate(out):
-            _check_outputs(o, f"{where}[{i}]")
-        return
-    if isinstance(out, dict):
-        for k, v in out.items():
-            _check_outputs(v, f"{where}[{k!r}]")
-        return
+        return {k: _copies(v, path + (k,)) for k, v in out.items()}
+    where = "the result" + "".join(f"[{k!r}]" for k in path)
     raise TypeError(f"cgrad.compile: {where} is a {type(out).__name__}; a compiled step returns tensors "
                     f"(or tuples, lists or dicts of them) or None, since anything else would keep its "
                     f"recorded value. Return the tensor and call .item() on it outside")
@@ -207,11 +198,10 @@ class CompiledStep:
         if recording() is not None:
             raise RuntimeError("cgrad.compile: a compiled step cannot call another while recording")
         from .tensor import Tensor, tensor
-        for name, a in list(enumerate(args)) + list(kwargs.items()):
-            _check_argument(name, a)
         rec = _Recording()
         args, kwargs = list(args), dict(kwargs)
         for pos, a in list(enumerate(args)) + list(kwargs.items()):
+            _check_argument(pos, a)
             if isinstance(a, (np.ndarray, _C.TensorBase)):
                 arr = np.asarray(a)
                 t: Tensor | np.ndarray
@@ -231,11 +221,13 @@ class CompiledStep:
         _active += 1
         try:
             out = self.fn(*args, **kwargs)
-            _check_outputs(out)
         finally:
             _active -= 1
             _local.recording = None
             _C.capture_end()
+        # after the recording (the copies are not part of the step), before anything is
+        # cached: this also refuses results a replay could not return
+        result = _copies(out)
         rec.program.bind_index_inputs(rec.index_inputs)
         rec.freeze_modes()
         rec.outputs = out
@@ -243,7 +235,7 @@ class CompiledStep:
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         self.recordings += 1
-        return _copies(out)
+        return result
 
     def stats(self) -> dict:
         """Per cached signature: how many ops, Python call points and instructions it replays."""

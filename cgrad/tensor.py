@@ -60,7 +60,7 @@ class Tensor(_C.TensorBase):
 
     # ---- conversion (numpy() is TensorBase's) ----
     def __array__(self, dtype=None, copy=None):
-        a = np.asarray(memoryview(self))
+        a = self.numpy()
         if dtype is not None and np.dtype(dtype) != a.dtype:
             return a.astype(dtype)
         return a.copy() if copy else a

@@ -147,26 +147,20 @@ def test_integer_targets_are_checked_at_every_replay_and_nothing_runs_on_a_bad_o
 
 def test_indexing_with_an_integer_input_is_replayed(rng):
     w = cgrad.tensor(rng.standard_normal((6, 3)), requires_grad=True)
-    opt = cgrad.optim.SGD([w], lr=0.1)
-
-    def step(idx):
-        opt.zero_grad()
-        out = (w[idx] ** 2).sum()
-        out.backward()
-        opt.step()
-        return out
-
     w2 = cgrad.tensor(w.numpy().copy(), requires_grad=True)
-    opt2 = cgrad.optim.SGD([w2], lr=0.1)
 
-    def step2(idx):
-        opt2.zero_grad()
-        out = (w2[idx] ** 2).sum()
-        out.backward()
-        opt2.step()
-        return out
+    def step_on(w):
+        opt = cgrad.optim.SGD([w], lr=0.1)
 
-    compiled = cgrad.compile(step2)
+        def step(idx):
+            opt.zero_grad()
+            out = (w[idx] ** 2).sum()
+            out.backward()
+            opt.step()
+            return out
+        return step
+
+    step, compiled = step_on(w), cgrad.compile(step_on(w2))
     for idx in ([0, 1, 1], [5, -1, 2], [3, 3, 3]):
         assert step(np.array(idx)).item() == compiled(np.array(idx)).item()
     assert np.array_equal(w.numpy(), w2.numpy())
@@ -177,6 +171,7 @@ def test_indexing_with_an_integer_input_is_replayed(rng):
     (lambda m, x: m(x).sum() + m.parameters()[0].grad.sum(), RuntimeError, "reading .grad"),
     (lambda m, x: m(x).sum().fill_(1.0), RuntimeError, "in-place"),
     (lambda m, x: m(x).sum().item(), TypeError, "returns tensors"),
+    (lambda m, x: (m(x).sum(), {"n": 3}), TypeError, r"the result\[1\]\['n'\] is a int"),
 ])
 def test_what_cannot_be_replayed_is_refused_while_recording(body, exc, match, rng):
     m = _model([2, 3, 1], "relu", np.float32)

@@ -88,34 +88,29 @@ def _cgrad_model(sizes, act, loss, weights):
     return model, opt, lossfn
 
 
-def cgrad_step(sizes, act, loss, X, y, weights):
-    import cgrad
-    model, opt, lossfn = _cgrad_model(sizes, act, loss, weights)
-    xb = cgrad.from_numpy(X)
-
-    def step():
-        opt.zero_grad()
-        out = lossfn(model(xb), y)
-        out.backward()
-        opt.step()
-        return out.item()
-    return step
-
-
-def cgrad_replay_step(sizes, act, loss, X, y, weights):
-    """The same step under cgrad.compile: recorded on the first call, replayed in C after."""
-    import cgrad
-    model, opt, lossfn = _cgrad_model(sizes, act, loss, weights)
-
-    @cgrad.compile
-    def train_step(xb, yb):
+def _train_step(model, opt, lossfn):
+    """The training step as its user writes it: the same code in cgrad and PyTorch."""
+    def step(xb, yb):
         opt.zero_grad()
         out = lossfn(model(xb), yb)
         out.backward()
         opt.step()
         return out
+    return step
 
-    return lambda: train_step(X, y).item()
+
+def cgrad_step(sizes, act, loss, X, y, weights):
+    import cgrad
+    step = _train_step(*_cgrad_model(sizes, act, loss, weights))
+    xb = cgrad.from_numpy(X)
+    return lambda: step(xb, y).item()
+
+
+def cgrad_replay_step(sizes, act, loss, X, y, weights):
+    """The same step under cgrad.compile: recorded on the first call, replayed in C after."""
+    import cgrad
+    step = cgrad.compile(_train_step(*_cgrad_model(sizes, act, loss, weights)))
+    return lambda: step(X, y).item()
 
 
 def torch_step(sizes, act, loss, X, y, weights):
@@ -133,14 +128,8 @@ def torch_step(sizes, act, loss, X, y, weights):
     opt = torch.optim.SGD(model.parameters(), lr=LR)
     xb, yb = torch.from_numpy(X), torch.from_numpy(y)
     lossfn = torch.nn.functional.mse_loss if loss == "mse" else torch.nn.functional.cross_entropy
-
-    def step():
-        opt.zero_grad()
-        out = lossfn(model(xb), yb)
-        out.backward()
-        opt.step()
-        return out.item()
-    return step
+    step = _train_step(model, opt, lossfn)
+    return lambda: step(xb, yb).item()
 
 
 def jax_step(sizes, act, loss, X, y, weights):

@@ -44,12 +44,13 @@ static int num_threads = 1;
 
 /* Thread policy: a GEMM uses the cg_set_num_threads() threads only when M*N*K is at least
  * CG_THREADED_GEMM_MNK (about 8 MFLOP, ~120 us on one core); smaller ones, and every other
- * kernel, run on the calling thread. Measured at 2 threads against the same step at 1 (in
- * one process): waking the helper for the 0.5M GEMMs of the 64-128-64-10 step made it up to
- * 1.6x slower (OpenBLAS's own cut-off, M*N*K > 262,144), and for the digits network's 1.6M
- * ones 1.15x slower, while threading the 8.4M GEMMs of the 784-256-256-10 step as well as
- * its 25.7M ones took it from a median 0.83x to 0.63x of one thread (cut-off 2^24 before).
- * Switching is a store in OpenBLAS once its threads exist. */
+ * kernel, run on the calling thread. Measured as the cgrad/cgrad@1 column of
+ * `python -m benchmarks --threads 2` (2 threads against the same step switched to 1, in one
+ * process), rebuilt with each cut-off, medians of 6-11 launches: waking the helper for the
+ * 0.5M GEMMs of the 64-128-64-10 step made it up to 1.6x slower (OpenBLAS's own cut-off,
+ * M*N*K > 262,144), and the digits fit's 1.6M ones 1.15x slower, while threading the 8.4M
+ * GEMMs of the 784-256-256-10 step as well as its 25.7M ones took it from 0.83x to 0.63x of
+ * one thread (cut-off 2^24 before). Switching is a store in OpenBLAS once its threads exist. */
 #define CG_THREADED_GEMM_MNK (1 << 22)
 static int openblas_threads_now = 1;
 

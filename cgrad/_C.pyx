@@ -246,6 +246,11 @@ def fresh_alloc_count():
 def op_names():
     return [cg_op_name(i).decode() for i in range(CG_OP_COUNT)]
 
+def op_table():
+    """(name, family, reads) of every op of the registry (csrc/ops.def), by op code;
+    reads has bit i set when the op's backward reads input i, bit 7 for its output."""
+    return [(cg_op_name(i).decode(), cg_op_family(i).decode(), cg_op_reads(i)) for i in range(CG_OP_COUNT)]
+
 def blas_providers():
     return [cg_blas_provider_at(i).name.decode() for i in range(cg_blas_provider_count())]
 
@@ -993,15 +998,18 @@ cdef class TensorBase:
         return _binary(CG_OP_DIV, _const_like(other, self), self)
 
     def __pow__(self, exponent, modulo):
-        if not _is_scalar(exponent):
-            raise TypeError("pow: the exponent must be a Python number; for a tensor exponent "
-                            "use (exponent * x.log()).exp()")
-        return _unary(self, CG_OP_POW, exponent)
+        if _is_scalar(exponent):
+            return _unary(self, CG_OP_POW_SCALAR, exponent)
+        return _binary(CG_OP_POW, self, _const_like(exponent, self))
 
     def __rpow__(self, base, modulo):
-        if not _is_scalar(base) or base <= 0:
-            raise TypeError("pow: a tensor exponent needs a positive number as the base")
-        return _unary(self, CG_OP_MUL_SCALAR, np.log(float(base))).exp()
+        if _is_scalar(base) and base > 0:  # exp(x log b): no log of the base per element
+            return _unary(self, CG_OP_MUL_SCALAR, np.log(float(base))).exp()
+        return _binary(CG_OP_POW, _const_like(base, self), self)
+
+    def pow(self, exponent):
+        """self ** exponent, for a number or a tensor exponent."""
+        return self.__pow__(exponent, None)
 
     def __matmul__(self, other):
         return matmul(self, other)
@@ -1046,6 +1054,103 @@ cdef class TensorBase:
     def softplus(self):
         """log(1 + exp(x)), stable for large |x|; its derivative is sigmoid(x)."""
         return _unary(self, CG_OP_SOFTPLUS)
+
+    def neg(self):
+        return _unary(self, CG_OP_NEG)
+
+    def sin(self):
+        return _unary(self, CG_OP_SIN)
+
+    def cos(self):
+        return _unary(self, CG_OP_COS)
+
+    def tan(self):
+        return _unary(self, CG_OP_TAN)
+
+    def atan(self):
+        return _unary(self, CG_OP_ATAN)
+
+    def sinh(self):
+        return _unary(self, CG_OP_SINH)
+
+    def cosh(self):
+        return _unary(self, CG_OP_COSH)
+
+    def erf(self):
+        return _unary(self, CG_OP_ERF)
+
+    def log1p(self):
+        return _unary(self, CG_OP_LOG1P)
+
+    def expm1(self):
+        return _unary(self, CG_OP_EXPM1)
+
+    def log2(self):
+        return _unary(self, CG_OP_LOG2)
+
+    def log10(self):
+        return _unary(self, CG_OP_LOG10)
+
+    def square(self):
+        return _unary(self, CG_OP_SQUARE)
+
+    def reciprocal(self):
+        return _unary(self, CG_OP_RECIPROCAL)
+
+    def rsqrt(self):
+        return _unary(self, CG_OP_RSQRT)
+
+    def sign(self):
+        return _unary(self, CG_OP_SIGN)
+
+    def floor(self):
+        return _unary(self, CG_OP_FLOOR)
+
+    def ceil(self):
+        return _unary(self, CG_OP_CEIL)
+
+    def trunc(self):
+        return _unary(self, CG_OP_TRUNC)
+
+    def silu(self):
+        return _unary(self, CG_OP_SILU)
+
+    def selu(self):
+        return _unary(self, CG_OP_SELU)
+
+    def softsign(self):
+        return _unary(self, CG_OP_SOFTSIGN)
+
+    def mish(self):
+        return _unary(self, CG_OP_MISH)
+
+    def round(self, decimals=0):
+        """Round half to even (as PyTorch and numpy); decimals > 0 rounds to that many places."""
+        if decimals == 0:
+            return _unary(self, CG_OP_ROUND)
+        scale = 10.0 ** decimals
+        return _unary(_unary(_unary(self, CG_OP_MUL_SCALAR, scale), CG_OP_ROUND), CG_OP_DIV_SCALAR, scale)
+
+    def gelu(self, approximate="none"):
+        """x Phi(x) exactly (approximate='none') or with PyTorch's tanh formula ('tanh')."""
+        if approximate == "none":
+            return _unary(self, CG_OP_GELU)
+        if approximate == "tanh":
+            return _unary(self, CG_OP_GELU_TANH)
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', not {approximate!r}")
+
+    def elu(self, double alpha=1.0):
+        return _unary(self, CG_OP_ELU, alpha)
+
+    def hardtanh(self, double min_val=-1.0, double max_val=1.0):
+        """clip to [min_val, max_val]; the gradient passes strictly inside (as PyTorch)."""
+        if min_val > max_val:
+            raise ValueError(f"hardtanh: min_val {min_val} is greater than max_val {max_val}")
+        return _unary(self, CG_OP_HARDTANH, min_val, max_val)
+
+    def atan2(self, other):
+        """atan2(self, other), elementwise with broadcasting."""
+        return _binary(CG_OP_ATAN2, self, _const_like(other, self))
 
     def clip(self, min=None, max=None):
         """Limit values to [min, max]; the gradient passes where min <= x <= max."""

@@ -29,8 +29,8 @@ def _load_core():
 _C = _load_core()
 from .autograd import (GradcheckError, detect_anomaly, enable_grad, gradcheck, is_grad_enabled, no_grad,
                        set_anomaly, set_grad_enabled)
-from .tensor import (Tensor, arange, cat, concatenate, float32, float64, from_numpy, full,
-                     manual_seed, matmul, maximum, minimum, ones, ones_like, rand, randn, stack,
+from .tensor import (Tensor, arange, atan2, cat, concatenate, float32, float64, from_numpy, full,
+                     manual_seed, matmul, maximum, minimum, ones, ones_like, pow, rand, randn, stack,
                      tensor, where, zeros, zeros_like)
 
 from . import data, diagnostics, nn, optim, profiler, viz  # noqa: E402  (after tensor: they build on it)
@@ -53,10 +53,14 @@ def _method(name):
     return fn
 
 
-for _name in ("exp", "log", "sqrt", "abs", "relu", "sigmoid", "tanh", "leaky_relu", "clip",
-              "sum", "mean", "max", "min", "logsumexp", "softmax", "log_softmax", "reshape",
-              "transpose", "permute"):
-    globals()[_name] = _method(_name)
+# every elementwise op of the registry that is a Tensor method (cgrad.sin, cgrad.gelu, ...),
+# and these others
+_FUNCTIONAL = [name for name, family, _ in _C.op_table() if family in ("unary", "binary")] + [
+    "clip", "sum", "mean", "max", "min", "logsumexp", "softmax", "log_softmax", "reshape",
+    "transpose", "permute"]
+for _name in _FUNCTIONAL:
+    if _name not in globals() and hasattr(Tensor, _name):
+        globals()[_name] = _method(_name)
 del _name
 
 

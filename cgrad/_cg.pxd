@@ -1,6 +1,9 @@
 # Declarations of the C core's public API (csrc/cg.h) for the binding.
 from libc.stdint cimport int32_t, int64_t, uint8_t
 
+# CG_OP_<NAME> for every op of the registry (csrc/ops.def), generated at build time
+include "_op_ids.pxi"
+
 cdef extern from "cg.h" nogil:
     enum: CG_MAX_DIMS
     ctypedef enum cg_dtype:
@@ -14,47 +17,6 @@ cdef extern from "cg.h" nogil:
         CG_ERR_INDEX
         CG_ERR_VALUE
         CG_ERR_RUNTIME
-    enum:
-        CG_OP_NEG
-        CG_OP_EXP
-        CG_OP_LOG
-        CG_OP_SQRT
-        CG_OP_ABS
-        CG_OP_RELU
-        CG_OP_LEAKY_RELU
-        CG_OP_SIGMOID
-        CG_OP_TANH
-        CG_OP_SOFTPLUS
-        CG_OP_POW
-        CG_OP_CLIP
-        CG_OP_ADD_SCALAR
-        CG_OP_MUL_SCALAR
-        CG_OP_DIV_SCALAR
-        CG_OP_RSUB_SCALAR
-        CG_OP_RDIV_SCALAR
-        CG_OP_ADD
-        CG_OP_SUB
-        CG_OP_MUL
-        CG_OP_DIV
-        CG_OP_MAXIMUM
-        CG_OP_MINIMUM
-        CG_OP_WHERE
-        CG_OP_SUM
-        CG_OP_MEAN
-        CG_OP_MAX
-        CG_OP_MIN
-        CG_OP_LOGSUMEXP
-        CG_OP_SOFTMAX
-        CG_OP_LOG_SOFTMAX
-        CG_OP_MATMUL
-        CG_OP_RESHAPE
-        CG_OP_STRIDED
-        CG_OP_GATHER
-        CG_OP_CONCAT
-        CG_OP_CROSS_ENTROPY
-        CG_OP_LINEAR
-        CG_OP_COUNT
-
     ctypedef struct cg_node:
         pass
 
@@ -93,6 +55,8 @@ cdef extern from "cg.h" nogil:
     void cg_set_grad_enabled(int enabled)
 
     const char *cg_op_name(int op)
+    const char *cg_op_family(int op)
+    int cg_op_reads(int op)
     int cg_node_op_of(const cg_tensor *t)
     cg_status cg_unary(int op, cg_tensor *x, double p0, double p1, cg_tensor **out)
     cg_status cg_binary(int op, cg_tensor *a, cg_tensor *b, cg_tensor **out)

@@ -423,6 +423,19 @@ def minimum(a, b) -> Tensor:
     return _C.binary(_C.OPS["minimum"], _as_tensor(a, dtype), _as_tensor(b, dtype))
 
 
+def pow(input, exponent) -> Tensor:
+    """input ** exponent; either may be a number."""
+    if isinstance(input, _C.TensorBase):
+        return input ** exponent
+    return _as_tensor(exponent, _dtype_of(input, exponent)).__rpow__(input)
+
+
+def atan2(input, other) -> Tensor:
+    """The angle of the point (other, input), elementwise with broadcasting."""
+    dtype = _dtype_of(input, other)
+    return _as_tensor(input, dtype).atan2(_as_tensor(other, dtype))
+
+
 def where(condition, a, b) -> Tensor:
     """a where condition holds, else b (all three broadcast). No gradient to condition."""
     if isinstance(condition, _C.TensorBase):

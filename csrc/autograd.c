@@ -3,7 +3,7 @@
  * cg_record() appends a node to the graph when an op runs with grad mode on and an input
  * needs a gradient. cg_backward() sorts the nodes the root depends on (iterative DFS,
  * post-order), seeds d(root), and sweeps them in reverse, calling each op's rule from
- * cg_bwd_table. The whole sweep is one call from Python.
+ * the op registry (cg_ops). The whole sweep is one call from Python.
  *
  * Note [Gradient accumulation]: every backward rule adds into its inputs' gradient buffers
  * (dx += upstream * local), never assigns. A value used on several paths therefore receives
@@ -15,56 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static const char *const op_names[] = {
-#define CG_UNARY(NAME, name, fwd, deriv) #name,
-#define CG_BINARY(NAME, name, fwd, da, db) #name,
-#include "ops_elementwise.def"
-#undef CG_UNARY
-#undef CG_BINARY
-    "where", "sum", "mean", "max", "min", "logsumexp", "softmax", "log_softmax", "matmul",
-    "reshape", "strided", "gather", "concat", "cross_entropy", "linear",
-};
-
-const cg_bwd_fn cg_bwd_table[] = {
-#define CG_UNARY(NAME, name, fwd, deriv) cg_unary_bwd,
-#define CG_BINARY(NAME, name, fwd, da, db) cg_binary_bwd,
-#include "ops_elementwise.def"
-#undef CG_UNARY
-#undef CG_BINARY
-    cg_where_bwd,   cg_reduce_bwd,  cg_reduce_bwd,  cg_reduce_bwd,   cg_reduce_bwd,
-    cg_reduce_bwd,  cg_softmax_bwd, cg_softmax_bwd, cg_matmul_bwd,   cg_reshape_bwd,
-    cg_strided_bwd, cg_gather_bwd,  cg_concat_bwd,   cg_cross_entropy_bwd, cg_linear_bwd,
-};
-
-const cg_replay_fn cg_replay_table[] = {
-#define CG_UNARY(NAME, name, fwd, deriv) cg_unary_replay,
-#define CG_BINARY(NAME, name, fwd, da, db) cg_binary_replay,
-#include "ops_elementwise.def"
-#undef CG_UNARY
-#undef CG_BINARY
-    cg_where_replay,   cg_reduce_replay,  cg_reduce_replay,  cg_reduce_replay,   cg_reduce_replay,
-    cg_reduce_replay,  cg_softmax_replay, cg_softmax_replay, cg_matmul_replay,   cg_reshape_replay,
-    cg_strided_replay, cg_gather_replay,  cg_concat_replay,  cg_cross_entropy_replay, cg_linear_replay,
-};
-
-/* The tables must list every op, in the enum's order: they are sized by their entries, so
- * a table that forgets an op, or an op added after LINEAR, fails to compile here. */
-#define CG_TABLE_LEN(t) (sizeof t / sizeof t[0])
-_Static_assert(CG_TABLE_LEN(op_names) == CG_OP_COUNT, "op_names must list every op");
-_Static_assert(CG_TABLE_LEN(cg_bwd_table) == CG_OP_COUNT, "cg_bwd_table must list every op");
-_Static_assert(CG_TABLE_LEN(cg_replay_table) == CG_OP_COUNT, "cg_replay_table must list every op");
-_Static_assert(CG_OP_LINEAR == CG_OP_COUNT - 1, "a new op: add it to the three tables above");
-
-const char *cg_op_name(int op) { return op >= 0 && op < CG_OP_COUNT ? op_names[op] : "?"; }
-
 int cg_node_op_of(const cg_tensor *t) { return t->node ? t->node->op : -1; }
-
-/* Multiply-adds x 2 of a GEMM-based op, for the profiler's GFLOP/s; 0 for the others. */
-double cg_op_flops(int op, cg_tensor *const *inputs, int64_t out_numel) {
-    if (op == CG_OP_MATMUL) return 2.0 * (double)out_numel * (double)inputs[0]->shape[inputs[0]->ndim - 1];
-    if (op == CG_OP_LINEAR) return 2.0 * (double)out_numel * (double)inputs[1]->shape[1];
-    return 0;
-}
 
 static void profile_forward(int op, cg_tensor *const *inputs, const cg_tensor *out, cg_node *node) {
     int32_t sc = cg_profile_scope();
@@ -303,37 +254,14 @@ static cg_status check_seed(const cg_tensor *root, const cg_tensor *grad) {
     return CG_OK;
 }
 
-/* Which saved values each backward rule reads (Note [Versions]): bit i for input i, OUT for
- * the op's own output. Rules reading nothing (add, sum, reshape, ...) do not mind in-place
- * changes, so they are not refused. Derivatives in ops_elementwise.def name x and/or y. */
-#define IN0 1
-#define IN1 2
-#define OUT 128
-static const uint8_t reads[CG_OP_COUNT] = {
-    [CG_OP_EXP] = OUT, [CG_OP_SQRT] = OUT, [CG_OP_SIGMOID] = OUT, [CG_OP_TANH] = OUT,
-    [CG_OP_LOG] = IN0, [CG_OP_ABS] = IN0, [CG_OP_RELU] = IN0, [CG_OP_LEAKY_RELU] = IN0,
-    [CG_OP_POW] = IN0, [CG_OP_CLIP] = IN0, [CG_OP_SOFTPLUS] = IN0, [CG_OP_RDIV_SCALAR] = IN0 | OUT,
-    [CG_OP_MUL] = IN0 | IN1, [CG_OP_DIV] = IN1 | OUT, [CG_OP_MAXIMUM] = IN0 | IN1,
-    [CG_OP_MINIMUM] = IN0 | IN1, [CG_OP_MAX] = IN0 | OUT, [CG_OP_MIN] = IN0 | OUT,
-    [CG_OP_LOGSUMEXP] = IN0 | OUT, [CG_OP_SOFTMAX] = OUT, [CG_OP_LOG_SOFTMAX] = OUT,
-    [CG_OP_MATMUL] = IN0 | IN1, [CG_OP_LINEAR] = IN0 | IN1, [CG_OP_CROSS_ENTROPY] = IN0,
-};
-
 /* Note [First write]: a gradient buffer made for a rule's input (an intermediate's, or a
  * leaf's .grad after zero_grad(set_to_none=True)) would be zeroed and then added to. The
- * rules of the ops listed here write such a buffer instead (bit i of node->fresh: dins[i]
+ * rules of the ops marked WRITES write such a buffer instead (bit i of node->fresh: dins[i]
  * is uninitialised; GEMMs with beta = 0), which saves the memset and a read of the buffer:
  * 25 MB of each per step for the 1024-2048-2048-10 network. Adding to zero and writing give
  * the same values (0 + v is v, up to the sign of a zero). Every other rule gets zeroed
- * buffers, as Note [Gradient accumulation] describes. */
-static const uint8_t assigning[CG_OP_COUNT] = {
-#define CG_UNARY(NAME, name, fwd, deriv) [CG_OP_##NAME] = 1,
-#define CG_BINARY(NAME, name, fwd, da, db)
-#include "ops_elementwise.def"
-#undef CG_UNARY
-#undef CG_BINARY
-    [CG_OP_MATMUL] = 1, [CG_OP_LINEAR] = 1, [CG_OP_CROSS_ENTROPY] = 1,
-};
+ * buffers, as Note [Gradient accumulation] describes. Which rules write is the
+ * first_write column of ops.def. */
 
 /* Anomaly mode, backward: the first rule that leaves a NaN or Inf in an input's gradient. */
 static cg_status check_gradients(const cg_node *node, void **dins) {
@@ -349,11 +277,11 @@ static cg_status check_gradients(const cg_node *node, void **dins) {
     return CG_OK;
 }
 
-/* See Note [Versions]. */
+/* See Note [Versions]; what each rule reads is the reads column of ops.def. */
 static cg_status check_versions(const cg_node *node) {
     char b1[CG_SHAPE_BUF];
     for (int i = 0; i <= node->n_inputs; i++) {
-        if (!(reads[node->op] & (i < node->n_inputs ? (i < 7 ? 1 << i : 0) : OUT))) continue;
+        if (!(cg_ops[node->op].reads & (i < node->n_inputs ? (i < 7 ? 1 << i : 0) : R_OUT))) continue;
         const cg_storage *s = i < node->n_inputs ? node->inputs[i]->storage : node->saved_out;
         if (s && s->version != node->versions[i]) {
             const cg_tensor *t = i < node->n_inputs ? node->inputs[i] : NULL;
@@ -429,7 +357,7 @@ cg_status cg_backward_sorted(cg_node *const *order, size_t n, cg_tensor *root, c
         int64_t bytes0 = cg_allocated_total;
         /* where each input's gradient goes: its node's buffer, or a leaf's .grad; see
          * Note [First write] for the buffers made here */
-        int assigns = assigning[node->op];
+        int assigns = cg_ops[node->op].first_write;
         node->fresh = 0;
         for (int i = 0; i < node->n_inputs && st == CG_OK; i++) {
             cg_tensor *in = node->inputs[i];
@@ -465,7 +393,7 @@ cg_status cg_backward_sorted(cg_node *const *order, size_t n, cg_tensor *root, c
                     node->fresh &= (uint8_t) ~((1u << i) | (1u << j));
                 }
         if (st || (st = check_versions(node))) break;
-        cg_bwd_table[node->op](node, node->grad, dins);
+        cg_ops[node->op].bwd(node, node->grad, dins);
         if (cg_anomaly_on && (st = check_gradients(node, dins))) break;
         if (node->out && node->out->retains_grad)
             st = accumulate(&node->out->grad, node->out, node->grad);

@@ -1,6 +1,6 @@
 /* cg.h: the public C API of the cgrad core.
  *
- * Contract (see DESIGN.md section 1):
+ * Contract (docs/architecture.md, "The three layers"):
  *  - Plain C11, no Python.h. Nothing here prints, exits or aborts.
  *  - Every function that can fail returns a cg_status (CG_OK == 0) and leaves a message
  *    naming the op and the shapes in cg_last_error() (thread-local).
@@ -27,28 +27,12 @@ typedef enum {
     CG_ERR_RUNTIME, /* RuntimeError: misuse, e.g. backward through a freed graph */
 } cg_status;
 
-/* Op codes. Elementwise ops come from the X-macro file; the rest are structural. */
+/* Op codes, one per line of the op registry (ops.def). */
 typedef enum {
-#define CG_UNARY(NAME, name, fwd, deriv) CG_OP_##NAME,
-#define CG_BINARY(NAME, name, fwd, da, db) CG_OP_##NAME,
-#include "ops_elementwise.def"
-#undef CG_UNARY
-#undef CG_BINARY
-    CG_OP_WHERE,
-    CG_OP_SUM,
-    CG_OP_MEAN,
-    CG_OP_MAX,
-    CG_OP_MIN,
-    CG_OP_LOGSUMEXP,
-    CG_OP_SOFTMAX,
-    CG_OP_LOG_SOFTMAX,
-    CG_OP_MATMUL,
-    CG_OP_RESHAPE,
-    CG_OP_STRIDED, /* permute / transpose / basic slicing: out[i] = x[base + sum idx*stride] */
-    CG_OP_GATHER,  /* integer-array row indexing along axis 0 */
-    CG_OP_CONCAT,
-    CG_OP_CROSS_ENTROPY, /* fused log_softmax + nll over integer class targets */
-    CG_OP_LINEAR,        /* fused x W^T + b */
+#define CG_UNARY(NAME, ...) CG_OP_##NAME,
+#define CG_BINARY(NAME, ...) CG_OP_##NAME,
+#define CG_OP(NAME, ...) CG_OP_##NAME,
+#include "ops.def"
     CG_OP_COUNT
 } cg_op;
 
@@ -98,7 +82,9 @@ int cg_grad_enabled(void);
 void cg_set_grad_enabled(int enabled);
 
 /* ---- ops (each records a tape node when grad mode is on and an input needs grad) ---- */
-const char *cg_op_name(int op);
+const char *cg_op_name(int op);    /* "?" for a code that is not an op */
+const char *cg_op_family(int op);  /* the family whose functions serve it (ops.def) */
+int cg_op_reads(int op);           /* what its backward reads: bit i input i, bit 7 the output */
 int cg_node_op_of(const cg_tensor *t); /* the op that made t, -1 for a leaf */
 cg_status cg_unary(int op, cg_tensor *x, double p0, double p1, cg_tensor **out);
 cg_status cg_binary(int op, cg_tensor *a, cg_tensor *b, cg_tensor **out);

@@ -20,7 +20,7 @@
 #define CG_SIMD
 #endif
 
-/* ---- the one counting allocator (DESIGN.md section 5) ---- */
+/* ---- the one counting allocator (docs/architecture.md, "Memory") ---- */
 void *cg_malloc(size_t nbytes); /* NULL on failure or on nbytes that overflow */
 void cg_free(void *p);
 
@@ -121,46 +121,45 @@ void cg_capture_note_index(const int64_t *src, int64_t n, int64_t bound, int wra
 void cg_copy_values(cg_tensor *dst, const cg_tensor *src);
 /* Recompute node's output into its saved storage from its inputs, as the op did. */
 typedef void (*cg_replay_fn)(cg_node *node);
-extern const cg_replay_fn cg_replay_table[]; /* CG_OP_COUNT entries (checked in autograd.c) */
-void cg_unary_replay(cg_node *node);
-void cg_binary_replay(cg_node *node);
-void cg_where_replay(cg_node *node);
-void cg_reduce_replay(cg_node *node);
-void cg_softmax_replay(cg_node *node);
-void cg_matmul_replay(cg_node *node);
-void cg_linear_replay(cg_node *node);
-void cg_reshape_replay(cg_node *node);
-void cg_strided_replay(cg_node *node);
-void cg_gather_replay(cg_node *node);
-void cg_concat_replay(cg_node *node);
-void cg_cross_entropy_replay(cg_node *node);
 
 /* Backward rule. g: d(loss)/d(out), node->numel elements of node->dtype. dins[i]: the
  * gradient buffer of input i (laid out like that input) to accumulate into, or NULL where
  * input i needs no gradient. Rules cannot fail: everything they need was checked forward. */
 typedef void (*cg_bwd_fn)(cg_node *node, const void *g, void **dins);
-extern const cg_bwd_fn cg_bwd_table[]; /* CG_OP_COUNT entries (checked in autograd.c) */
 
-/* The per-family backward rules the table points at. */
-void cg_unary_bwd(cg_node *node, const void *g, void **dins);
-void cg_binary_bwd(cg_node *node, const void *g, void **dins);
-void cg_where_bwd(cg_node *node, const void *g, void **dins);
-void cg_reduce_bwd(cg_node *node, const void *g, void **dins);
-void cg_softmax_bwd(cg_node *node, const void *g, void **dins);
-void cg_matmul_bwd(cg_node *node, const void *g, void **dins);
-void cg_reshape_bwd(cg_node *node, const void *g, void **dins);
-void cg_strided_bwd(cg_node *node, const void *g, void **dins);
-void cg_gather_bwd(cg_node *node, const void *g, void **dins);
-void cg_concat_bwd(cg_node *node, const void *g, void **dins);
-void cg_cross_entropy_bwd(cg_node *node, const void *g, void **dins);
-void cg_linear_bwd(cg_node *node, const void *g, void **dins);
+/* ---- the op registry (ops.def), generated into one table indexed by op code ---- */
+#define R_NONE 0
+#define R_IN0 1
+#define R_IN1 2
+#define R_OUT 128
+#define ADDS 0
+#define WRITES 1
+typedef struct {
+    const char *name;
+    const char *family;
+    cg_bwd_fn bwd;
+    cg_replay_fn replay;
+    uint8_t reads;       /* R_* bits: the saved values bwd reads (Note [Versions]) */
+    uint8_t first_write; /* WRITES: bwd writes fresh gradient buffers (Note [First write]) */
+} cg_op_info;
+extern const cg_op_info cg_ops[CG_OP_COUNT];
+
+/* Each family's backward rule and replay function, declared from the registry. */
+#define CG_UNARY(NAME, ...) CG_FAMILY_DECL(unary)
+#define CG_BINARY(NAME, ...) CG_FAMILY_DECL(binary)
+#define CG_OP(NAME, name, family, ...) CG_FAMILY_DECL(family)
+#define CG_FAMILY_DECL(family)                                                                  \
+    void cg_##family##_bwd(cg_node *node, const void *g, void **dins);                         \
+    void cg_##family##_replay(cg_node *node);
+#include "ops.def"
+#undef CG_FAMILY_DECL
 
 /* ---- broadcasting ----
  * Two operands are aligned to the output's rank, dims of size 1 dropped, and adjacent dims
  * merged where both operands are contiguous across them. What is left is walked row by row:
  * the last dim is the inner loop with strides sa, sb (each 0 or 1). Broadcasting is undone
  * in the backward loops themselves: da[oa + j*sa] += ..., so a broadcast input's gradient is
- * summed over the broadcast dims with no temporary (DESIGN.md section 2). */
+ * summed over the broadcast dims with no temporary (Note [Gradient accumulation]). */
 typedef struct {
     int nd;
     int64_t shape[CG_MAX_DIMS];

@@ -1,54 +1,30 @@
 /* elementwise.c: unary, binary (broadcasting) and where ops, forward and backward.
- * The loops themselves come from ops_elementwise.def through elementwise_impl.h. */
+ * The loops themselves come from the CG_UNARY/CG_BINARY lines of ops.def through
+ * elementwise_impl.h, compiled once per dtype. */
 #include "cg_internal.h"
 
-#include "fastmath.h"
+#include "cg_math.h"
 
-#include <math.h>
-
-static inline double sigmoid_f64(double x) {
-    if (x >= 0) return 1.0 / (1.0 + exp(-x));
-    double e = exp(x);
-    return e / (1.0 + e);
-}
+/* ops.def's expressions must use cg_math.h's functions, which pick the float32 or float64
+ * one by type. A libm name written directly (sin(x) in float32, or sinf(x) in float64), or
+ * a double literal in a float32 expression, would compile and silently change precision:
+ * these make each of those an error here. */
+#pragma GCC diagnostic error "-Wdouble-promotion"
+#pragma GCC diagnostic error "-Wfloat-conversion"
 
 #define T float
 #define SFX _f32
-#define EXP cg_expf
-#define LOG logf
-#define LOG1P log1pf
-#define SQRT sqrtf
-#define FABS fabsf
-#define TANH cg_tanhf
-#define POW powf
-#define SIGMOID cg_sigmoidf
 #include "elementwise_impl.h"
 #undef T
 #undef SFX
-#undef EXP
-#undef LOG
-#undef LOG1P
-#undef SQRT
-#undef FABS
-#undef TANH
-#undef POW
-#undef SIGMOID
 
 #define T double
 #define SFX _f64
-#define EXP exp
-#define LOG log
-#define LOG1P log1p
-#define SQRT sqrt
-#define FABS fabs
-#define TANH tanh
-#define POW pow
-#define SIGMOID sigmoid_f64
 #include "elementwise_impl.h"
 #undef T
 #undef SFX
 
-/* ---- dispatch tables, indexed by op code: one row of four loops per .def line ---- */
+/* ---- dispatch tables, indexed by op code: one row of four loops per ops.def line ---- */
 typedef struct {
     void (*fwd32)(int64_t, const float *, float *, double, double);
     void (*fwd64)(int64_t, const double *, double *, double, double);
@@ -63,23 +39,17 @@ typedef struct {
     void (*bwd64)(const cg_bcast *, const double *, const double *, const double *, const double *, double *, double *);
 } binary_rules;
 
-#define CG_UNARY(NAME, name, fwd, deriv) \
+#define CG_UNARY(NAME, name, reads, fwd, deriv) \
     [CG_OP_##NAME] = {name##_fwd__f32, name##_fwd__f64, name##_bwd__f32, name##_bwd__f64},
-#define CG_BINARY(NAME, name, fwd, da, db)
 static const unary_rules unary_table[CG_OP_COUNT] = {
-#include "ops_elementwise.def"
+#include "ops.def"
 };
-#undef CG_UNARY
-#undef CG_BINARY
 
-#define CG_UNARY(NAME, name, fwd, deriv)
-#define CG_BINARY(NAME, name, fwd, da, db) \
+#define CG_BINARY(NAME, name, reads, fwd, da, db) \
     [CG_OP_##NAME] = {name##_fwd__f32, name##_fwd__f64, name##_bwd__f32, name##_bwd__f64},
 static const binary_rules binary_table[CG_OP_COUNT] = {
-#include "ops_elementwise.def"
+#include "ops.def"
 };
-#undef CG_UNARY
-#undef CG_BINARY
 
 /* ---- unary ---- */
 static void unary_run(int op, const cg_tensor *x, void *y, double p0, double p1) {

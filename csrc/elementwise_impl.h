@@ -1,13 +1,14 @@
 /* elementwise_impl.h: the elementwise loops for one element type, included by
- * elementwise.c once per dtype with T, SFX and the math macros defined. Each line of
- * ops_elementwise.def becomes a forward loop and an accumulating backward loop. */
+ * elementwise.c once per dtype with T and SFX defined (T also picks cg_math.h's
+ * functions). Each CG_UNARY and CG_BINARY line of ops.def becomes a forward loop and a
+ * backward loop. */
 
 #define CG_CAT_(a, b) a##b
 #define CG_CAT(a, b) CG_CAT_(a, b)
 #define FN(name) CG_CAT(name, SFX)
 
 /* ---- unary: y[i] = f(x[i]);  dx[i] += g[i] * f'(x[i], y[i]) ---- */
-#define CG_UNARY(NAME, name, fwd, deriv)                                                        \
+#define CG_UNARY(NAME, name, reads, fwd, deriv)                                                 \
     CG_SIMD static void FN(name##_fwd_)(int64_t n, const T *restrict xs, T *restrict ys, double p0,    \
                                 double p1) {                                                   \
         (void)p0; (void)p1;                                                                    \
@@ -26,10 +27,7 @@
             dx[i] = (assign ? (T)0 : dx[i]) + g[i] * (deriv);                                  \
         }                                                                                      \
     }
-#define CG_BINARY(NAME, name, fwd, da, db)
-#include "ops_elementwise.def"
-#undef CG_UNARY
-#undef CG_BINARY
+#include "ops.def"
 
 /* ---- binary with broadcasting (see cg_bcast in cg_internal.h) ----
  * The inner loop is specialised on whether each operand advances (stride 1) or is
@@ -40,8 +38,7 @@
     else if (sb)  { for (int64_t j = 0; j < n; j++) { const int64_t ja = 0, jb = j; __VA_ARGS__; } }  \
     else          { for (int64_t j = 0; j < n; j++) { const int64_t ja = 0, jb = 0; __VA_ARGS__; } }
 
-#define CG_UNARY(NAME, name, fwd, deriv)
-#define CG_BINARY(NAME, name, fwd, da_expr, db_expr)                                            \
+#define CG_BINARY(NAME, name, reads, fwd, da_expr, db_expr)                                     \
     CG_SIMD static void FN(name##_fwd_)(const cg_bcast *bc, const T *restrict A, const T *restrict B,  \
                                 T *restrict Y) {                                               \
         CG_BCAST_FOR(bc, {                                                                     \
@@ -75,9 +72,7 @@
             }                                                                                  \
         });                                                                                    \
     }
-#include "ops_elementwise.def"
-#undef CG_UNARY
-#undef CG_BINARY
+#include "ops.def"
 
 /* ---- where(mask, a, b): mask is laid out like the output ---- */
 CG_SIMD static void FN(where_fwd_)(const cg_bcast *bc, const uint8_t *M, const T *A, const T *B, T *Y) {

@@ -1,29 +1,19 @@
 /* reduce.c: sum, mean, max, min, logsumexp over a run of adjacent axes, and softmax /
  * log_softmax along one axis. The facade reduces non-adjacent axis sets one run at a time. */
 #include "cg_internal.h"
-#include "fastmath.h"
-
-#include <math.h>
+#include "cg_math.h"
 
 #define T float
 #define SFX _f32
-#define EXP cg_expf
-#define LOG logf
 #include "reduce_impl.h"
 #undef T
 #undef SFX
-#undef EXP
-#undef LOG
 
 #define T double
 #define SFX _f64
-#define EXP exp
-#define LOG log
 #include "reduce_impl.h"
 #undef T
 #undef SFX
-#undef EXP
-#undef LOG
 
 static void split_dims(const cg_tensor *x, int a0, int a1, int64_t *O, int64_t *R, int64_t *I) {
     *O = cg_numel(a0, x->shape);

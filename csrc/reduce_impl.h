@@ -1,5 +1,5 @@
-/* reduce_impl.h: reduction and softmax loops for one element type (T, SFX, EXP, LOG),
- * included by reduce.c once per dtype.
+/* reduce_impl.h: reduction and softmax loops for one element type (T, SFX; the math
+ * functions of cg_math.h), included by reduce.c once per dtype.
  *
  * Layout: x is viewed as [O, R, I] (R = the reduced axes, merged), y as [O, I]
  * (softmax: y is [O, R, I] like x). Element (o, r, i) of x is x[(o*R + r)*I + i]. */

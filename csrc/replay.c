@@ -5,7 +5,7 @@
  * backward call keeps its topological order; a dtype conversion keeps (source, copy); and
  * the binding inserts CALL marks where Python must run again (an optimizer's step,
  * zero_grad). Replaying walks the same list: each op recomputes its output into the storage
- * it wrote the first time (cg_replay_table), each backward sweeps the saved order, and at a
+ * it wrote the first time (its registry entry's replay function), each backward sweeps the saved order, and at a
  * CALL the run returns to the caller, which runs the Python and resumes. The same kernels
  * run on the same buffers in the same order, so N replayed steps are bitwise equal to N
  * eager ones.
@@ -205,7 +205,7 @@ static cg_status replay_op(cg_node *node) {
     /* the saved versions become those of this step's values (Note [Versions]) */
     for (int i = 0; i < node->n_inputs; i++) node->versions[i] = node->inputs[i]->storage->version;
     node->versions[node->n_inputs] = node->saved_out->version;
-    cg_replay_table[node->op](node);
+    cg_ops[node->op].replay(node);
     if (cg_prof_on)
         cg_prof_event_add(node->op, CG_PHASE_FORWARD, node->id, node->scope, t0, cg_now_ns(),
                           cg_op_flops(node->op, node->inputs, node->numel), 0);

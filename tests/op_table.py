@@ -6,12 +6,14 @@ differences are meaningful). test_ops.py checks forward against numpy in both dt
 gradients against finite differences in float64, float32 against float64, and that every
 op the C core registers has at least one line here.
 """
+import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 
 import cgrad
+from cgrad.nn import functional as F
 
 
 @dataclass
@@ -27,6 +29,7 @@ class OpInfo:
     gap: float = 1e-2
     distinct: bool = False         # inputs must not tie with each other (max/min)
     rtol32: float = 1e-5
+    torch: Callable | None = None  # the same op on torch tensors, when fn itself is not
 
     def inputs(self, rng, dtype=np.float64):
         arrays = []
@@ -60,6 +63,9 @@ def _sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
 
+_np_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
 S = (3, 4)
 OPS = [
     # ---- unary elementwise ----
@@ -74,9 +80,9 @@ OPS = [
     OpInfo("sigmoid", "sigmoid", lambda x: x.sigmoid(), _sigmoid, [S], low=-6, high=6),
     OpInfo("tanh", "tanh", lambda x: x.tanh(), np.tanh, [S]),
     OpInfo("softplus", "softplus", lambda x: x.softplus(), lambda x: np.logaddexp(0, x), [S], low=-30, high=30),
-    OpInfo("pow_int", "pow", lambda x: x ** 3, lambda x: x ** 3, [S]),
-    OpInfo("pow_frac", "pow", lambda x: x ** 1.5, lambda x: x ** 1.5, [S], low=0.2, high=3),
-    OpInfo("pow_neg", "pow", lambda x: x ** -2, lambda x: x ** -2.0, [S], low=0.5, high=3),
+    OpInfo("pow_int", "pow_scalar", lambda x: x ** 3, lambda x: x ** 3, [S]),
+    OpInfo("pow_frac", "pow_scalar", lambda x: x ** 1.5, lambda x: x ** 1.5, [S], low=0.2, high=3),
+    OpInfo("pow_neg", "pow_scalar", lambda x: x ** -2, lambda x: x ** -2.0, [S], low=0.5, high=3),
     OpInfo("clip", "clip", lambda x: x.clip(-0.5, 0.7), lambda x: np.clip(x, -0.5, 0.7), [S],
            kinks=[-0.5, 0.7]),
     OpInfo("add_scalar", "add_scalar", lambda x: x + 2.5, lambda x: x + 2.5, [S]),
@@ -89,6 +95,40 @@ OPS = [
     OpInfo("rdiv_scalar", "rdiv_scalar", lambda x: 2.0 / x, lambda x: 2.0 / x, [S],
            low=0.3, high=3),
     OpInfo("rpow_scalar", "mul_scalar", lambda x: 2.0 ** x, lambda x: 2.0 ** x, [S]),
+    OpInfo("sin", "sin", lambda x: x.sin(), np.sin, [S], low=-4, high=4),
+    OpInfo("cos", "cos", lambda x: x.cos(), np.cos, [S], low=-4, high=4),
+    OpInfo("tan", "tan", lambda x: x.tan(), np.tan, [S], low=-1.3, high=1.3),
+    OpInfo("atan", "atan", lambda x: x.atan(), np.arctan, [S], low=-4, high=4),
+    OpInfo("sinh", "sinh", lambda x: x.sinh(), np.sinh, [S]),
+    OpInfo("cosh", "cosh", lambda x: x.cosh(), np.cosh, [S]),
+    OpInfo("erf", "erf", lambda x: x.erf(), _np_erf, [S]),
+    OpInfo("log1p", "log1p", lambda x: x.log1p(), np.log1p, [S], low=-0.8, high=3),
+    OpInfo("expm1", "expm1", lambda x: x.expm1(), np.expm1, [S]),
+    OpInfo("log2", "log2", lambda x: x.log2(), np.log2, [S], low=0.2, high=3),
+    OpInfo("log10", "log10", lambda x: x.log10(), np.log10, [S], low=0.2, high=3),
+    OpInfo("square", "square", lambda x: x.square(), np.square, [S]),
+    OpInfo("reciprocal", "reciprocal", lambda x: x.reciprocal(), np.reciprocal, [S], low=0.3, high=3),
+    OpInfo("rsqrt", "rsqrt", lambda x: x.rsqrt(), lambda x: 1 / np.sqrt(x), [S], low=0.3, high=3),
+    OpInfo("sign", "sign", lambda x: x.sign(), np.sign, [S], kinks=[0]),
+    OpInfo("floor", "floor", lambda x: x.floor(), np.floor, [S], kinks=[-2, -1, 0, 1, 2]),
+    OpInfo("ceil", "ceil", lambda x: x.ceil(), np.ceil, [S], kinks=[-2, -1, 0, 1, 2]),
+    OpInfo("round", "round", lambda x: x.round(), np.round, [S], kinks=[-1.5, -0.5, 0.5, 1.5]),
+    OpInfo("round_decimals", "round", lambda x: x.round(decimals=1), lambda x: np.round(x, 1), [S],
+           kinks=np.arange(-2, 2, 0.1) + 0.05, gap=2e-3, torch=lambda x: x.round(decimals=1)),
+    OpInfo("trunc", "trunc", lambda x: x.trunc(), np.trunc, [S], kinks=[-1, 0, 1]),
+    OpInfo("silu", "silu", F.silu, lambda x: x * _sigmoid(x), [S], low=-4, high=4),
+    OpInfo("gelu", "gelu", F.gelu, lambda x: 0.5 * x * (1 + _np_erf(x / np.sqrt(2))), [S], low=-4, high=4),
+    OpInfo("gelu_tanh", "gelu_tanh", lambda x: F.gelu(x, approximate="tanh"),
+           lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3))), [S],
+           low=-4, high=4),
+    OpInfo("elu", "elu", lambda x: F.elu(x, alpha=0.7), lambda x: np.where(x > 0, x, 0.7 * np.expm1(x)),
+           [S], kinks=[0]),
+    OpInfo("selu", "selu", F.selu,
+           lambda x: 1.0507009873554805 * np.where(x > 0, x, 1.6732632423543772 * np.expm1(x)), [S], kinks=[0]),
+    OpInfo("hardtanh", "hardtanh", lambda x: F.hardtanh(x, -0.5, 0.8), lambda x: np.clip(x, -0.5, 0.8), [S],
+           kinks=[-0.5, 0.8]),
+    OpInfo("softsign", "softsign", F.softsign, lambda x: x / (1 + np.abs(x)), [S], kinks=[0]),
+    OpInfo("mish", "mish", F.mish, lambda x: x * np.tanh(np.logaddexp(0, x)), [S], low=-4, high=4),
     # ---- binary, with broadcasting ----
     OpInfo("add", "add", lambda a, b: a + b, np.add, [S, S]),
     OpInfo("add_bcast_row", "add", lambda a, b: a + b, np.add, [(3, 4), (4,)]),
@@ -100,6 +140,9 @@ OPS = [
     OpInfo("div", "div", lambda a, b: a / b, np.divide, [(2, 3), (3,)], low=0.5, high=2),
     OpInfo("maximum", "maximum", cgrad.maximum, np.maximum, [(3, 4), (4,)], distinct=True),
     OpInfo("minimum", "minimum", cgrad.minimum, np.minimum, [(3, 4), (3, 1)], distinct=True),
+    OpInfo("pow_tensor", "pow", lambda a, b: a ** b, np.power, [(3, 4), (4,)], low=0.3, high=2),
+    OpInfo("rpow_tensor", "pow", lambda a, b: cgrad.pow(a, b), np.power, [(3, 1), (3, 4)], low=0.3, high=2),
+    OpInfo("atan2", "atan2", cgrad.atan2, np.arctan2, [(3, 4), (3, 1)], kinks=[0]),
     OpInfo("where", "where", lambda a, b: cgrad.where(np.array([True, False, True, False]), a, b),
            lambda a, b: np.where(np.array([True, False, True, False]), a, b), [(3, 4), (3, 1)]),
     # ---- reductions ----

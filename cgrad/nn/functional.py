@@ -57,6 +57,37 @@ def softplus(x: Tensor) -> Tensor:
     return x.softplus()
 
 
+def silu(x: Tensor) -> Tensor:
+    """x sigmoid(x) (also called swish)."""
+    return x.silu()
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    """x Phi(x), exactly or (approximate='tanh') with PyTorch's tanh formula."""
+    return x.gelu(approximate)
+
+
+def elu(x: Tensor, alpha: float = 1.0) -> Tensor:
+    return x.elu(alpha)
+
+
+def selu(x: Tensor) -> Tensor:
+    return x.selu()
+
+
+def hardtanh(x: Tensor, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:
+    return x.hardtanh(min_val, max_val)
+
+
+def softsign(x: Tensor) -> Tensor:
+    return x.softsign()
+
+
+def mish(x: Tensor) -> Tensor:
+    """x tanh(softplus(x))."""
+    return x.mish()
+
+
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
     return x.softmax(dim)
 

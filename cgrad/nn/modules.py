@@ -239,6 +239,51 @@ class Tanh(_Activation):
     fn = staticmethod(F.tanh)
 
 
+class SiLU(_Activation):
+    fn = staticmethod(F.silu)
+
+
+class SELU(_Activation):
+    fn = staticmethod(F.selu)
+
+
+class Softsign(_Activation):
+    fn = staticmethod(F.softsign)
+
+
+class Mish(_Activation):
+    fn = staticmethod(F.mish)
+
+
+class GELU(Module):
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', not {approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, x):
+        return x.gelu(self.approximate)
+
+
+class ELU(Module):
+    def __init__(self, alpha: float = 1.0):
+        super().__init__()
+        self.alpha = alpha
+
+    def forward(self, x):
+        return x.elu(self.alpha)
+
+
+class Hardtanh(Module):
+    def __init__(self, min_val: float = -1.0, max_val: float = 1.0):
+        super().__init__()
+        self.min_val, self.max_val = min_val, max_val
+
+    def forward(self, x):
+        return x.hardtanh(self.min_val, self.max_val)
+
+
 class Identity(Module):
     def forward(self, x):
         return x
@@ -294,7 +339,8 @@ class Flatten(Module):
 
 
 ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "leaky_relu": LeakyReLU,
-               "identity": Identity}
+               "identity": Identity, "silu": SiLU, "gelu": GELU, "elu": ELU, "selu": SELU,
+               "mish": Mish, "softsign": Softsign, "hardtanh": Hardtanh}
 
 
 class MLP(Sequential):

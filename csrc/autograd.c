@@ -17,6 +17,12 @@
 
 int cg_node_op_of(const cg_tensor *t) { return t->node ? t->node->op : -1; }
 
+int cg_node_inputs(const cg_tensor *t, cg_tensor **inputs, int max) {
+    if (!t->node) return 0;
+    for (int i = 0; i < t->node->n_inputs && i < max; i++) inputs[i] = t->node->inputs[i];
+    return t->node->n_inputs;
+}
+
 static void profile_forward(int op, cg_tensor *const *inputs, const cg_tensor *out, cg_node *node) {
     int32_t sc = cg_profile_scope();
     int64_t id = -1;
@@ -44,9 +50,10 @@ static cg_status check_output(int op, int n_inputs, cg_tensor *const *inputs, cg
     if (bad < 0) return CG_OK;
     double v = out->dtype == CG_F32 ? ((float *)out->data)[bad] : ((double *)out->data)[bad];
     char buf[256];
-    cg_status st = cg_error(CG_ERR_RUNTIME, "anomaly: op '%s' produced %g at element %lld of its output, "
-                                           "from inputs of shape %s",
-                            cg_op_name(op), v, (long long)bad, shapes_str(n_inputs, inputs, buf, sizeof buf));
+    /* no node yet: the op has not been recorded */
+    cg_status st = cg_anomaly_error(-1, "anomaly: op '%s' produced %g at element %lld of its output, "
+                                        "from inputs of shape %s",
+                                    cg_op_name(op), v, (long long)bad, shapes_str(n_inputs, inputs, buf, sizeof buf));
     cg_tensor_release(out);
     return st;
 }
@@ -269,10 +276,10 @@ static cg_status check_gradients(const cg_node *node, void **dins) {
     for (int i = 0; i < node->n_inputs; i++) {
         const cg_tensor *in = node->inputs[i];
         if (!dins[i] || cg_first_nonfinite(in->dtype, dins[i], in->numel) < 0) continue;
-        return cg_error(CG_ERR_RUNTIME, "anomaly: the backward of op '%s' (node %lld) produced a non-finite "
-                                        "gradient for its input %d of shape %s",
-                        cg_op_name(node->op), (long long)node->id, i,
-                        cg_shape_str(in->ndim, in->shape, b1, sizeof b1));
+        return cg_anomaly_error(node->id, "anomaly: the backward of op '%s' (node %lld) produced a non-finite "
+                                          "gradient for its input %d of shape %s",
+                                cg_op_name(node->op), (long long)node->id, i,
+                                cg_shape_str(in->ndim, in->shape, b1, sizeof b1));
     }
     return CG_OK;
 }
@@ -306,9 +313,9 @@ cg_status cg_backward(cg_tensor *root, cg_tensor *grad, int retain_graph) {
     cg_status st = check_seed(root, grad);
     if (st) return st;
     if (root->node && cg_anomaly_on && cg_first_nonfinite(root->dtype, root->data, root->numel) >= 0)
-        return cg_error(CG_ERR_RUNTIME, "anomaly: backward: the tensor to differentiate is already not "
-                                        "finite (made by op '%s', node %lld); nothing was run",
-                        cg_op_name(root->node->op), (long long)root->node->id);
+        return cg_anomaly_error(root->node->id, "anomaly: backward: the tensor to differentiate is already not "
+                                                "finite (made by op '%s', node %lld); nothing was run",
+                                cg_op_name(root->node->op), (long long)root->node->id);
     cg_node **order = NULL;
     size_t n = 0;
     if (root->node && (st = topo_sort(root->node, &order, &n))) return st;

@@ -86,6 +86,8 @@ const char *cg_op_name(int op);    /* "?" for a code that is not an op */
 const char *cg_op_family(int op);  /* the family whose functions serve it (ops.def) */
 int cg_op_reads(int op);           /* what its backward reads: bit i input i, bit 7 the output */
 int cg_node_op_of(const cg_tensor *t); /* the op that made t, -1 for a leaf */
+/* The inputs of the op that made t (borrowed pointers), for drawing the graph; returns how many. */
+int cg_node_inputs(const cg_tensor *t, cg_tensor **inputs, int max);
 cg_status cg_unary(int op, cg_tensor *x, double p0, double p1, cg_tensor **out);
 cg_status cg_binary(int op, cg_tensor *a, cg_tensor *b, cg_tensor **out);
 /* mask is a uint8 array of the broadcast output's shape; it is copied. */
@@ -147,12 +149,13 @@ const cg_prof_event *cg_profile_events(int64_t *n, int64_t *dropped);
 void cg_profile_set_scope(int32_t scope);
 int32_t cg_profile_scope(void);
 
-/* ---- anomaly mode: every op's output and every gradient checked for NaN/Inf ---- */
+/* ---- anomaly mode (anomaly.c): every op's output and every gradient checked for NaN/Inf ---- */
 void cg_set_anomaly(int enabled);
-int cg_anomaly_enabled(void);
 int64_t cg_node_id_of(const cg_tensor *t); /* -1 for a leaf or a node made with both off */
-/* The inputs of the op that made t (borrowed pointers), for drawing the graph; returns how many. */
-int cg_node_inputs(const cg_tensor *t, cg_tensor **inputs, int max);
+/* The node id (as cg_node_id_of) of the op named by the last "anomaly:" error raised on this
+ * thread; -1 when that error named no node (an op's forward output, checked before its node
+ * exists). Meaningful only right after an anomaly error. */
+int64_t cg_anomaly_node(void);
 
 /* ---- backward ---- */
 /* Sort the graph behind root, seed d(root) with grad (NULL: ones, root must have one element),

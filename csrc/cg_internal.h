@@ -1,5 +1,6 @@
 /* cg_internal.h: what the core's files share and the binding does not see:
- * the counting allocator, error reporting, the tape node, the broadcast iterator.
+ * the counting allocator, error reporting, anomaly and profiling hooks, the tape node,
+ * the op registry's table, the broadcast iterator and the shared loops.
  */
 #ifndef CG_INTERNAL_H
 #define CG_INTERNAL_H
@@ -20,12 +21,17 @@
 #define CG_SIMD
 #endif
 
-/* ---- the one counting allocator (docs/architecture.md, "Memory") ---- */
+/* Thread-local state read on hot paths: initial-exec TLS needs no __tls_get_addr call
+ * (the general model costs a call per access in a shared library). */
+#define CG_TLS_FAST _Thread_local __attribute__((tls_model("initial-exec")))
+
+/* ---- the one counting allocator (alloc.c; docs/architecture.md, "Memory") ---- */
 void *cg_malloc(size_t nbytes); /* NULL on failure or on nbytes that overflow */
 void cg_free(void *p);
 
-/* ---- errors: set the thread-local message, return the status ---- */
+/* ---- errors (error.c): set the thread-local message, return the status ---- */
 cg_status cg_error(cg_status status, const char *fmt, ...);
+cg_status cg_verror(cg_status status, const char *fmt, va_list ap);
 /* "(2, 3)" into buf */
 const char *cg_shape_str(int ndim, const int64_t *shape, char *buf, size_t n);
 #define CG_SHAPE_BUF 96
@@ -77,11 +83,15 @@ struct cg_node {
     cg_tensor *inputs[];        /* n_inputs references; the versions follow them */
 };
 
-/* ---- profiling hooks (profile.c): one branch each when profiling is off ---- */
-extern int cg_prof_on;
+/* ---- anomaly mode (anomaly.c) ---- */
 extern int cg_anomaly_on;
 /* index of the first non-finite element of a float buffer, -1 if none */
 int64_t cg_first_nonfinite(cg_dtype dtype, const void *data, int64_t n);
+/* An "anomaly:" CG_ERR_RUNTIME naming node node_id (-1: none), kept for cg_anomaly_node(). */
+cg_status cg_anomaly_error(int64_t node_id, const char *fmt, ...);
+
+/* ---- profiling hooks (profile.c): one branch each when profiling is off ---- */
+extern int cg_prof_on;
 extern _Thread_local uint64_t cg_prof_t0;
 extern _Thread_local int64_t cg_prof_bytes0;
 extern int64_t cg_allocated_total;

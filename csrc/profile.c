@@ -1,5 +1,5 @@
 #define _POSIX_C_SOURCE 199309L /* clock_gettime */
-/* profile.c: per-node timing for the profiler (issue: profile the backward pass).
+/* profile.c: the profiler: per-node timing and allocation events, node ids, scopes.
  *
  * When profiling is off, an op pays one predictable branch at entry and one in cg_record.
  * When on, each op's forward, each node's backward rule, the two GEMMs of a linear or
@@ -63,24 +63,4 @@ void cg_prof_event_add(int op, int phase, int64_t node, int32_t sc, uint64_t t0,
         return;
     }
     events[i] = (cg_prof_event){t0, t1, node, flops, bytes, op, phase, sc};
-}
-
-/* ---- anomaly mode ---- */
-int cg_anomaly_on;
-void cg_set_anomaly(int enabled) { __atomic_store_n(&cg_anomaly_on, enabled != 0, __ATOMIC_RELEASE); }
-int cg_anomaly_enabled(void) { return cg_anomaly_on; }
-int64_t cg_node_id_of(const cg_tensor *t) { return t->node ? t->node->id : -1; }
-
-int64_t cg_first_nonfinite(cg_dtype dtype, const void *data, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        double v = dtype == CG_F32 ? ((const float *)data)[i] : ((const double *)data)[i];
-        if (v - v != 0) return i; /* NaN or +-Inf */
-    }
-    return -1;
-}
-
-int cg_node_inputs(const cg_tensor *t, cg_tensor **inputs, int max) {
-    if (!t->node) return 0;
-    for (int i = 0; i < t->node->n_inputs && i < max; i++) inputs[i] = t->node->inputs[i];
-    return t->node->n_inputs;
 }

@@ -210,8 +210,8 @@ static cg_status replay_op(cg_node *node) {
         cg_prof_event_add(node->op, CG_PHASE_FORWARD, node->id, node->scope, t0, cg_now_ns(),
                           cg_op_flops(node->op, node->inputs, node->numel), 0);
     if (cg_anomaly_on && cg_first_nonfinite(node->dtype, node->saved_out->data, node->numel) >= 0)
-        return cg_error(CG_ERR_RUNTIME, "anomaly: op '%s' (node %lld) produced a non-finite value in a replayed step",
-                        cg_op_name(node->op), (long long)node->id);
+        return cg_anomaly_error(node->id, "anomaly: op '%s' (node %lld) produced a non-finite value in a replayed step",
+                                cg_op_name(node->op), (long long)node->id);
     return CG_OK;
 }
 

@@ -115,23 +115,11 @@ cg_status cg_record(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *o
 /* ---- backward ---- */
 static uint64_t epoch;
 
-CG_SIMD static void add_into(cg_dtype dtype, int64_t n, void *dst, const void *src) {
-    if (dtype == CG_F32) {
-        float *d = dst;
-        const float *s = src;
-        for (int64_t i = 0; i < n; i++) d[i] += s[i];
-    } else {
-        double *d = dst;
-        const double *s = src;
-        for (int64_t i = 0; i < n; i++) d[i] += s[i];
-    }
-}
-
 /* Accumulate src into the tensor *slot, allocating a zeroed one shaped like `like`. */
 static cg_status accumulate(cg_tensor **slot, const cg_tensor *like, const void *src) {
     if (!*slot && !(*slot = cg_grad_like(like->ndim, like->shape, like->dtype)))
         return cg_error(CG_ERR_NOMEM, "backward: out of memory for a gradient");
-    add_into(like->dtype, like->numel, (*slot)->data, src);
+    cg_add_into(like->dtype, like->numel, (*slot)->data, src);
     return CG_OK;
 }
 
@@ -344,7 +332,7 @@ cg_status cg_backward_sorted(cg_node *const *order, size_t n, cg_tensor *root, c
     if (!(top->grad = pool_zeroed(&pool, node_grad_bytes(top))))
         st = cg_error(CG_ERR_NOMEM, "backward: out of memory for the seed gradient");
     else
-        add_into(top->dtype, top->numel, top->grad, seed);
+        cg_add_into(top->dtype, top->numel, top->grad, seed);
     void *dins_local[8], **dins = dins_local;
     for (size_t k = n; k-- > 0 && st == CG_OK;) {
         cg_node *node = order[k];

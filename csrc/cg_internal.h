@@ -127,8 +127,7 @@ cg_status cg_capture_copy(cg_tensor *dst, cg_tensor *from);
 /* The op just recorded read its integer array (targets, indices) from src: n values in
  * [0, bound), or [-bound, bound) wrapped when wrap_negative. */
 void cg_capture_note_index(const int64_t *src, int64_t n, int64_t bound, int wrap_negative);
-/* dst = src (converting the dtype, same numel); bumps dst's version. */
-void cg_copy_values(cg_tensor *dst, const cg_tensor *src);
+
 /* Recompute node's output into its saved storage from its inputs, as the op did. */
 typedef void (*cg_replay_fn)(cg_node *node);
 
@@ -211,5 +210,12 @@ int64_t cg_numel(int ndim, const int64_t *shape); /* -1 on a negative dim, INT64
 void cg_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides);
 /* A fresh zeroed gradient buffer shaped like t (same dtype). NULL on failure. */
 cg_tensor *cg_grad_like(int ndim, const int64_t *shape, cg_dtype dtype);
+
+/* ---- buffer loops shared by the rules (tensor.c) ---- */
+/* dst[i] += src[i] for n elements of dtype: gradient accumulation, and the rules that route
+ * an upstream gradient back unchanged (reshape, gather, concat). */
+void cg_add_into(cg_dtype dtype, int64_t n, void *dst, const void *src);
+/* dst = src (converting the dtype, same numel); bumps dst's version. */
+void cg_copy_values(cg_tensor *dst, const cg_tensor *src);
 
 #endif

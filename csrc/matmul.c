@@ -39,55 +39,28 @@ static void plan(const cg_tensor *a, const cg_tensor *b, int nb, const int64_t *
     cg_bcast_init(&p->batch, nb, batch, a->ndim - 2, a->shape, b->ndim - 2, b->shape);
 }
 
-#define MM_FWD(T, GEMM)                                                                        \
-    do {                                                                                       \
-        const T *A = a->data, *B = b->data;                                                    \
-        T *Z = zdata;                                                                          \
-        if (p.fold) {                                                                          \
-            GEMM(CG_NO_TRANS, CG_NO_TRANS, p.rows, p.m, p.k, 1, A, p.k, B, p.m, 0, Z, p.m);   \
-        } else {                                                                               \
-            CG_BCAST_FOR(&p.batch, {                                                           \
-                for (int64_t j = 0; j < n; j++)                                                \
-                    GEMM(CG_NO_TRANS, CG_NO_TRANS, p.n, p.m, p.k, 1,                           \
-                         A + (oa + j * sa) * p.n * p.k, p.k, B + (ob + j * sb) * p.k * p.m, p.m, \
-                         0, Z + (oy + j) * p.n * p.m, p.m);                                    \
-            });                                                                                \
-        }                                                                                      \
-    } while (0)
+#define T float
+#define SFX _f32
+#define GEMM_FN cg_sgemm_fn
+#include "matmul_impl.h"
+#undef T
+#undef SFX
+#undef GEMM_FN
 
-#define MM_BWD(T, GEMM)                                                                        \
-    do {                                                                                       \
-        const T *A = a->data, *B = b->data, *G = g;                                      \
-        T *dA = dins[0], *dB = dins[1];          \
-        if (p.fold) { /* one GEMM per gradient: write a fresh buffer (beta 0), Note [First write] */ \
-            double fl_ = 2.0 * (double)p.rows * (double)p.k * (double)p.m;                    \
-            if (dA) PROF_GEMM(CG_PHASE_BWD_DX, fl_, GEMM(CG_NO_TRANS, CG_TRANS, p.rows, p.k, p.m, 1, G, p.m, B, p.m, \
-                                                          node->fresh & 1 ? 0 : 1, dA, p.k));   \
-            if (dB) PROF_GEMM(CG_PHASE_BWD_DW, fl_, GEMM(CG_TRANS, CG_NO_TRANS, p.k, p.m, p.rows, 1, A, p.k, G, p.m, \
-                                                          node->fresh & 2 ? 0 : 1, dB, p.m));   \
-        } else { /* batches add into shared slices: start fresh buffers from zero */          \
-            if (dA && (node->fresh & 1)) memset(dA, 0, sizeof(T) * (size_t)a->numel);          \
-            if (dB && (node->fresh & 2)) memset(dB, 0, sizeof(T) * (size_t)b->numel);          \
-            CG_BCAST_FOR(&p.batch, {                                                           \
-                for (int64_t j = 0; j < n; j++) {                                              \
-                    int64_t ia = (oa + j * sa) * p.n * p.k, ib = (ob + j * sb) * p.k * p.m;    \
-                    const T *g_ = G + (oy + j) * p.n * p.m;                                    \
-                    double fl_ = 2.0 * (double)p.n * (double)p.k * (double)p.m;                \
-                    if (dA) PROF_GEMM(CG_PHASE_BWD_DX, fl_, GEMM(CG_NO_TRANS, CG_TRANS, p.n, p.k, p.m, 1, g_, p.m, \
-                                                              B + ib, p.m, 1, dA + ia, p.k));  \
-                    if (dB) PROF_GEMM(CG_PHASE_BWD_DW, fl_, GEMM(CG_TRANS, CG_NO_TRANS, p.k, p.m, p.n, 1, A + ia, \
-                                                              p.k, g_, p.m, 1, dB + ib, p.m)); \
-                }                                                                              \
-            });                                                                                \
-        }                                                                                      \
-    } while (0)
+#define T double
+#define SFX _f64
+#define GEMM_FN cg_dgemm_fn
+#include "matmul_impl.h"
+#undef T
+#undef SFX
+#undef GEMM_FN
 
 static void matmul_run(const cg_tensor *a, const cg_tensor *b, int nb, const int64_t *batch, void *zdata) {
     mm_plan p;
     plan(a, b, nb, batch, &p);
     const cg_blas_provider *blas = cg_blas_current();
-    if (a->dtype == CG_F32) MM_FWD(float, blas->sgemm);
-    else MM_FWD(double, blas->dgemm);
+    if (a->dtype == CG_F32) mm_fwd__f32(blas->sgemm, &p, a->data, b->data, zdata);
+    else mm_fwd__f64(blas->dgemm, &p, a->data, b->data, zdata);
 }
 
 void cg_matmul_replay(cg_node *node) {
@@ -138,41 +111,18 @@ void cg_matmul_bwd(cg_node *node, const void *g, void **dins) {
     mm_plan p;
     plan(a, b, node->ndim - 2, node->shape, &p);
     const cg_blas_provider *blas = cg_blas_current();
-    if (a->dtype == CG_F32) MM_BWD(float, blas->sgemm);
-    else MM_BWD(double, blas->dgemm);
+    if (a->dtype == CG_F32) mm_bwd__f32(blas->sgemm, node, &p, a->data, b->data, g, dins[0], dins[1]);
+    else mm_bwd__f64(blas->dgemm, node, &p, a->data, b->data, g, dins[0], dins[1]);
 }
 
 /* ---- linear: Y [rows, out] = X [rows, in] W^T + b, rows = every leading dim of x ----
  * Backward, the lecture's linear layer:  dX += dY W,  dW += dY^T X,  db += sum_rows dY. */
-#define LIN_FWD(T, GEMM)                                                                       \
-    do {                                                                                       \
-        T *Y = ydata;                                                                          \
-        if (b)                                                                                 \
-            for (int64_t r = 0; r < rows; r++) memcpy(Y + r * nout, b->data, sizeof(T) * (size_t)nout); \
-        GEMM(CG_NO_TRANS, CG_TRANS, rows, nout, nin, 1, x->data, nin, w->data, nin, b ? 1 : 0, Y, nout); \
-    } while (0)
-
-#define LIN_BWD(T, GEMM)                                                                       \
-    do {                                                                                       \
-        const T *G = g;                                                                        \
-        double fl_ = 2.0 * (double)rows * (double)nin * (double)nout;                          \
-        if (dins[0]) PROF_GEMM(CG_PHASE_BWD_DX, fl_, GEMM(CG_NO_TRANS, CG_NO_TRANS, rows, nin, nout, 1, G, nout, \
-                                                          w->data, nin, node->fresh & 1 ? 0 : 1, dins[0], nin)); \
-        if (dins[1]) PROF_GEMM(CG_PHASE_BWD_DW, fl_, GEMM(CG_TRANS, CG_NO_TRANS, nout, nin, rows, 1, G, nout, \
-                                                          x->data, nin, node->fresh & 2 ? 0 : 1, dins[1], nin)); \
-        if (node->n_inputs == 3 && dins[2]) {                                                  \
-            T *db = dins[2];                                                                   \
-            if (node->fresh & 4) memset(db, 0, sizeof(T) * (size_t)nout);                      \
-            for (int64_t r = 0; r < rows; r++)                                                 \
-                for (int64_t j = 0; j < nout; j++) db[j] += G[r * nout + j];                   \
-        }                                                                                      \
-    } while (0)
-
 static void linear_run(const cg_tensor *x, const cg_tensor *w, const cg_tensor *b, void *ydata) {
     int64_t nin = w->shape[1], nout = w->shape[0], rows = cg_numel(x->ndim - 1, x->shape);
     const cg_blas_provider *blas = cg_blas_current();
-    if (x->dtype == CG_F32) LIN_FWD(float, blas->sgemm);
-    else LIN_FWD(double, blas->dgemm);
+    const void *bias = b ? b->data : NULL;
+    if (x->dtype == CG_F32) linear_fwd__f32(blas->sgemm, rows, nin, nout, x->data, w->data, bias, ydata);
+    else linear_fwd__f64(blas->dgemm, rows, nin, nout, x->data, w->data, bias, ydata);
 }
 
 void cg_linear_replay(cg_node *node) {
@@ -210,10 +160,13 @@ cg_status cg_linear(cg_tensor *x, cg_tensor *w, cg_tensor *b, cg_tensor **out) {
     return CG_OK;
 }
 
-CG_SIMD void cg_linear_bwd(cg_node *node, const void *g, void **dins) {
+void cg_linear_bwd(cg_node *node, const void *g, void **dins) {
     const cg_tensor *x = node->inputs[0], *w = node->inputs[1];
     int64_t nin = w->shape[1], nout = w->shape[0], rows = cg_numel(x->ndim - 1, x->shape);
+    void *db = node->n_inputs == 3 ? dins[2] : NULL;
     const cg_blas_provider *blas = cg_blas_current();
-    if (x->dtype == CG_F32) LIN_BWD(float, blas->sgemm);
-    else LIN_BWD(double, blas->dgemm);
+    if (x->dtype == CG_F32)
+        linear_bwd__f32(blas->sgemm, node, rows, nin, nout, x->data, w->data, g, dins[0], dins[1], db);
+    else
+        linear_bwd__f64(blas->dgemm, node, rows, nin, nout, x->data, w->data, g, dins[0], dins[1], db);
 }

@@ -23,17 +23,7 @@ cg_status cg_reshape(cg_tensor *x, int ndim, const int64_t *shape, cg_tensor **o
 }
 
 void cg_reshape_bwd(cg_node *node, const void *g, void **dins) {
-    if (!dins[0]) return;
-    if (node->dtype == CG_F32) {
-        float *d = dins[0];
-        const float *s = g;
-        for (int64_t i = 0; i < node->numel; i++) d[i] += s[i];
-    } else {
-        double *d = dins[0];
-        const double *s = g;
-        for (int64_t i = 0; i < node->numel; i++) d[i] += s[i];
-    }
-    (void)node;
+    if (dins[0]) cg_add_into(node->dtype, node->numel, dins[0], g);
 }
 
 /* ---- strided: y[idx] = x[base + sum_d idx_d * stride_d], y contiguous ----
@@ -59,17 +49,22 @@ void cg_reshape_bwd(cg_node *node, const void *g, void **dins) {
         }                                                                                       \
     } while (0)
 
+#define T float
+#define SFX _f32
+#include "shape_impl.h"
+#undef T
+#undef SFX
+
+#define T double
+#define SFX _f64
+#include "shape_impl.h"
+#undef T
+#undef SFX
+
 static void strided_run(const cg_tensor *x, int nd, const int64_t *shape, const int64_t *strides,
                         int64_t base, void *y) {
-    if (x->dtype == CG_F32) {
-        const float *X = x->data;
-        float *Y = y;
-        STRIDED_WALK(nd, shape, strides, base, Y[oy + j] = X[ox]);
-    } else {
-        const double *X = x->data;
-        double *Y = y;
-        STRIDED_WALK(nd, shape, strides, base, Y[oy + j] = X[ox]);
-    }
+    if (x->dtype == CG_F32) strided_fwd__f32(nd, shape, strides, base, x->data, y);
+    else strided_fwd__f64(nd, shape, strides, base, x->data, y);
 }
 
 void cg_strided_replay(cg_node *node) {
@@ -97,15 +92,8 @@ void cg_strided_bwd(cg_node *node, const void *g, void **dins) {
     if (!dins[0]) return;
     const int64_t *strides = node->ip;
     int64_t base = node->ip[CG_MAX_DIMS];
-    if (node->dtype == CG_F32) {
-        const float *G = g;
-        float *D = dins[0];
-        STRIDED_WALK(node->ndim, node->shape, strides, base, D[ox] += G[oy + j]);
-    } else {
-        const double *G = g;
-        double *D = dins[0];
-        STRIDED_WALK(node->ndim, node->shape, strides, base, D[ox] += G[oy + j]);
-    }
+    if (node->dtype == CG_F32) strided_bwd__f32(node->ndim, node->shape, strides, base, g, dins[0]);
+    else strided_bwd__f64(node->ndim, node->shape, strides, base, g, dins[0]);
 }
 
 cg_status cg_permute(cg_tensor *x, const int *perm, cg_tensor **out) {
@@ -202,17 +190,10 @@ void cg_gather_bwd(cg_node *node, const void *g, void **dins) {
     if (!dins[0]) return;
     const int64_t *idx = node->extra;
     int64_t n = node->ip[0], inner = node->ip[1];
-    for (int64_t l = 0; l < n; l++) {
-        if (node->dtype == CG_F32) {
-            float *d = (float *)dins[0] + idx[l] * inner;
-            const float *s = (const float *)g + l * inner;
-            for (int64_t i = 0; i < inner; i++) d[i] += s[i];
-        } else {
-            double *d = (double *)dins[0] + idx[l] * inner;
-            const double *s = (const double *)g + l * inner;
-            for (int64_t i = 0; i < inner; i++) d[i] += s[i];
-        }
-    }
+    size_t es = cg_dtype_size(node->dtype);
+    for (int64_t l = 0; l < n; l++)
+        cg_add_into(node->dtype, inner, (char *)dins[0] + (size_t)(idx[l] * inner) * es,
+                    (const char *)g + (size_t)(l * inner) * es);
 }
 
 /* ---- concat along axis: each input contributes a chunk of shape[axis] * inner per outer ---- */
@@ -271,23 +252,16 @@ cg_status cg_concat(int n, cg_tensor **xs, int axis, cg_tensor **out) {
 }
 
 void cg_concat_bwd(cg_node *node, const void *g, void **dins) {
+    size_t es = cg_dtype_size(node->dtype);
     int axis = (int)node->ip[0];
     int64_t outer = cg_numel(axis, node->shape), inner = cg_numel(node->ndim - axis - 1, node->shape + axis + 1);
     int64_t pos = 0;
     for (int64_t o = 0; o < outer; o++)
         for (int i = 0; i < node->n_inputs; i++) {
             int64_t chunk = node->inputs[i]->shape[axis] * inner;
-            if (dins[i]) {
-                if (node->dtype == CG_F32) {
-                    float *d = (float *)dins[i] + o * chunk;
-                    const float *s = (const float *)g + pos;
-                    for (int64_t k = 0; k < chunk; k++) d[k] += s[k];
-                } else {
-                    double *d = (double *)dins[i] + o * chunk;
-                    const double *s = (const double *)g + pos;
-                    for (int64_t k = 0; k < chunk; k++) d[k] += s[k];
-                }
-            }
+            if (dins[i])
+                cg_add_into(node->dtype, chunk, (char *)dins[i] + (size_t)(o * chunk) * es,
+                            (const char *)g + (size_t)pos * es);
             pos += chunk;
         }
 }

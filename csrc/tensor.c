@@ -9,6 +9,22 @@
 
 #include <stdlib.h>
 
+#define T float
+#define SFX _f32
+#define T_OTHER double
+#include "tensor_impl.h"
+#undef T
+#undef SFX
+#undef T_OTHER
+
+#define T double
+#define SFX _f64
+#define T_OTHER float
+#include "tensor_impl.h"
+#undef T
+#undef SFX
+#undef T_OTHER
+
 /* ---- grad mode ---- */
 static CG_TLS_FAST int grad_enabled = 1;
 int cg_grad_enabled(void) { return grad_enabled; }
@@ -123,6 +139,11 @@ cg_tensor *cg_grad_like(int ndim, const int64_t *shape, cg_dtype dtype) {
 
 void cg_tensor_retain(cg_tensor *t) { t->refcount++; }
 
+void cg_add_into(cg_dtype dtype, int64_t n, void *dst, const void *src) {
+    if (dtype == CG_F32) add_into__f32(n, dst, src);
+    else add_into__f64(n, dst, src);
+}
+
 void cg_storage_bump(cg_storage *s) { s->version++; }
 
 void cg_storage_release(cg_storage *s) {
@@ -223,17 +244,9 @@ static cg_status refuse_in_capture(const char *op) {
 void cg_copy_values(cg_tensor *dst, const cg_tensor *src) {
     if (dst->data == src->data) return;
     cg_storage_bump(dst->storage);
-    if (dst->dtype == src->dtype) {
-        memmove(dst->data, src->data, (size_t)dst->numel * cg_dtype_size(dst->dtype));
-    } else if (dst->dtype == CG_F32) {
-        float *d = dst->data;
-        const double *s = src->data;
-        for (int64_t i = 0; i < dst->numel; i++) d[i] = (float)s[i];
-    } else {
-        double *d = dst->data;
-        const float *s = src->data;
-        for (int64_t i = 0; i < dst->numel; i++) d[i] = s[i];
-    }
+    if (dst->dtype == src->dtype) memmove(dst->data, src->data, (size_t)dst->numel * cg_dtype_size(dst->dtype));
+    else if (dst->dtype == CG_F32) convert__f32(dst->numel, dst->data, src->data);
+    else convert__f64(dst->numel, dst->data, src->data);
 }
 
 cg_status cg_tensor_copy_(cg_tensor *dst, const cg_tensor *src) {
@@ -258,13 +271,8 @@ cg_status cg_tensor_fill_(cg_tensor *t, double value) {
     cg_status st = refuse_in_capture("fill_");
     if (st) return st;
     cg_storage_bump(t->storage);
-    if (t->dtype == CG_F32) {
-        float *d = t->data, v = (float)value;
-        for (int64_t i = 0; i < t->numel; i++) d[i] = v;
-    } else {
-        double *d = t->data;
-        for (int64_t i = 0; i < t->numel; i++) d[i] = value;
-    }
+    if (t->dtype == CG_F32) fill__f32(t->numel, t->data, (float)value);
+    else fill__f64(t->numel, t->data, value);
     return CG_OK;
 }
 
@@ -273,14 +281,7 @@ cg_status cg_tensor_axpy_(cg_tensor *y, double alpha, const cg_tensor *x) {
     if (st || (st = refuse_in_capture("axpy_"))) return st;
     if (y->dtype != x->dtype) return cg_error(CG_ERR_DTYPE, "axpy_: dtypes differ");
     cg_storage_bump(y->storage);
-    if (y->dtype == CG_F32) {
-        float *d = y->data, a = (float)alpha;
-        const float *s = x->data;
-        for (int64_t i = 0; i < y->numel; i++) d[i] += a * s[i];
-    } else {
-        double *d = y->data;
-        const double *s = x->data;
-        for (int64_t i = 0; i < y->numel; i++) d[i] += alpha * s[i];
-    }
+    if (y->dtype == CG_F32) axpy__f32(y->numel, y->data, (float)alpha, x->data);
+    else axpy__f64(y->numel, y->data, alpha, x->data);
     return CG_OK;
 }

@@ -95,7 +95,7 @@ cdef extern from "cg.h" nogil:
     void cg_program_stats(const cg_program *p, int64_t *n_ops, int64_t *n_calls, int64_t *n_instr)
 
     void cg_set_anomaly(int enabled)
-    int cg_anomaly_enabled()
+    int64_t cg_anomaly_node()
     int64_t cg_node_id_of(const cg_tensor *t)
     int cg_node_inputs(const cg_tensor *t, cg_tensor **inputs, int max)
 

@@ -5,7 +5,7 @@ import functools
 
 import numpy as np
 
-from . import _C
+from . import _C, _state
 from .tensor import Tensor, float64
 
 
@@ -60,9 +60,8 @@ def set_anomaly(enabled: bool) -> None:
     """Check every op's output and every gradient for NaN/Inf and raise at the first one,
     naming the op, its input shapes, its layer and the line of Python that created it.
     Slows everything down: use it to find a NaN, not for training."""
-    from . import profiler
     if bool(enabled) != _C.is_anomaly_enabled():
-        profiler._scoping += 1 if enabled else -1  # name layers in the reports
+        _state.scoping_changed(1 if enabled else -1)  # name layers in the reports
     _C.set_anomaly(enabled)
 
 

@@ -17,7 +17,8 @@ import numpy as np
 from . import nn
 from .autograd import no_grad
 from .tensor import from_numpy
-from .trainer import Callback, _batch_loss, _resolve_loss, _targets
+from .losses import batch_loss, loss_targets, resolve_loss
+from .trainer import Callback
 
 _ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh)
 
@@ -53,9 +54,9 @@ def _layers(model):
 def health(model, X, y, loss="cross_entropy", optimizer=None, saturation: float = 0.01) -> HealthReport:
     """Run one forward and backward pass on (X, y) and measure each layer's gradient health.
     The model's gradients are left as that backward made them."""
-    loss_fn, loss_name = _resolve_loss(loss)
+    loss_fn, loss_name = resolve_loss(loss)
     X = np.asarray(X, dtype=np.float32)
-    y = _targets(loss_name, y)
+    y = loss_targets(loss_name, y)
     captured = {}
     layers = _layers(model)
     acts = {id(m): label for label, m in layers if isinstance(m, _ACTIVATIONS)}
@@ -75,7 +76,7 @@ def health(model, X, y, loss="cross_entropy", optimizer=None, saturation: float 
     try:
         model.zero_grad()
         out = model(from_numpy(X))
-        _batch_loss(loss_fn, loss_name, out, y).backward()
+        batch_loss(loss_fn, loss_name, out, y).backward()
     finally:
         for label, m in layers:
             if id(m) in originals:

@@ -20,44 +20,24 @@ from typing import Any
 
 import numpy as np
 
-from . import _C
+from . import _C, _state
 
 _OP_NAMES = _C.op_names()
 PHASES = {0: "forward", 1: "backward", 2: "backward dX = dZ W^T", 3: "backward dW = X^T dZ",
           4: "backward call", 5: "optimizer"}
 
-_scopes: list[str] = ["(no layer)"]   # scope id -> name; id 0 is "outside any layer"
-_scope_ids: dict[str, int] = {"(no layer)": 0}
-_active = 0                           # open profile() blocks
-_scoping = 0                          # open profile() blocks + anomaly mode: layers get scopes
-
-
-def is_profiling() -> bool:
-    return _active > 0
-
-
-def _scope_id(name: str) -> int:
-    sid = _scope_ids.get(name)
-    if sid is None:
-        sid = _scope_ids[name] = len(_scopes)
-        _scopes.append(name)
-    return sid
-
-
-def child_scope(parent: int, name: str) -> int:
-    """The id of scope `name` inside scope `parent` (names joined with '/')."""
-    return _scope_id(f"{_scopes[parent]}/{name}" if parent else name)
+_active = 0  # open profile() blocks
 
 
 @contextlib.contextmanager
 def record(name: str):
     """A named scope: ops recorded inside are attributed to `name` (nested scopes are
     joined with '/'). Costs nothing worth measuring when no profile is active."""
-    if not _scoping:
+    if not _state.scoping:
         yield
         return
     parent = _C.get_scope()
-    _C.set_scope(child_scope(parent, name))
+    _C.set_scope(_state.child_scope(parent, name))
     try:
         yield
     finally:
@@ -82,21 +62,21 @@ class profile:
         self.wall_ns = 0
 
     def __enter__(self):
-        global _active, _scoping
+        global _active
         if _active:
             raise RuntimeError("profile: a profile is already active")
         _C.profile_start(self.capacity)
         _C.set_record_shapes(self.record_shapes)
         _active += 1
-        _scoping += 1
+        _state.scoping_changed(1)
         self._t0 = time.perf_counter_ns()
         return self
 
     def __exit__(self, *exc):
-        global _active, _scoping
+        global _active
         self.wall_ns = time.perf_counter_ns() - self._t0
         _active -= 1
-        _scoping -= 1
+        _state.scoping_changed(-1)
         self.events, self.dropped = _C.profile_take()
         _C.set_record_shapes(False)
         self.shapes = _C.take_shapes()
@@ -135,7 +115,7 @@ class profile:
         # one integer key per event: (op | scope | op and node) and, for phase='both', the
         # phase; a GEMM sub-event keys as its backward node (aggregated with numpy: a long
         # profile holds a million events)
-        span = max(len(_OP_NAMES), len(_scopes), 1)
+        span = max(len(_OP_NAMES), len(_state.scopes), 1)
 
         def keys(sel: np.ndarray, backward: np.ndarray | int) -> np.ndarray:
             if by == "op":
@@ -151,7 +131,7 @@ class profile:
             if by == "op":
                 label = _OP_NAMES[base]
             elif by == "layer":
-                label = _scopes[base] if base < len(_scopes) else "?"
+                label = _state.scopes[base] if base < len(_state.scopes) else "?"
             else:
                 label = f"{_OP_NAMES[base % span]} #{base // span}"
             return f"{label} [{PHASES[back]}]" if both else label
@@ -268,7 +248,7 @@ class profile:
                 name = "backward()" if phase == 4 else _OP_NAMES[e["op"]]
                 if phase in (2, 3):
                     name = PHASES[phase].replace("backward ", "")
-                args = {"layer": _scopes[e["scope"]] if 0 <= e["scope"] < len(_scopes) else "",
+                args = {"layer": _state.scopes[e["scope"]] if 0 <= e["scope"] < len(_state.scopes) else "",
                         "node": int(e["node"])}
                 if e["flops"]:
                     args["GFLOP/s"] = round(float(e["flops"]) / max(int(e["t1"] - e["t0"]), 1), 2)
@@ -283,7 +263,7 @@ class profile:
                         sc = int(sel[start]["scope"])
                         if sc > 0:
                             t0, t1 = sel[start]["t0"], sel[start:i]["t1"].max()
-                            out.append({"ph": "X", "name": _scopes[sc], "cat": "layer", "pid": 1,
+                            out.append({"ph": "X", "name": _state.scopes[sc], "cat": "layer", "pid": 1,
                                         "tid": tid, "ts": us(t0), "dur": max(us(t1) - us(t0), 0.001)})
                         start = i
             trace = {"traceEvents": out, "displayTimeUnit": "ms"}

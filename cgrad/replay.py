@@ -35,26 +35,12 @@ Returned tensors are fresh copies (detached), so keeping them across steps is sa
 from __future__ import annotations
 
 import functools
-import threading
 from collections import OrderedDict
 
 import numpy as np
 
-from . import _C
-
-_local = threading.local()
-_active = 0  # recordings in progress in any thread: lets Module.__call__ skip the check cheaply
-_modes_version = 0  # bumped by any module's train()/eval(): replays compare modes only then
-
-
-def modes_changed() -> None:
-    global _modes_version
-    _modes_version += 1
-
-
-def recording() -> "_Recording | None":
-    """The step being recorded on this thread, if any."""
-    return getattr(_local, "recording", None)
+from . import _C, _state
+from .tensor import Tensor, tensor
 
 
 def replayed(fn):
@@ -63,26 +49,20 @@ def replayed(fn):
     point and run with recording paused, and each replay calls it again."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        rec = recording()
+        rec = _state.recording()
         if rec is None:
             return fn(*args, **kwargs)
         rec.calls.append(functools.partial(fn, *args, **kwargs))
         index = _C.capture_call()
         assert index == len(rec.calls) - 1
-        _local.recording = None
+        _state.set_recording(None)
         _C.capture_end()
         try:
             return fn(*args, **kwargs)
         finally:
             rec.program.resume()
-            _local.recording = rec
+            _state.set_recording(rec)
     return wrapper
-
-
-def refuse_while_recording(what: str) -> None:
-    if recording() is not None:
-        raise RuntimeError(f"cgrad.compile: {what} inside a compiled step would be frozen at its "
-                           f"recorded value; do it outside the step")
 
 
 class _Recording:
@@ -103,14 +83,14 @@ class _Recording:
     def freeze_modes(self) -> None:
         self._mods = tuple(m for m, _ in self.modules.values())
         self._flags = tuple(flag for _, flag in self.modules.values())
-        self._checked = _modes_version
+        self._checked = _state.modes_version
 
     def modes_match(self) -> bool:
-        if self._checked == _modes_version:  # no train()/eval() since the last check
+        if self._checked == _state.modes_version:  # no train()/eval() since the last check
             return True
         if tuple([m.training for m in self._mods]) != self._flags:
             return False
-        self._checked = _modes_version
+        self._checked = _state.modes_version
         return True
 
 
@@ -195,9 +175,8 @@ class CompiledStep:
         return _copies(rec.outputs)
 
     def _record(self, key, args, kwargs):
-        if recording() is not None:
+        if _state.recording() is not None:
             raise RuntimeError("cgrad.compile: a compiled step cannot call another while recording")
-        from .tensor import Tensor, tensor
         rec = _Recording()
         args, kwargs = list(args), dict(kwargs)
         for pos, a in list(enumerate(args)) + list(kwargs.items()):
@@ -215,15 +194,14 @@ class CompiledStep:
                     args[pos] = t
                 else:
                     kwargs[pos] = t
-        global _active
         rec.program.begin()
-        _local.recording = rec
-        _active += 1
+        _state.set_recording(rec)
+        _state.recordings_active += 1
         try:
             out = self.fn(*args, **kwargs)
         finally:
-            _active -= 1
-            _local.recording = None
+            _state.recordings_active -= 1
+            _state.set_recording(None)
             _C.capture_end()
         # after the recording (the copies are not part of the step), before anything is
         # cached: this also refuses results a replay could not return

@@ -16,7 +16,7 @@ import numbers
 import numpy as np
 
 from . import _C
-from .replay import refuse_while_recording
+from ._state import refuse_while_recording
 
 float32 = np.dtype(np.float32)
 float64 = np.dtype(np.float64)

@@ -20,35 +20,10 @@ import numpy as np
 from . import nn
 from .autograd import no_grad
 from .data import DataLoader
+from .losses import CLASSIFICATION_LOSSES, batch_loss, loss_targets, resolve_loss
 from .replay import compile
 from .serialization import save
 from .tensor import from_numpy, manual_seed
-
-_INDEX_TARGET_LOSSES = {"cross_entropy", "nll_loss"}  # targets are integer class indices
-_CLASSIFICATION_LOSSES = _INDEX_TARGET_LOSSES | {"binary_cross_entropy", "binary_cross_entropy_with_logits"}
-
-
-def _resolve_loss(loss):
-    """(callable, name): a name from nn.functional, a function, or a loss module (whose
-    name is that of the function it wraps, so CrossEntropyLoss() is 'cross_entropy')."""
-    if isinstance(loss, str):
-        fn = getattr(nn.functional, loss, None)
-        if fn is None or loss not in {"mse_loss", "l1_loss", "huber_loss", *_CLASSIFICATION_LOSSES}:
-            raise ValueError(f"Trainer: unknown loss {loss!r}")
-        return fn, loss
-    name = getattr(loss, "__name__", None) or getattr(getattr(loss, "fn", None), "__name__", "")
-    return loss, name
-
-
-def _targets(loss_name: str, y) -> np.ndarray:
-    """Targets as the loss wants them: int64 class indices, or float32 values."""
-    return np.asarray(y).astype(np.int64 if loss_name in _INDEX_TARGET_LOSSES else np.float32, copy=False)
-
-
-def _batch_loss(loss_fn, loss_name: str, out, y):
-    """The loss of outputs `out` against targets `y` (value targets take the outputs' shape)."""
-    return loss_fn(out, y) if loss_name in _INDEX_TARGET_LOSSES else loss_fn(out, y.reshape(out.shape))
-
 
 # ---------------------------------------------------------------- metrics
 
@@ -227,9 +202,9 @@ class Trainer:
 
     def __init__(self, model, loss, optimizer, metrics=None, seed: int | None = None, replay: bool = False):
         self.model, self.optimizer = model, optimizer
-        self.loss_fn, self.loss_name = _resolve_loss(loss)
+        self.loss_fn, self.loss_name = resolve_loss(loss)
         if metrics is None:
-            metrics = ["accuracy"] if self.loss_name in _CLASSIFICATION_LOSSES else []
+            metrics = ["accuracy"] if self.loss_name in CLASSIFICATION_LOSSES else []
         unknown = [m for m in metrics if m not in METRICS]
         if unknown:
             raise ValueError(f"Trainer: unknown metrics {unknown}; choose from {sorted(METRICS)}")
@@ -242,7 +217,7 @@ class Trainer:
 
     def _eager_step(self, xb, yb):
         self.optimizer.zero_grad()
-        loss = _batch_loss(self.loss_fn, self.loss_name, self.model(xb), yb)
+        loss = batch_loss(self.loss_fn, self.loss_name, self.model(xb), yb)
         loss.backward()
         self.optimizer.step()
         return loss
@@ -251,7 +226,7 @@ class Trainer:
             validation_split: float = 0.0, shuffle: bool = True, callbacks=(), verbose: int = 1) -> History:
         """Train for `epochs` passes over (X, y); returns the History."""
         X = np.asarray(X, dtype=np.float32)
-        y = _targets(self.loss_name, y)
+        y = loss_targets(self.loss_name, y)
         if len(X) != len(y):
             raise ValueError(f"fit: X has {len(X)} rows but y has {len(y)}")
         if not 0 <= validation_split < 1:
@@ -327,12 +302,12 @@ class Trainer:
 
     def evaluate(self, X, y, batch_size: int = 1024, loss: bool = True) -> dict:
         """{'loss': ..., metric: ...} over (X, y) with the current weights."""
-        y = _targets(self.loss_name, y)
+        y = loss_targets(self.loss_name, y)
         out = self.predict(X, batch_size)
         logs = {}
         if loss:
             with no_grad():
-                logs["loss"] = _batch_loss(self.loss_fn, self.loss_name, from_numpy(out), y).item()
+                logs["loss"] = batch_loss(self.loss_fn, self.loss_name, from_numpy(out), y).item()
         for m in self.metrics:
             logs[m] = METRICS[m](out, y)
         return logs

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _C
-from ..tensor import Tensor, _as_tensor, _generator, where
+from ..tensor import Tensor, _as_tensor, _generator
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -120,9 +120,11 @@ def l1_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
 
 def huber_loss(input: Tensor, target, reduction: str = "mean", delta: float = 1.0) -> Tensor:
     """0.5 d^2 where |d| < delta, else delta (|d| - delta / 2)."""
-    d = input - _target(target, input, "huber_loss")
-    a = d.abs()
-    return _reduce(where(a.numpy() < delta, d * d * 0.5, (a - 0.5 * delta) * delta), reduction)
+    # with m = min(|d|, delta): 0.5 m^2 + delta (|d| - m), all in ops, so that a replayed
+    # step (cgrad.compile) recomputes which branch each element takes
+    a = (input - _target(target, input, "huber_loss")).abs()
+    m = a.clip(None, delta)
+    return _reduce(m * m * 0.5 + (a - m) * delta, reduction)
 
 
 def binary_cross_entropy(input: Tensor, target, reduction: str = "mean") -> Tensor:

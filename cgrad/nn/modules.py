@@ -8,8 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-from .. import _C, profiler
-from .. import replay as _replay
+from .. import _C, _state
 from ..replay import replayed
 from ..tensor import Tensor, _generator, _resolve_dtype, tensor
 from . import functional as F
@@ -57,7 +56,7 @@ class Module:
             self._modules[name] = value
             object.__setattr__(value, "_name_in_parent", name)  # for the profiler's labels
         elif name == "training":
-            _replay.modes_changed()
+            _state.modes_changed()
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name):
@@ -69,11 +68,11 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args, **kwargs):
-        if _replay._active:  # a step is being recorded (somewhere): note this module's mode
-            rec = _replay.recording()
+        if _state.recordings_active:  # a step is being recorded (somewhere): note this module's mode
+            rec = _state.recording()
             if rec is not None:
                 rec.note_module(self)
-        if not profiler._scoping:
+        if not _state.scoping:
             return self.forward(*args, **kwargs)
         # attribute this layer's nodes to it: its scope id, cached per enclosing scope
         parent = _C.get_scope()
@@ -83,7 +82,7 @@ class Module:
             object.__setattr__(self, "_scope_ids", cache)
         sid = cache.get(parent)
         if sid is None:
-            sid = cache[parent] = profiler.child_scope(parent, self._scope_label())
+            sid = cache[parent] = _state.child_scope(parent, self._scope_label())
         _C.set_scope(sid)
         try:
             return self.forward(*args, **kwargs)
@@ -133,7 +132,7 @@ class Module:
     def train(self, mode: bool = True):
         for m in self.modules():
             object.__setattr__(m, "training", mode)
-        _replay.modes_changed()
+        _state.modes_changed()
         return self
 
     def eval(self):

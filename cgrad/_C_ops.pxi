@@ -1,0 +1,260 @@
+# The op entry points, BLAS and threads, and the op registry's table (included by _C.pyx).
+
+def op_names():
+    return [cg_op_name(i).decode() for i in range(CG_OP_COUNT)]
+
+def op_table():
+    """(name, family, reads) of every op of the registry (csrc/ops.def), by op code;
+    reads has bit i set when the op's backward reads input i, bit 7 for its output."""
+    return [(cg_op_name(i).decode(), cg_op_family(i).decode(), cg_op_reads(i)) for i in range(CG_OP_COUNT)]
+
+def blas_providers():
+    return [cg_blas_provider_at(i).name.decode() for i in range(cg_blas_provider_count())]
+
+def blas_current():
+    return cg_blas_current().name.decode()
+
+def blas_config():
+    return cg_blas_current().config().decode()
+
+def build_info():
+    return cg_build_info().decode()
+
+def set_blas(str name):
+    _check(cg_blas_select(name.encode()))
+
+def set_num_threads(int n):
+    if n < 1:
+        raise ValueError(f"set_num_threads: need at least 1 thread, got {n}")
+    cg_set_num_threads(n)
+
+def get_num_threads():
+    return cg_get_num_threads()
+
+cg_set_num_threads(1)  # small ops gain nothing from threads (docs/architecture.md, "Build")
+
+# A GEMM of at least this many multiply-adds runs without the GIL, so that other Python
+# threads go on meanwhile; below it, releasing and taking the GIL back costs more than it frees.
+cdef int64_t _NOGIL_MACS = 1 << 18
+
+# ---------------------------------------------------------------- op entry points
+
+cdef inline bint _is_scalar(object x):
+    return type(x) is float or type(x) is int or isinstance(x, (float, int, np.number))
+
+cdef inline TensorBase _const_like(object x, TensorBase like):
+    """A constant (no grad) tensor from a scalar or array-like, in like's dtype."""
+    if isinstance(x, TensorBase):
+        return <TensorBase>x
+    if isinstance(x, (list, tuple, np.ndarray)) or _is_scalar(x) or hasattr(x, "__array__"):
+        return <TensorBase>copy_from_array(x, _NP_DTYPE[like.t.dtype])
+    raise TypeError(f"unsupported operand type for a tensor op: {type(x).__name__}")
+
+cdef inline object _unary(TensorBase x, int op, double p0=0, double p1=0):
+    cdef cg_tensor *out = NULL
+    _check(cg_unary(op, x.t, p0, p1, &out))
+    return _wrap(out)
+
+cdef inline object _binary(int op, TensorBase a, TensorBase b):
+    cdef cg_tensor *out = NULL
+    _check(cg_binary(op, a.t, b.t, &out))
+    return _wrap(out)
+
+cdef object _reduce(TensorBase x, int op, object axis, bint keepdims):
+    """Reduce over `axis` (None, int or tuple): adjacent axes go to C in one run, other
+    runs one after another from the last, so earlier axis numbers stay valid."""
+    cdef cg_tensor *out = NULL
+    cdef int nd = x.t.ndim, a0, a1
+    cdef list axes
+    if axis is None:  # the common case, one run over every axis
+        _check(cg_reduce(op, x.t, 0, nd, keepdims, &out))
+        return _wrap(out)
+    opname = cg_op_name(op).decode()
+    axes = list(axis) if isinstance(axis, (tuple, list)) else [axis]
+    for i in range(len(axes)):
+        a = int(axes[i])
+        if a < -nd or a >= nd:  # as numpy, a 0-dim tensor has no axis to name
+            raise IndexError(f"{opname}: axis {a} is out of range for a tensor of shape {x.shape}")
+        axes[i] = a + nd if a < 0 else a
+    axes = sorted(set(axes))
+    if not axes:
+        _check(cg_reduce(op, x.t, 0, 0, keepdims, &out))
+        return _wrap(out)
+    result = x
+    i = len(axes)
+    while i > 0:
+        a1 = axes[i - 1] + 1
+        i -= 1
+        while i > 0 and axes[i - 1] == axes[i] - 1:
+            i -= 1
+        a0 = axes[i]
+        _check(cg_reduce(op, (<TensorBase>result).t, a0, a1, keepdims, &out))
+        result = _wrap(out)
+    return result
+
+cdef object _reshape(TensorBase x, object shape):
+    cdef cg_tensor *out = NULL
+    cdef int64_t shp[8]
+    cdef int nd = len(shape)
+    cdef int64_t known = 1
+    cdef int infer = -1
+    if nd > CG_MAX_DIMS:
+        raise ValueError(f"reshape: rank {nd} is not supported (at most {CG_MAX_DIMS} dims)")
+    for i in range(nd):
+        shp[i] = shape[i]
+        if shp[i] == -1:
+            if infer >= 0:
+                raise ValueError(f"reshape: only one dimension can be -1, got {tuple(shape)}")
+            infer = i
+        else:
+            known *= shp[i]
+    if infer >= 0:
+        if known == 0 or x.t.numel % known:
+            raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} into shape {tuple(shape)}")
+        shp[infer] = x.t.numel // known
+    _check(cg_reshape(x.t, nd, shp, &out))
+    return _wrap(out)
+
+def reshape(TensorBase x, shape):
+    return _reshape(x, shape)
+
+def permute(TensorBase x, axes):
+    cdef cg_tensor *out = NULL
+    cdef int perm[8]
+    cdef int nd = x.t.ndim
+    if len(axes) != nd:
+        raise ValueError(f"permute: {len(axes)} axes given for a tensor of shape {x.shape}")
+    for i in range(nd):
+        a = int(axes[i])
+        perm[i] = a + nd if a < 0 else a
+    _check(cg_permute(x.t, perm, &out))
+    return _wrap(out)
+
+def slice_(TensorBase x, starts, steps, lengths):
+    """Basic slicing: per axis a start, a non-zero step and the result's length."""
+    cdef cg_tensor *out = NULL
+    cdef int64_t st[8]
+    cdef int64_t sp[8]
+    cdef int64_t ln[8]
+    for i in range(x.t.ndim):
+        st[i] = starts[i]
+        sp[i] = steps[i]
+        ln[i] = lengths[i]
+    _check(cg_slice(x.t, st, sp, ln, &out))
+    return _wrap(out)
+
+def gather(TensorBase x, index):
+    """Rows of x picked by an integer array (axis 0); repeated rows add up in backward."""
+    cdef cg_tensor *out = NULL
+    cdef int64_t[::1] idx = np.ascontiguousarray(index, dtype=np.int64).reshape(-1)
+    cdef int64_t dummy = 0
+    _check(cg_gather(x.t, &idx[0] if idx.shape[0] else &dummy, idx.shape[0], &out))
+    return _wrap(out)
+
+def concat(tensors, int axis):
+    cdef cg_tensor *out = NULL
+    cdef int n = len(tensors)
+    cdef cg_tensor **xs = <cg_tensor **>PyMem_Malloc(max(n, 1) * sizeof(cg_tensor *))
+    if xs == NULL:
+        raise MemoryError()
+    try:
+        for i in range(n):
+            xs[i] = (<TensorBase?>tensors[i]).t
+        _check(cg_concat(n, xs, axis, &out))
+    finally:
+        PyMem_Free(xs)
+    return _wrap(out)
+
+def where(mask, TensorBase a, TensorBase b):
+    """mask: a bool/uint8 array already broadcast to the result's shape."""
+    cdef cg_tensor *out = NULL
+    cdef int64_t shp[8]
+    m = np.asarray(mask, dtype=np.uint8, order="C")
+    cdef int nd = _shape_from(m.shape, shp)
+    cdef const uint8_t[::1] flat = m.reshape(-1)
+    cdef uint8_t dummy = 0
+    _check(cg_where(&flat[0] if flat.shape[0] else &dummy, nd, shp, a.t, b.t, &out))
+    return _wrap(out)
+
+def binary(int op, TensorBase a, TensorBase b):
+    return _binary(op, a, b)
+
+def softmax(int op, TensorBase x, int axis):
+    cdef cg_tensor *out = NULL
+    cdef int nd = x.t.ndim
+    if axis < -max(nd, 1) or axis >= max(nd, 1):
+        raise IndexError(f"{cg_op_name(op).decode()}: axis {axis} is out of range for a tensor of shape {x.shape}")
+    _check(cg_softmax(op, x.t, axis + nd if axis < 0 else axis, &out))
+    return _wrap(out)
+
+cdef object _matmul(TensorBase a, TensorBase b):
+    """numpy's matmul semantics; 1-D operands are promoted and the added dim removed."""
+    cdef cg_tensor *out = NULL
+    cdef int64_t macs
+    if a.t.ndim == 0 or b.t.ndim == 0:
+        raise ValueError(f"matmul: operands must not be 0-dim, got shapes {a.shape} and {b.shape}")
+    if a.t.ndim == 1 or b.t.ndim == 1:
+        a2 = _reshape(a, (1, a.t.shape[0])) if a.t.ndim == 1 else a
+        b2 = _reshape(b, (b.t.shape[0], 1)) if b.t.ndim == 1 else b
+        z = _matmul(a2, b2)
+        shape = z.shape
+        if a.t.ndim == 1:
+            shape = shape[:-2] + shape[-1:]
+        if b.t.ndim == 1:
+            shape = shape[:-1]
+        return _reshape(z, shape)
+    macs = a.t.numel * b.t.shape[b.t.ndim - 1]
+    if macs >= _NOGIL_MACS:
+        with nogil:
+            st = cg_matmul(a.t, b.t, &out)
+    else:
+        st = cg_matmul(a.t, b.t, &out)
+    _check(st)
+    return _wrap(out)
+
+def linear(TensorBase x, TensorBase weight, TensorBase bias=None):
+    """x @ weight.T + bias in one op (weight in PyTorch's [out, in] layout)."""
+    cdef cg_tensor *out = NULL
+    cdef cg_status st
+    cdef cg_tensor *bt = bias.t if bias is not None else NULL
+    if weight.t.ndim == 2 and x.t.numel * weight.t.shape[0] >= _NOGIL_MACS:
+        with nogil:
+            st = cg_linear(x.t, weight.t, bt, &out)
+    else:
+        st = cg_linear(x.t, weight.t, bt, &out)
+    _check(st)
+    return _wrap(out)
+
+def matmul(a, b):
+    if not isinstance(a, TensorBase):
+        a = _const_like(a, b)
+    if not isinstance(b, TensorBase):
+        b = _const_like(b, a)
+    return _matmul(a, b)
+
+_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
+
+def cross_entropy(TensorBase logits, targets, str reduction="mean"):
+    """Fused log_softmax + negative log-likelihood over integer class targets."""
+    cdef cg_tensor *out = NULL
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
+    if isinstance(targets, TensorBase):
+        targets = np.asarray(targets)
+    tg = np.asarray(targets)
+    if tg.dtype.kind == "f":
+        if not np.all(tg == np.round(tg)):
+            raise TypeError("cross_entropy: targets must be integer class indices")
+    elif tg.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy: targets must be integer class indices, not {tg.dtype}")
+    if logits.t.ndim != 2 or tg.shape != (logits.t.shape[0],):
+        raise ValueError(f"cross_entropy: logits of shape {logits.shape} need targets of shape "
+                         f"({logits.shape[0] if logits.t.ndim else '?'},), got {tg.shape}")
+    cdef int64_t[::1] idx = np.ascontiguousarray(tg, dtype=np.int64)
+    cdef int64_t dummy = 0
+    _check(cg_cross_entropy(logits.t, &idx[0] if idx.shape[0] else &dummy, _REDUCTIONS[reduction], &out))
+    return _wrap(out)
+
+
+# Op codes the facade uses by name.
+OPS = {cg_op_name(i).decode(): i for i in range(CG_OP_COUNT)}

@@ -1,0 +1,102 @@
+# Record once, replay (csrc/replay.c; the facade is cgrad/replay.py); included by _C.pyx.
+
+cdef class Program:
+    """A recorded step: replaying it reruns its ops and backward calls in C and calls back
+    into Python at each point recorded with capture_call()."""
+    cdef cg_program *p
+
+    def __cinit__(self):
+        _check(cg_program_new(&self.p))
+
+    def __dealloc__(self):
+        cg_program_free(self.p)
+
+    def begin(self):
+        """Start recording on this thread."""
+        _check(cg_capture_begin(self.p))
+
+    def resume(self):
+        cg_capture_swap(self.p)
+
+    def bind_index_inputs(self, list arrays):
+        """The step's integer inputs (C-contiguous int64 arrays that stay alive)."""
+        cdef int n = len(arrays)
+        cdef const void **ptrs = <const void **>PyMem_Malloc(max(n, 1) * sizeof(void *))
+        cdef int64_t *sizes = <int64_t *>PyMem_Malloc(max(n, 1) * sizeof(int64_t))
+        cdef int64_t[::1] view
+        try:
+            for i in range(n):
+                view = arrays[i].reshape(-1)
+                ptrs[i] = &view[0] if view.shape[0] else NULL
+                sizes[i] = view.shape[0] * sizeof(int64_t)
+            cg_program_bind_index_inputs(self.p, n, ptrs, sizes)
+        finally:
+            PyMem_Free(ptrs)
+            PyMem_Free(sizes)
+
+    def run(self, list calls):
+        """Replay; calls[i]() runs at the i-th recorded call point."""
+        cdef size_t pc = 0
+        cdef int64_t call = 0
+        cdef cg_status st
+        while True:
+            with nogil:
+                st = cg_program_run(self.p, &pc, &call)
+            _check(st)
+            if call < 0:
+                return
+            calls[call]()
+
+    def stats(self):
+        """(ops, Python call points, instructions)"""
+        cdef int64_t ops, ncalls, ninstr
+        cg_program_stats(self.p, &ops, &ncalls, &ninstr)
+        return ops, ncalls, ninstr
+
+
+cdef inline bint _same_kind(const char *a, const char *b):
+    """Two struct-module formats for one element type ('f' and '=f' alike)."""
+    if a[0] in b"@=<": a += 1
+    if b[0] in b"@=<": b += 1
+    return a[0] == b[0] and a[1] == 0 and b[1] == 0
+
+def copy_into(object dst, object src):
+    """dst[...] = src for a replay's inputs: a memcpy when both are C-contiguous buffers of
+    one element type and size, numpy's copy (with conversion) otherwise."""
+    cdef Py_buffer bd, bs
+    cdef bint done = False
+    try:
+        PyObject_GetBuffer(dst, &bd, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE)
+    except (BufferError, TypeError, ValueError):
+        np.copyto(np.asarray(dst), np.asarray(src), casting="unsafe")
+        return
+    try:
+        try:
+            PyObject_GetBuffer(src, &bs, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+        except (BufferError, TypeError, ValueError):
+            pass
+        else:
+            try:
+                if bd.len == bs.len and bd.itemsize == bs.itemsize and bd.format != NULL \
+                        and bs.format != NULL and _same_kind(bd.format, bs.format):
+                    memcpy(bd.buf, bs.buf, bd.len)
+                    done = True
+            finally:
+                PyBuffer_Release(&bs)
+    finally:
+        PyBuffer_Release(&bd)
+    if not done:
+        np.copyto(np.asarray(dst), np.asarray(src), casting="unsafe")
+
+def capture_end():
+    """Stop (or pause) recording on this thread."""
+    cg_capture_swap(NULL)
+
+def capture_active():
+    return bool(cg_capture_active())
+
+def capture_call():
+    """Mark a point where replays must call back into Python; returns its index."""
+    cdef int64_t idx = 0
+    _check(cg_capture_call(&idx))
+    return idx

@@ -23,3 +23,9 @@ def no_leaked_c_memory():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(params=[1234, 1, 2], ids=lambda s: f"seed{s}")
+def seeded_rng(request):
+    """The op table's tests run once per seed: each draws its own inputs."""
+    return np.random.default_rng(request.param)

@@ -2,9 +2,12 @@
 
 Each OpInfo names the C op it covers, a cgrad function, a numpy reference, the input
 shapes, and how to draw inputs (domain, and kinks to stay away from so that finite
-differences are meaningful). test_ops.py checks forward against numpy in both dtypes,
-gradients against finite differences in float64, float32 against float64, and that every
-op the C core registers has at least one line here.
+differences are meaningful). A composite line (covers=None) tests a function built from
+several C ops or in Python (var, squeeze, the losses but cross_entropy, ...) and claims
+no C op. test_ops.py checks forward against numpy in both dtypes, gradients against
+finite differences in float64, float32 against float64, replay against eager, agreement
+with PyTorch where installed, and that every op the C core registers has at least one
+line that covers it; test_inplace.py checks what each backward reads.
 """
 import math
 from dataclasses import dataclass
@@ -19,7 +22,7 @@ from cgrad.nn import functional as F
 @dataclass
 class OpInfo:
     name: str                      # test id
-    covers: str                    # the C op name (cgrad._C.op_names())
+    covers: str | None             # the C op name (cgrad._C.op_names()); None: a composite
     fn: Callable                   # cgrad tensors -> cgrad tensor
     ref: Callable                  # numpy arrays -> numpy array
     shapes: Sequence[tuple]        # one shape per input
@@ -29,7 +32,8 @@ class OpInfo:
     gap: float = 1e-2
     distinct: bool = False         # inputs must not tie with each other (max/min)
     rtol32: float = 1e-5
-    torch: Callable | None = None  # the same op on torch tensors, when fn itself is not
+    torch: Callable | str | None = "fn"  # the same op on torch tensors: "fn" when fn itself
+    #                                       runs on them, None when PyTorch has no counterpart
 
     def inputs(self, rng, dtype=np.float64):
         arrays = []
@@ -64,6 +68,50 @@ def _sigmoid(x):
 
 
 _np_erf = np.vectorize(math.erf, otypes=[np.float64])
+_MASK = np.array([True, False, True, False])
+
+
+def _torch(fn):
+    """fn(torch, *tensors) as a torch-side function; PyTorch is imported when it is called
+    (CI has no PyTorch)."""
+    def call(*xs):
+        import torch
+        return fn(torch, *xs)
+    return call
+
+
+def _tF(name, *args, **kwargs):
+    """torch.nn.functional.<name>(x, *args, **kwargs)."""
+    return _torch(lambda torch, *xs: getattr(torch.nn.functional, name)(*xs, *args, **kwargs))
+
+
+# ---- the losses: fixed targets, drawn once ----
+_TRNG = np.random.default_rng(3)
+LS = (6, 4)
+TARGET = _TRNG.integers(-1, 2, LS).astype(np.float64)  # on the grid {-1, 0, 1}: the kinks of
+#                                                         |input - target| are those values
+BIN = (_TRNG.random(LS) > 0.5).astype(np.float64)
+CLS = _TRNG.integers(0, LS[1], LS[0])
+HUBER = 0.8
+
+
+def _np_reduce(loss, reduction):
+    return {"mean": np.mean, "sum": np.sum, "none": lambda v: v}[reduction](loss)
+
+
+def _loss_lines(name, target, ref, reductions, covers=None, options=None, **info):
+    """Lines for F.<name>(input, target, reduction=r, **options), one per reduction r,
+    against ref(x, target) (the unreduced loss in numpy) and PyTorch's loss of the same
+    name; composite unless `covers` names the C op; info: the OpInfo fields for drawing
+    the input."""
+    options = options or {}
+
+    def line(r):
+        return OpInfo(f"{name}_{r}", covers, lambda x: getattr(F, name)(x, target, reduction=r, **options),
+                      lambda x: _np_reduce(ref(x, target), r), [LS],
+                      torch=_torch(lambda torch, x: getattr(torch.nn.functional, name)(
+                          x, torch.as_tensor(target), reduction=r, **options)), **info)
+    return [line(r) for r in reductions]
 
 
 S = (3, 4)
@@ -76,10 +124,11 @@ OPS = [
     OpInfo("abs", "abs", lambda x: x.abs(), np.abs, [S], kinks=[0]),
     OpInfo("relu", "relu", lambda x: x.relu(), lambda x: np.maximum(x, 0), [S], kinks=[0]),
     OpInfo("leaky_relu", "leaky_relu", lambda x: x.leaky_relu(0.1),
-           lambda x: np.where(x > 0, x, 0.1 * x), [S], kinks=[0]),
+           lambda x: np.where(x > 0, x, 0.1 * x), [S], kinks=[0], torch=_tF("leaky_relu", 0.1)),
     OpInfo("sigmoid", "sigmoid", lambda x: x.sigmoid(), _sigmoid, [S], low=-6, high=6),
     OpInfo("tanh", "tanh", lambda x: x.tanh(), np.tanh, [S]),
-    OpInfo("softplus", "softplus", lambda x: x.softplus(), lambda x: np.logaddexp(0, x), [S], low=-30, high=30),
+    OpInfo("softplus", "softplus", lambda x: x.softplus(), lambda x: np.logaddexp(0, x), [S], low=-30, high=30,
+           torch=_tF("softplus")),
     OpInfo("pow_int", "pow_scalar", lambda x: x ** 3, lambda x: x ** 3, [S]),
     OpInfo("pow_frac", "pow_scalar", lambda x: x ** 1.5, lambda x: x ** 1.5, [S], low=0.2, high=3),
     OpInfo("pow_neg", "pow_scalar", lambda x: x ** -2, lambda x: x ** -2.0, [S], low=0.5, high=3),
@@ -114,21 +163,25 @@ OPS = [
     OpInfo("ceil", "ceil", lambda x: x.ceil(), np.ceil, [S], kinks=[-2, -1, 0, 1, 2]),
     OpInfo("round", "round", lambda x: x.round(), np.round, [S], kinks=[-1.5, -0.5, 0.5, 1.5]),
     OpInfo("round_decimals", "round", lambda x: x.round(decimals=1), lambda x: np.round(x, 1), [S],
-           kinks=np.arange(-2, 2, 0.1) + 0.05, gap=2e-3, torch=lambda x: x.round(decimals=1)),
+           kinks=np.arange(-2, 2, 0.1) + 0.05, gap=2e-3),
     OpInfo("trunc", "trunc", lambda x: x.trunc(), np.trunc, [S], kinks=[-1, 0, 1]),
-    OpInfo("silu", "silu", F.silu, lambda x: x * _sigmoid(x), [S], low=-4, high=4),
-    OpInfo("gelu", "gelu", F.gelu, lambda x: 0.5 * x * (1 + _np_erf(x / np.sqrt(2))), [S], low=-4, high=4),
+    OpInfo("silu", "silu", F.silu, lambda x: x * _sigmoid(x), [S], low=-4, high=4, torch=_tF("silu")),
+    OpInfo("gelu", "gelu", F.gelu, lambda x: 0.5 * x * (1 + _np_erf(x / np.sqrt(2))), [S], low=-4, high=4,
+           torch=_tF("gelu")),
     OpInfo("gelu_tanh", "gelu_tanh", lambda x: F.gelu(x, approximate="tanh"),
            lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3))), [S],
-           low=-4, high=4),
+           low=-4, high=4, torch=_tF("gelu", approximate="tanh")),
     OpInfo("elu", "elu", lambda x: F.elu(x, alpha=0.7), lambda x: np.where(x > 0, x, 0.7 * np.expm1(x)),
-           [S], kinks=[0]),
+           [S], kinks=[0], torch=_tF("elu", alpha=0.7)),
     OpInfo("selu", "selu", F.selu,
-           lambda x: 1.0507009873554805 * np.where(x > 0, x, 1.6732632423543772 * np.expm1(x)), [S], kinks=[0]),
+           lambda x: 1.0507009873554805 * np.where(x > 0, x, 1.6732632423543772 * np.expm1(x)), [S], kinks=[0],
+           torch=_tF("selu")),
     OpInfo("hardtanh", "hardtanh", lambda x: F.hardtanh(x, -0.5, 0.8), lambda x: np.clip(x, -0.5, 0.8), [S],
-           kinks=[-0.5, 0.8]),
-    OpInfo("softsign", "softsign", F.softsign, lambda x: x / (1 + np.abs(x)), [S], kinks=[0]),
-    OpInfo("mish", "mish", F.mish, lambda x: x * np.tanh(np.logaddexp(0, x)), [S], low=-4, high=4),
+           kinks=[-0.5, 0.8], torch=_tF("hardtanh", -0.5, 0.8)),
+    OpInfo("softsign", "softsign", F.softsign, lambda x: x / (1 + np.abs(x)), [S], kinks=[0],
+           torch=_tF("softsign")),
+    OpInfo("mish", "mish", F.mish, lambda x: x * np.tanh(np.logaddexp(0, x)), [S], low=-4, high=4,
+           torch=_tF("mish")),
     # ---- binary, with broadcasting ----
     OpInfo("add", "add", lambda a, b: a + b, np.add, [S, S]),
     OpInfo("add_bcast_row", "add", lambda a, b: a + b, np.add, [(3, 4), (4,)]),
@@ -138,13 +191,17 @@ OPS = [
     OpInfo("sub", "sub", lambda a, b: a - b, np.subtract, [(2, 3, 4), (3, 1)]),
     OpInfo("mul", "mul", lambda a, b: a * b, np.multiply, [(4, 1, 3), (2, 3)]),
     OpInfo("div", "div", lambda a, b: a / b, np.divide, [(2, 3), (3,)], low=0.5, high=2),
-    OpInfo("maximum", "maximum", cgrad.maximum, np.maximum, [(3, 4), (4,)], distinct=True),
-    OpInfo("minimum", "minimum", cgrad.minimum, np.minimum, [(3, 4), (3, 1)], distinct=True),
+    OpInfo("maximum", "maximum", cgrad.maximum, np.maximum, [(3, 4), (4,)], distinct=True,
+           torch=_torch(lambda torch, a, b: torch.maximum(a, b))),
+    OpInfo("minimum", "minimum", cgrad.minimum, np.minimum, [(3, 4), (3, 1)], distinct=True,
+           torch=_torch(lambda torch, a, b: torch.minimum(a, b))),
     OpInfo("pow_tensor", "pow", lambda a, b: a ** b, np.power, [(3, 4), (4,)], low=0.3, high=2),
-    OpInfo("rpow_tensor", "pow", lambda a, b: cgrad.pow(a, b), np.power, [(3, 1), (3, 4)], low=0.3, high=2),
-    OpInfo("atan2", "atan2", cgrad.atan2, np.arctan2, [(3, 4), (3, 1)], kinks=[0]),
-    OpInfo("where", "where", lambda a, b: cgrad.where(np.array([True, False, True, False]), a, b),
-           lambda a, b: np.where(np.array([True, False, True, False]), a, b), [(3, 4), (3, 1)]),
+    OpInfo("rpow_tensor", "pow", lambda a, b: cgrad.pow(a, b), np.power, [(3, 1), (3, 4)], low=0.3, high=2,
+           torch=_torch(lambda torch, a, b: torch.pow(a, b))),
+    OpInfo("atan2", "atan2", cgrad.atan2, np.arctan2, [(3, 4), (3, 1)], kinks=[0],
+           torch=_torch(lambda torch, a, b: torch.atan2(a, b))),
+    OpInfo("where", "where", lambda a, b: cgrad.where(_MASK, a, b), lambda a, b: np.where(_MASK, a, b),
+           [(3, 4), (3, 1)], torch=_torch(lambda torch, a, b: torch.where(torch.as_tensor(_MASK), a, b))),
     # ---- reductions ----
     OpInfo("sum_all", "sum", lambda x: x.sum(), np.sum, [(3, 4)]),
     OpInfo("sum_axis", "sum", lambda x: x.sum(axis=1), lambda x: x.sum(axis=1), [(2, 3, 4)]),
@@ -156,9 +213,11 @@ OPS = [
     OpInfo("mean_axis", "mean", lambda x: x.mean(axis=0), lambda x: x.mean(axis=0), [(3, 4, 2)]),
     OpInfo("max_all", "max", lambda x: x.max(), np.max, [(3, 4)]),
     OpInfo("max_axis", "max", lambda x: x.max(axis=1, keepdims=True),
-           lambda x: x.max(axis=1, keepdims=True), [(3, 4, 2)]),
-    OpInfo("min_axis", "min", lambda x: x.min(axis=-1), lambda x: x.min(axis=-1), [(3, 4)]),
-    OpInfo("logsumexp_all", "logsumexp", lambda x: x.logsumexp(), _np_logsumexp, [(3, 4)]),
+           lambda x: x.max(axis=1, keepdims=True), [(3, 4, 2)], torch=lambda x: x.amax(1, keepdim=True)),
+    OpInfo("min_axis", "min", lambda x: x.min(axis=-1), lambda x: x.min(axis=-1), [(3, 4)],
+           torch=lambda x: x.amin(-1)),
+    OpInfo("logsumexp_all", "logsumexp", lambda x: x.logsumexp(), _np_logsumexp, [(3, 4)],
+           torch=lambda x: x.logsumexp((0, 1))),
     OpInfo("logsumexp_axis", "logsumexp", lambda x: x.logsumexp(axis=1),
            lambda x: _np_logsumexp(x, axis=1), [(3, 5, 2)]),
     OpInfo("softmax", "softmax", lambda x: x.softmax(axis=-1), _np_softmax, [(3, 5)]),
@@ -178,9 +237,9 @@ OPS = [
     OpInfo("matmul_vec", "matmul", lambda a, b: a @ b, np.matmul, [(4,), (4, 3)]),
     OpInfo("matvec", "matmul", lambda a, b: a @ b, np.matmul, [(3, 4), (4,)]),
     OpInfo("linear", "linear", lambda x, w, b: cgrad.nn.functional.linear(x, w, b),
-           lambda x, w, b: x @ w.T + b, [(4, 3), (5, 3), (5,)]),
+           lambda x, w, b: x @ w.T + b, [(4, 3), (5, 3), (5,)], torch=_tF("linear")),
     OpInfo("linear_nobias_3d", "linear", lambda x, w: cgrad.nn.functional.linear(x, w),
-           lambda x, w: x @ w.T, [(2, 4, 3), (5, 3)]),
+           lambda x, w: x @ w.T, [(2, 4, 3), (5, 3)], torch=_tF("linear")),
     # ---- shape ----
     OpInfo("reshape", "reshape", lambda x: x.reshape(4, -1), lambda x: x.reshape(4, -1), [(2, 3, 2)]),
     OpInfo("transpose", "strided", lambda x: x.T, lambda x: x.T, [(3, 4)]),
@@ -189,7 +248,8 @@ OPS = [
     OpInfo("permute", "strided", lambda x: x.permute(1, 2, 0), lambda x: x.transpose(1, 2, 0),
            [(2, 3, 4)]),
     OpInfo("slice", "strided", lambda x: x[1:3], lambda x: x[1:3], [(4, 3)]),
-    OpInfo("slice_step", "strided", lambda x: x[::-2, 1:], lambda x: x[::-2, 1:], [(5, 3)]),
+    OpInfo("slice_step", "strided", lambda x: x[::-2, 1:], lambda x: x[::-2, 1:], [(5, 3)],
+           torch=lambda x: x.flip(0)[::2, 1:]),
     OpInfo("index_int", "strided", lambda x: x[1], lambda x: x[1], [(3, 4)]),
     OpInfo("index_mixed", "strided", lambda x: x[..., 2, None], lambda x: x[..., 2, None], [(2, 3, 4)]),
     OpInfo("gather", "gather", lambda x: x[np.array([2, 0, 2, 1])],
@@ -199,15 +259,56 @@ OPS = [
     OpInfo("gather_mask", "gather", lambda x: x[np.array([True, False, True])],
            lambda x: x[np.array([True, False, True])], [(3, 2)]),
     OpInfo("concat", "concat", lambda a, b: cgrad.concatenate([a, b, a], axis=1),
-           lambda a, b: np.concatenate([a, b, a], axis=1), [(2, 3), (2, 1)]),
-    OpInfo("cross_entropy", "cross_entropy", lambda x: cgrad.nn.functional.cross_entropy(x, [2, 0, 4]),
-           lambda x: np.mean(_np_logsumexp(x, axis=1) - x[np.arange(3), [2, 0, 4]]), [(3, 5)]),
-    OpInfo("cross_entropy_none", "cross_entropy",
-           lambda x: cgrad.nn.functional.cross_entropy(x, np.array([1, 1]), reduction="none"),
-           lambda x: _np_logsumexp(x, axis=1) - x[[0, 1], [1, 1]], [(2, 3)]),
-    OpInfo("cross_entropy_sum", "cross_entropy",
-           lambda x: cgrad.nn.functional.cross_entropy(x, np.array([0, 2]), reduction="sum"),
-           lambda x: np.sum(_np_logsumexp(x, axis=1) - x[[0, 1], [0, 2]]), [(2, 3)]),
+           lambda a, b: np.concatenate([a, b, a], axis=1), [(2, 3), (2, 1)],
+           torch=_torch(lambda torch, a, b: torch.cat([a, b, a], dim=1))),
     OpInfo("stack", "concat", lambda a, b: cgrad.stack([a, b], axis=1),
-           lambda a, b: np.stack([a, b], axis=1), [(2, 3), (2, 3)]),
+           lambda a, b: np.stack([a, b], axis=1), [(2, 3), (2, 3)],
+           torch=_torch(lambda torch, a, b: torch.stack([a, b], dim=1))),
+    # ---- losses (each against a fixed target) ----
+    *_loss_lines("cross_entropy", CLS, lambda x, t: _np_logsumexp(x, axis=1) - x[np.arange(len(t)), t],
+                 ["mean", "none", "sum"], covers="cross_entropy"),
+    *_loss_lines("mse_loss", TARGET, lambda x, t: (x - t) ** 2, ["mean", "sum", "none"]),
+    *_loss_lines("l1_loss", TARGET, lambda x, t: np.abs(x - t), ["mean", "none"], kinks=[-1, 0, 1]),
+    *_loss_lines("huber_loss", TARGET,
+                 lambda x, t: np.where(np.abs(x - t) < HUBER, 0.5 * (x - t) ** 2, HUBER * (np.abs(x - t) - HUBER / 2)),
+                 ["mean", "sum"], options=dict(delta=HUBER), low=-2.5, high=2.5),
+    *_loss_lines("binary_cross_entropy", BIN, lambda p, y: -(y * np.log(p) + (1 - y) * np.log1p(-p)),
+                 ["mean", "none"], low=0.05, high=0.6),  # a probability even scaled by 1.5 (replay test)
+    *_loss_lines("binary_cross_entropy_with_logits", BIN, lambda x, y: np.logaddexp(0, x) - x * y,
+                 ["mean", "sum"], low=-4, high=4),
+    *_loss_lines("nll_loss", CLS, lambda x, t: -x[np.arange(len(t)), t], ["mean", "none", "sum"]),
+    # ---- composites of Tensor and nn.functional ----
+    OpInfo("var_all", None, lambda x: x.var(), np.var, [(3, 4)], torch=lambda x: x.var(correction=0)),
+    OpInfo("var_axis_keep", None, lambda x: x.var(axis=1, keepdims=True),
+           lambda x: np.var(x, axis=1, keepdims=True), [(3, 5, 2)],
+           torch=lambda x: x.var(1, keepdim=True, correction=0)),
+    OpInfo("var_axes_ddof", None, lambda x: x.var(axis=(0, 2), ddof=1),
+           lambda x: np.var(x, axis=(0, 2), ddof=1), [(3, 2, 4)], torch=lambda x: x.var((0, 2), correction=1)),
+    OpInfo("var_dim_keepdim", None, lambda x: x.var(dim=-1, keepdim=True, ddof=1),
+           lambda x: np.var(x, axis=-1, keepdims=True, ddof=1), [(4, 3)],
+           torch=lambda x: x.var(-1, keepdim=True, correction=1)),
+    OpInfo("squeeze_all", None, lambda x: x.squeeze(), np.squeeze, [(3, 1, 4, 1)]),
+    OpInfo("squeeze_axis", None, lambda x: x.squeeze(axis=-1), lambda x: np.squeeze(x, axis=-1),
+           [(1, 3, 1)], torch=lambda x: x.squeeze(-1)),
+    OpInfo("squeeze_dims", None, lambda x: x.squeeze(dim=(0, 2)), lambda x: np.squeeze(x, axis=(0, 2)),
+           [(1, 3, 1, 2)]),
+    OpInfo("unsqueeze", None, lambda x: x.unsqueeze(1), lambda x: np.expand_dims(x, 1), [(3, 4)]),
+    OpInfo("unsqueeze_last", None, lambda x: x.unsqueeze(dim=-1), lambda x: np.expand_dims(x, -1), [(3, 4)]),
+    OpInfo("flatten", None, lambda x: x.flatten(), np.ravel, [(2, 3, 2)]),
+    OpInfo("flatten_from_1", None, lambda x: x.flatten(1), lambda x: x.reshape(2, -1), [(2, 3, 2)]),
+    OpInfo("flatten_middle", None, lambda x: x.flatten(1, 2), lambda x: x.reshape(2, 6, 2), [(2, 3, 2, 2)]),
+    OpInfo("view", None, lambda x: x.view(-1, 2), lambda x: x.reshape(-1, 2), [(3, 4)]),
+    OpInfo("transpose_reversed", None, lambda x: x.transpose(), np.transpose, [(2, 3, 4)],
+           torch=lambda x: x.permute(2, 1, 0)),
+    OpInfo("gather_then_slice", None, lambda x: x[np.array([2, 0]), 1:], lambda x: x[np.array([2, 0]), 1:],
+           [(3, 4)]),
+    OpInfo("gather_mask_2d", None, lambda x: x[_MASK.reshape(2, 2)], lambda x: x[_MASK.reshape(2, 2)],
+           [(2, 2, 3)], torch=_torch(lambda torch, x: x[torch.as_tensor(_MASK.reshape(2, 2))])),
+    OpInfo("gather_3d_index", None, lambda x: x[np.array([[0, 2], [1, 1]])],
+           lambda x: x[np.array([[0, 2], [1, 1]])], [(3, 4)]),
+    OpInfo("dropout_eval", None, lambda x: F.dropout(x, 0.3, training=False), lambda x: x, [S],
+           torch=_tF("dropout", 0.3, training=False)),
+    OpInfo("dropout_p0", None, lambda x: F.dropout(x, 0.0), lambda x: x, [S], torch=_tF("dropout", 0.0)),
+    OpInfo("clamp", "clip", lambda x: x.clamp(min=-0.4), lambda x: np.maximum(x, -0.4), [S], kinks=[-0.4]),
+    OpInfo("pos", None, lambda x: +x, lambda x: +x, [S]),
 ]

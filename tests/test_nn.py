@@ -92,63 +92,20 @@ def test_activation_modules_and_flatten():
         nn.MLP([2, 2, 2], activation="swish")
 
 
-# ---------------------------------------------------------------- losses vs numpy
+# ---------------------------------------------------------------- losses
+# Each loss and reduction is a line of tests/op_table.py (forward against numpy, gradients,
+# PyTorch); here only what a table line cannot say.
 
 RNG = np.random.default_rng(3)
 P = RNG.normal(size=(6, 4))
-Y = RNG.normal(size=(6, 4))
-PROB = 1 / (1 + np.exp(-P))
-BIN = (RNG.random((6, 4)) > 0.5).astype(np.float64)
 CLS = RNG.integers(0, 4, 6)
 
 
-def _lse(z):
-    m = z.max(axis=1, keepdims=True)
-    return (m + np.log(np.exp(z - m).sum(axis=1, keepdims=True)))[:, 0]
-
-
-LOSSES = [
-    ("mse_loss", lambda r: F.mse_loss(t64(P, requires_grad=r), Y), lambda: (P - Y) ** 2),
-    ("l1_loss", lambda r: F.l1_loss(t64(P, requires_grad=r), Y), lambda: np.abs(P - Y)),
-    ("huber_loss", lambda r: F.huber_loss(t64(P, requires_grad=r), Y, delta=0.8),
-     lambda: np.where(np.abs(P - Y) < 0.8, 0.5 * (P - Y) ** 2, 0.8 * (np.abs(P - Y) - 0.4))),
-    ("bce", lambda r: F.binary_cross_entropy(t64(PROB, requires_grad=r), BIN),
-     lambda: -(BIN * np.log(PROB) + (1 - BIN) * np.log(1 - PROB))),
-    ("bce_logits", lambda r: F.binary_cross_entropy_with_logits(t64(P, requires_grad=r), BIN),
-     lambda: -(BIN * np.log(PROB) + (1 - BIN) * np.log(1 - PROB))),
-    ("cross_entropy", lambda r: F.cross_entropy(t64(P, requires_grad=r), CLS),
-     lambda: _lse(P) - P[np.arange(6), CLS]),
-    ("nll_loss", lambda r: F.nll_loss(t64(P, requires_grad=r).log_softmax(1), CLS),
-     lambda: _lse(P) - P[np.arange(6), CLS]),
-]
-
-
-@pytest.mark.parametrize("name, fn, ref", LOSSES, ids=[x[0] for x in LOSSES])
-def test_losses_match_numpy_formulas(name, fn, ref):
-    np.testing.assert_allclose(fn(False).item(), ref().mean(), rtol=1e-10)
-
-
-@pytest.mark.parametrize("reduction", ["sum", "none"])
-def test_loss_reductions(reduction):
-    out = F.mse_loss(t64(P), Y, reduction=reduction)
-    expected = (P - Y) ** 2
-    np.testing.assert_allclose(out.numpy(), expected.sum() if reduction == "sum" else expected, rtol=1e-12)
-    ce = F.cross_entropy(t64(P), CLS, reduction=reduction)
-    ce_ref = _lse(P) - P[np.arange(6), CLS]
-    np.testing.assert_allclose(ce.numpy(), ce_ref.sum() if reduction == "sum" else ce_ref, rtol=1e-12)
-    with pytest.raises(ValueError, match="reduction"):
-        F.mse_loss(t64(P), Y, reduction="avg")
-
-
-@pytest.mark.parametrize("name, fn, ref", LOSSES, ids=[x[0] for x in LOSSES])
-def test_loss_gradients(name, fn, ref):
-    x = t64(PROB if name == "bce" else P, requires_grad=True)
-    target = {"bce": BIN, "bce_logits": BIN, "cross_entropy": CLS, "nll_loss": CLS}.get(name, Y)
-    call = {"mse_loss": F.mse_loss, "l1_loss": F.l1_loss, "huber_loss": F.huber_loss,
-            "bce": F.binary_cross_entropy, "bce_logits": F.binary_cross_entropy_with_logits,
-            "cross_entropy": F.cross_entropy,
-            "nll_loss": lambda z, y: F.nll_loss(z.log_softmax(1), y)}[name]
-    assert cgrad.gradcheck(lambda z: call(z, target) * 3.0, [x])
+@pytest.mark.parametrize("loss", [lambda x: F.mse_loss(x, np.zeros_like(P), reduction="avg"),
+                                  lambda x: F.cross_entropy(x, CLS, reduction="avg")], ids=["python", "fused"])
+def test_loss_reduction_is_checked(loss):
+    with pytest.raises(ValueError, match="reduction must be"):
+        loss(t64(P))
 
 
 def test_cross_entropy_backward_is_softmax_minus_onehot_over_n():
@@ -360,18 +317,3 @@ def test_pytorch_state_dict_loads_and_matches():
     x = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
     np.testing.assert_allclose(model(cgrad.tensor(x)).numpy(), tmodel(torch.from_numpy(x)).detach().numpy(),
                                rtol=1e-5, atol=1e-6)
-
-
-@needs_torch
-@pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "huber_loss", "binary_cross_entropy",
-                                  "binary_cross_entropy_with_logits", "cross_entropy", "nll_loss"])
-def test_losses_and_gradients_match_pytorch(name):
-    x = P if name != "binary_cross_entropy" else PROB
-    target = {"binary_cross_entropy": BIN, "binary_cross_entropy_with_logits": BIN,
-              "cross_entropy": CLS, "nll_loss": CLS}.get(name, Y)
-    prep = (lambda z: z.log_softmax(1)) if name == "nll_loss" else (lambda z: z)
-    ours = t64(x, requires_grad=True)
-    getattr(F, name)(prep(ours), target).backward()
-    theirs = torch.tensor(x, requires_grad=True)
-    getattr(torch.nn.functional, name)(prep(theirs), torch.tensor(target)).backward()
-    np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-10, atol=1e-12)

@@ -1,4 +1,4 @@
-"""Generic op tests driven by op_table.OPS."""
+"""Generic op tests driven by op_table.OPS, each over several seeds (seeded_rng)."""
 import numpy as np
 import pytest
 
@@ -6,7 +6,13 @@ import cgrad
 from cgrad import _C
 from op_table import OPS
 
+try:
+    import torch
+except ImportError:  # PyTorch is an optional oracle
+    torch = None
+
 IDS = [op.name for op in OPS]
+C_LINES = {op.covers for op in OPS if op.covers is not None}
 
 
 def _loss(out):
@@ -16,8 +22,8 @@ def _loss(out):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("op", OPS, ids=IDS)
-def test_forward_matches_numpy(op, dtype, rng):
-    arrays = op.inputs(rng, dtype)
+def test_forward_matches_numpy(op, dtype, seeded_rng):
+    arrays = op.inputs(seeded_rng, dtype)
     out = op.fn(*[cgrad.tensor(a) for a in arrays])
     expected = op.ref(*arrays)
     assert out.dtype == np.dtype(dtype)
@@ -27,16 +33,16 @@ def test_forward_matches_numpy(op, dtype, rng):
 
 
 @pytest.mark.parametrize("op", OPS, ids=IDS)
-def test_gradient_matches_finite_differences(op, rng):
-    xs = [cgrad.tensor(a, requires_grad=True) for a in op.inputs(rng)]
+def test_gradient_matches_finite_differences(op, seeded_rng):
+    xs = [cgrad.tensor(a, requires_grad=True) for a in op.inputs(seeded_rng)]
     assert cgrad.gradcheck(lambda *t: _loss(op.fn(*t)), xs)
     # and through gradcheck's own random upstream gradient on the raw output
     assert cgrad.gradcheck(op.fn, xs)
 
 
 @pytest.mark.parametrize("op", OPS, ids=IDS)
-def test_float32_agrees_with_float64(op, rng):
-    arrays = op.inputs(rng)
+def test_float32_agrees_with_float64(op, seeded_rng):
+    arrays = op.inputs(seeded_rng)
     grads = {}
     for dtype in (np.float32, np.float64):
         xs = [cgrad.tensor(a, dtype=dtype, requires_grad=True) for a in arrays]
@@ -48,13 +54,53 @@ def test_float32_agrees_with_float64(op, rng):
 
 
 def test_every_registered_c_op_has_a_table_line():
-    covered = {op.covers for op in OPS}
-    missing = set(_C.op_names()) - covered
+    missing = set(_C.op_names()) - C_LINES
     assert not missing, f"C ops without an op-table line: {sorted(missing)}"
 
 
 def test_table_names_only_registered_ops():
-    assert {op.covers for op in OPS} <= set(_C.op_names())
+    assert C_LINES <= set(_C.op_names())
+
+
+# the families of csrc/ops.def, with how many tensor inputs an op of each takes at most
+FAMILY_INPUTS = {"unary": 1, "binary": 2, "where": 2, "reduce": 1, "softmax": 1, "matmul": 2,
+                 "reshape": 1, "strided": 1, "gather": 1, "concat": 7, "cross_entropy": 1, "linear": 3}
+READS_OUTPUT = 128
+
+
+def test_op_registry_families_and_reads():
+    table = _C.op_table()
+    assert [name for name, _, _ in table] == _C.op_names()
+    for name, family, reads in table:
+        assert family in FAMILY_INPUTS, f"{name}: unknown family {family!r}"
+        inputs = (1 << FAMILY_INPUTS[family]) - 1
+        assert reads & ~(inputs | READS_OUTPUT) == 0, \
+            f"{name} ({family}, {FAMILY_INPUTS[family]} inputs) reads bits {reads:#b}"
+
+
+def _graph_nodes(out):
+    """(op name, number of inputs) of each node on the tape behind `out`."""
+    seen, nodes, todo = set(), [], [out]
+    while todo:
+        name, inputs = _C.graph_node(todo.pop())
+        if name is not None:
+            nodes.append((name, len(inputs)))
+        for t in inputs:
+            if _C.tensor_key(t) not in seen:
+                seen.add(_C.tensor_key(t))
+                todo.append(t)
+    return nodes
+
+
+@pytest.mark.parametrize("op", OPS, ids=IDS)
+def test_a_line_records_the_op_it_covers(op, rng):
+    """A line's `covers` is the truth: its graph holds that C op (a composite line,
+    covers=None, claims none); and each node has no more inputs than FAMILY_INPUTS says."""
+    families = {name: family for name, family, _ in _C.op_table()}
+    nodes = _graph_nodes(op.fn(*[cgrad.tensor(a, requires_grad=True) for a in op.inputs(rng)]))
+    assert op.covers is None or op.covers in {name for name, _ in nodes}
+    for name, n_inputs in nodes:
+        assert n_inputs <= FAMILY_INPUTS[families[name]], name
 
 
 BROADCAST_PAIRS = [((3, 4), (4,)), ((3, 1), (1, 4)), ((1,), (2, 3)), ((2, 1, 3), (4, 1)),
@@ -111,11 +157,11 @@ def test_float32_transcendentals_are_correctly_rounded(name, ref, rng):
 
 
 @pytest.mark.parametrize("op", OPS, ids=IDS)
-def test_every_op_replays_like_eager(op, rng):
+def test_every_op_replays_like_eager(op, seeded_rng):
     """cgrad.compile reruns each op from its node (cg_replay_table): recorded with one set
     of inputs, replayed with another, values and gradients equal the eager ones exactly."""
-    first, second = op.inputs(rng), op.inputs(rng)
-    params = [cgrad.tensor(rng.uniform(0.5, 1.5, np.shape(a)), requires_grad=True) for a in first]
+    first, second = op.inputs(seeded_rng), op.inputs(seeded_rng)
+    params = [cgrad.tensor(seeded_rng.uniform(0.5, 1.5, np.shape(a)), requires_grad=True) for a in first]
 
     def step(*xs):
         out = op.fn(*[p * x for p, x in zip(params, xs)])
@@ -138,3 +184,31 @@ def test_every_op_replays_like_eager(op, rng):
     assert np.array_equal(replayed, eager)
     for r, e in zip(replayed_grads, eager_grads):
         assert (r is None and e is None) or np.array_equal(r, e)
+
+
+@pytest.mark.skipif(torch is None, reason="PyTorch not installed")
+@pytest.mark.parametrize("op", OPS, ids=IDS)
+def test_agrees_with_pytorch(op, seeded_rng):
+    """In float64: forward values and the gradients of one non-trivial scalar loss equal
+    PyTorch's (op.torch, or op.fn itself on torch tensors)."""
+    if op.torch is None:
+        pytest.skip(f"{op.name}: PyTorch has no counterpart")
+    torch_fn = op.fn if op.torch == "fn" else op.torch
+    arrays = op.inputs(seeded_rng)
+    xs = [cgrad.tensor(a, requires_grad=True) for a in arrays]
+    ts = [torch.tensor(a, requires_grad=True) for a in arrays]
+    out, tout = op.fn(*xs), torch_fn(*ts)
+    assert isinstance(tout, torch.Tensor), f"{op.name}: fn does not run on torch tensors; set op.torch"
+    _loss(out).backward()
+    _loss(tout).backward()
+    assert out.shape == tuple(tout.shape)
+    np.testing.assert_allclose(out.numpy(), tout.detach().numpy(), rtol=1e-10, atol=1e-12)
+    for x, t in zip(xs, ts):
+        theirs = np.zeros(t.shape) if t.grad is None else t.grad.numpy()
+        np.testing.assert_allclose(x.grad.numpy(), theirs, rtol=1e-10, atol=1e-12)
+
+
+def test_every_elementwise_op_is_compared_with_pytorch():
+    elementwise = {name for name, family, _ in _C.op_table() if family in ("unary", "binary")}
+    compared = {op.covers for op in OPS if op.torch is not None}
+    assert not elementwise - compared, sorted(elementwise - compared)

@@ -5,34 +5,18 @@
 
 #include <stdio.h>
 
-/* ---- built-in kernel: row-major, i-p-j loop order so the inner loop streams rows of B and C ---- */
-#define CG_BUILTIN_GEMM(T, NAME)                                                                \
-    static void NAME(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, T alpha,       \
-                     const T *A, int64_t lda, const T *B, int64_t ldb, T beta, T *C, int64_t ldc) { \
-        for (int64_t i = 0; i < M; i++) {                                                      \
-            T *c = C + i * ldc;                                                                \
-            if (beta == 0)                                                                     \
-                for (int64_t j = 0; j < N; j++) c[j] = 0;                                      \
-            else if (beta != 1)                                                                \
-                for (int64_t j = 0; j < N; j++) c[j] *= beta;                                  \
-            if (!tb) {                                                                         \
-                for (int64_t p = 0; p < K; p++) {                                              \
-                    T a = alpha * (ta ? A[p * lda + i] : A[i * lda + p]);                      \
-                    const T *b = B + p * ldb;                                                  \
-                    for (int64_t j = 0; j < N; j++) c[j] += a * b[j];                          \
-                }                                                                              \
-            } else {                                                                           \
-                for (int64_t j = 0; j < N; j++) {                                              \
-                    const T *b = B + j * ldb;                                                  \
-                    T s = 0;                                                                   \
-                    for (int64_t p = 0; p < K; p++) s += (ta ? A[p * lda + i] : A[i * lda + p]) * b[p]; \
-                    c[j] += alpha * s;                                                         \
-                }                                                                              \
-            }                                                                                  \
-        }                                                                                      \
-    }
-CG_BUILTIN_GEMM(float, builtin_sgemm)
-CG_BUILTIN_GEMM(double, builtin_dgemm)
+/* ---- built-in kernel (blas_impl.h) ---- */
+#define T float
+#define SFX _f32
+#include "blas_impl.h"
+#undef T
+#undef SFX
+
+#define T double
+#define SFX _f64
+#include "blas_impl.h"
+#undef T
+#undef SFX
 
 static void builtin_threads(int n) { (void)n; }
 static const char *builtin_config(void) { return "cgrad built-in GEMM (portable C, 1 thread)"; }
@@ -67,7 +51,7 @@ static void openblas_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64
                            float *C, int64_t ldc) {
     if (M == 0 || N == 0) return;
     if (K == 0) { /* C = beta C: handled here rather than trusting every BLAS with K = 0 */
-        builtin_sgemm(ta, tb, M, N, 0, alpha, A, lda, B, ldb, beta, C, ldc);
+        builtin_gemm__f32(ta, tb, M, N, 0, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     choose_threads(M, N, K);
@@ -81,7 +65,7 @@ static void openblas_dgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64
                            double *C, int64_t ldc) {
     if (M == 0 || N == 0) return;
     if (K == 0) {
-        builtin_dgemm(ta, tb, M, N, 0, alpha, A, lda, B, ldb, beta, C, ldc);
+        builtin_gemm__f64(ta, tb, M, N, 0, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     choose_threads(M, N, K);
@@ -107,7 +91,7 @@ static const cg_blas_provider providers[] = {
 #ifdef CG_HAVE_OPENBLAS
     {"openblas", openblas_sgemm, openblas_dgemm, openblas_threads, openblas_config},
 #endif
-    {"builtin", builtin_sgemm, builtin_dgemm, builtin_threads, builtin_config},
+    {"builtin", builtin_gemm__f32, builtin_gemm__f64, builtin_threads, builtin_config},
 };
 #define N_PROVIDERS ((int)(sizeof providers / sizeof providers[0]))
 

@@ -2,8 +2,7 @@
  * (torch.optim.SGD / Adam / AdamW, single-tensor form), plus zero_grad and gradient-norm
  * clipping. State buffers live in arrays the caller owns; entries are made here. */
 #include "cg_internal.h"
-
-#include <math.h>
+#include "cg_math.h"
 
 static cg_status ensure_state(cg_tensor **slot, const cg_tensor *like) {
     if (*slot) return CG_OK;
@@ -12,26 +11,17 @@ static cg_status ensure_state(cg_tensor **slot, const cg_tensor *like) {
     return CG_OK;
 }
 
-/* g = grad + wd p; buf = first ? g : momentum buf + (1 - dampening) g;
- * g = nesterov ? g + momentum buf : buf;  p -= lr g
- * One function per dtype with restrict pointers, so that the loop vectorises (the
- * branches are loop-invariant and get unswitched). */
-#define SGD_KERNEL(T, NAME)                                                                    \
-    CG_SIMD static void NAME(int64_t n, T *restrict P, T *restrict B, const T *restrict G, T lr, T wd,  \
-                     T mom, T damp, int first, int nesterov) {                                 \
-        if (!B) {                                                                              \
-            for (int64_t k = 0; k < n; k++) P[k] -= lr * (G[k] + wd * P[k]);                   \
-            return;                                                                            \
-        }                                                                                      \
-        for (int64_t k = 0; k < n; k++) {                                                      \
-            T gk = G[k] + wd * P[k];                                                           \
-            T b = first ? gk : mom * B[k] + damp * gk;                                         \
-            B[k] = b;                                                                          \
-            P[k] -= lr * (nesterov ? gk + mom * b : b);                                        \
-        }                                                                                      \
-    }
-SGD_KERNEL(float, sgd_f32)
-SGD_KERNEL(double, sgd_f64)
+#define T float
+#define SFX _f32
+#include "optim_impl.h"
+#undef T
+#undef SFX
+
+#define T double
+#define SFX _f64
+#include "optim_impl.h"
+#undef T
+#undef SFX
 
 cg_status cg_sgd_step(int n, cg_tensor **params, cg_tensor **momentum_bufs, double lr, double momentum,
                       double dampening, double weight_decay, int nesterov) {
@@ -50,34 +40,15 @@ cg_status cg_sgd_step(int n, cg_tensor **params, cg_tensor **momentum_bufs, doub
         void *B = buf ? buf->data : NULL;
         cg_storage_bump(p->storage);
         if (p->dtype == CG_F32)
-            sgd_f32(p->numel, p->data, B, p->grad->data, (float)lr, (float)weight_decay,
+            sgd__f32(p->numel, p->data, B, p->grad->data, (float)lr, (float)weight_decay,
                     (float)momentum, (float)(1 - dampening), first, nesterov);
         else
-            sgd_f64(p->numel, p->data, B, p->grad->data, lr, weight_decay, momentum, 1 - dampening,
+            sgd__f64(p->numel, p->data, B, p->grad->data, lr, weight_decay, momentum, 1 - dampening,
                     first, nesterov);
     }
     if (cg_prof_on) cg_prof_event_add(-1, CG_PHASE_OPTIMIZER, -1, -1, t0, cg_now_ns(), 0, 0);
     return CG_OK;
 }
-
-/* AdamW first decays p *= 1 - lr wd; Adam adds wd p to the gradient instead. Then
- * m = lerp(m, g, 1 - b1); v = b2 v + (1 - b2) g^2;
- * p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps) */
-#define ADAM_KERNEL(T, NAME, SQRT)                                                             \
-    CG_SIMD static void NAME(int64_t n, T *restrict P, T *restrict M, T *restrict V, const T *restrict G, \
-                     T decay, T wd, T w1, T b2, T w2, T step_size, T bc2s, T eps) {            \
-        for (int64_t k = 0; k < n; k++) {                                                      \
-            T p = P[k] * decay;                                                                \
-            T gk = G[k] + wd * p;                                                              \
-            T m = M[k] + w1 * (gk - M[k]);                                                     \
-            T v = V[k] * b2 + w2 * gk * gk;                                                    \
-            M[k] = m;                                                                          \
-            V[k] = v;                                                                          \
-            P[k] = p - step_size * (m / (SQRT(v) / bc2s + eps));                               \
-        }                                                                                      \
-    }
-ADAM_KERNEL(float, adam_f32, sqrtf)
-ADAM_KERNEL(double, adam_f64, sqrt)
 
 cg_status cg_adam_step(int n, cg_tensor **params, cg_tensor **exp_avg, cg_tensor **exp_avg_sq,
                        int64_t step, double lr, double beta1, double beta2, double eps,
@@ -93,11 +64,11 @@ cg_status cg_adam_step(int n, cg_tensor **params, cg_tensor **exp_avg, cg_tensor
         /* decoupled: decay the weights, no gradient term; coupled: the other way round */
         double decay = decoupled ? 1 - lr * weight_decay : 1, wd = decoupled ? 0 : weight_decay;
         if (p->dtype == CG_F32)
-            adam_f32(p->numel, p->data, exp_avg[i]->data, exp_avg_sq[i]->data, p->grad->data,
+            adam__f32(p->numel, p->data, exp_avg[i]->data, exp_avg_sq[i]->data, p->grad->data,
                      (float)decay, (float)wd, (float)(1 - beta1), (float)beta2, (float)(1 - beta2),
                      (float)(lr / bc1), (float)sqrt(bc2), (float)eps);
         else
-            adam_f64(p->numel, p->data, exp_avg[i]->data, exp_avg_sq[i]->data, p->grad->data, decay,
+            adam__f64(p->numel, p->data, exp_avg[i]->data, exp_avg_sq[i]->data, p->grad->data, decay,
                      wd, 1 - beta1, beta2, 1 - beta2, lr / bc1, sqrt(bc2), eps);
     }
     if (cg_prof_on) cg_prof_event_add(-1, CG_PHASE_OPTIMIZER, -1, -1, t0, cg_now_ns(), 0, 0);
@@ -122,10 +93,7 @@ void cg_clip_grad_norm(int n, cg_tensor **params, double max_norm, double *total
     for (int i = 0; i < n; i++) {
         cg_tensor *gr = params[i]->grad;
         if (!gr) continue;
-        for (int64_t k = 0; k < gr->numel; k++) {
-            double v = gr->dtype == CG_F32 ? ((float *)gr->data)[k] : ((double *)gr->data)[k];
-            sq += v * v;
-        }
+        sq = gr->dtype == CG_F32 ? sum_sq__f32(gr->numel, gr->data, sq) : sum_sq__f64(gr->numel, gr->data, sq);
     }
     *total = sqrt(sq);
     double coef = max_norm / (*total + 1e-6);
@@ -133,9 +101,7 @@ void cg_clip_grad_norm(int n, cg_tensor **params, double max_norm, double *total
     for (int i = 0; i < n; i++) {
         cg_tensor *gr = params[i]->grad;
         if (!gr) continue;
-        if (gr->dtype == CG_F32)
-            for (int64_t k = 0; k < gr->numel; k++) ((float *)gr->data)[k] *= (float)coef;
-        else
-            for (int64_t k = 0; k < gr->numel; k++) ((double *)gr->data)[k] *= coef;
+        if (gr->dtype == CG_F32) scale__f32(gr->numel, gr->data, (float)coef);
+        else scale__f64(gr->numel, gr->data, coef);
     }
 }

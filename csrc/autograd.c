@@ -3,7 +3,8 @@
  * cg_record() appends a node to the graph when an op runs with grad mode on and an input
  * needs a gradient. cg_backward() sorts the nodes the root depends on (iterative DFS,
  * post-order), seeds d(root), and sweeps them in reverse, calling each op's rule from
- * the op registry (cg_ops). The whole sweep is one call from Python.
+ * the op registry (cg_ops). The whole sweep is one call from Python. cg_node_op_of and
+ * cg_node_inputs let the binding walk the graph (grad_fn, drawing it).
  *
  * Note [Gradient accumulation]: every backward rule adds into its inputs' gradient buffers
  * (dx += upstream * local), never assigns. A value used on several paths therefore receives

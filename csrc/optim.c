@@ -41,10 +41,10 @@ cg_status cg_sgd_step(int n, cg_tensor **params, cg_tensor **momentum_bufs, doub
         cg_storage_bump(p->storage);
         if (p->dtype == CG_F32)
             sgd__f32(p->numel, p->data, B, p->grad->data, (float)lr, (float)weight_decay,
-                    (float)momentum, (float)(1 - dampening), first, nesterov);
+                     (float)momentum, (float)(1 - dampening), first, nesterov);
         else
             sgd__f64(p->numel, p->data, B, p->grad->data, lr, weight_decay, momentum, 1 - dampening,
-                    first, nesterov);
+                     first, nesterov);
     }
     if (cg_prof_on) cg_prof_event_add(-1, CG_PHASE_OPTIMIZER, -1, -1, t0, cg_now_ns(), 0, 0);
     return CG_OK;
@@ -65,11 +65,11 @@ cg_status cg_adam_step(int n, cg_tensor **params, cg_tensor **exp_avg, cg_tensor
         double decay = decoupled ? 1 - lr * weight_decay : 1, wd = decoupled ? 0 : weight_decay;
         if (p->dtype == CG_F32)
             adam__f32(p->numel, p->data, exp_avg[i]->data, exp_avg_sq[i]->data, p->grad->data,
-                     (float)decay, (float)wd, (float)(1 - beta1), (float)beta2, (float)(1 - beta2),
-                     (float)(lr / bc1), (float)sqrt(bc2), (float)eps);
+                      (float)decay, (float)wd, (float)(1 - beta1), (float)beta2, (float)(1 - beta2),
+                      (float)(lr / bc1), (float)sqrt(bc2), (float)eps);
         else
             adam__f64(p->numel, p->data, exp_avg[i]->data, exp_avg_sq[i]->data, p->grad->data, decay,
-                     wd, 1 - beta1, beta2, 1 - beta2, lr / bc1, sqrt(bc2), eps);
+                      wd, 1 - beta1, beta2, 1 - beta2, lr / bc1, sqrt(bc2), eps);
     }
     if (cg_prof_on) cg_prof_event_add(-1, CG_PHASE_OPTIMIZER, -1, -1, t0, cg_now_ns(), 0, 0);
     return CG_OK;

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import cgrad
-from cgrad import nn
+from cgrad import _C, nn
 
 
 def _step(model, x, y):
@@ -73,7 +73,7 @@ def test_chrome_trace_parses_and_nests(profiled, tmp_path):
             assert b["ts"] >= a_end - 1e-3 or b_end <= a_end + 1e-3
 
 
-def test_user_scopes_and_nothing_recorded_when_off():
+def test_user_scopes_and_a_profile_sees_only_its_own_ops():
     x = cgrad.tensor([1.0, 2.0], requires_grad=True)
     with cgrad.profiler.record("outside"):  # no profile active: a no-op
         (x * 2.0).sum().backward()
@@ -81,12 +81,31 @@ def test_user_scopes_and_nothing_recorded_when_off():
         with cgrad.profiler.record("my block"):
             y = (x * 3.0).exp().sum()
         y.backward()
+    for phase in ("forward", "backward"):
+        assert {r["name"]: r["calls"] for r in prof.rows(by="op", phase=phase)} == \
+            {"mul_scalar": 1, "exp": 1, "sum": 1}
     layers = {r["name"] for r in prof.rows(by="layer", phase="forward")}
-    assert "my block" in layers
+    assert "my block" in layers and not any("outside" in name for name in layers)
     with pytest.raises(RuntimeError, match="already active"):
         with cgrad.profile():
             with cgrad.profile():
                 pass
+
+
+def test_nothing_recorded_when_off():
+    """Between the core's profile_stop and profile_take the buffer is kept: ops run then
+    (forward and backward) must add no event to it."""
+    x = cgrad.tensor([1.0, 2.0], requires_grad=True)
+    _C.profile_start(1000)
+    try:
+        (x * 3.0).exp()
+    finally:
+        _C.profile_stop()
+    (x * 2.0).sin().sum().backward()
+    events, dropped = _C.profile_take()
+    assert dropped == 0
+    assert sorted(_C.op_names()[op] for op in events["op"]) == ["exp", "mul_scalar"]
+    assert set(events["phase"]) == {0}
 
 
 def test_options_shapes_memory_and_summary():

@@ -6,17 +6,8 @@
 #include <stdio.h>
 
 /* ---- built-in kernel (blas_impl.h) ---- */
-#define T float
-#define SFX _f32
-#include "blas_impl.h"
-#undef T
-#undef SFX
-
-#define T double
-#define SFX _f64
-#include "blas_impl.h"
-#undef T
-#undef SFX
+#define CG_IMPL "blas_impl.h"
+#include "cg_each_dtype.h"
 
 static void builtin_threads(int n) { (void)n; }
 static const char *builtin_config(void) { return "cgrad built-in GEMM (portable C, 1 thread)"; }

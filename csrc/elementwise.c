@@ -12,17 +12,8 @@
 #pragma GCC diagnostic error "-Wdouble-promotion"
 #pragma GCC diagnostic error "-Wfloat-conversion"
 
-#define T float
-#define SFX _f32
-#include "elementwise_impl.h"
-#undef T
-#undef SFX
-
-#define T double
-#define SFX _f64
-#include "elementwise_impl.h"
-#undef T
-#undef SFX
+#define CG_IMPL "elementwise_impl.h"
+#include "cg_each_dtype.h"
 
 /* ---- dispatch tables, indexed by op code: one row of four loops per ops.def line ---- */
 typedef struct {

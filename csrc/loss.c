@@ -10,17 +10,8 @@
  * exp(x - max) of the block in one flat loop (vectorised even for 10 classes, where a
  * per-row loop is mostly its scalar remainder), then each row's sum, in order. */
 #define CE_BLOCK 1024
-#define T float
-#define SFX _f32
-#include "loss_impl.h"
-#undef T
-#undef SFX
-
-#define T double
-#define SFX _f64
-#include "loss_impl.h"
-#undef T
-#undef SFX
+#define CG_IMPL "loss_impl.h"
+#include "cg_each_dtype.h"
 
 /* tgt: N targets, followed by room for N doubles (each row's logsumexp, for backward) */
 static void ce_run(const cg_tensor *logits, int64_t *tgt, int reduction, void *ydata) {

@@ -39,21 +39,8 @@ static void plan(const cg_tensor *a, const cg_tensor *b, int nb, const int64_t *
     cg_bcast_init(&p->batch, nb, batch, a->ndim - 2, a->shape, b->ndim - 2, b->shape);
 }
 
-#define T float
-#define SFX _f32
-#define GEMM_FN cg_sgemm_fn
-#include "matmul_impl.h"
-#undef T
-#undef SFX
-#undef GEMM_FN
-
-#define T double
-#define SFX _f64
-#define GEMM_FN cg_dgemm_fn
-#include "matmul_impl.h"
-#undef T
-#undef SFX
-#undef GEMM_FN
+#define CG_IMPL "matmul_impl.h"
+#include "cg_each_dtype.h"
 
 static void matmul_run(const cg_tensor *a, const cg_tensor *b, int nb, const int64_t *batch, void *zdata) {
     mm_plan p;

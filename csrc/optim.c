@@ -11,17 +11,8 @@ static cg_status ensure_state(cg_tensor **slot, const cg_tensor *like) {
     return CG_OK;
 }
 
-#define T float
-#define SFX _f32
-#include "optim_impl.h"
-#undef T
-#undef SFX
-
-#define T double
-#define SFX _f64
-#include "optim_impl.h"
-#undef T
-#undef SFX
+#define CG_IMPL "optim_impl.h"
+#include "cg_each_dtype.h"
 
 cg_status cg_sgd_step(int n, cg_tensor **params, cg_tensor **momentum_bufs, double lr, double momentum,
                       double dampening, double weight_decay, int nesterov) {

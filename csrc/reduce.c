@@ -3,17 +3,8 @@
 #include "cg_internal.h"
 #include "cg_math.h"
 
-#define T float
-#define SFX _f32
-#include "reduce_impl.h"
-#undef T
-#undef SFX
-
-#define T double
-#define SFX _f64
-#include "reduce_impl.h"
-#undef T
-#undef SFX
+#define CG_IMPL "reduce_impl.h"
+#include "cg_each_dtype.h"
 
 static void split_dims(const cg_tensor *x, int a0, int a1, int64_t *O, int64_t *R, int64_t *I) {
     *O = cg_numel(a0, x->shape);

@@ -49,17 +49,8 @@ void cg_reshape_bwd(cg_node *node, const void *g, void **dins) {
         }                                                                                       \
     } while (0)
 
-#define T float
-#define SFX _f32
-#include "shape_impl.h"
-#undef T
-#undef SFX
-
-#define T double
-#define SFX _f64
-#include "shape_impl.h"
-#undef T
-#undef SFX
+#define CG_IMPL "shape_impl.h"
+#include "cg_each_dtype.h"
 
 static void strided_run(const cg_tensor *x, int nd, const int64_t *shape, const int64_t *strides,
                         int64_t base, void *y) {

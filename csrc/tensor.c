@@ -9,21 +9,8 @@
 
 #include <stdlib.h>
 
-#define T float
-#define SFX _f32
-#define T_OTHER double
-#include "tensor_impl.h"
-#undef T
-#undef SFX
-#undef T_OTHER
-
-#define T double
-#define SFX _f64
-#define T_OTHER float
-#include "tensor_impl.h"
-#undef T
-#undef SFX
-#undef T_OTHER
+#define CG_IMPL "tensor_impl.h"
+#include "cg_each_dtype.h"
 
 /* ---- grad mode ---- */
 static CG_TLS_FAST int grad_enabled = 1;

@@ -92,6 +92,32 @@ def test_activation_modules_and_flatten():
         nn.MLP([2, 2, 2], activation="swish")
 
 
+ACTIVATION_MODULES = [  # (cgrad module, PyTorch module of the same name and arguments)
+    ("SiLU", {}), ("GELU", {}), ("GELU", {"approximate": "tanh"}), ("ELU", {"alpha": 0.5}),
+    ("SELU", {}), ("Hardtanh", {"min_val": -0.5, "max_val": 1.5}), ("Softsign", {}), ("Mish", {}),
+]
+
+
+@pytest.mark.parametrize("name, kwargs", ACTIVATION_MODULES, ids=[f"{n}{k}" for n, k in ACTIVATION_MODULES])
+def test_activation_modules_apply_their_op(name, kwargs):
+    x = np.linspace(-3, 3, 13)
+    out = getattr(nn, name)(**kwargs)(t64(x)).numpy()
+    fn = getattr(F, {"SiLU": "silu", "GELU": "gelu", "ELU": "elu", "SELU": "selu", "Hardtanh": "hardtanh",
+                     "Softsign": "softsign", "Mish": "mish"}[name])
+    np.testing.assert_array_equal(out, fn(t64(x), *kwargs.values()).numpy())
+    if torch is not None:
+        theirs = getattr(torch.nn, name)(**kwargs)(torch.tensor(x)).numpy()
+        np.testing.assert_allclose(out, theirs, rtol=1e-12, atol=1e-15)
+    assert getattr(nn, name) is nn.ACTIVATIONS[name.lower()]  # MLP(activation=...) takes it
+
+
+def test_gelu_rejects_an_unknown_approximation():
+    with pytest.raises(ValueError, match="approximate"):
+        nn.GELU("fast")
+    with pytest.raises(ValueError, match="approximate"):
+        F.gelu(t64([1.0]), approximate="fast")
+
+
 # ---------------------------------------------------------------- losses
 # Each loss and reduction is a line of tests/op_table.py (forward against numpy, gradients,
 # PyTorch); here only what a table line cannot say.

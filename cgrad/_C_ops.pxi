@@ -212,16 +212,16 @@ cdef object _matmul(TensorBase a, TensorBase b):
     _check(st)
     return _wrap(out)
 
-def linear(TensorBase x, TensorBase weight, TensorBase bias=None):
-    """x @ weight.T + bias in one op (weight in PyTorch's [out, in] layout)."""
+def linear(TensorBase input, TensorBase weight, TensorBase bias=None):
+    """input @ weight.T + bias in one op (weight in PyTorch's [out, in] layout)."""
     cdef cg_tensor *out = NULL
     cdef cg_status st
     cdef cg_tensor *bt = bias.t if bias is not None else NULL
-    if weight.t.ndim == 2 and x.t.numel * weight.t.shape[0] >= _NOGIL_MACS:
+    if weight.t.ndim == 2 and input.t.numel * weight.t.shape[0] >= _NOGIL_MACS:
         with nogil:
-            st = cg_linear(x.t, weight.t, bt, &out)
+            st = cg_linear(input.t, weight.t, bt, &out)
     else:
-        st = cg_linear(x.t, weight.t, bt, &out)
+        st = cg_linear(input.t, weight.t, bt, &out)
     _check(st)
     return _wrap(out)
 
@@ -234,25 +234,26 @@ def matmul(a, b):
 
 _REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
 
-def cross_entropy(TensorBase logits, targets, str reduction="mean"):
-    """Fused log_softmax + negative log-likelihood over integer class targets."""
+def cross_entropy(TensorBase input, target, str reduction="mean"):
+    """Logits [N, C] against integer class targets [N]: log_softmax and the negative
+    log-likelihood fused in one stable C op (backward: (softmax - onehot) / N)."""
     cdef cg_tensor *out = NULL
     if reduction not in _REDUCTIONS:
         raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
-    if isinstance(targets, TensorBase):
-        targets = np.asarray(targets)
-    tg = np.asarray(targets)
+    if isinstance(target, TensorBase):
+        target = np.asarray(target)
+    tg = np.asarray(target)
     if tg.dtype.kind == "f":
         if not np.all(tg == np.round(tg)):
             raise TypeError("cross_entropy: targets must be integer class indices")
     elif tg.dtype.kind not in "iu":
         raise TypeError(f"cross_entropy: targets must be integer class indices, not {tg.dtype}")
-    if logits.t.ndim != 2 or tg.shape != (logits.t.shape[0],):
-        raise ValueError(f"cross_entropy: logits of shape {logits.shape} need targets of shape "
-                         f"({logits.shape[0] if logits.t.ndim else '?'},), got {tg.shape}")
+    if input.t.ndim != 2 or tg.shape != (input.t.shape[0],):
+        raise ValueError(f"cross_entropy: logits of shape {input.shape} need targets of shape "
+                         f"({input.shape[0] if input.t.ndim else '?'},), got {tg.shape}")
     cdef int64_t[::1] idx = np.ascontiguousarray(tg, dtype=np.int64)
     cdef int64_t dummy = 0
-    _check(cg_cross_entropy(logits.t, &idx[0] if idx.shape[0] else &dummy, _REDUCTIONS[reduction], &out))
+    _check(cg_cross_entropy(input.t, &idx[0] if idx.shape[0] else &dummy, _REDUCTIONS[reduction], &out))
     return _wrap(out)
 
 

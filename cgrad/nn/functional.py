@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _C
+from .._C import cross_entropy, linear  # noqa: F401  (fused C ops, exposed as they are)
 from ..tensor import Tensor, _as_tensor, _generator
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -32,11 +32,6 @@ def _target(target, like: Tensor, op: str) -> Tensor:
 
 
 # ---- layers and activations ----
-def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """x @ weight.T + bias, one fused op; weight is [out_features, in_features]."""
-    return _C.linear(x, weight, bias)
-
-
 def relu(x: Tensor) -> Tensor:
     return x.relu()
 
@@ -141,11 +136,6 @@ def binary_cross_entropy_with_logits(input: Tensor, target, reduction: str = "me
     """Stable for any logit: softplus(x) - x y (no log of a probability that underflows)."""
     y = _target(target, input, "binary_cross_entropy_with_logits")
     return _reduce(input.softplus() - input * y, reduction)
-
-
-def cross_entropy(input: Tensor, target, reduction: str = "mean") -> Tensor:
-    """Logits [N, C] against integer class targets [N]: one fused, stable C op."""
-    return _C.cross_entropy(input, target, reduction)
 
 
 def nll_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:

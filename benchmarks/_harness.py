@@ -12,8 +12,9 @@ import time
 
 
 def clean_blas_environment() -> None:
-    """Re-exec without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (they halve OpenBLAS speed on
-    this machine, DESIGN.md section 6) and with every BLAS at one thread. Benchmarks only."""
+    """Re-exec without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (this workplace's machines set
+    them, and OpenBLAS runs slower with them; README, "Benchmarks") and with every BLAS at
+    one thread. Benchmarks only."""
     want = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     dirty = [k for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ]
     if dirty or any(os.environ.get(k) != v for k, v in want.items()):

@@ -8,7 +8,7 @@ import cgrad
 
 @pytest.fixture(autouse=True)
 def no_leaked_c_memory():
-    """Every test must give back all the C memory it took (DESIGN.md section 5).
+    """Every test must give back all the C memory it took (docs/architecture.md, "Memory").
 
     The count may also go down (garbage of an earlier test collected meanwhile); the
     collector runs only when the count went up, since a full collection is slow once

@@ -1,4 +1,4 @@
-"""The op table (DESIGN.md section 3 and 7): one line per op, driving the generic tests.
+"""The op table (docs/architecture.md, "How to add an op"): one line per op, driving the generic tests.
 
 Each OpInfo names the C op it covers, a cgrad function, a numpy reference, the input
 shapes, and how to draw inputs (domain, and kinks to stay away from so that finite

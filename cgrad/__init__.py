@@ -27,13 +27,17 @@ def _load_core():
 
 
 _C = _load_core()
-from .autograd import (GradcheckError, detect_anomaly, enable_grad, gradcheck, is_grad_enabled, no_grad,
-                       set_anomaly, set_grad_enabled)
-from .tensor import (Tensor, arange, atan2, cat, concatenate, float32, float64, from_numpy, full,
-                     manual_seed, matmul, maximum, minimum, ones, ones_like, pow, rand, randn, stack,
-                     tensor, where, zeros, zeros_like)
+from .autograd import (GradcheckError, detect_anomaly, enable_grad, gradcheck, inference_mode, is_grad_enabled,
+                       no_grad, set_anomaly, set_grad_enabled)
+from .tensor import (Tensor, arange, atan2, cat, concatenate, empty, empty_like, eye, float32, float64,
+                     from_numpy, full, full_like, linspace, logspace, manual_seed, matmul, maximum, minimum,
+                     ones, ones_like, pow, rand, rand_like, randn, randn_like, stack, tensor, where, zeros,
+                     zeros_like)
+from ._device import device  # noqa: E402
+float = float32  # PyTorch's dtype aliases (cgrad.float is float32, cgrad.double float64)
+double = float64
 
-from . import data, diagnostics, nn, optim, profiler, viz  # noqa: E402  (after tensor: they build on it)
+from . import backends, cuda, data, diagnostics, nn, optim, profiler, viz  # noqa: E402  (after tensor)
 from .replay import CompiledStep, compile  # noqa: E402
 from .profiler import profile  # noqa: E402
 from .estimators import MLPClassifier, MLPRegressor  # noqa: E402

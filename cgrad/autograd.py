@@ -53,6 +53,21 @@ class enable_grad(no_grad):
     mode = True
 
 
+class inference_mode(no_grad):
+    """PyTorch's inference mode, which for cgrad is no_grad: `with cgrad.inference_mode():`,
+    `@cgrad.inference_mode()`, or inference_mode(False) to leave recording as it is."""
+
+    def __init__(self, mode: bool = True):
+        self.mode = not mode and _C.is_grad_enabled()
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with inference_mode(not self.mode):
+                return fn(*args, **kwargs)
+        return wrapper
+
+
 is_grad_enabled = _C.is_grad_enabled
 
 

@@ -12,10 +12,13 @@ tensor take the tensor's dtype.
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from . import _C
+from . import _C, _device
+from ._device import CPU, check_device
 from ._state import refuse_while_recording
 
 float32 = np.dtype(np.float32)
@@ -83,11 +86,99 @@ class Tensor(_C.TensorBase):
         for i in range(len(self)):
             yield self[i]
 
-    def to(self, dtype) -> "Tensor":
-        """A copy in `dtype` (self if it already is). The conversion is not recorded on the
-        tape: the copy is a new leaf, meant for data rather than for parameters."""
-        dtype = _resolve_dtype(dtype)
-        return self if dtype == self.dtype else self._astype(dtype)
+    def __format__(self, spec):
+        """A 0-dim tensor formats as its number (f"{loss:.4f}"), as in PyTorch."""
+        if self.ndim == 0:
+            return format(self.item(), spec)
+        return object.__format__(self, spec)
+
+    def nelement(self) -> int:
+        return self.size
+
+    def dim(self) -> int:
+        return self.ndim
+
+    # ---- in-place arithmetic (Note [Versions] guards the values saved for backward) ----
+    def _inplace(self, name: str, fn, other, method: bool):
+        """self = fn(self, other), written into self's memory in self's dtype. On a leaf
+        that requires grad (outside no_grad) it raises, as PyTorch does. When the update
+        would be part of a graph, `x += y` records it out of place and rebinds x (the
+        core records no in-place ops); the method form refuses instead."""
+        graph = _C.is_grad_enabled() and (self.requires_grad or getattr(other, "requires_grad", False))
+        if graph and self.is_leaf and self.requires_grad:
+            raise RuntimeError(f"{name}: a leaf tensor that requires grad is used in an in-place operation; "
+                               f"update it inside `with cgrad.no_grad():`, as an optimizer step does")
+        if graph:
+            if method:
+                raise RuntimeError(f"{name}: in-place operations on tensors that are part of a graph are not "
+                                   f"recorded by cgrad; write x = x {_INPLACE_SYMBOLS.get(name, 'op')} y instead")
+            return fn(self, other)
+        prev = _C.is_grad_enabled()
+        _C.set_grad_enabled(False)
+        try:
+            result = fn(self, other)
+        finally:
+            _C.set_grad_enabled(prev)
+        if result.shape != self.shape:
+            raise RuntimeError(f"{name}: the result has shape {result.shape}, which differs from the "
+                               f"tensor's shape {self.shape}; an in-place op cannot change the shape")
+        self.copy_(result)
+        return self
+
+    def __iadd__(self, other: _C.TensorBase | npt.ArrayLike) -> Any:
+        return self._inplace("add_", Tensor.__add__, other, False)
+
+    def __isub__(self, other: _C.TensorBase | npt.ArrayLike) -> Any:
+        return self._inplace("sub_", Tensor.__sub__, other, False)
+
+    def __imul__(self, other: _C.TensorBase | npt.ArrayLike) -> Any:
+        return self._inplace("mul_", Tensor.__mul__, other, False)
+
+    def __itruediv__(self, other: _C.TensorBase | npt.ArrayLike) -> Any:
+        return self._inplace("div_", Tensor.__truediv__, other, False)
+
+    def sub_(self, other, alpha: float = 1.0) -> "Tensor":
+        return self._inplace("sub_", lambda a, b: a - b * alpha if alpha != 1 else a - b, other, True)
+
+    def mul_(self, other) -> "Tensor":
+        return self._inplace("mul_", Tensor.__mul__, other, True)
+
+    def div_(self, other) -> "Tensor":
+        return self._inplace("div_", Tensor.__truediv__, other, True)
+
+    def clamp_(self, min=None, max=None) -> "Tensor":
+        return self._inplace("clamp_", lambda a, _: a.clip(min, max), None, True)
+
+    clip_ = clamp_
+
+    def to(self, *args, dtype=None, device=None, copy: bool = False, non_blocking: bool = False) -> "Tensor":
+        """PyTorch's forms: to(dtype), to(device), to(device, dtype), to(other_tensor).
+        A dtype change is a copy that is not recorded on the tape (a new leaf, meant for
+        data rather than parameters); otherwise self (or a copy with copy=True)."""
+        for a in args:
+            if isinstance(a, _C.TensorBase):
+                dtype = a.dtype
+            elif isinstance(a, (str, _device.device)):
+                device = a
+            else:
+                dtype = a
+        check_device(device)
+        if dtype is not None and _resolve_dtype(dtype) != self.dtype:
+            return self._astype(_resolve_dtype(dtype))
+        return self._copy() if copy else self
+
+    @property
+    def device(self) -> _device.device:
+        return CPU
+
+    is_cuda = False
+
+    def cpu(self) -> "Tensor":
+        return self
+
+    def cuda(self, device=None) -> "Tensor":
+        check_device("cuda" if device is None else device)
+        return self
 
     def float(self) -> "Tensor":
         return self.to(float32)
@@ -214,6 +305,8 @@ class Tensor(_C.TensorBase):
         return (centred * centred).sum(axis, keepdims) / max(n - ddof, 1)
 
 
+_INPLACE_SYMBOLS = {"sub_": "-", "mul_": "*", "div_": "/", "add_": "+"}
+
 def _is_array_index(k) -> bool:
     return isinstance(k, (list, np.ndarray)) and not isinstance(k, (str, bytes))
 
@@ -292,15 +385,20 @@ def _basic_index(t: Tensor, key) -> Tensor:
 
 # ---------------------------------------------------------------- construction
 
-def tensor(data, dtype=None, requires_grad: bool = False) -> Tensor:
+def _made(t: Tensor, requires_grad: bool, device) -> Tensor:
+    """The last step of every creation function: the device checked, requires_grad set."""
+    check_device(device)
+    t.requires_grad = requires_grad
+    return t
+
+
+def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of `data` (nested lists, numbers, numpy arrays or a
     tensor). dtype: float32 by default; a float64 numpy array stays float64."""
     if isinstance(data, _C.TensorBase):
         data = data.numpy()
     dtype = _resolve_dtype(dtype, data if isinstance(data, np.ndarray) else None)
-    t = _C.copy_from_array(data, dtype)
-    t.requires_grad = requires_grad
-    return t
+    return _made(_C.copy_from_array(data, dtype), requires_grad, device)
 
 
 def from_numpy(array: np.ndarray, requires_grad: bool = False) -> Tensor:
@@ -308,9 +406,7 @@ def from_numpy(array: np.ndarray, requires_grad: bool = False) -> Tensor:
 
     Memory is shared when `array` is C-contiguous, writable and float32/float64. Other
     arrays (non-contiguous, read-only, integer, ...) are copied, integers to float32."""
-    t = _C.from_numpy(array)
-    t.requires_grad = requires_grad
-    return t
+    return _made(_C.from_numpy(array), requires_grad, None)
 
 
 def _shape_arg(shape):
@@ -319,45 +415,81 @@ def _shape_arg(shape):
     return tuple(shape)
 
 
-def zeros(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
-    t = _C.zeros(_shape_arg(shape), _resolve_dtype(dtype))
-    t.requires_grad = requires_grad
-    return t
+def empty(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """A tensor whose values are whatever its memory held."""
+    return _made(_C.empty(_shape_arg(shape), _resolve_dtype(dtype)), requires_grad, device)
 
 
-def ones(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
-    return full(_shape_arg(shape), 1.0, dtype=dtype, requires_grad=requires_grad)
+def zeros(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return _made(_C.zeros(_shape_arg(shape), _resolve_dtype(dtype)), requires_grad, device)
 
 
-def full(shape, fill_value: float, dtype=None, requires_grad: bool = False) -> Tensor:
+def ones(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return full(_shape_arg(shape), 1.0, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def full(shape, fill_value: float, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     t = _C.empty(tuple(shape) if isinstance(shape, (tuple, list)) else (shape,), _resolve_dtype(dtype))
     t.fill_(fill_value)
-    t.requires_grad = requires_grad
-    return t
+    return _made(t, requires_grad, device)
 
 
-def zeros_like(t: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
-    return zeros(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
+def zeros_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return zeros(t.shape, dtype=dtype or t.dtype, device=device, requires_grad=requires_grad)
 
 
-def ones_like(t: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
-    return ones(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
+def ones_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return ones(t.shape, dtype=dtype or t.dtype, device=device, requires_grad=requires_grad)
 
 
-def arange(start, stop=None, step=1, dtype=None, requires_grad: bool = False) -> Tensor:
+def full_like(t: Tensor, fill_value: float, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return full(t.shape, fill_value, dtype=dtype or t.dtype, device=device, requires_grad=requires_grad)
+
+
+def empty_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return empty(t.shape, dtype=dtype or t.dtype, device=device, requires_grad=requires_grad)
+
+
+def rand_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return rand(t.shape, dtype=dtype or t.dtype, device=device, requires_grad=requires_grad)
+
+
+def randn_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return randn(t.shape, dtype=dtype or t.dtype, device=device, requires_grad=requires_grad)
+
+
+def arange(start, stop=None, step=1, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     values = np.arange(start, stop, step) if stop is not None else np.arange(start)
-    return tensor(values, dtype=_resolve_dtype(dtype), requires_grad=requires_grad)
+    return tensor(values, dtype=_resolve_dtype(dtype), device=device, requires_grad=requires_grad)
 
 
-def randn(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
-    """Standard normal samples from the generator seeded by `cgrad.manual_seed`."""
-    return tensor(_rng.standard_normal(_shape_arg(shape)), dtype=_resolve_dtype(dtype),
+def linspace(start: float, end: float, steps: int, dtype=None, device=None,
+             requires_grad: bool = False) -> Tensor:
+    """`steps` values evenly spaced from start to end, both included."""
+    return tensor(np.linspace(start, end, steps), dtype=_resolve_dtype(dtype), device=device,
                   requires_grad=requires_grad)
 
 
-def rand(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
+def logspace(start: float, end: float, steps: int, base: float = 10.0, dtype=None, device=None,
+             requires_grad: bool = False) -> Tensor:
+    """base ** linspace(start, end, steps)."""
+    return tensor(np.logspace(start, end, steps, base=base), dtype=_resolve_dtype(dtype), device=device,
+                  requires_grad=requires_grad)
+
+
+def eye(n: int, m: int | None = None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return tensor(np.eye(n, m), dtype=_resolve_dtype(dtype), device=device, requires_grad=requires_grad)
+
+
+def randn(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """Standard normal samples from the generator seeded by `cgrad.manual_seed`."""
+    return tensor(_rng.standard_normal(_shape_arg(shape)), dtype=_resolve_dtype(dtype), device=device,
+                  requires_grad=requires_grad)
+
+
+def rand(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Uniform samples in [0, 1) from the generator seeded by `cgrad.manual_seed`."""
-    return tensor(_rng.random(_shape_arg(shape)), dtype=_resolve_dtype(dtype),
+    return tensor(_rng.random(_shape_arg(shape)), dtype=_resolve_dtype(dtype), device=device,
                   requires_grad=requires_grad)
 
 

@@ -8,7 +8,8 @@ from typing import Callable
 
 import numpy as np
 
-from .. import _C, _state
+from .. import _C, _device, _state
+from .._device import check_device
 from ..replay import replayed
 from ..tensor import Tensor, _generator, _resolve_dtype, tensor
 from . import functional as F
@@ -137,6 +138,34 @@ class Module:
 
     def eval(self):
         return self.train(False)
+
+    # ---- devices and dtypes ----
+    def to(self, *args, dtype=None, device=None):
+        """to(device) (the CPU: checked, nothing moves), to(dtype) or to(device, dtype):
+        parameters of another dtype are replaced by converted ones, so make the optimizer
+        after converting (PyTorch advises the same)."""
+        for a in args:
+            if isinstance(a, (str, _device.device)):
+                device = a
+            else:
+                dtype = a
+        check_device(device)
+        if dtype is not None:
+            dtype = _resolve_dtype(dtype)
+            for m in self.modules():
+                for name, p in list(m._parameters.items()):
+                    if p is not None and p.dtype != dtype:
+                        setattr(m, name, Parameter(p.to(dtype), requires_grad=p.requires_grad))
+        return self
+
+    def cpu(self):
+        return self
+
+    def float(self):
+        return self.to(dtype=np.float32)
+
+    def double(self):
+        return self.to(dtype=np.float64)
 
     # ---- state ----
     def state_dict(self) -> "OrderedDict[str, Tensor]":

@@ -1,0 +1,160 @@
+"""Ordinary PyTorch idioms run on cgrad unchanged: each is run against PyTorch when it is
+installed (same values, same errors) and against fixed expectations when it is not."""
+import numpy as np
+import pytest
+
+import cgrad
+from cgrad import nn
+
+try:
+    import torch
+except ImportError:  # PyTorch is an optional oracle
+    torch = None
+needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch not installed")
+LIBS = [cgrad] + ([torch] if torch is not None else [])
+IDS = ["cgrad"] + (["torch"] if torch is not None else [])
+
+
+def tutorial_regression(lib, steps=5):
+    """The tutorial's hand-written training loop: in-place updates under no_grad."""
+    lib.manual_seed(0)
+    x = lib.tensor(np.linspace(-1, 1, 8).reshape(8, 1), dtype=lib.float64)
+    y = 3 * x + 0.5
+    w = lib.tensor([[0.2]], dtype=lib.float64, requires_grad=True)
+    b = lib.tensor([0.1], dtype=lib.float64, requires_grad=True)
+    w_id = id(w)
+    for _ in range(steps):
+        loss = ((x @ w + b - y) ** 2).mean()
+        loss.backward()
+        with lib.no_grad():
+            w -= 0.1 * w.grad
+            b -= 0.1 * b.grad
+            w.grad.zero_()
+            b.grad.zero_()
+    assert id(w) == w_id and w.requires_grad and w.is_leaf
+    return np.array([w.item(), b.item(), loss.item()])
+
+
+@pytest.mark.parametrize("lib", LIBS, ids=IDS)
+def test_in_place_update_under_no_grad_keeps_the_parameter(lib):
+    got = tutorial_regression(lib)
+    # w, b after five steps of gradient descent on the mean squared error, by hand:
+    w, b, x = 0.2, 0.1, np.linspace(-1, 1, 8)
+    for _ in range(5):
+        r = w * x + b - (3 * x + 0.5)
+        loss = np.mean(r ** 2)
+        w, b = w - 0.1 * np.mean(2 * r * x), b - 0.1 * np.mean(2 * r)
+    np.testing.assert_allclose(got, [w, b, loss], rtol=1e-12)
+
+
+@pytest.mark.parametrize("lib", LIBS, ids=IDS)
+def test_in_place_on_a_leaf_that_requires_grad_raises(lib):
+    w = lib.ones(2, requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf"):
+        w -= 1.0
+    with pytest.raises(RuntimeError, match="leaf"):
+        w.mul_(2.0)
+    with lib.no_grad():
+        w.mul_(3.0).sub_(1.0).div_(4.0).clamp_(max=0.4)
+    np.testing.assert_allclose(w.detach().numpy(), [0.4, 0.4])
+
+
+@pytest.mark.parametrize("lib", LIBS, ids=IDS)
+def test_augmented_assignment_on_a_graph_value_gives_the_right_gradient(lib):
+    x = lib.tensor([1.0, 2.0], requires_grad=True)
+    loss = (x * x).sum()
+    loss += (3 * x).sum()  # PyTorch records it in place; cgrad records it out of place
+    loss.backward()
+    np.testing.assert_allclose(x.grad.numpy(), [5.0, 7.0])
+
+
+def test_in_place_methods_on_graph_values_and_shape_changes_are_refused():
+    x = cgrad.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 2
+    with pytest.raises(RuntimeError, match="not recorded.*x = x - y"):
+        y.sub_(1.0)
+    z = cgrad.zeros(2)
+    with pytest.raises(RuntimeError, match=r"shape \(2, 2\).*\(2,\)"):
+        z += cgrad.ones(2, 2)
+    z += 1  # in place, outside any graph
+    z *= cgrad.tensor([2.0, 3.0])
+    np.testing.assert_array_equal(z.numpy(), [2.0, 3.0])
+
+
+def test_in_place_change_of_a_saved_value_is_caught_by_backward():
+    x = cgrad.tensor([1.0, 2.0], requires_grad=True)
+    h = x * 1.0
+    y = (h * h).sum()  # mul saves h
+    with cgrad.no_grad():
+        h += 1.0
+    with pytest.raises(RuntimeError, match="modified in place"):
+        y.backward()
+
+
+@pytest.mark.parametrize("lib", LIBS, ids=IDS)
+def test_the_device_idiom_picks_the_cpu(lib):
+    device = lib.device("cuda" if lib.cuda.is_available() else "cpu")
+    assert str(device) == "cpu" and device == lib.device("cpu")
+    assert not lib.backends.mps.is_available()
+    model = nn.Linear(3, 2) if lib is cgrad else torch.nn.Linear(3, 2)
+    assert model.to(device) is model
+    x = lib.randn(4, 3, device=device)
+    assert x.to(device).device == device and x.cpu().device.type == "cpu"
+    assert lib.zeros(2, device="cpu").device.type == "cpu"
+    assert lib.tensor([1.0], device=device).to("cpu", lib.float64).dtype == lib.float64
+
+
+def test_asking_for_a_gpu_says_cgrad_runs_on_the_cpu():
+    for make in (lambda: cgrad.device("cuda"), lambda: cgrad.zeros(2, device="cuda:0"),
+                 lambda: cgrad.ones(2).to("mps"), lambda: cgrad.ones(2).cuda(),
+                 lambda: nn.Linear(2, 2).to("cuda")):
+        with pytest.raises(RuntimeError, match="CPU only"):
+            make()
+    assert cgrad.cuda.device_count() == 0
+
+
+@pytest.mark.parametrize("lib", LIBS, ids=IDS)
+def test_module_to_dtype_converts_the_parameters(lib):
+    model = (nn.Linear(3, 2) if lib is cgrad else torch.nn.Linear(3, 2)).double()
+    assert all(p.dtype == lib.float64 and p.requires_grad for p in model.parameters())
+    assert model(lib.ones(1, 3, dtype=lib.float64)).dtype == lib.float64
+    assert model.to(lib.float32).weight.dtype == lib.float32
+
+
+@pytest.mark.parametrize("lib", LIBS, ids=IDS)
+def test_formatting_a_loss_and_sizes(lib):
+    loss = lib.tensor([0.5, 0.25]).mean()
+    assert f"{loss:.4f}" == "0.3750" and f"{loss}" == format(loss)
+    t = lib.zeros(2, 3)
+    assert t.nelement() == t.numel() == 6 and t.dim() == 2
+    with pytest.raises(TypeError):
+        f"{t:.2f}"  # only a 0-dim tensor formats as a number
+
+
+@pytest.mark.parametrize("lib", LIBS, ids=IDS)
+def test_creation_functions(lib):
+    np.testing.assert_allclose(lib.linspace(0, 1, 5).numpy(), [0, 0.25, 0.5, 0.75, 1])
+    np.testing.assert_allclose(lib.logspace(0, 2, 3).numpy(), [1, 10, 100], rtol=1e-6)
+    np.testing.assert_array_equal(lib.eye(2, 3).numpy(), np.eye(2, 3))
+    t = lib.ones(2, 3, dtype=lib.float64)
+    for like, value in ((lib.full_like(t, 7.0), 7.0), (lib.zeros_like(t), 0.0), (lib.ones_like(t), 1.0)):
+        assert like.shape == t.shape and like.dtype == lib.float64
+        np.testing.assert_array_equal(like.numpy(), np.full((2, 3), value))
+    for like in (lib.empty_like(t), lib.rand_like(t), lib.randn_like(t), lib.empty(2, 3, dtype=lib.float64)):
+        assert like.shape == t.shape and like.dtype == lib.float64
+    assert lib.float is lib.float32 and lib.double is lib.float64
+
+
+@pytest.mark.parametrize("lib", LIBS, ids=IDS)
+def test_inference_mode(lib):
+    w = lib.ones(2, requires_grad=True)
+    with lib.inference_mode():
+        assert not (w * 2).requires_grad
+    with lib.inference_mode(False):
+        assert (w * 2).requires_grad
+
+    @lib.inference_mode()
+    def predict(x):
+        return x * w
+
+    assert not predict(lib.ones(2)).requires_grad

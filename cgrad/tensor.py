@@ -151,6 +151,15 @@ class Tensor(_C.TensorBase):
 
     clip_ = clamp_
 
+    def uniform_(self, a: float = 0.0, b: float = 1.0) -> "Tensor":
+        """Fill with uniform samples in [a, b) from cgrad's generator (no graph)."""
+        self.copy_(_generator().uniform(a, b, self.shape))
+        return self
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0) -> "Tensor":
+        self.copy_(_generator().normal(mean, std, self.shape))
+        return self
+
     def to(self, *args, dtype=None, device=None, copy: bool = False, non_blocking: bool = False) -> "Tensor":
         """PyTorch's forms: to(dtype), to(device), to(device, dtype), to(other_tensor).
         A dtype change is a copy that is not recorded on the tape (a new leaf, meant for

@@ -158,3 +158,96 @@ def test_inference_mode(lib):
         return x * w
 
     assert not predict(lib.ones(2)).requires_grad
+
+
+def _nn(lib):
+    return nn if lib is cgrad else torch.nn
+
+
+class _Net:
+    """The same little model in either library: containers, a buffer, apply."""
+
+    @staticmethod
+    def make(lib):
+        L = _nn(lib)
+
+        class Net(L.Module):
+            def __init__(self):
+                super().__init__()
+                self.blocks = L.ModuleList([L.Linear(4, 4) for _ in range(2)])
+                self.blocks.append(L.Linear(4, 3))
+                self.heads = L.ModuleDict({"a": L.Linear(3, 1), "b": L.Linear(3, 2)})
+                self.scales = L.ParameterList([L.Parameter(lib.ones(3)) for _ in range(2)])
+                self.register_buffer("running", lib.zeros(3))
+                self.register_buffer("scratch", lib.zeros(2), persistent=False)
+
+            def forward(self, x):
+                for block in self.blocks:
+                    x = block(x).tanh()
+                x = x * self.scales[0] * self.scales[1]
+                return self.heads["a"](x) + self.heads["b"](x).sum(1, keepdim=True)
+
+        return Net()
+
+
+@pytest.mark.parametrize("lib", LIBS, ids=IDS)
+def test_containers_buffers_and_apply(lib):
+    model = _Net.make(lib)
+    names = [n for n, _ in model.named_parameters()]
+    assert names[:2] == ["blocks.0.weight", "blocks.0.bias"] and "scales.1" in names and len(names) == 12
+    assert sum(p.numel() for p in model.parameters()) == 2 * 20 + 15 + 4 + 8 + 6
+    keys = list(model.state_dict())
+    assert "running" in keys and "scratch" not in keys and len(keys) == 13
+    assert [n for n, _ in model.named_children()] == ["blocks", "heads", "scales"]
+    assert len(model.blocks) == 3 and len(model.heads) == 2 and "a" in model.heads
+    seen = []
+    model.apply(lambda m: seen.append(type(m).__name__))
+    assert seen[-1] == "Net" and seen.count("Linear") == 5
+    model.requires_grad_(False)
+    assert not any(p.requires_grad for p in model.parameters())
+    model.double()
+    assert model.running.dtype == lib.float64 and model.blocks[0].weight.dtype == lib.float64
+    out = model(lib.ones(2, 4, dtype=lib.float64))
+    assert tuple(out.shape) == (2, 1)
+
+
+def test_buffers_load_and_follow_assignment():
+    a, b = _Net.make(cgrad), _Net.make(cgrad)
+    a.running = cgrad.tensor([1.0, 2.0, 3.0])  # a registered buffer takes its new value
+    b.load_state_dict(a.state_dict())
+    np.testing.assert_array_equal(b.running.numpy(), [1.0, 2.0, 3.0])
+    with pytest.raises(TypeError, match="register_buffer"):
+        a.register_buffer("bad", np.zeros(2))
+    with pytest.raises(TypeError, match="not a Module"):
+        a.blocks.append(cgrad.zeros(2))
+    del a.blocks[0]
+    assert [n for n, _ in a.blocks.named_children()] == ["0", "1"]
+
+
+@pytest.mark.parametrize("lib", LIBS, ids=IDS)
+def test_init_functions_follow_pytorch_formulas(lib):
+    init = _nn(lib).init
+    lib.manual_seed(0)
+    w = lib.empty(300, 200, dtype=lib.float64)
+    bound = np.sqrt(6 / 500)
+    assert np.abs(init.xavier_uniform_(w).numpy()).max() <= bound
+    assert abs(w.numpy().std() - bound / np.sqrt(3)) < 0.02 * bound
+    assert abs(init.xavier_normal_(w, gain=2.0).numpy().std() - 2 * np.sqrt(2 / 500)) < 0.02
+    init.kaiming_uniform_(w, a=np.sqrt(5))  # nn.Linear's own initialisation: bound 1/sqrt(fan_in)
+    assert np.abs(w.numpy()).max() <= 1 / np.sqrt(200) + 1e-12
+    std = init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu").numpy().std()
+    assert abs(std - np.sqrt(2 / 300)) < 0.02 * np.sqrt(2 / 300)
+    assert init.calculate_gain("tanh") == pytest.approx(5 / 3)
+    assert init.calculate_gain("leaky_relu", 0.2) == pytest.approx(np.sqrt(2 / 1.04))
+    np.testing.assert_array_equal(init.constant_(w, 0.5).numpy(), 0.5)
+    assert init.zeros_(w).numpy().max() == 0 and init.ones_(w).numpy().min() == 1
+    u = init.uniform_(lib.empty(1000, dtype=lib.float64), -2.0, -1.0).numpy()
+    assert u.min() >= -2 and u.max() < -1
+    assert abs(init.normal_(lib.empty(4000, dtype=lib.float64), 3.0, 0.5).numpy().mean() - 3) < 0.05
+
+
+@needs_torch
+def test_init_gains_match_pytorch():
+    for name, param in [("linear", None), ("sigmoid", None), ("tanh", None), ("relu", None),
+                        ("leaky_relu", None), ("leaky_relu", 0.3), ("selu", None)]:
+        assert nn.init.calculate_gain(name, param) == pytest.approx(torch.nn.init.calculate_gain(name, param))

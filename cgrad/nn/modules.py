@@ -39,16 +39,25 @@ class Module:
 
     _parameters: OrderedDict[str, Parameter]
     _modules: OrderedDict[str, Module]
+    _buffers: OrderedDict[str, Tensor | None]
+    _non_persistent: set
     training: bool
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_non_persistent", set())
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise AttributeError("call super().__init__() in your Module's __init__ first")
+        if name in self._buffers and (value is None or isinstance(value, Tensor)) and not isinstance(value, Parameter):
+            self._buffers[name] = value  # a registered buffer takes its new value
+            object.__setattr__(self, name, value)
+            return
+        self._buffers.pop(name, None)
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
         if isinstance(value, Parameter):
@@ -60,7 +69,19 @@ class Module:
             _state.modes_changed()
         object.__setattr__(self, name, value)
 
+    def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
+        """A tensor that belongs to the module's state but is not a parameter (running
+        statistics, masks): in state_dict() unless persistent=False, converted by to()."""
+        if tensor is not None and not isinstance(tensor, Tensor):
+            raise TypeError(f"register_buffer: {name!r} must be a cgrad Tensor or None, not {type(tensor).__name__}")
+        if name in self._parameters or name in self._modules:
+            raise KeyError(f"register_buffer: {name!r} is already a parameter or a submodule")
+        self._buffers[name] = tensor
+        (self._non_persistent.add if not persistent else self._non_persistent.discard)(name)
+        object.__setattr__(self, name, tensor)
+
     def __delattr__(self, name):
+        self._buffers.pop(name, None)
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
         object.__delattr__(self, name)
@@ -106,6 +127,31 @@ class Module:
 
     def children(self):
         return list(self._modules.values())
+
+    def named_children(self):
+        yield from self._modules.items()
+
+    def apply(self, fn):
+        """fn(m) for every submodule, children first, then self (PyTorch's order)."""
+        for m in self._modules.values():
+            m.apply(fn)
+        fn(self)
+        return self
+
+    def requires_grad_(self, requires_grad: bool = True):
+        for p in self.parameters():
+            p.requires_grad = requires_grad
+        return self
+
+    def named_buffers(self, prefix: str = "", recurse: bool = True, persistent_only: bool = False):
+        mods = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for mprefix, m in mods:
+            for name, b in m._buffers.items():
+                if b is not None and not (persistent_only and name in m._non_persistent):
+                    yield (f"{mprefix}.{name}" if mprefix else name), b
+
+    def buffers(self, recurse: bool = True) -> list:
+        return [b for _, b in self.named_buffers(recurse=recurse)]
 
     def named_parameters(self, prefix: str = "", recurse: bool = True):
         seen = set()
@@ -156,6 +202,9 @@ class Module:
                 for name, p in list(m._parameters.items()):
                     if p is not None and p.dtype != dtype:
                         setattr(m, name, Parameter(p.to(dtype), requires_grad=p.requires_grad))
+                for name, b in list(m._buffers.items()):
+                    if b is not None and b.dtype != dtype:
+                        setattr(m, name, b.to(dtype))
         return self
 
     def cpu(self):
@@ -168,14 +217,18 @@ class Module:
         return self.to(dtype=np.float64)
 
     # ---- state ----
+    def _state_items(self):
+        yield from self.named_parameters()
+        yield from self.named_buffers(persistent_only=True)
+
     def state_dict(self) -> "OrderedDict[str, Tensor]":
-        """Parameter name -> a tensor sharing the parameter's memory (detached)."""
-        return OrderedDict((name, p.detach()) for name, p in self.named_parameters())
+        """Parameter and persistent buffer names -> tensors sharing their memory (detached)."""
+        return OrderedDict((name, t.detach()) for name, t in self._state_items())
 
     def load_state_dict(self, state_dict, strict: bool = True):
         """Copy values in from a state dict of tensors or arrays (a PyTorch state_dict of
         the same architecture works too). Shapes must match; with strict, names too."""
-        own = dict(self.named_parameters())
+        own = dict(self._state_items())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         if strict and (missing or unexpected):
@@ -246,6 +299,122 @@ class Sequential(Module):
 
     def __iter__(self):
         return iter(self._modules.values())
+
+
+class ModuleList(Module):
+    """A list of modules, registered as children "0", "1", ..."""
+
+    def __init__(self, modules=()):
+        super().__init__()
+        self.extend(modules)
+
+    def _check(self, m):
+        if not isinstance(m, Module):
+            raise TypeError(f"{type(self).__name__}: {type(m).__name__} is not a Module")
+        return m
+
+    def append(self, module):
+        setattr(self, str(len(self._modules)), self._check(module))
+        return self
+
+    def extend(self, modules):
+        for m in modules:
+            self.append(m)
+        return self
+
+    def insert(self, index: int, module) -> None:
+        items = list(self._modules.values())
+        items.insert(index, self._check(module))
+        self._reset(items)
+
+    def _reset(self, items):
+        for key in list(self._modules):
+            delattr(self, key)
+        self.extend(items)
+
+    def __getitem__(self, i):
+        items = list(self._modules.values())
+        return ModuleList(items[i]) if isinstance(i, slice) else items[i]
+
+    def __setitem__(self, i: int, module) -> None:
+        items = list(self._modules.values())
+        items[i] = self._check(module)
+        self._reset(items)
+
+    def __delitem__(self, i) -> None:
+        items = list(self._modules.values())
+        del items[i]
+        self._reset(items)
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(list(self._modules.values()))
+
+
+class ModuleDict(Module):
+    """A dict of modules, registered as children by their keys."""
+
+    def __init__(self, modules=None):
+        super().__init__()
+        if modules is not None:
+            self.update(modules)
+
+    def update(self, modules) -> None:
+        for k, m in (modules.items() if hasattr(modules, "items") else modules):
+            self[k] = m
+
+    def __getitem__(self, key: str):
+        return self._modules[key]
+
+    def __setitem__(self, key: str, module) -> None:
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleDict: {type(module).__name__} is not a Module")
+        setattr(self, key, module)
+
+    def __delitem__(self, key: str) -> None:
+        delattr(self, key)
+
+    def __contains__(self, key) -> bool:
+        return key in self._modules
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(list(self._modules))
+
+    def keys(self):
+        return self._modules.keys()
+
+    def values(self):
+        return self._modules.values()
+
+    def items(self):
+        return self._modules.items()
+
+
+class ParameterList(Module):
+    """A list of parameters, registered as "0", "1", ... (tensors become Parameters)."""
+
+    def __init__(self, values=()):
+        super().__init__()
+        for v in values:
+            self.append(v)
+
+    def append(self, value):
+        setattr(self, str(len(self._parameters)), value if isinstance(value, Parameter) else Parameter(value))
+        return self
+
+    def __getitem__(self, i):
+        return list(self._parameters.values())[i]
+
+    def __len__(self):
+        return len(self._parameters)
+
+    def __iter__(self):
+        return iter(list(self._parameters.values()))
 
 
 class _Activation(Module):

@@ -37,7 +37,8 @@ from ._device import device  # noqa: E402
 float = float32  # PyTorch's dtype aliases (cgrad.float is float32, cgrad.double float64)
 double = float64
 
-from . import backends, cuda, data, diagnostics, nn, optim, profiler, viz  # noqa: E402  (after tensor)
+from . import backends, cuda, data, diagnostics, nn, optim, profiler, utils, viz  # noqa: E402  (after tensor)
+from .utils.data import Generator  # noqa: E402
 from .replay import CompiledStep, compile  # noqa: E402
 from .profiler import profile  # noqa: E402
 from .estimators import MLPClassifier, MLPRegressor  # noqa: E402

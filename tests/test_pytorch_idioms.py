@@ -251,3 +251,70 @@ def test_init_gains_match_pytorch():
     for name, param in [("linear", None), ("sigmoid", None), ("tanh", None), ("relu", None),
                         ("leaky_relu", None), ("leaky_relu", 0.3), ("selu", None)]:
         assert nn.init.calculate_gain(name, param) == pytest.approx(torch.nn.init.calculate_gain(name, param))
+
+
+def _data(lib):
+    return cgrad.utils.data if lib is cgrad else torch.utils.data
+
+
+@pytest.mark.parametrize("lib", LIBS, ids=IDS)
+def test_tensor_dataset_and_loader(lib):
+    D = _data(lib)
+    X = lib.tensor(np.arange(20, dtype=np.float32).reshape(10, 2))
+    y = lib.tensor(np.arange(10, dtype=np.float32))
+    ds = D.TensorDataset(X, y)
+    assert len(ds) == 10 and float(ds[3][1]) == 3.0
+    batches = list(D.DataLoader(ds, batch_size=4))
+    assert [tuple(b[0].shape) for b in batches] == [(4, 2), (4, 2), (2, 2)]
+    np.testing.assert_array_equal(batches[1][1].numpy(), [4, 5, 6, 7])
+    assert len(D.DataLoader(ds, batch_size=4, drop_last=True)) == 2
+    seen = np.concatenate([b[1].numpy() for b in D.DataLoader(ds, batch_size=3, shuffle=True)])
+    assert sorted(seen) == list(range(10)) and list(seen) != list(range(10))
+
+
+def test_a_seeded_generator_repeats_the_order_and_splits():
+    D = cgrad.utils.data
+    ds = D.TensorDataset(cgrad.arange(12))
+    orders = [[float(v) for b in D.DataLoader(ds, batch_size=5, shuffle=True,
+                                               generator=cgrad.Generator().manual_seed(7)) for v in b[0]]
+              for _ in range(2)]
+    assert orders[0] == orders[1] and sorted(orders[0]) == list(range(12))
+    a, b = D.random_split(ds, [0.75, 0.25], generator=cgrad.Generator().manual_seed(1))
+    assert len(a) == 9 and len(b) == 3 and set(a.indices).isdisjoint(b.indices)
+    with pytest.raises(ValueError, match="add up"):
+        D.random_split(ds, [5, 5])
+
+
+@pytest.mark.parametrize("lib", LIBS, ids=IDS)
+def test_a_map_style_dataset_is_collated(lib):
+    D = _data(lib)
+
+    class Squares(D.Dataset):
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, i):
+            return {"x": lib.tensor([float(i), 1.0]), "y": i * i}
+
+    batch = next(iter(D.DataLoader(Squares(), batch_size=3)))
+    np.testing.assert_array_equal(batch["x"].numpy(), [[0, 1], [1, 1], [2, 1]])
+    np.testing.assert_array_equal(batch["y"].numpy(), [0, 1, 4])
+    custom = D.DataLoader(Squares(), batch_size=2, collate_fn=lambda s: len(s))
+    assert list(custom) == [2, 2, 1]
+
+
+def test_training_from_a_tensor_dataset():
+    D = cgrad.utils.data
+    X, y = cgrad.data.blobs(n=200, seed=0)
+    cgrad.manual_seed(0)
+    loader = D.DataLoader(D.TensorDataset(cgrad.tensor(X), cgrad.tensor(y)), batch_size=32, shuffle=True)
+    model = nn.MLP([X.shape[1], 16, int(y.max()) + 1])
+    opt = cgrad.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(20):
+        for xb, yb in loader:
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(xb), yb).backward()
+            opt.step()
+    with cgrad.no_grad():
+        acc = (model(cgrad.tensor(X)).numpy().argmax(1) == y).mean()
+    assert acc > 0.9

@@ -14,6 +14,7 @@ from collections import OrderedDict
 import numpy as np
 
 from . import _C
+from ._device import check_device
 from .tensor import tensor
 
 _MARKER = "__cgrad_format__"
@@ -62,11 +63,13 @@ def save(obj, path) -> None:
         raise
 
 
-def load(path, max_bytes: int = 1 << 34):
+def load(path, map_location=None, weights_only: bool = True, max_bytes: int = 1 << 34):
     """Load what save wrote: a Tensor, or an OrderedDict of name -> Tensor.
 
     Raises ValueError for a file that is not a cgrad save, truncated or corrupted, and
-    for entries larger than max_bytes in total."""
+    for entries larger than max_bytes in total. PyTorch's map_location (the CPU) and
+    weights_only are accepted: loading never unpickles, so it is always weights only."""
+    check_device(map_location if not callable(map_location) else None)
     path = os.fspath(path)
     try:
         with np.load(path, allow_pickle=False) as f:

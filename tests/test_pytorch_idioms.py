@@ -318,3 +318,13 @@ def test_training_from_a_tensor_dataset():
     with cgrad.no_grad():
         acc = (model(cgrad.tensor(X)).numpy().argmax(1) == y).mean()
     assert acc > 0.9
+
+
+def test_load_accepts_pytorchs_keywords(tmp_path):
+    model = nn.Linear(2, 2)
+    cgrad.save(model.state_dict(), tmp_path / "m.npz")
+    state = cgrad.load(tmp_path / "m.npz", map_location="cpu", weights_only=True)
+    np.testing.assert_array_equal(state["weight"].numpy(), model.weight.numpy())
+    assert cgrad.load(tmp_path / "m.npz", map_location=cgrad.device("cpu"))["bias"].shape == (2,)
+    with pytest.raises(RuntimeError, match="CPU only"):
+        cgrad.load(tmp_path / "m.npz", map_location="cuda:0")

@@ -1,6 +1,7 @@
 """Grad mode switches and gradcheck."""
 from __future__ import annotations
 
+import copy
 import functools
 
 import numpy as np
@@ -42,7 +43,7 @@ class no_grad:
     def __call__(self, fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            with self.__class__():
+            with copy.copy(self):  # a fresh context per call (it keeps the mode to restore)
                 return fn(*args, **kwargs)
         return wrapper
 
@@ -58,14 +59,11 @@ class inference_mode(no_grad):
     `@cgrad.inference_mode()`, or inference_mode(False) to leave recording as it is."""
 
     def __init__(self, mode: bool = True):
-        self.mode = not mode and _C.is_grad_enabled()
+        self.enabled = mode
 
-    def __call__(self, fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with inference_mode(not self.mode):
-                return fn(*args, **kwargs)
-        return wrapper
+    def __enter__(self):
+        self.mode = not self.enabled and _C.is_grad_enabled()  # the grad mode inside the block
+        return super().__enter__()
 
 
 is_grad_enabled = _C.is_grad_enabled

@@ -111,7 +111,7 @@ class Tensor(_C.TensorBase):
         if graph:
             if method:
                 raise RuntimeError(f"{name}: in-place operations on tensors that are part of a graph are not "
-                                   f"recorded by cgrad; write x = x {_INPLACE_SYMBOLS.get(name, 'op')} y instead")
+                                   f"recorded by cgrad; assign the out-of-place result instead (x = x - y)")
             return fn(self, other)
         prev = _C.is_grad_enabled()
         _C.set_grad_enabled(False)
@@ -138,7 +138,7 @@ class Tensor(_C.TensorBase):
         return self._inplace("div_", Tensor.__truediv__, other, False)
 
     def sub_(self, other, alpha: float = 1.0) -> "Tensor":
-        return self._inplace("sub_", lambda a, b: a - b * alpha if alpha != 1 else a - b, other, True)
+        return self._inplace("sub_", lambda a, b: a - (b if alpha == 1 else b * alpha), other, True)
 
     def mul_(self, other) -> "Tensor":
         return self._inplace("mul_", Tensor.__mul__, other, True)
@@ -164,16 +164,9 @@ class Tensor(_C.TensorBase):
         """PyTorch's forms: to(dtype), to(device), to(device, dtype), to(other_tensor).
         A dtype change is a copy that is not recorded on the tape (a new leaf, meant for
         data rather than parameters); otherwise self (or a copy with copy=True)."""
-        for a in args:
-            if isinstance(a, _C.TensorBase):
-                dtype = a.dtype
-            elif isinstance(a, (str, _device.device)):
-                device = a
-            else:
-                dtype = a
-        check_device(device)
-        if dtype is not None and _resolve_dtype(dtype) != self.dtype:
-            return self._astype(_resolve_dtype(dtype))
+        dtype, _ = to_arguments(args, dtype, device)
+        if dtype is not None and dtype != self.dtype:
+            return self._astype(dtype)
         return self._copy() if copy else self
 
     @property
@@ -186,7 +179,7 @@ class Tensor(_C.TensorBase):
         return self
 
     def cuda(self, device=None) -> "Tensor":
-        check_device("cuda" if device is None else device)
+        check_device("cuda")  # raises: cgrad runs on the CPU only
         return self
 
     def float(self) -> "Tensor":
@@ -314,7 +307,19 @@ class Tensor(_C.TensorBase):
         return (centred * centred).sum(axis, keepdims) / max(n - ddof, 1)
 
 
-_INPLACE_SYMBOLS = {"sub_": "-", "mul_": "*", "div_": "/", "add_": "+"}
+def to_arguments(args, dtype, device):
+    """(dtype, device) from PyTorch's to(...) arguments: a dtype, a device (or its
+    string), or a tensor whose dtype to take; the device is checked (the CPU)."""
+    for a in args:
+        if isinstance(a, _C.TensorBase):
+            dtype = a.dtype
+        elif isinstance(a, (str, _device.device)):
+            device = a
+        else:
+            dtype = a
+    check_device(device)
+    return None if dtype is None else _resolve_dtype(dtype), device
+
 
 def _is_array_index(k) -> bool:
     return isinstance(k, (list, np.ndarray)) and not isinstance(k, (str, bytes))

@@ -8,10 +8,9 @@ from typing import Callable
 
 import numpy as np
 
-from .. import _C, _device, _state
-from .._device import check_device
+from .. import _C, _state
 from ..replay import replayed
-from ..tensor import Tensor, _generator, _resolve_dtype, tensor
+from ..tensor import Tensor, _generator, _resolve_dtype, tensor, to_arguments
 from . import functional as F
 
 
@@ -77,7 +76,10 @@ class Module:
         if name in self._parameters or name in self._modules:
             raise KeyError(f"register_buffer: {name!r} is already a parameter or a submodule")
         self._buffers[name] = tensor
-        (self._non_persistent.add if not persistent else self._non_persistent.discard)(name)
+        if persistent:
+            self._non_persistent.discard(name)
+        else:
+            self._non_persistent.add(name)
         object.__setattr__(self, name, tensor)
 
     def __delattr__(self, name):
@@ -190,14 +192,8 @@ class Module:
         """to(device) (the CPU: checked, nothing moves), to(dtype) or to(device, dtype):
         parameters of another dtype are replaced by converted ones, so make the optimizer
         after converting (PyTorch advises the same)."""
-        for a in args:
-            if isinstance(a, (str, _device.device)):
-                device = a
-            else:
-                dtype = a
-        check_device(device)
+        dtype, _ = to_arguments(args, dtype, device)
         if dtype is not None:
-            dtype = _resolve_dtype(dtype)
             for m in self.modules():
                 for name, p in list(m._parameters.items()):
                     if p is not None and p.dtype != dtype:

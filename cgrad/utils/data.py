@@ -21,7 +21,7 @@ class Generator:
     """A random generator of its own, as torch.Generator: `Generator().manual_seed(0)`."""
 
     def __init__(self, device="cpu"):
-        self._seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
+        self._seed = int(np.random.default_rng().integers(1 << 63))
         self.rng = np.random.default_rng(self._seed)
 
     def manual_seed(self, seed: int) -> "Generator":
@@ -101,8 +101,8 @@ def default_collate(samples: list) -> Any:
     if isinstance(first, dict):
         return {k: default_collate([s[k] for s in samples]) for k in first}
     if isinstance(first, (tuple, list)):
-        return type(first)(default_collate(list(field)) for field in zip(*samples)) if isinstance(first, tuple) \
-            else [default_collate(list(field)) for field in zip(*samples)]
+        fields = [default_collate(list(field)) for field in zip(*samples)]
+        return tuple(fields) if isinstance(first, tuple) else fields
     raise TypeError(f"default_collate: cannot collate samples of type {type(first).__name__}")
 
 

@@ -11,7 +11,10 @@ per-op figures have the cost of the timing loop and a lambda call subtracted):
      divided by 100 (an upper bound on the overhead: it includes a 4-element kernel);
   3. GEMM speed through matmul at 64, 256 and 1024 square, in GFLOP/s;
   4. two kernels at training sizes, no graph: tanh over 512 floats (the 2-16-16-1
-     network's hidden layer) and cross_entropy over [200, 10] logits (the digits batch).
+     network's hidden layer) and cross_entropy over [200, 10] logits (the digits batch);
+  5. the scatter-add backward rules on rows of one element (forward, sum and backward
+     together): gathering 100,000 values of a 1-D tensor, and concatenating two
+     [100000, 1] columns.
 """
 from __future__ import annotations
 
@@ -130,6 +133,16 @@ def main() -> None:
             (med, lo, hi), (med_np, _, _) = (summary(x) for x in measure_together([fn, ref], max(int(20_000 * scale), 200), repeat))
             rows.append({"benchmark": f"forward {name}", "cgrad ns": f"{med:.0f} [{lo:.0f}-{hi:.0f}]",
                          "numpy ns": f"{med_np:.0f}", "recorded / numpy": f"{med / med_np:.2f}x"})
+
+    # ---- 5. scatter-add backward rules (csrc/shape_impl.h), rows of one element ----
+    v = cgrad.tensor(rng.standard_normal(100_000).astype(np.float32), requires_grad=True)
+    col = cgrad.tensor(rng.standard_normal((100_000, 1)).astype(np.float32), requires_grad=True)
+    picks = rng.integers(0, 100_000, 100_000)
+    scatter = [("gather 100,000 of [100000]", lambda: v[picks].sum().backward()),
+               ("concat [100000, 1] x 2, axis 1", lambda: cgrad.concatenate([col, col], axis=1).sum().backward())]
+    for name, fn in scatter:
+        (med, lo, hi), = (summary(x) for x in measure_together([fn], max(int(200 * scale), 5), repeat))
+        rows.append({"benchmark": f"forward + backward {name}", "cgrad recorded ns": f"{med:.0f} [{lo:.0f}-{hi:.0f}]"})
 
     columns = ["benchmark", "cgrad ns", "cgrad recorded ns", "numpy ns", "recorded / numpy"]
     if torch is not None:

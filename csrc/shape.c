@@ -181,10 +181,8 @@ void cg_gather_bwd(cg_node *node, const void *g, void **dins) {
     if (!dins[0]) return;
     const int64_t *idx = node->extra;
     int64_t n = node->ip[0], inner = node->ip[1];
-    size_t es = cg_dtype_size(node->dtype);
-    for (int64_t l = 0; l < n; l++)
-        cg_add_into(node->dtype, inner, (char *)dins[0] + (size_t)(idx[l] * inner) * es,
-                    (const char *)g + (size_t)(l * inner) * es);
+    if (node->dtype == CG_F32) gather_bwd__f32(n, inner, idx, g, dins[0]);
+    else gather_bwd__f64(n, inner, idx, g, dins[0]);
 }
 
 /* ---- concat along axis: each input contributes a chunk of shape[axis] * inner per outer ---- */
@@ -243,16 +241,8 @@ cg_status cg_concat(int n, cg_tensor **xs, int axis, cg_tensor **out) {
 }
 
 void cg_concat_bwd(cg_node *node, const void *g, void **dins) {
-    size_t es = cg_dtype_size(node->dtype);
     int axis = (int)node->ip[0];
     int64_t outer = cg_numel(axis, node->shape), inner = cg_numel(node->ndim - axis - 1, node->shape + axis + 1);
-    int64_t pos = 0;
-    for (int64_t o = 0; o < outer; o++)
-        for (int i = 0; i < node->n_inputs; i++) {
-            int64_t chunk = node->inputs[i]->shape[axis] * inner;
-            if (dins[i])
-                cg_add_into(node->dtype, chunk, (char *)dins[i] + (size_t)(o * chunk) * es,
-                            (const char *)g + (size_t)pos * es);
-            pos += chunk;
-        }
+    if (node->dtype == CG_F32) concat_bwd__f32(node->n_inputs, node->inputs, axis, outer, inner, g, dins);
+    else concat_bwd__f64(node->n_inputs, node->inputs, axis, outer, inner, g, dins);
 }

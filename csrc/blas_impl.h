@@ -2,9 +2,6 @@
  * with T and SFX defined. Row-major, i-p-j loop order so the inner loop streams rows of B
  * and C. */
 
-#define CG_CAT_(a, b) a##b
-#define CG_CAT(a, b) CG_CAT_(a, b)
-#define FN(name) CG_CAT(name, SFX)
 
 static void FN(builtin_gemm_)(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, T alpha, const T *A,
                               int64_t lda, const T *B, int64_t ldb, T beta, T *C, int64_t ldc) {

@@ -5,8 +5,11 @@
  *     #include "cg_each_dtype.h"
  * In each pass the impl header sees T (the element type, which also picks cg_math.h's
  * functions), SFX (_f32 or _f64, appended to its function names), T_OTHER (the other
- * element type, for conversions) and GEMM_FN (the GEMM function type for T).
- * No include guard: included once per impl header. */
+ * element type, for conversions) and GEMM_FN (the GEMM function type for T); FN(name)
+ * appends SFX. No include guard: included once per impl header. */
+#define CG_CAT_(a, b) a##b
+#define CG_CAT(a, b) CG_CAT_(a, b)
+#define FN(name) CG_CAT(name, SFX)
 #define T float
 #define SFX _f32
 #define T_OTHER double
@@ -27,3 +30,6 @@
 #undef T_OTHER
 #undef GEMM_FN
 #undef CG_IMPL
+#undef FN
+#undef CG_CAT
+#undef CG_CAT_

@@ -3,9 +3,6 @@
  * functions). Each CG_UNARY and CG_BINARY line of ops.def becomes a forward loop and a
  * backward loop. */
 
-#define CG_CAT_(a, b) a##b
-#define CG_CAT(a, b) CG_CAT_(a, b)
-#define FN(name) CG_CAT(name, SFX)
 
 /* ---- unary: y[i] = f(x[i]);  dx[i] += g[i] * f'(x[i], y[i]) ---- */
 #define CG_UNARY(NAME, name, reads, fwd, deriv)                                                 \
@@ -100,6 +97,3 @@ CG_SIMD static void FN(where_bwd_)(const cg_bcast *bc, const uint8_t *M, const T
 }
 
 #undef CG_INNER4
-#undef FN
-#undef CG_CAT
-#undef CG_CAT_

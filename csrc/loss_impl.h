@@ -2,9 +2,6 @@
  * dtype with T and SFX defined (T also picks cg_math.h's EXP: cg_expf for float32).
  * Sums and the logsumexp are kept in double for both. */
 
-#define CG_CAT_(a, b) a##b
-#define CG_CAT(a, b) CG_CAT_(a, b)
-#define FN(name) CG_CAT(name, SFX)
 
 /* X [N, C] -> Y (N losses, or one reduced), lses: each row's logsumexp */
 CG_SIMD static void FN(ce_fwd_)(int64_t N, int64_t C, const T *X, const int64_t *tgt, int reduction, T *Y,

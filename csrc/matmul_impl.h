@@ -2,9 +2,6 @@
  * matmul.c once per dtype with T, SFX and GEMM_FN (the provider's GEMM type for T)
  * defined. The caller passes the current provider's GEMM of that type. */
 
-#define CG_CAT_(a, b) a##b
-#define CG_CAT(a, b) CG_CAT_(a, b)
-#define FN(name) CG_CAT(name, SFX)
 
 static void FN(mm_fwd_)(GEMM_FN gemm, const mm_plan *p, const T *A, const T *B, T *Z) {
     if (p->fold) {

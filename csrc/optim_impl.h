@@ -2,9 +2,6 @@
  * dtype with T and SFX defined (T also picks cg_math.h's SQRT). Restrict pointers, so the
  * loops vectorise (the branches are loop-invariant and get unswitched). */
 
-#define CG_CAT_(a, b) a##b
-#define CG_CAT(a, b) CG_CAT_(a, b)
-#define FN(name) CG_CAT(name, SFX)
 
 /* g = grad + wd p; buf = first ? g : momentum buf + (1 - dampening) g;
  * g = nesterov ? g + momentum buf : buf;  p -= lr g */

@@ -4,9 +4,6 @@
  * Layout: x is viewed as [O, R, I] (R = the reduced axes, merged), y as [O, I]
  * (softmax: y is [O, R, I] like x). Element (o, r, i) of x is x[(o*R + r)*I + i]. */
 
-#define CG_CAT_(a, b) a##b
-#define CG_CAT(a, b) CG_CAT_(a, b)
-#define FN(name) CG_CAT(name, SFX)
 #define CG_EXP_CHUNK 256 /* exps computed into a stack buffer this long before they are summed */
 
 /* y[o,i] = sum_r x[o,r,i] (MEAN: / R) */
@@ -146,6 +143,3 @@ CG_SIMD static void FN(softmax_bwd_)(int64_t O, int64_t R, int64_t I, const T *y
         }
 }
 
-#undef FN
-#undef CG_CAT
-#undef CG_CAT_

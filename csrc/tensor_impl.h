@@ -1,9 +1,6 @@
 /* tensor_impl.h: the buffer loops of tensor.c for one element type, included once per
  * dtype with T, SFX and T_OTHER (the other dtype's type, for conversions) defined. */
 
-#define CG_CAT_(a, b) a##b
-#define CG_CAT(a, b) CG_CAT_(a, b)
-#define FN(name) CG_CAT(name, SFX)
 
 /* dst += src. Adds only, so the AVX2 clone gives the same values as the baseline. */
 CG_SIMD static void FN(add_into_)(int64_t n, T *dst, const T *src) {

@@ -258,6 +258,9 @@ OPS = [
            lambda x: x[np.arange(3), np.array([1, 0, 3])], [(3, 4)]),
     OpInfo("gather_mask", "gather", lambda x: x[np.array([True, False, True])],
            lambda x: x[np.array([True, False, True])], [(3, 2)]),
+    OpInfo("concat_pair", "concat", lambda a, b: cgrad.concatenate([a, b], axis=0),
+           lambda a, b: np.concatenate([a, b], axis=0), [(2, 3), (1, 3)],
+           torch=_torch(lambda torch, a, b: torch.cat([a, b], dim=0))),  # one C op on its leaves
     OpInfo("concat", "concat", lambda a, b: cgrad.concatenate([a, b, a], axis=1),
            lambda a, b: np.concatenate([a, b, a], axis=1), [(2, 3), (2, 1)],
            torch=_torch(lambda torch, a, b: torch.cat([a, b, a], dim=1))),

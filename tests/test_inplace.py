@@ -42,14 +42,20 @@ def _write_through_core(t, change):
     t.detach().copy_(change(t.numpy()))
 
 
+def _is_single(op, xs, out) -> bool:
+    """Whether out was made by the one C op the line covers, applied to the leaves xs in
+    their order (then the registry's reads bits can be checked against the oracle)."""
+    name, inputs = _C.graph_node(out)
+    return name == op.covers and [_C.tensor_key(t) for t in inputs] == [_C.tensor_key(x) for x in xs]
+
+
 def _run(op, arrays, v, which=None, write=None, change=None):
     """The leaves' gradients of out.backward(v), with write(t, change) applied to input
     `which` (or the output) between forward and backward; and whether the line is one C
     op applied to the leaves, in their order."""
     xs = [cgrad.tensor(a, requires_grad=True) for a in arrays]
     out = op.fn(*xs)
-    name, inputs = _C.graph_node(out)
-    single = name == op.covers and [_C.tensor_key(t) for t in inputs] == [_C.tensor_key(x) for x in xs]
+    single = _is_single(op, xs, out)
     if write is not None:
         write(out if which == OUTPUT else xs[which], change)
     out.backward(v)
@@ -86,3 +92,16 @@ def test_backward_refuses_exactly_when_its_rule_reads_a_changed_value(op, which,
         assert bool(READS[op.covers] & bit) == reads, (
             f"csrc/ops.def: the reads of {op.covers} {'omit' if reads else 'name'} {value}, "
             f"but its backward rule {'reads' if reads else 'does not read'} it")
+
+
+def test_every_c_op_has_a_line_whose_reads_bits_are_checked():
+    """The reads check above runs only on lines that are one C op on their leaves: each
+    registered op needs at least one such line, or a wrong entry would go unnoticed."""
+    rng = np.random.default_rng(0)
+    checked = set()
+    for op in OPS:
+        if op.covers is not None:
+            xs = [cgrad.tensor(a, requires_grad=True) for a in op.inputs(rng)]
+            if _is_single(op, xs, op.fn(*xs)):
+                checked.add(op.covers)
+    assert set(_C.op_names()) - checked == set()

@@ -43,20 +43,36 @@ cdef inline bint _is_scalar(object x):
     return type(x) is float or type(x) is int or isinstance(x, (float, int, np.number))
 
 cdef inline TensorBase _const_like(object x, TensorBase like):
-    """A constant (no grad) tensor from a scalar or array-like, in like's dtype."""
+    """A constant (no grad) tensor from a scalar or array-like, in like's dtype when that
+    is a float (numbers and arrays take the tensor's float dtype), else in its own."""
     if isinstance(x, TensorBase):
         return <TensorBase>x
+    if like.t.dtype > CG_F64:
+        return <TensorBase>_promotion.constant(x)
     if isinstance(x, (list, tuple, np.ndarray)) or _is_scalar(x) or hasattr(x, "__array__"):
         return <TensorBase>copy_from_array(x, _NP_DTYPE[like.t.dtype])
     raise TypeError(f"unsupported operand type for a tensor op: {type(x).__name__}")
 
+cdef inline str _name(int op):
+    return cg_op_name(op).decode()
+
 cdef inline object _unary(TensorBase x, int op, double p0=0, double p1=0):
     cdef cg_tensor *out = NULL
+    if x.t.dtype > CG_F64:
+        return _promotion.unary(_name(op), x, p0, p1)
     _check(cg_unary(op, x.t, p0, p1, &out))
     return _wrap(out)
 
+cdef inline object _scalar(TensorBase x, int op, object value):
+    """x (op) a Python number; an integer tensor keeps the number's kind (x * 2 stays int64)."""
+    if x.t.dtype > CG_F64:
+        return _promotion.scalar(_name(op), x, value)
+    return _unary(x, op, value)
+
 cdef inline object _binary(int op, TensorBase a, TensorBase b):
     cdef cg_tensor *out = NULL
+    if a.t.dtype != b.t.dtype or a.t.dtype > CG_F64:
+        return _promotion.binary(_name(op), a, b)
     _check(cg_binary(op, a.t, b.t, &out))
     return _wrap(out)
 
@@ -66,6 +82,8 @@ cdef object _reduce(TensorBase x, int op, object axis, bint keepdims):
     cdef cg_tensor *out = NULL
     cdef int nd = x.t.ndim, a0, a1
     cdef list axes
+    if x.t.dtype > CG_F64:
+        return _promotion.reduce(_name(op), x, axis, keepdims)
     if axis is None:  # the common case, one run over every axis
         _check(cg_reduce(op, x.t, 0, nd, keepdims, &out))
         return _wrap(out)
@@ -98,6 +116,8 @@ cdef object _reshape(TensorBase x, object shape):
     cdef int nd = len(shape)
     cdef int64_t known = 1
     cdef int infer = -1
+    if x.t.dtype > CG_F64:
+        return _promotion.reshape(x, shape)
     if nd > CG_MAX_DIMS:
         raise ValueError(f"reshape: rank {nd} is not supported (at most {CG_MAX_DIMS} dims)")
     for i in range(nd):
@@ -122,6 +142,8 @@ def permute(TensorBase x, axes):
     cdef cg_tensor *out = NULL
     cdef int perm[8]
     cdef int nd = x.t.ndim
+    if x.t.dtype > CG_F64:
+        return _promotion.permute(x, axes)
     if len(axes) != nd:
         raise ValueError(f"permute: {len(axes)} axes given for a tensor of shape {x.shape}")
     for i in range(nd):
@@ -136,6 +158,8 @@ def slice_(TensorBase x, starts, steps, lengths):
     cdef int64_t st[8]
     cdef int64_t sp[8]
     cdef int64_t ln[8]
+    if x.t.dtype > CG_F64:
+        return _promotion.slice_(x, starts, steps, lengths)
     for i in range(x.t.ndim):
         st[i] = starts[i]
         sp[i] = steps[i]
@@ -146,15 +170,37 @@ def slice_(TensorBase x, starts, steps, lengths):
 def gather(TensorBase x, index):
     """Rows of x picked by an integer array (axis 0); repeated rows add up in backward."""
     cdef cg_tensor *out = NULL
+    if x.t.dtype > CG_F64:
+        return _promotion.gather(x, index)
     cdef int64_t[::1] idx = np.ascontiguousarray(index, dtype=np.int64).reshape(-1)
     cdef int64_t dummy = 0
     _check(cg_gather(x.t, &idx[0] if idx.shape[0] else &dummy, idx.shape[0], &out))
     return _wrap(out)
 
+def scatter_add(TensorBase x, index, TensorBase src):
+    """x with src's rows added at the rows `index` names (axis 0; repeats add up)."""
+    cdef cg_tensor *out = NULL
+    if x.t.dtype != src.t.dtype or x.t.dtype > CG_F64:
+        return _promotion.scatter_add(x, index, src)
+    cdef int64_t[::1] idx = np.ascontiguousarray(index, dtype=np.int64).reshape(-1)
+    cdef int64_t dummy = 0
+    _check(cg_scatter_add(x.t, &idx[0] if idx.shape[0] else &dummy, idx.shape[0], src.t, &out))
+    return _wrap(out)
+
+def cast(TensorBase x, dtype):
+    """x in the other float dtype, recorded on the tape (the gradient converts back)."""
+    cdef cg_tensor *out = NULL
+    _check(cg_cast(x.t, _dtype_code(dtype), &out))
+    return _wrap(out)
+
 def concat(tensors, int axis):
     cdef cg_tensor *out = NULL
     cdef int n = len(tensors)
-    cdef cg_tensor **xs = <cg_tensor **>PyMem_Malloc(max(n, 1) * sizeof(cg_tensor *))
+    cdef cg_tensor **xs
+    if any((<TensorBase?>t).t.dtype != (<TensorBase?>tensors[0]).t.dtype or (<TensorBase>t).t.dtype > CG_F64
+           for t in tensors):
+        return _promotion.concat(tensors, axis)
+    xs = <cg_tensor **>PyMem_Malloc(max(n, 1) * sizeof(cg_tensor *))
     if xs == NULL:
         raise MemoryError()
     try:
@@ -169,12 +215,17 @@ def where(mask, TensorBase a, TensorBase b):
     """mask: a bool/uint8 array already broadcast to the result's shape."""
     cdef cg_tensor *out = NULL
     cdef int64_t shp[8]
+    if a.t.dtype != b.t.dtype or a.t.dtype > CG_F64:
+        return _promotion.where(mask, a, b)
     m = np.asarray(mask, dtype=np.uint8, order="C")
     cdef int nd = _shape_from(m.shape, shp)
     cdef const uint8_t[::1] flat = m.reshape(-1)
     cdef uint8_t dummy = 0
     _check(cg_where(&flat[0] if flat.shape[0] else &dummy, nd, shp, a.t, b.t, &out))
     return _wrap(out)
+
+def unary(int op, TensorBase x, double p0=0, double p1=0):
+    return _unary(x, op, p0, p1)
 
 def binary(int op, TensorBase a, TensorBase b):
     return _binary(op, a, b)
@@ -191,6 +242,8 @@ cdef object _matmul(TensorBase a, TensorBase b):
     """numpy's matmul semantics; 1-D operands are promoted and the added dim removed."""
     cdef cg_tensor *out = NULL
     cdef int64_t macs
+    if a.t.dtype != b.t.dtype or a.t.dtype > CG_F64:
+        return _promotion.matmul(a, b)
     if a.t.ndim == 0 or b.t.ndim == 0:
         raise ValueError(f"matmul: operands must not be 0-dim, got shapes {a.shape} and {b.shape}")
     if a.t.ndim == 1 or b.t.ndim == 1:

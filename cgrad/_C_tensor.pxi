@@ -20,7 +20,20 @@ cdef inline int _check(cg_status st) except -1:
         _raise(st)
     return 0
 
-cdef object _NP_DTYPE = (np.dtype(np.float32), np.dtype(np.float64))
+# numpy's dtype and the buffer format of each cg_dtype, by code
+cdef tuple _NP_DTYPE = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64),
+                        np.dtype(np.int32), np.dtype(np.bool_), np.dtype(np.uint8))
+cdef dict _DTYPE_CODES = {dt: code for code, dt in enumerate(_NP_DTYPE)}
+cdef tuple _BUFFER_FORMAT = (b"f", b"d", b"q", b"i", b"?", b"B")
+
+# The facade's module for operands that are not one float dtype (cgrad/_promotion.py):
+# mixed dtypes are promoted there, and integer and bool tensors computed with numpy. The
+# ops below hand over to it after a single dtype test, so the float path pays nothing else.
+cdef object _promotion = None
+
+def _set_promotion(module):
+    global _promotion
+    _promotion = module
 
 cdef int64_t _n_wrapped = 0  # Python tensor objects made for C results (benchmarks report it per step)
 
@@ -68,12 +81,22 @@ cdef void _release_buffer(void *ctx) noexcept with gil:
     PyMem_Free(ctx)
 
 cdef cg_dtype _dtype_code(object dtype) except *:
-    dtype = np.dtype(dtype)
-    if dtype == _NP_DTYPE[0]:
-        return CG_F32
-    if dtype == _NP_DTYPE[1]:
-        return CG_F64
-    raise TypeError(f"cgrad tensors are float32 or float64, not {dtype}")
+    code = _DTYPE_CODES.get(np.dtype(dtype))
+    if code is None:
+        raise TypeError(f"cgrad tensors are float32, float64, int64, int32, bool or uint8, not {np.dtype(dtype)}")
+    return <cg_dtype>code
+
+cdef object _storable(object a):
+    """a, or a converted copy in the dtype cgrad stores it as: other floats (float16) become
+    float32 (float128 float64), other integers int64."""
+    if a.dtype in _DTYPE_CODES:
+        return a
+    kind = a.dtype.kind
+    if kind == "f":
+        return a.astype(np.float64 if a.dtype.itemsize > 8 else np.float32)
+    if kind in "iu":
+        return a.astype(np.int64)
+    raise TypeError(f"cgrad tensors hold numbers, not {a.dtype}")
 
 cdef int _shape_from(object shape, int64_t *out) except -1:
     cdef int n = len(shape)
@@ -84,16 +107,17 @@ cdef int _shape_from(object shape, int64_t *out) except -1:
     return n
 
 def from_numpy(object a, bint copy=False):
-    """A tensor over `a`'s memory (no copy) when `a` is a C-contiguous, writable float32 or
-    float64 array and copy is False; otherwise a converted copy (non-float input becomes
-    float32). Writes through either side are seen by the other when memory is shared."""
+    """A tensor over `a`'s memory (no copy) when `a` is a C-contiguous, writable array of a
+    dtype cgrad stores (float32, float64, int64, int32, bool, uint8) and copy is False;
+    otherwise a converted copy (see _storable). Writes through either side are seen by the
+    other when memory is shared."""
     cdef cg_tensor *t = NULL
     cdef int64_t shape[8]
     cdef Py_buffer *view
     cdef int nd
     a = np.asarray(a)
-    if a.dtype != _NP_DTYPE[0] and a.dtype != _NP_DTYPE[1]:
-        a = a.astype(np.float64 if a.dtype.kind == "f" and a.dtype.itemsize > 8 else np.float32)
+    if a.dtype not in _DTYPE_CODES:
+        a = _storable(a)
         copy = False  # already a fresh array
     if not (a.flags.c_contiguous and a.flags.writeable and a.flags.aligned):
         a = np.array(a, order="C", copy=True)
@@ -170,6 +194,12 @@ cdef class TensorBase:
     def __init__(self, *args, **kwargs):
         raise TypeError("make tensors with cgrad.tensor(data), cgrad.zeros(shape), ...")
 
+    def _take(self, TensorBase other):
+        """Point this object at other's C tensor (Tensor.__init__ builds into self)."""
+        cg_tensor_retain(other.t)
+        cg_tensor_release(self.t)
+        self.t = other.t
+
     def __dealloc__(self):
         if self.t != NULL:
             cg_tensor_release(self.t)
@@ -189,7 +219,7 @@ cdef class TensorBase:
         buf.len = t.numel * size
         buf.readonly = 0
         buf.itemsize = size
-        buf.format = b"f" if t.dtype == CG_F32 else b"d"
+        buf.format = _BUFFER_FORMAT[t.dtype]
         buf.ndim = t.ndim
         buf.shape = self._bshape
         buf.strides = self._bstrides
@@ -216,10 +246,6 @@ cdef class TensorBase:
     def dtype(self):
         return _NP_DTYPE[self.t.dtype]
 
-    @property
-    def size(self):
-        return self.t.numel
-
     def numel(self):
         return self.t.numel
 
@@ -234,6 +260,9 @@ cdef class TensorBase:
 
     @requires_grad.setter
     def requires_grad(self, bint value):
+        if value and self.t.dtype > CG_F64:
+            raise RuntimeError(f"only tensors of floating point dtype can require gradients; this one is "
+                               f"{_NP_DTYPE[self.t.dtype]} (of shape {self.shape})")
         if self.t.node != NULL:
             raise RuntimeError("requires_grad can only be changed on leaf tensors; use "
                                ".detach() to get a leaf from this tensor")
@@ -290,13 +319,15 @@ cdef class TensorBase:
         return _wrap(out)
 
     def item(self):
-        """The value of a one-element tensor as a Python float."""
+        """The value of a one-element tensor as a Python float, int or bool."""
         if self.t.numel != 1:
             raise ValueError(f"item: only a tensor with one element can be converted to a "
                              f"Python number, this one has shape {self.shape}")
         if self.t.dtype == CG_F32:
             return <double>(<float *>self.t.data)[0]
-        return (<double *>self.t.data)[0]
+        if self.t.dtype == CG_F64:
+            return (<double *>self.t.data)[0]
+        return self.numpy().reshape(-1)[0].item()
 
     def _copy(self):
         """A copy of the values as a new leaf (no graph), in the same dtype."""
@@ -310,21 +341,35 @@ cdef class TensorBase:
         return _wrap(out)
 
     # ---- in-place, outside the graph ----
+    def _check_inplace(self, str op):
+        """The one check of every in-place method: PyTorch refuses to change a leaf that
+        requires grad while grad mode is on (the change would be invisible to backward)."""
+        if self.t.requires_grad and self.t.node == NULL and cg_grad_enabled():
+            raise RuntimeError(f"{op}: a leaf tensor that requires grad (shape {self.shape}) is used in an "
+                               f"in-place operation; update it inside `with cgrad.no_grad():`, as an "
+                               f"optimizer step does")
+
     def zero_(self):
+        self._check_inplace("zero_")
         _check(cg_tensor_fill_(self.t, 0.0))
         return self
 
     def fill_(self, double value):
+        self._check_inplace("fill_")
         _check(cg_tensor_fill_(self.t, value))
         return self
 
     def copy_(self, src):
+        self._check_inplace("copy_")
         cdef TensorBase s = _const_like(src, self)
         _check(cg_tensor_copy_(self.t, s.t))
         return self
 
     def add_(self, other, double alpha=1.0):
         """self += alpha * other (same number of elements), recorded nowhere."""
+        self._check_inplace("add_")
+        if self.t.dtype > CG_F64:
+            return self.copy_(self + (other if alpha == 1 else other * alpha))
         cdef TensorBase o = _const_like(other, self)
         _check(cg_tensor_axpy_(self.t, alpha, o.t))
         return self
@@ -351,58 +396,60 @@ cdef class TensorBase:
         if isinstance(other, TensorBase):
             return _binary(CG_OP_ADD, self, <TensorBase>other)
         if _is_scalar(other):
-            return _unary(self, CG_OP_ADD_SCALAR, other)
+            return _scalar(self, CG_OP_ADD_SCALAR, other)
         return _binary(CG_OP_ADD, self, _const_like(other, self))
 
     def __radd__(self, other):
         if _is_scalar(other):
-            return _unary(self, CG_OP_ADD_SCALAR, other)
+            return _scalar(self, CG_OP_ADD_SCALAR, other)
         return _binary(CG_OP_ADD, _const_like(other, self), self)
 
     def __sub__(self, other):
         if isinstance(other, TensorBase):
             return _binary(CG_OP_SUB, self, <TensorBase>other)
         if _is_scalar(other):
-            return _unary(self, CG_OP_ADD_SCALAR, -other)
+            return _scalar(self, CG_OP_ADD_SCALAR, -other)
         return _binary(CG_OP_SUB, self, _const_like(other, self))
 
     def __rsub__(self, other):
         if _is_scalar(other):
-            return _unary(self, CG_OP_RSUB_SCALAR, other)
+            return _scalar(self, CG_OP_RSUB_SCALAR, other)
         return _binary(CG_OP_SUB, _const_like(other, self), self)
 
     def __mul__(self, other):
         if isinstance(other, TensorBase):
             return _binary(CG_OP_MUL, self, <TensorBase>other)
         if _is_scalar(other):
-            return _unary(self, CG_OP_MUL_SCALAR, other)
+            return _scalar(self, CG_OP_MUL_SCALAR, other)
         return _binary(CG_OP_MUL, self, _const_like(other, self))
 
     def __rmul__(self, other):
         if _is_scalar(other):
-            return _unary(self, CG_OP_MUL_SCALAR, other)
+            return _scalar(self, CG_OP_MUL_SCALAR, other)
         return _binary(CG_OP_MUL, _const_like(other, self), self)
 
     def __truediv__(self, other):
         if isinstance(other, TensorBase):
             return _binary(CG_OP_DIV, self, <TensorBase>other)
         if _is_scalar(other):
-            return _unary(self, CG_OP_DIV_SCALAR, other)
+            return _scalar(self, CG_OP_DIV_SCALAR, other)
         return _binary(CG_OP_DIV, self, _const_like(other, self))
 
     def __rtruediv__(self, other):
         if _is_scalar(other):
-            return _unary(self, CG_OP_RDIV_SCALAR, other)
+            return _scalar(self, CG_OP_RDIV_SCALAR, other)
         return _binary(CG_OP_DIV, _const_like(other, self), self)
 
     def __pow__(self, exponent, modulo):
         if _is_scalar(exponent):
-            return _unary(self, CG_OP_POW_SCALAR, exponent)
+            return _scalar(self, CG_OP_POW_SCALAR, exponent)
         return _binary(CG_OP_POW, self, _const_like(exponent, self))
 
     def __rpow__(self, base, modulo):
+        if self.t.dtype > CG_F64:
+            return _promotion.reflected_pow(base, self)
         if _is_scalar(base) and base > 0:  # exp(x log b): no log of the base per element
-            return _unary(self, CG_OP_MUL_SCALAR, np.log(float(base))).exp()
+            return _scalar(self, CG_OP_MUL_SCALAR, np.log(float(base))).exp()
         return _binary(CG_OP_POW, _const_like(base, self), self)
 
     def pow(self, exponent):
@@ -527,7 +574,7 @@ cdef class TensorBase:
         if decimals == 0:
             return _unary(self, CG_OP_ROUND)
         scale = 10.0 ** decimals
-        return _unary(_unary(_unary(self, CG_OP_MUL_SCALAR, scale), CG_OP_ROUND), CG_OP_DIV_SCALAR, scale)
+        return _unary(_unary(_scalar(self, CG_OP_MUL_SCALAR, scale), CG_OP_ROUND), CG_OP_DIV_SCALAR, scale)
 
     def gelu(self, approximate="none"):
         """x Phi(x) exactly (approximate='none') or with PyTorch's tanh formula ('tanh')."""

@@ -6,6 +6,7 @@
     y.backward()
     x.grad            # tensor([2., 4.])
 """
+import builtins as _builtins
 import os as _os
 
 import numpy as _np  # noqa: F401  first, so that numpy's own BLAS sees the user's environment
@@ -29,16 +30,21 @@ def _load_core():
 _C = _load_core()
 from .autograd import (GradcheckError, detect_anomaly, enable_grad, gradcheck, inference_mode, is_grad_enabled,
                        no_grad, set_anomaly, set_grad_enabled)
-from .tensor import (Tensor, arange, atan2, cat, concatenate, empty, empty_like, eye, float32, float64,
-                     from_numpy, full, full_like, linspace, logspace, manual_seed, matmul, maximum, minimum,
-                     ones, ones_like, pow, rand, rand_like, randn, randn_like, stack, tensor, where, zeros,
-                     zeros_like)
+from .tensor import (Generator, Size, Tensor, arange, as_tensor, atan2, bernoulli, bool_, cat, concatenate, empty,
+                     empty_like, eye, float32, float64, from_numpy, full, full_like, int32, int64, linspace,
+                     logspace, manual_seed, matmul, maximum, minimum, multinomial, normal, ones, ones_like, pow,
+                     rand, rand_like, randint, randint_like, randn, randn_like, randperm, stack, tensor, uint8,
+                     where, zeros, zeros_like)
+from ._promotion import result_type  # noqa: E402
 from ._device import device  # noqa: E402
-float = float32  # PyTorch's dtype aliases (cgrad.float is float32, cgrad.double float64)
+# PyTorch's dtype aliases: cgrad.float is float32, double float64, long int64, int int32
+float = float32
 double = float64
+long = int64
+int = int32
+bool = bool_
 
 from . import backends, cuda, data, diagnostics, nn, optim, profiler, utils, viz  # noqa: E402  (after tensor)
-from .utils.data import Generator  # noqa: E402
 from .replay import CompiledStep, compile  # noqa: E402
 from .profiler import profile  # noqa: E402
 from .estimators import MLPClassifier, MLPRegressor  # noqa: E402
@@ -61,8 +67,11 @@ def _method(name):
 # every elementwise op of the registry that is a Tensor method (cgrad.sin, cgrad.gelu, ...),
 # and these others
 _FUNCTIONAL = [name for name, family, _ in _C.op_table() if family in ("unary", "binary")] + [
-    "clip", "sum", "mean", "max", "min", "logsumexp", "softmax", "log_softmax", "reshape",
-    "transpose", "permute"]
+    "clip", "clamp", "sum", "mean", "max", "min", "logsumexp", "softmax", "log_softmax", "reshape",
+    "transpose", "permute", "argmax", "argmin", "sort", "argsort", "topk", "gather", "scatter_add",
+    "index_select", "masked_fill", "clamp_min", "clamp_max", "eq", "ne", "lt", "le", "gt", "ge", "equal",
+    "allclose", "isclose", "any", "all", "nonzero", "logical_not", "logical_and", "logical_or", "isnan",
+    "isinf", "isfinite", "numel", "is_floating_point"]
 for _name in _FUNCTIONAL:
     if _name not in globals() and hasattr(Tensor, _name):
         globals()[_name] = _method(_name)
@@ -95,6 +104,6 @@ def show_config() -> dict:
     return info
 
 
-def live_bytes() -> int:
+def live_bytes() -> _builtins.int:
     """Bytes the C core holds right now (tensors, tape nodes); 0 once everything is freed."""
     return _C.live_bytes()

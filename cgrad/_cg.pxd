@@ -9,6 +9,11 @@ cdef extern from "cg.h" nogil:
     ctypedef enum cg_dtype:
         CG_F32
         CG_F64
+        CG_I64
+        CG_I32
+        CG_BOOL
+        CG_U8
+        CG_DTYPE_COUNT
     ctypedef enum cg_status:
         CG_OK
         CG_ERR_SHAPE
@@ -44,6 +49,7 @@ cdef extern from "cg.h" nogil:
     void cg_tensor_retain(cg_tensor *t)
     void cg_tensor_release(cg_tensor *t)
     size_t cg_dtype_size(cg_dtype dtype)
+    const char *cg_dtype_name(cg_dtype dtype)
     int cg_tensor_needs_grad(const cg_tensor *t)
     cg_status cg_tensor_detach(cg_tensor *t, cg_tensor **out)
     cg_status cg_tensor_copy_(cg_tensor *dst, const cg_tensor *src)
@@ -68,6 +74,9 @@ cdef extern from "cg.h" nogil:
     cg_status cg_linear(cg_tensor *x, cg_tensor *w, cg_tensor *b, cg_tensor **out)
     cg_status cg_reshape(cg_tensor *x, int ndim, const int64_t *shape, cg_tensor **out)
     cg_status cg_permute(cg_tensor *x, const int *perm, cg_tensor **out)
+    cg_status cg_scatter_add(cg_tensor *x, const int64_t *index, int64_t n_index, cg_tensor *src,
+                             cg_tensor **out)
+    cg_status cg_cast(cg_tensor *x, cg_dtype dtype, cg_tensor **out)
     cg_status cg_slice(cg_tensor *x, const int64_t *start, const int64_t *step, const int64_t *len,
                        cg_tensor **out)
     cg_status cg_gather(cg_tensor *x, const int64_t *index, int64_t n_index, cg_tensor **out)

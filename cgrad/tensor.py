@@ -5,25 +5,35 @@ hot operators (arithmetic, elementwise functions, reductions, matmul, backward).
 module adds what is sugar over those: construction, indexing, shape helpers, comparisons,
 repr, and the multi-tensor functions (concatenate, stack, where, maximum, minimum).
 
-Dtypes: float32 (the default) and float64. Ops between a float32 and a float64 tensor
-raise TypeError rather than promote silently; Python numbers and numpy arrays mixed with a
-tensor take the tensor's dtype.
+Dtypes: float32 (the default), float64, int64, int32, bool and uint8. Only float tensors
+require grad. Mixed operands promote as in PyTorch (cgrad/_promotion.py); numpy arrays
+mixed with a float tensor take the tensor's dtype.
 """
 from __future__ import annotations
 
+import builtins
+import collections
 import numbers
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from . import _C, _device
+from . import _C, _device, _promotion
 from ._device import CPU, check_device
 from ._state import refuse_while_recording
 
 float32 = np.dtype(np.float32)
 float64 = np.dtype(np.float64)
+int64 = np.dtype(np.int64)
+int32 = np.dtype(np.int32)
+bool_ = np.dtype(np.bool_)
+uint8 = np.dtype(np.uint8)
+_DTYPES = (float32, float64, int64, int32, bool_, uint8)
 _DEFAULT_DTYPE = float32
+# Tensor.type()'s names, PyTorch's legacy tensor types
+_TYPE_NAMES = {float32: "torch.FloatTensor", float64: "torch.DoubleTensor", int64: "torch.LongTensor",
+               int32: "torch.IntTensor", bool_: "torch.BoolTensor", uint8: "torch.ByteTensor"}
 
 _rng = np.random.default_rng()
 
@@ -34,32 +44,101 @@ def manual_seed(seed: int) -> None:
     _rng = np.random.default_rng(seed)
 
 
-def _generator() -> np.random.Generator:
-    """The generator behind every random draw in cgrad (init, dropout, shuffling)."""
+class Generator:
+    """A random generator of its own, as torch.Generator: `Generator().manual_seed(0)`,
+    passed as generator= to the random functions, DataLoader and random_split."""
+
+    def __init__(self, device="cpu"):
+        check_device(device)
+        self._seed = int(np.random.default_rng().integers(1 << 63))
+        self.rng = np.random.default_rng(self._seed)
+
+    def manual_seed(self, seed: int) -> "Generator":
+        self._seed = int(seed)
+        self.rng = np.random.default_rng(self._seed)
+        return self
+
+    def seed(self) -> int:
+        return self.manual_seed(int(np.random.default_rng().integers(1 << 63))).initial_seed()
+
+    def initial_seed(self) -> int:
+        return self._seed
+
+
+def _generator(generator: Generator | None = None) -> np.random.Generator:
+    """The generator behind a random draw: the one given, else cgrad's own (seeded by
+    manual_seed), which every other draw in cgrad uses (init, dropout, shuffling)."""
     refuse_while_recording("a random draw (dropout in training mode, randn, ...)")
-    return _rng
+    if generator is None:
+        return _rng
+    if not isinstance(generator, Generator):
+        raise TypeError(f"generator must be a cgrad.Generator, not {type(generator).__name__}")
+    return generator.rng
 
 
 def _resolve_dtype(dtype, data=None):
+    """The dtype asked for, or PyTorch's inference from the data: Python ints give int64,
+    floats float32 and bools bool; a numpy array keeps its dtype where cgrad has it (other
+    floats become float32, other integers int64)."""
     if dtype is not None:
+        if isinstance(dtype, str) and dtype.startswith("torch."):
+            dtype = dtype[6:]
         dt = np.dtype(dtype)
-        if dt not in (float32, float64):
-            raise TypeError(f"cgrad tensors are float32 or float64, not {dt}")
+        if dt not in _DTYPES:
+            raise TypeError(f"cgrad tensors are float32, float64, int64, int32, bool or uint8, not {dt}")
         return dt
-    if isinstance(data, np.ndarray) and data.dtype in (float32, float64):
-        return data.dtype
-    return _DEFAULT_DTYPE
+    if data is None:
+        return _DEFAULT_DTYPE
+    a = data if isinstance(data, np.ndarray) else np.asarray(data)
+    if a.dtype.kind == "b":
+        return bool_
+    if a.dtype.kind in "iu":
+        return a.dtype if isinstance(data, np.ndarray) and a.dtype in _DTYPES else int64
+    if a.dtype.kind == "f" and isinstance(data, np.ndarray) and a.dtype == float64:
+        return float64
+    if a.dtype.kind in "fiub" or a.size == 0:
+        return _DEFAULT_DTYPE
+    raise TypeError(f"tensor: cannot make a tensor of {a.dtype} data")
+
+
+class Size(tuple):
+    """A shape, as PyTorch's torch.Size: a tuple of ints with numel()."""
+
+    def numel(self) -> int:
+        return int(np.prod(self, dtype=np.int64))
+
+
+_RETURN_TYPES: dict = {}
+
+
+def _return_type(op: str):
+    """PyTorch's torch.return_types.<op>: a named tuple (values, indices)."""
+    if op not in _RETURN_TYPES:
+        _RETURN_TYPES[op] = collections.namedtuple(op, ["values", "indices"])
+    return _RETURN_TYPES[op]
 
 
 class Tensor(_C.TensorBase):
-    """An n-dimensional float32/float64 array that records the ops applied to it.
+    """An n-dimensional array that records the ops applied to it.
 
     Make one with `cgrad.tensor(data, requires_grad=True)`; combine tensors with the
     usual operators and methods; call `.backward()` on a scalar result to fill `.grad`.
+    `cgrad.Tensor(data)` and `cgrad.Tensor(*shape)` make float32 tensors, as in PyTorch.
     """
 
     __slots__ = ()
     __array_ufunc__ = None  # numpy defers to our reflected operators: array + tensor -> tensor
+
+    def __init__(self, *args):
+        """PyTorch's legacy constructor: Tensor(data) copies data as float32, Tensor(*sizes)
+        is an uninitialised float32 tensor of that shape."""
+        if len(args) == 1 and not isinstance(args[0], numbers.Integral):
+            made = tensor(args[0], dtype=float32)
+        elif all(isinstance(a, numbers.Integral) for a in args):
+            made = _C.empty(tuple(int(a) for a in args), float32)
+        else:
+            raise TypeError(f"Tensor(): expected data or integer sizes, got {args!r}")
+        self._take(made)
 
     # ---- conversion (numpy() is TensorBase's) ----
     def __array__(self, dtype=None, copy=None):
@@ -72,13 +151,20 @@ class Tensor(_C.TensorBase):
         return self.numpy().tolist()
 
     def __float__(self):
-        return self.item()
+        return float(self.item())
 
     def __int__(self):
         return int(self.item())
 
+    def __index__(self):
+        """An integer tensor of one element indexes a list (lst[t]) and makes a range."""
+        if self.dtype.kind not in "iu" or self.numel() != 1:
+            raise TypeError(f"only integer tensors of a single element can be converted to an index "
+                            f"(this one is {self.dtype} of shape {self.shape})")
+        return int(self.item())
+
     def __bool__(self):
-        if self.size != 1:
+        if self.numel() != 1:
             raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous")
         return bool(self.item())
 
@@ -92,22 +178,31 @@ class Tensor(_C.TensorBase):
             return format(self.item(), spec)
         return object.__format__(self, spec)
 
-    def nelement(self) -> int:
-        return self.size
+    def nelement(self) -> builtins.int:
+        return self.numel()
 
-    def dim(self) -> int:
+    def dim(self) -> builtins.int:
         return self.ndim
 
+    def size(self, dim: builtins.int | None = None):
+        """The shape (a Size), or the length of one dim, as PyTorch (numpy's .size is numel())."""
+        if dim is None:
+            return Size(self.shape)
+        if not -max(self.ndim, 1) <= dim < max(self.ndim, 1):
+            raise IndexError(f"size: dim {dim} is out of range for a tensor of shape {self.shape}")
+        return self.shape[dim] if self.ndim else 1
+
+    def is_floating_point(self) -> builtins.bool:
+        return self.dtype.kind == "f"
+
     # ---- in-place arithmetic (Note [Versions] guards the values saved for backward) ----
-    def _inplace(self, name: str, fn, other, method: bool):
+    def _inplace(self, name: str, fn, other, method: builtins.bool):
         """self = fn(self, other), written into self's memory in self's dtype. On a leaf
         that requires grad (outside no_grad) it raises, as PyTorch does. When the update
         would be part of a graph, `x += y` records it out of place and rebinds x (the
         core records no in-place ops); the method form refuses instead."""
+        self._check_inplace(name)
         graph = _C.is_grad_enabled() and (self.requires_grad or getattr(other, "requires_grad", False))
-        if graph and self.is_leaf and self.requires_grad:
-            raise RuntimeError(f"{name}: a leaf tensor that requires grad is used in an in-place operation; "
-                               f"update it inside `with cgrad.no_grad():`, as an optimizer step does")
         if graph:
             if method:
                 raise RuntimeError(f"{name}: in-place operations on tensors that are part of a graph are not "
@@ -122,6 +217,9 @@ class Tensor(_C.TensorBase):
         if result.shape != self.shape:
             raise RuntimeError(f"{name}: the result has shape {result.shape}, which differs from the "
                                f"tensor's shape {self.shape}; an in-place op cannot change the shape")
+        if _promotion.result_type(self, result) != self.dtype:
+            raise RuntimeError(f"{name}: the result is {result.dtype}, which cannot be written into a "
+                               f"{self.dtype} tensor in place")
         self.copy_(result)
         return self
 
@@ -151,22 +249,41 @@ class Tensor(_C.TensorBase):
 
     clip_ = clamp_
 
-    def uniform_(self, a: float = 0.0, b: float = 1.0) -> "Tensor":
+    def uniform_(self, a: float = 0.0, b: float = 1.0, *, generator=None) -> "Tensor":
         """Fill with uniform samples in [a, b) from cgrad's generator (no graph)."""
-        self.copy_(_generator().uniform(a, b, self.shape))
+        self.copy_(_generator(generator).uniform(a, b, self.shape))
         return self
 
-    def normal_(self, mean: float = 0.0, std: float = 1.0) -> "Tensor":
-        self.copy_(_generator().normal(mean, std, self.shape))
+    def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator=None) -> "Tensor":
+        self.copy_(_generator(generator).normal(mean, std, self.shape))
         return self
 
-    def to(self, *args, dtype=None, device=None, copy: bool = False, non_blocking: bool = False) -> "Tensor":
+    def __setitem__(self, key, value) -> None:
+        """t[key] = value in place, as in PyTorch (outside the graph; the version counter
+        guards values saved for backward)."""
+        self._check_inplace("__setitem__")
+        if self.grad_fn is not None and _C.is_grad_enabled():
+            raise RuntimeError("__setitem__: assigning into a tensor that is part of a graph is not "
+                               "recorded by cgrad; build the result out of place (where, cat)")
+        if not isinstance(key, tuple):
+            key = (key,)
+        key = tuple(k.numpy() if isinstance(k, _C.TensorBase) else k for k in key)
+        values = self.numpy().copy()
+        try:
+            values[key] = value.numpy() if isinstance(value, _C.TensorBase) else value
+        except IndexError as e:
+            raise IndexError(f"__setitem__: {e} (tensor of shape {self.shape})") from None
+        except ValueError as e:
+            raise ValueError(f"__setitem__: {e} (tensor of shape {self.shape})") from None
+        self.copy_(values)
+
+    def to(self, *args, dtype=None, device=None, copy: builtins.bool = False, non_blocking: builtins.bool = False) -> "Tensor":
         """PyTorch's forms: to(dtype), to(device), to(device, dtype), to(other_tensor).
         A dtype change is a copy that is not recorded on the tape (a new leaf, meant for
         data rather than parameters); otherwise self (or a copy with copy=True)."""
         dtype, _ = to_arguments(args, dtype, device)
         if dtype is not None and dtype != self.dtype:
-            return self._astype(dtype)
+            return _promotion.to_dtype(self, dtype)
         return self._copy() if copy else self
 
     @property
@@ -188,6 +305,30 @@ class Tensor(_C.TensorBase):
     def double(self) -> "Tensor":
         return self.to(float64)
 
+    def long(self) -> "Tensor":
+        return self.to(int64)
+
+    def int(self) -> "Tensor":
+        return self.to(int32)
+
+    def bool(self) -> "Tensor":
+        return self.to(bool_)
+
+    def byte(self) -> "Tensor":
+        return self.to(uint8)
+
+    def type(self, dtype=None):
+        """With no argument, PyTorch's type name ('torch.FloatTensor'); with a dtype or
+        such a name, the tensor in that dtype."""
+        if dtype is None:
+            return _TYPE_NAMES[self.dtype]
+        if isinstance(dtype, str) and dtype in _TYPE_NAMES.values():
+            dtype = next(dt for dt, name in _TYPE_NAMES.items() if name == dtype)
+        return self.to(dtype)
+
+    def type_as(self, other) -> "Tensor":
+        return self.to(other.dtype)
+
     @property
     def data(self) -> "Tensor":
         """This tensor's values as a leaf outside the graph (shares memory)."""
@@ -199,7 +340,7 @@ class Tensor(_C.TensorBase):
 
     def __repr__(self):
         body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
-        extra = "" if self.dtype == float32 else ", dtype=float64"
+        extra = "" if self.dtype in (float32, int64, bool_) else f", dtype=cgrad.{self.dtype}"
         if self.grad_fn is not None:
             extra += f", grad_fn=<{self.grad_fn}>"
         elif self.requires_grad:
@@ -208,27 +349,98 @@ class Tensor(_C.TensorBase):
 
     __hash__ = _C.TensorBase.__hash__
 
-    # ---- comparisons: no gradient; a numpy bool array (use it with where or as a mask) ----
-    def _cmp_operand(self, other):
-        return other.numpy() if isinstance(other, _C.TensorBase) else other
+    # ---- comparisons and logic: builtins.bool tensors, no gradient ----
+    def _compare(self, op: str, other):
+        refuse_while_recording(f"a comparison ({op})")
+        b = other.numpy() if isinstance(other, _C.TensorBase) else other
+        try:
+            return _C.from_numpy(np.asarray(getattr(np, op)(self.numpy(), b)))
+        except ValueError:
+            shape = getattr(b, "shape", ())
+            raise ValueError(f"{op}: shapes {self.shape} and {tuple(shape)} cannot be broadcast together") from None
 
     def __lt__(self, other):
-        return self.numpy() < self._cmp_operand(other)
+        return self._compare("less", other)
 
     def __le__(self, other):
-        return self.numpy() <= self._cmp_operand(other)
+        return self._compare("less_equal", other)
 
     def __gt__(self, other):
-        return self.numpy() > self._cmp_operand(other)
+        return self._compare("greater", other)
 
     def __ge__(self, other):
-        return self.numpy() >= self._cmp_operand(other)
+        return self._compare("greater_equal", other)
 
     def __eq__(self, other):
-        return self.numpy() == self._cmp_operand(other)
+        return self._compare("equal", other)
 
     def __ne__(self, other):
-        return self.numpy() != self._cmp_operand(other)
+        return self._compare("not_equal", other)
+
+    lt, le, gt, ge, eq, ne = __lt__, __le__, __gt__, __ge__, __eq__, __ne__
+    less, less_equal, greater, greater_equal, not_equal = lt, le, gt, ge, ne
+
+    def equal(self, other) -> builtins.bool:
+        """True when other has the same shape and values (PyTorch's torch.equal)."""
+        return self.shape == tuple(other.shape) and bool(np.array_equal(self.numpy(), np.asarray(other)))
+
+    def allclose(self, other, rtol: builtins.float = 1e-5, atol: builtins.float = 1e-8, equal_nan: builtins.bool = False) -> builtins.bool:
+        return bool(np.allclose(self.numpy(), np.asarray(other), rtol=rtol, atol=atol, equal_nan=equal_nan))
+
+    def isclose(self, other, rtol: builtins.float = 1e-5, atol: builtins.float = 1e-8, equal_nan: builtins.bool = False) -> "Tensor":
+        return _C.from_numpy(np.isclose(self.numpy(), np.asarray(other), rtol=rtol, atol=atol, equal_nan=equal_nan))
+
+    def _logical(self, op: str, *others):
+        refuse_while_recording(f"a logical op ({op})")
+        args = [o.numpy() if isinstance(o, _C.TensorBase) else o for o in others]
+        return _C.from_numpy(np.asarray(getattr(np, op)(self.numpy(), *args)))
+
+    def __invert__(self):
+        if self.dtype.kind == "f":
+            raise TypeError(f"~ (bitwise not) needs a bool or integer tensor, not {self.dtype}")
+        return self._logical("invert")
+
+    def __and__(self, other):
+        return self._logical("bitwise_and", other)
+
+    def __or__(self, other):
+        return self._logical("bitwise_or", other)
+
+    def __xor__(self, other):
+        return self._logical("bitwise_xor", other)
+
+    __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
+
+    def logical_not(self):
+        return self._logical("logical_not")
+
+    def logical_and(self, other):
+        return self._logical("logical_and", other)
+
+    def logical_or(self, other):
+        return self._logical("logical_or", other)
+
+    def isnan(self):
+        return self._logical("isnan")
+
+    def isinf(self):
+        return self._logical("isinf")
+
+    def isfinite(self):
+        return self._logical("isfinite")
+
+    def any(self, dim=None, keepdim: builtins.bool = False):
+        return self._logical("any", dim, None, keepdim)
+
+    def all(self, dim=None, keepdim: builtins.bool = False):
+        return self._logical("all", dim, None, keepdim)
+
+    def nonzero(self, as_tuple: builtins.bool = False):
+        """The indices of the non-zero elements: an int64 tensor [n, ndim], or one per dim."""
+        idx = np.nonzero(self.numpy())
+        if as_tuple:
+            return tuple(_C.from_numpy(np.asarray(i, dtype=np.int64)) for i in idx)
+        return _C.from_numpy(np.asarray(np.stack(idx, axis=-1), dtype=np.int64))
 
     # ---- shape ----
     def reshape(self, *shape) -> "Tensor":
@@ -239,7 +451,7 @@ class Tensor(_C.TensorBase):
 
     view = reshape
 
-    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
+    def flatten(self, start_dim: builtins.int = 0, end_dim: builtins.int = -1) -> "Tensor":
         nd = max(self.ndim, 1)
         s, e = start_dim % nd, end_dim % nd
         shape = self.shape or (1,)
@@ -252,7 +464,7 @@ class Tensor(_C.TensorBase):
         axes = {a % self.ndim for a in (axis if isinstance(axis, (tuple, list)) else (axis,))}
         return self.reshape(tuple(d for i, d in enumerate(self.shape) if i not in axes or d != 1))
 
-    def unsqueeze(self, axis: int | None = None, *, dim=None) -> "Tensor":
+    def unsqueeze(self, axis: builtins.int | None = None, *, dim=None) -> "Tensor":
         axis = axis if dim is None else dim
         if axis is None:
             raise TypeError("unsqueeze: needs the axis at which to insert a dimension")
@@ -298,12 +510,188 @@ class Tensor(_C.TensorBase):
             return rows[(slice(None),) * lead + key[n_adv:]]
         return _basic_index(self, key)
 
+    # ---- reductions that return indices, PyTorch's forms ----
+    def _dim(self, op: str, dim: builtins.int) -> builtins.int:
+        nd = max(self.ndim, 1)
+        if not -nd <= dim < nd:
+            raise IndexError(f"{op}: dim {dim} is out of range for a tensor of shape {self.shape}")
+        return dim % nd
+
+    def _indices(self, op: str) -> np.ndarray:
+        refuse_while_recording(f"{op} (its indices are computed by numpy)")
+        return self.numpy()
+
+    def _extreme(self, op: str, dim, keepdim: builtins.bool, axis, keepdims):
+        dim = axis if dim is None else dim
+        keepdim = bool(keepdims) if keepdims is not None else keepdim
+        if isinstance(dim, _C.TensorBase):  # max(other): the elementwise maximum
+            return (maximum if op == "max" else minimum)(self, dim)
+        if dim is None:
+            return getattr(_C.TensorBase, op)(self)
+        d = self._dim(op, dim)
+        if self.shape[d] == 0:
+            raise ValueError(f"{op}: cannot reduce over a zero-size dimension (dim {d} of shape {self.shape})")
+        idx = (self.argmax if op == "max" else self.argmin)(d, keepdim=True)
+        values = self.gather(d, idx) if self.ndim else self
+        if not keepdim and self.ndim:
+            values, idx = values.squeeze(d), idx.squeeze(d)
+        return _return_type(op)(values, idx)
+
+    def amax(self, dim=None, keepdim: builtins.bool = False) -> "Tensor":
+        """The largest values over dim (an int, a tuple, or all); ties share the gradient
+        equally, as PyTorch's amax."""
+        return _C.TensorBase.max(self, dim, keepdim)
+
+    def amin(self, dim=None, keepdim: builtins.bool = False) -> "Tensor":
+        return _C.TensorBase.min(self, dim, keepdim)
+
+    def max(self, dim=None, keepdim: builtins.bool = False, *, axis=None, keepdims=None):
+        """The largest value; with dim, (values, indices) along it, the gradient going to the
+        index as in PyTorch; with a tensor, the elementwise maximum. Over the whole tensor,
+        ties share the gradient equally."""
+        return self._extreme("max", dim, keepdim, axis, keepdims)
+
+    def min(self, dim=None, keepdim: builtins.bool = False, *, axis=None, keepdims=None):
+        """The smallest value, as max."""
+        return self._extreme("min", dim, keepdim, axis, keepdims)
+
+    def _arg(self, op: str, dim, keepdim: builtins.bool) -> "Tensor":
+        a = self._indices(op)
+        if a.size == 0:
+            raise RuntimeError(f"{op}: the tensor of shape {self.shape} is empty")
+        fn = np.argmax if op == "argmax" else np.argmin
+        if dim is None:
+            out = np.asarray(fn(a))
+            return from_numpy(out.reshape((1,) * self.ndim) if keepdim else out)
+        return from_numpy(np.asarray(fn(a, axis=self._dim(op, dim), keepdims=keepdim)))
+
+    def argmax(self, dim=None, keepdim: builtins.bool = False) -> "Tensor":
+        """The index of the largest value (of the flattened tensor when dim is None), int64."""
+        return self._arg("argmax", dim, keepdim)
+
+    def argmin(self, dim=None, keepdim: builtins.bool = False) -> "Tensor":
+        return self._arg("argmin", dim, keepdim)
+
+    def sort(self, dim: builtins.int = -1, descending: builtins.bool = False, stable: builtins.bool = False):
+        """(values, indices) sorted along dim; the values are differentiable."""
+        d = self._dim("sort", dim)
+        idx = self.argsort(d, descending)
+        return _return_type("sort")(self.gather(d, idx) if self.ndim else self, idx)
+
+    def argsort(self, dim: builtins.int = -1, descending: builtins.bool = False, stable: builtins.bool = True) -> "Tensor":
+        a = self._indices("argsort")
+        if a.ndim == 0:
+            return from_numpy(np.zeros((), np.int64))
+        d = self._dim("argsort", dim)
+        if descending:  # stable among equals, as PyTorch's stable sort
+            order = np.flip(np.argsort(np.flip(a, d), axis=d, kind="stable"), d)
+            order = a.shape[d] - 1 - order
+        else:
+            order = np.argsort(a, axis=d, kind="stable")
+        return from_numpy(np.asarray(order, dtype=np.int64))
+
+    def topk(self, k: builtins.int, dim: builtins.int = -1, largest: builtins.bool = True, sorted: builtins.bool = True):
+        """The k largest (or smallest) values along dim and their indices."""
+        d = self._dim("topk", dim)
+        n = self.shape[d] if self.ndim else 1
+        if not 0 <= k <= n:
+            raise IndexError(f"topk: k ({k}) is out of range for dim {dim} of shape {self.shape}")
+        order = self.argsort(d, descending=largest).numpy()
+        idx = from_numpy(np.asarray(np.take(order, np.arange(k), axis=d if self.ndim else None)))
+        return _return_type("topk")(self.gather(d, idx) if self.ndim else self, idx)
+
+    # ---- gathering and scattering along a dim (differentiable in the values) ----
+    def _flat_index(self, op: str, dim: builtins.int, index) -> np.ndarray:
+        """Flat positions in self of index's entries taken along dim (torch.gather's rule:
+        index[i][j][k] names self[i][index][k] for dim 1)."""
+        idx = index.numpy() if isinstance(index, _C.TensorBase) else np.asarray(index)
+        if idx.dtype.kind not in "iu":
+            raise TypeError(f"{op}: index must be an integer tensor, not {idx.dtype}")
+        if idx.ndim != self.ndim:
+            raise ValueError(f"{op}: index of shape {idx.shape} must have as many dims as the tensor "
+                             f"of shape {self.shape}")
+        n = self.shape[dim]
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise IndexError(f"{op}: an index is out of bounds for dim {dim} of size {n} (shape {self.shape})")
+        for ax in range(self.ndim):
+            if ax != dim and idx.shape[ax] > self.shape[ax]:
+                raise ValueError(f"{op}: index of shape {idx.shape} is larger than the tensor of shape "
+                                 f"{self.shape} outside dim {dim}")
+        strides = np.cumprod((self.shape[1:] + (1,))[::-1])[::-1]
+        grid = np.indices(idx.shape, sparse=True) if idx.ndim else ()
+        flat = np.zeros(idx.shape, np.int64)
+        for ax in range(self.ndim):
+            flat = flat + (np.where(idx < 0, idx + n, idx) if ax == dim else grid[ax]) * int(strides[ax])
+        return flat.reshape(-1)
+
+    def gather(self, dim: builtins.int, index) -> "Tensor":
+        """out[i][j][k] = self[i][index[i][j][k]][k] for dim 1 (torch.gather); repeated
+        indices add up in backward."""
+        d = self._dim("gather", dim)
+        flat = self._flat_index("gather", d, index)
+        return _C.gather(self.reshape(-1), flat).reshape(tuple(np.shape(index)))
+
+    take_along_dim = gather
+
+    def scatter_add(self, dim: builtins.int, index, src) -> "Tensor":
+        """A copy of self with src[i][j][k] added at self[i][index[i][j][k]][k] (dim 1);
+        differentiable in self and src."""
+        d = self._dim("scatter_add", dim)
+        flat = self._flat_index("scatter_add", d, index)
+        shape = tuple(np.shape(index))
+        if not isinstance(src, _C.TensorBase):
+            src = full(shape, src, dtype=self.dtype)
+        if any(s < i for s, i in zip(src.shape, shape)) or src.ndim != len(shape):
+            raise ValueError(f"scatter_add: src of shape {src.shape} is smaller than index of shape {shape}")
+        part = src if src.shape == shape else src[tuple(slice(0, i) for i in shape)]
+        return _C.scatter_add(self.reshape(-1), flat, part.reshape(-1)).reshape(self.shape)
+
+    def scatter_add_(self, dim: builtins.int, index, src) -> "Tensor":
+        return self._inplace("scatter_add_", lambda a, _: a.scatter_add(dim, index, src), None, True)
+
+    def index_select(self, dim: builtins.int, index) -> "Tensor":
+        """The entries at positions `index` (1-D integers) along dim."""
+        d = self._dim("index_select", dim)
+        idx = index.numpy() if isinstance(index, _C.TensorBase) else np.asarray(index)
+        if idx.ndim > 1:
+            raise ValueError(f"index_select: index must be 1-D, got shape {idx.shape}")
+        if d == 0:
+            return self[idx.reshape(-1)]
+        shape = [1] * self.ndim
+        shape[d] = idx.size
+        out_shape = self.shape[:d] + (idx.size,) + self.shape[d + 1:]
+        return self.gather(d, np.broadcast_to(idx.reshape(shape), out_shape))
+
+    def masked_fill(self, mask, value) -> "Tensor":
+        """value where mask (broadcast) is true, else self; differentiable in self (and in a
+        0-dim tensor value)."""
+        m = mask.numpy() if isinstance(mask, _C.TensorBase) else np.asarray(mask)
+        if m.dtype != bool_:
+            raise TypeError(f"masked_fill: the mask must be a bool tensor, not {m.dtype}")
+        return where(m, value, self)
+
+    def masked_fill_(self, mask, value) -> "Tensor":
+        return self._inplace("masked_fill_", lambda a, _: a.masked_fill(mask, value), None, True)
+
+    def clamp(self, min=None, max=None) -> "Tensor":
+        """Limit values to [min, max] (numbers or tensors); the gradient passes inside."""
+        if isinstance(min, _C.TensorBase) or isinstance(max, _C.TensorBase):
+            out = self if min is None else maximum(self, min)
+            return out if max is None else minimum(out, max)
+        return self.clip(min, max)
+
+    def clamp_min(self, min) -> "Tensor":
+        return self.clamp(min=min)
+
+    def clamp_max(self, max) -> "Tensor":
+        return self.clamp(max=max)
+
     # ---- reductions with numpy names ----
     def var(self, axis=None, keepdims=False, *, dim=None, keepdim=None, ddof=0):
         axis = axis if dim is None else dim
         keepdims = keepdims if keepdim is None else keepdim
         centred = self - self.mean(axis, keepdims=True)
-        n = self.size if axis is None else int(np.prod([self.shape[a] for a in np.atleast_1d(axis)]))
+        n = self.numel() if axis is None else int(np.prod([self.shape[a] for a in np.atleast_1d(axis)]))
         return (centred * centred).sum(axis, keepdims) / max(n - ddof, 1)
 
 
@@ -408,18 +796,24 @@ def _made(t: Tensor, requires_grad: bool, device) -> Tensor:
 
 def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of `data` (nested lists, numbers, numpy arrays or a
-    tensor). dtype: float32 by default; a float64 numpy array stays float64."""
+    tensor). dtype as PyTorch infers it: Python floats give float32, ints int64, bools
+    bool; a numpy array or tensor keeps its dtype (see _resolve_dtype)."""
     if isinstance(data, _C.TensorBase):
         data = data.numpy()
-    dtype = _resolve_dtype(dtype, data if isinstance(data, np.ndarray) else None)
-    return _made(_C.copy_from_array(data, dtype), requires_grad, device)
+    elif isinstance(data, (list, tuple)) and any(isinstance(d, _C.TensorBase) for d in data):
+        data = [np.asarray(d) for d in data]  # a list of 0-dim tensors, as in tensor([loss1, loss2])
+    return _made(_C.copy_from_array(data, _resolve_dtype(dtype, data)), requires_grad, device)
+
+
+as_tensor = tensor
 
 
 def from_numpy(array: np.ndarray, requires_grad: bool = False) -> Tensor:
     """A tensor that shares `array`'s memory: changes through either are seen by both.
 
-    Memory is shared when `array` is C-contiguous, writable and float32/float64. Other
-    arrays (non-contiguous, read-only, integer, ...) are copied, integers to float32."""
+    Memory is shared when `array` is C-contiguous, writable and of a dtype cgrad has
+    (float32, float64, int64, int32, bool, uint8). Others are copied: non-contiguous or
+    read-only arrays as they are, other floats to float32, other integers to int64."""
     return _made(_C.from_numpy(array), requires_grad, None)
 
 
@@ -439,12 +833,14 @@ def zeros(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tenso
 
 
 def ones(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return full(_shape_arg(shape), 1.0, dtype=dtype, device=device, requires_grad=requires_grad)
+    return full(_shape_arg(shape), 1.0, dtype=_resolve_dtype(dtype), device=device, requires_grad=requires_grad)
 
 
-def full(shape, fill_value: float, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    t = _C.empty(tuple(shape) if isinstance(shape, (tuple, list)) else (shape,), _resolve_dtype(dtype))
-    t.fill_(fill_value)
+def full(shape, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """A tensor of `fill_value`; its dtype, unless given, is the value's (full(s, 7) is int64)."""
+    dtype = _resolve_dtype(dtype, fill_value)
+    t = _C.empty(tuple(shape) if isinstance(shape, (tuple, list)) else (shape,), dtype)
+    t.numpy()[...] = fill_value  # exact for every dtype (integers beyond 2**53 too)
     return _made(t, requires_grad, device)
 
 
@@ -456,7 +852,7 @@ def ones_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -
     return ones(t.shape, dtype=dtype or t.dtype, device=device, requires_grad=requires_grad)
 
 
-def full_like(t: Tensor, fill_value: float, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+def full_like(t: Tensor, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     return full(t.shape, fill_value, dtype=dtype or t.dtype, device=device, requires_grad=requires_grad)
 
 
@@ -464,17 +860,31 @@ def empty_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) 
     return empty(t.shape, dtype=dtype or t.dtype, device=device, requires_grad=requires_grad)
 
 
+def _float_like(t: Tensor, dtype):
+    dtype = _resolve_dtype(dtype or t.dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"random floats cannot be drawn as {dtype}; pass a float dtype")
+    return dtype
+
+
 def rand_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return rand(t.shape, dtype=dtype or t.dtype, device=device, requires_grad=requires_grad)
+    return rand(t.shape, dtype=_float_like(t, dtype), device=device, requires_grad=requires_grad)
 
 
 def randn_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return randn(t.shape, dtype=dtype or t.dtype, device=device, requires_grad=requires_grad)
+    return randn(t.shape, dtype=_float_like(t, dtype), device=device, requires_grad=requires_grad)
 
 
-def arange(start, stop=None, step=1, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    values = np.arange(start, stop, step) if stop is not None else np.arange(start)
-    return tensor(values, dtype=_resolve_dtype(dtype), device=device, requires_grad=requires_grad)
+def randint_like(t: Tensor, low: int, high: int | None = None, dtype=None, device=None, generator=None) -> Tensor:
+    return randint(low, high, t.shape, dtype=dtype or t.dtype, device=device, generator=generator)
+
+
+def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """start, start + step, ... below end; int64 when all three are integers, else float32."""
+    values = np.arange(start, end, step) if end is not None else np.arange(start)
+    integral = all(isinstance(v, numbers.Integral) for v in (start, end if end is not None else 0, step))
+    return tensor(values, dtype=_resolve_dtype(dtype) if dtype is not None or not integral else int64,
+                  device=device, requires_grad=requires_grad)
 
 
 def linspace(start: float, end: float, steps: int, dtype=None, device=None,
@@ -495,16 +905,82 @@ def eye(n: int, m: int | None = None, dtype=None, device=None, requires_grad: bo
     return tensor(np.eye(n, m), dtype=_resolve_dtype(dtype), device=device, requires_grad=requires_grad)
 
 
-def randn(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    """Standard normal samples from the generator seeded by `cgrad.manual_seed`."""
-    return tensor(_rng.standard_normal(_shape_arg(shape)), dtype=_resolve_dtype(dtype), device=device,
+def randn(*shape, dtype=None, device=None, requires_grad: bool = False, generator=None) -> Tensor:
+    """Standard normal samples from the generator seeded by `cgrad.manual_seed` (or `generator`)."""
+    return tensor(_generator(generator).standard_normal(_shape_arg(shape)), dtype=_resolve_dtype(dtype),
+                  device=device, requires_grad=requires_grad)
+
+
+def rand(*shape, dtype=None, device=None, requires_grad: bool = False, generator=None) -> Tensor:
+    """Uniform samples in [0, 1) from the generator seeded by `cgrad.manual_seed` (or `generator`)."""
+    return tensor(_generator(generator).random(_shape_arg(shape)), dtype=_resolve_dtype(dtype), device=device,
                   requires_grad=requires_grad)
 
 
-def rand(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    """Uniform samples in [0, 1) from the generator seeded by `cgrad.manual_seed`."""
-    return tensor(_rng.random(_shape_arg(shape)), dtype=_resolve_dtype(dtype), device=device,
+def randint(low: int, high: int | None = None, size=None, *, dtype=None, device=None, generator=None,
+            requires_grad: bool = False) -> Tensor:
+    """Integers uniform in [low, high) (randint(high, size) starts at 0), int64 by default."""
+    if high is None:
+        low, high = 0, low
+    if size is None:
+        raise TypeError("randint: needs a size, e.g. randint(0, 10, (3,))")
+    if low >= high:
+        raise ValueError(f"randint: low ({low}) must be less than high ({high})")
+    size = (size,) if isinstance(size, numbers.Integral) else tuple(size)
+    values = _generator(generator).integers(low, high, size)
+    return tensor(values, dtype=_resolve_dtype(dtype) if dtype is not None else int64, device=device,
                   requires_grad=requires_grad)
+
+
+def randperm(n: int, *, dtype=None, device=None, generator=None, requires_grad: bool = False) -> Tensor:
+    """A random permutation of 0..n-1 (int64)."""
+    return tensor(_generator(generator).permutation(n), dtype=_resolve_dtype(dtype) if dtype is not None else int64,
+                  device=device, requires_grad=requires_grad)
+
+
+def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=None,
+           requires_grad: bool = False) -> Tensor:
+    """Normal samples: mean and std numbers with a size, or tensors (broadcast) giving one
+    sample per element."""
+    m = mean.numpy() if isinstance(mean, _C.TensorBase) else mean
+    s = std.numpy() if isinstance(std, _C.TensorBase) else std
+    if size is None and np.ndim(m) == 0 and np.ndim(s) == 0:
+        raise TypeError("normal: with number mean and std, give a size")
+    shape = None if size is None else (size,) if isinstance(size, numbers.Integral) else tuple(size)
+    values = _generator(generator).normal(m, s, shape)
+    like = next((x.dtype for x in (mean, std) if isinstance(x, _C.TensorBase)), None)
+    return tensor(values, dtype=_resolve_dtype(dtype or like), device=device, requires_grad=requires_grad)
+
+
+def bernoulli(input: Tensor, p: float | None = None, *, generator=None) -> Tensor:
+    """1 with probability input (or p) per element, else 0; in input's dtype."""
+    probs = input.numpy() if p is None else np.full(input.shape, p)
+    if probs.size and (np.min(probs) < 0 or np.max(probs) > 1):
+        raise ValueError(f"bernoulli: probabilities must be in [0, 1] (tensor of shape {input.shape})")
+    draws = _generator(generator).random(input.shape) < probs
+    return tensor(draws, dtype=input.dtype)
+
+
+def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *, generator=None) -> Tensor:
+    """Indices drawn from each row's (unnormalised, non-negative) weights: int64 of shape
+    [num_samples] for a 1-D input, [rows, num_samples] for 2-D."""
+    w = np.asarray(input.numpy(), dtype=np.float64)
+    if w.ndim not in (1, 2):
+        raise ValueError(f"multinomial: input must be 1-D or 2-D, got shape {input.shape}")
+    rows = w.reshape(-1, w.shape[-1])
+    if (rows < 0).any() or not np.isfinite(rows).all():
+        raise ValueError("multinomial: weights must be finite and non-negative")
+    rng = _generator(generator)
+    out = np.empty((rows.shape[0], num_samples), np.int64)
+    for r, row in enumerate(rows):
+        total = row.sum()
+        if total <= 0:
+            raise ValueError(f"multinomial: row {r} of the weights sums to zero")
+        if not replacement and num_samples > np.count_nonzero(row):
+            raise ValueError(f"multinomial: cannot draw {num_samples} samples without replacement from "
+                             f"{np.count_nonzero(row)} non-zero weights")
+        out[r] = rng.choice(len(row), num_samples, replace=replacement, p=row / total)
+    return tensor(out.reshape(w.shape[:-1] + (num_samples,)), dtype=int64)
 
 
 # ---------------------------------------------------------------- combining tensors
@@ -600,3 +1076,4 @@ def where(condition, a, b) -> Tensor:
 matmul = _C.matmul
 
 _C._set_tensor_type(Tensor)
+_C._set_promotion(_promotion)

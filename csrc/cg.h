@@ -4,7 +4,9 @@
  *  - Plain C11, no Python.h. Nothing here prints, exits or aborts.
  *  - Every function that can fail returns a cg_status (CG_OK == 0) and leaves a message
  *    naming the op and the shapes in cg_last_error() (thread-local).
- *  - Tensors are contiguous, row-major float32/float64 buffers, reference counted.
+ *  - Tensors are contiguous, row-major buffers, reference counted. The ops and the tape are
+ *    float32/float64; integer and bool tensors are storage only (made, converted, copied,
+ *    filled): every op refuses them, and the facade computes them with numpy.
  *    A function that returns a tensor through an out-pointer hands over one reference.
  */
 #ifndef CG_H
@@ -15,7 +17,8 @@
 
 #define CG_MAX_DIMS 8
 
-typedef enum { CG_F32 = 0, CG_F64 = 1 } cg_dtype;
+/* Floats first: `dtype <= CG_F64` is the one check an op makes. CG_BOOL holds 0 or 1 in a byte. */
+typedef enum { CG_F32 = 0, CG_F64 = 1, CG_I64 = 2, CG_I32 = 3, CG_BOOL = 4, CG_U8 = 5, CG_DTYPE_COUNT } cg_dtype;
 
 typedef enum {
     CG_OK = 0,
@@ -68,14 +71,17 @@ cg_status cg_tensor_external(cg_dtype dtype, int ndim, const int64_t *shape, voi
 void cg_tensor_retain(cg_tensor *t);
 void cg_tensor_release(cg_tensor *t); /* iterative: a 100,000-op graph frees without recursion */
 size_t cg_dtype_size(cg_dtype dtype);
+const char *cg_dtype_name(cg_dtype dtype); /* "float32", "int64", ... */
 int cg_tensor_needs_grad(const cg_tensor *t);
 /* A new leaf with the same storage and no history (detach). */
 cg_status cg_tensor_detach(cg_tensor *t, cg_tensor **out);
 /* Copy values (same numel); in-place ops record nothing. */
 cg_status cg_tensor_copy_(cg_tensor *dst, const cg_tensor *src);
-cg_status cg_tensor_fill_(cg_tensor *t, double value);
+cg_status cg_tensor_fill_(cg_tensor *t, double value); /* integers: NaN is 0, beyond the range saturates */
 cg_status cg_tensor_axpy_(cg_tensor *y, double alpha, const cg_tensor *x); /* y += alpha x */
-cg_status cg_tensor_astype(cg_tensor *t, cg_dtype dtype, cg_tensor **out); /* copy, no graph */
+/* A converted copy, no graph. Float to integer truncates toward zero; NaN becomes 0 and values
+ * beyond the range saturate (C leaves both undefined); anything non-zero becomes true. */
+cg_status cg_tensor_astype(cg_tensor *t, cg_dtype dtype, cg_tensor **out);
 
 /* ---- grad mode (thread-local) ---- */
 int cg_grad_enabled(void);
@@ -107,6 +113,10 @@ cg_status cg_slice(cg_tensor *x, const int64_t *start, const int64_t *step, cons
                    cg_tensor **out);
 cg_status cg_gather(cg_tensor *x, const int64_t *index, int64_t n_index, cg_tensor **out);
 cg_status cg_concat(int n, cg_tensor **xs, int axis, cg_tensor **out);
+/* y = x with y[index[l], ...] += src[l, ...] (rows along axis 0; repeated rows add up). */
+cg_status cg_scatter_add(cg_tensor *x, const int64_t *index, int64_t n_index, cg_tensor *src, cg_tensor **out);
+/* x converted to the other float dtype, recorded: the gradient is converted back. */
+cg_status cg_cast(cg_tensor *x, cg_dtype dtype, cg_tensor **out);
 
 /* Cross-entropy of logits [N, C] against integer targets [N] in [0, C). reduction: 0 none
  * (out [N]), 1 mean, 2 sum (out a scalar). Backward: (softmax - onehot) * upstream (/ N). */

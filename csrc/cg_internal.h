@@ -35,6 +35,12 @@ cg_status cg_verror(cg_status status, const char *fmt, va_list ap);
 /* "(2, 3)" into buf */
 const char *cg_shape_str(int ndim, const int64_t *shape, char *buf, size_t n);
 #define CG_SHAPE_BUF 96
+/* The dtype check every op makes first (integer and bool tensors are storage only). */
+cg_status cg_float_only(const char *op, const cg_tensor *t);
+#define CG_REQUIRE_FLOAT(op, t)                                           \
+    do {                                                                  \
+        if (__builtin_expect((t)->dtype > CG_F64, 0)) return cg_float_only(op, t); \
+    } while (0)
 
 /* ---- storage: refcounted buffer; the tape keeps outputs alive through it ---- */
 struct cg_storage {

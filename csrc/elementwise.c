@@ -50,6 +50,7 @@ static void unary_run(int op, const cg_tensor *x, void *y, double p0, double p1)
 
 cg_status cg_unary(int op, cg_tensor *x, double p0, double p1, cg_tensor **out) {
     CG_PROF_BEGIN();
+    CG_REQUIRE_FLOAT(cg_op_name(op), x);
     if (op < 0 || op >= CG_OP_COUNT || !unary_table[op].fwd32)
         return cg_error(CG_ERR_VALUE, "unary: op %d (%s) is not an elementwise unary op", op,
                         cg_op_name(op));
@@ -140,9 +141,8 @@ void cg_bcast_init(cg_bcast *bc, int nout, const int64_t *out, int na, const int
 static cg_status same_dtype(const char *op, const cg_tensor *a, const cg_tensor *b) {
     if (a->dtype == b->dtype) return CG_OK;
     return cg_error(CG_ERR_DTYPE,
-                    "%s: dtypes float32 and float64 differ; convert one of them with .float() or "
-                    ".double() first",
-                    op);
+                    "%s: dtypes %s and %s differ; convert one of them with .float() or .double() first",
+                    op, cg_dtype_name(a->dtype), cg_dtype_name(b->dtype));
 }
 
 /* The broadcast walk of a with b into an output of shape [nout, shape]. */
@@ -162,6 +162,8 @@ static void binary_run(int op, const cg_tensor *a, const cg_tensor *b, int nout,
 
 cg_status cg_binary(int op, cg_tensor *a, cg_tensor *b, cg_tensor **out) {
     CG_PROF_BEGIN();
+    CG_REQUIRE_FLOAT(cg_op_name(op), a);
+    CG_REQUIRE_FLOAT(cg_op_name(op), b);
     if (op < 0 || op >= CG_OP_COUNT || !binary_table[op].fwd32)
         return cg_error(CG_ERR_VALUE, "binary: op %d (%s) is not an elementwise binary op", op,
                         cg_op_name(op));
@@ -223,6 +225,8 @@ static void where_run(const uint8_t *mask, const cg_tensor *a, const cg_tensor *
 cg_status cg_where(const uint8_t *mask, int ndim, const int64_t *shape, cg_tensor *a, cg_tensor *b,
                    cg_tensor **out) {
     CG_PROF_BEGIN();
+    CG_REQUIRE_FLOAT("where", a);
+    CG_REQUIRE_FLOAT("where", b);
     cg_status st = same_dtype("where", a, b);
     if (st || (st = check_broadcasts_to(a, ndim, shape)) || (st = check_broadcasts_to(b, ndim, shape)))
         return st;

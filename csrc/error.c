@@ -33,3 +33,10 @@ const char *cg_shape_str(int ndim, const int64_t *shape, char *buf, size_t n) {
     if (k < n) snprintf(buf + k, n - k, ndim == 1 ? ",)" : ")");
     return buf;
 }
+
+cg_status cg_float_only(const char *op, const cg_tensor *t) {
+    char b1[CG_SHAPE_BUF];
+    return cg_error(CG_ERR_DTYPE, "%s: needs a float32 or float64 tensor, got %s of shape %s; convert it "
+                                  "with .float() first", op, cg_dtype_name(t->dtype),
+                    cg_shape_str(t->ndim, t->shape, b1, sizeof b1));
+}

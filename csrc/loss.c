@@ -27,6 +27,7 @@ void cg_cross_entropy_replay(cg_node *node) {
 
 cg_status cg_cross_entropy(cg_tensor *logits, const int64_t *targets, int reduction, cg_tensor **out) {
     CG_PROF_BEGIN();
+    CG_REQUIRE_FLOAT("cross_entropy", logits);
     char b1[CG_SHAPE_BUF];
     if (logits->ndim != 2)
         return cg_error(CG_ERR_SHAPE, "cross_entropy: logits must be 2-D [batch, classes], got shape %s",

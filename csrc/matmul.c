@@ -56,6 +56,8 @@ void cg_matmul_replay(cg_node *node) {
 
 cg_status cg_matmul(cg_tensor *a, cg_tensor *b, cg_tensor **out) {
     CG_PROF_BEGIN();
+    CG_REQUIRE_FLOAT("matmul", a);
+    CG_REQUIRE_FLOAT("matmul", b);
     char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
     if (a->dtype != b->dtype)
         return cg_error(CG_ERR_DTYPE, "matmul: dtypes float32 and float64 differ; convert one of "
@@ -118,6 +120,9 @@ void cg_linear_replay(cg_node *node) {
 
 cg_status cg_linear(cg_tensor *x, cg_tensor *w, cg_tensor *b, cg_tensor **out) {
     CG_PROF_BEGIN();
+    CG_REQUIRE_FLOAT("linear", x);
+    CG_REQUIRE_FLOAT("linear", w);
+    if (b) CG_REQUIRE_FLOAT("linear", b);
     char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
     if (x->dtype != w->dtype || (b && b->dtype != w->dtype))
         return cg_error(CG_ERR_DTYPE, "linear: input, weight and bias must share a dtype (float32 or float64)");

@@ -52,6 +52,7 @@ void cg_reduce_replay(cg_node *node) {
 
 cg_status cg_reduce(int op, cg_tensor *x, int axis0, int axis1, int keepdims, cg_tensor **out) {
     CG_PROF_BEGIN();
+    CG_REQUIRE_FLOAT(cg_op_name(op), x);
     const char *name = cg_op_name(op);
     char b1[CG_SHAPE_BUF];
     if (op != CG_OP_SUM && op != CG_OP_MEAN && op != CG_OP_MAX && op != CG_OP_MIN &&
@@ -112,6 +113,7 @@ void cg_softmax_replay(cg_node *node) {
 
 cg_status cg_softmax(int op, cg_tensor *x, int axis, cg_tensor **out) {
     CG_PROF_BEGIN();
+    CG_REQUIRE_FLOAT(cg_op_name(op), x);
     char b1[CG_SHAPE_BUF];
     if (op != CG_OP_SOFTMAX && op != CG_OP_LOG_SOFTMAX)
         return cg_error(CG_ERR_VALUE, "softmax: op '%s' is not softmax or log_softmax", cg_op_name(op));

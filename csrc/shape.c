@@ -6,6 +6,7 @@
 /* ---- reshape: a new header over the same storage ---- */
 cg_status cg_reshape(cg_tensor *x, int ndim, const int64_t *shape, cg_tensor **out) {
     CG_PROF_BEGIN();
+    CG_REQUIRE_FLOAT("reshape", x);
     char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
     if (ndim < 0 || ndim > CG_MAX_DIMS || cg_numel(ndim, shape) != x->numel)
         return cg_error(CG_ERR_SHAPE, "reshape: cannot reshape a tensor of shape %s into shape %s",
@@ -88,6 +89,7 @@ void cg_strided_bwd(cg_node *node, const void *g, void **dins) {
 }
 
 cg_status cg_permute(cg_tensor *x, const int *perm, cg_tensor **out) {
+    CG_REQUIRE_FLOAT("permute", x);
     int64_t xs[CG_MAX_DIMS], shape[CG_MAX_DIMS], strides[CG_MAX_DIMS];
     int seen[CG_MAX_DIMS] = {0};
     char b1[CG_SHAPE_BUF];
@@ -107,6 +109,7 @@ cg_status cg_permute(cg_tensor *x, const int *perm, cg_tensor **out) {
 cg_status cg_slice(cg_tensor *x, const int64_t *start, const int64_t *step, const int64_t *len,
                    cg_tensor **out) {
     int64_t xs[CG_MAX_DIMS], strides[CG_MAX_DIMS], base = 0;
+    CG_REQUIRE_FLOAT("slice", x);
     char b1[CG_SHAPE_BUF];
     cg_contiguous_strides(x->ndim, x->shape, xs);
     for (int d = 0; d < x->ndim; d++) {
@@ -136,6 +139,7 @@ void cg_gather_replay(cg_node *node) {
 
 cg_status cg_gather(cg_tensor *x, const int64_t *index, int64_t n_index, cg_tensor **out) {
     CG_PROF_BEGIN();
+    CG_REQUIRE_FLOAT("gather", x);
     char b1[CG_SHAPE_BUF];
     if (x->ndim < 1) return cg_error(CG_ERR_INDEX, "gather: cannot index a 0-dim tensor with an array");
     int64_t rows = x->shape[0], inner = rows ? x->numel / rows : 0;
@@ -185,6 +189,77 @@ void cg_gather_bwd(cg_node *node, const void *g, void **dins) {
     else gather_bwd__f64(n, inner, idx, g, dins[0]);
 }
 
+/* ---- scatter_add: y = x; y[index[l], ...] += src[l, ...]; the adjoint of gather ----
+ * Backward: dx += g, dsrc[l, ...] += g[index[l], ...]. */
+static void scatter_add_run(const cg_tensor *x, const int64_t *idx, int64_t n, int64_t inner,
+                            const cg_tensor *src, void *y) {
+    memcpy(y, x->data, (size_t)x->numel * cg_dtype_size(x->dtype));
+    if (x->dtype == CG_F32) gather_bwd__f32(n, inner, idx, src->data, y);
+    else gather_bwd__f64(n, inner, idx, src->data, y);
+}
+
+void cg_scatter_add_replay(cg_node *node) {
+    scatter_add_run(node->inputs[0], node->extra, node->ip[0], node->ip[1], node->inputs[1],
+                    node->saved_out->data);
+}
+
+cg_status cg_scatter_add(cg_tensor *x, const int64_t *index, int64_t n_index, cg_tensor *src, cg_tensor **out) {
+    CG_PROF_BEGIN();
+    CG_REQUIRE_FLOAT("scatter_add", x);
+    CG_REQUIRE_FLOAT("scatter_add", src);
+    char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
+    if (x->ndim < 1) return cg_error(CG_ERR_INDEX, "scatter_add: cannot index a 0-dim tensor with an array");
+    int64_t rows = x->shape[0], inner = rows ? x->numel / rows : 0;
+    if (src->dtype != x->dtype)
+        return cg_error(CG_ERR_DTYPE, "scatter_add: src is %s but the tensor is %s", cg_dtype_name(src->dtype),
+                        cg_dtype_name(x->dtype));
+    if (src->numel != n_index * inner || (src->ndim && src->shape[0] != n_index))
+        return cg_error(CG_ERR_SHAPE, "scatter_add: src of shape %s does not hold %lld rows of the tensor of shape %s",
+                        cg_shape_str(src->ndim, src->shape, b1, sizeof b1), (long long)n_index,
+                        cg_shape_str(x->ndim, x->shape, b2, sizeof b2));
+    int64_t *idx = cg_malloc((size_t)(n_index ? n_index : 1) * sizeof *idx);
+    if (!idx) return cg_error(CG_ERR_NOMEM, "scatter_add: out of memory");
+    for (int64_t l = 0; l < n_index; l++) {
+        int64_t i = index[l] < 0 ? index[l] + rows : index[l];
+        if (i < 0 || i >= rows) {
+            cg_free(idx);
+            return cg_error(CG_ERR_INDEX, "scatter_add: index %lld is out of bounds for axis 0 of shape %s",
+                            (long long)index[l], cg_shape_str(x->ndim, x->shape, b1, sizeof b1));
+        }
+        idx[l] = i;
+    }
+    cg_tensor *y;
+    cg_status st = cg_tensor_empty(x->dtype, x->ndim, x->shape, &y);
+    if (st) {
+        cg_free(idx);
+        return st;
+    }
+    scatter_add_run(x, idx, n_index, inner, src, y->data);
+    cg_tensor *inputs[2] = {x, src};
+    cg_node *node;
+    if ((st = cg_record(CG_OP_SCATTER_ADD, 2, inputs, y, &node))) {
+        cg_free(idx);
+        return st;
+    }
+    if (node) {
+        node->extra = idx;
+        node->ip[0] = n_index;
+        node->ip[1] = inner;
+        if (cg_capturing) cg_capture_note_index(index, n_index, rows, 1);
+    } else {
+        cg_free(idx);
+    }
+    *out = y;
+    return CG_OK;
+}
+
+void cg_scatter_add_bwd(cg_node *node, const void *g, void **dins) {
+    if (dins[0]) cg_add_into(node->dtype, node->numel, dins[0], g);
+    if (!dins[1]) return;
+    if (node->dtype == CG_F32) gather_add__f32(node->ip[0], node->ip[1], node->extra, g, dins[1]);
+    else gather_add__f64(node->ip[0], node->ip[1], node->extra, g, dins[1]);
+}
+
 /* ---- concat along axis: each input contributes a chunk of shape[axis] * inner per outer ---- */
 static void concat_run(int n, cg_tensor *const *xs, int axis, void *y) {
     const cg_tensor *x0 = xs[0];
@@ -218,6 +293,7 @@ cg_status cg_concat(int n, cg_tensor **xs, int axis, cg_tensor **out) {
     shape[axis] = 0;
     for (int i = 0; i < n; i++) {
         cg_tensor *x = xs[i];
+        CG_REQUIRE_FLOAT("concatenate", x);
         int ok = x->ndim == x0->ndim;
         for (int d = 0; ok && d < x0->ndim; d++) ok = d == axis || x->shape[d] == x0->shape[d];
         if (!ok)

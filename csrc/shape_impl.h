@@ -22,6 +22,15 @@ CG_SIMD static void FN(gather_bwd_)(int64_t n, int64_t inner, const int64_t *idx
     }
 }
 
+/* D[l, :inner] += G[idx[l], :inner]: scatter_add's gradient for src */
+CG_SIMD static void FN(gather_add_)(int64_t n, int64_t inner, const int64_t *idx, const T *G, T *D) {
+    for (int64_t l = 0; l < n; l++) {
+        const T *s = G + idx[l] * inner;
+        T *d = D + l * inner;
+        for (int64_t i = 0; i < inner; i++) d[i] += s[i];
+    }
+}
+
 /* each input's slice of G, chunk by chunk: G is outer x [chunk_0, chunk_1, ...] with
  * chunk_i = inputs[i]->shape[axis] * inner */
 CG_SIMD static void FN(concat_bwd_)(int n, cg_tensor *const *inputs, int axis, int64_t outer, int64_t inner,

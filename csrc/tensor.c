@@ -18,7 +18,17 @@ int cg_grad_enabled(void) { return grad_enabled; }
 void cg_set_grad_enabled(int enabled) { grad_enabled = enabled != 0; }
 
 /* ---- helpers ---- */
-size_t cg_dtype_size(cg_dtype dtype) { return dtype == CG_F64 ? 8 : 4; }
+static const struct {
+    const char *name;
+    size_t size;
+} dtypes[CG_DTYPE_COUNT] = {
+    [CG_F32] = {"float32", 4}, [CG_F64] = {"float64", 8}, [CG_I64] = {"int64", 8},
+    [CG_I32] = {"int32", 4},   [CG_BOOL] = {"bool", 1},   [CG_U8] = {"uint8", 1},
+};
+size_t cg_dtype_size(cg_dtype dtype) { return dtypes[dtype].size; }
+const char *cg_dtype_name(cg_dtype dtype) {
+    return (unsigned)dtype < CG_DTYPE_COUNT ? dtypes[dtype].name : "?";
+}
 
 int64_t cg_numel(int ndim, const int64_t *shape) {
     int64_t n = 1;
@@ -46,7 +56,7 @@ static cg_status tensor_header(cg_dtype dtype, int ndim, const int64_t *shape, c
     if (ndim < 0 || ndim > CG_MAX_DIMS)
         return cg_error(CG_ERR_SHAPE, "tensor: rank %d is not supported (at most %d dims)", ndim,
                         CG_MAX_DIMS);
-    if (dtype != CG_F32 && dtype != CG_F64) return cg_error(CG_ERR_DTYPE, "tensor: unknown dtype");
+    if ((unsigned)dtype >= CG_DTYPE_COUNT) return cg_error(CG_ERR_DTYPE, "tensor: unknown dtype %d", (int)dtype);
     int64_t numel = cg_numel(ndim, shape);
     if (numel < 0)
         return cg_error(CG_ERR_SHAPE, "tensor: invalid shape %s",
@@ -228,13 +238,84 @@ static cg_status refuse_in_capture(const char *op) {
                                     "do them outside the compiled step (optimizers and zero_grad are fine)", op);
 }
 
+/* ---- conversions between any two dtypes (the float pair has its own loops above) ----
+ * Each source is read as a double (floats) or an int64 (the rest), then stored. */
+#define SATURATE(T, LO, HI, x) ((x) != (x) ? (T)0 : (x) <= (double)(LO) ? (T)(LO) : (x) >= (double)(HI) ? (T)(HI) : (T)(x))
+#define STORE_F32(x) ((float)(x))
+#define STORE_F64(x) ((double)(x))
+#define STORE_BOOL(x) ((uint8_t)((x) != 0))
+#define STORE_I64_F(x) SATURATE(int64_t, INT64_MIN, INT64_MAX, x)
+#define STORE_I32_F(x) SATURATE(int32_t, INT32_MIN, INT32_MAX, x)
+#define STORE_U8_F(x) SATURATE(uint8_t, 0, UINT8_MAX, x)
+#define STORE_I64_I(x) ((int64_t)(x))
+#define STORE_I32_I(x) ((int32_t)(x)) /* wraps, as PyTorch and numpy do */
+#define STORE_U8_I(x) ((uint8_t)(x))
+#define LOOP(DT, ST, STORE)                                      \
+    do {                                                         \
+        DT *d = dst;                                             \
+        const ST *s = src;                                       \
+        for (int64_t i = 0; i < n; i++) d[i] = STORE(s[i]);      \
+    } while (0)
+#define FROM_ANY(DT, STORE_F, STORE_I)                                      \
+    switch (sd) {                                                           \
+    case CG_F32: LOOP(DT, float, STORE_F); break;                           \
+    case CG_F64: LOOP(DT, double, STORE_F); break;                          \
+    case CG_I64: LOOP(DT, int64_t, STORE_I); break;                         \
+    case CG_I32: LOOP(DT, int32_t, STORE_I); break;                         \
+    default: LOOP(DT, uint8_t, STORE_I); break; /* bool, uint8 */           \
+    }
+
+static void convert_any(cg_dtype dd, void *dst, cg_dtype sd, const void *src, int64_t n) {
+    switch (dd) {
+    case CG_F32: FROM_ANY(float, STORE_F32, STORE_F32); break;
+    case CG_F64: FROM_ANY(double, STORE_F64, STORE_F64); break;
+    case CG_I64: FROM_ANY(int64_t, STORE_I64_F, STORE_I64_I); break;
+    case CG_I32: FROM_ANY(int32_t, STORE_I32_F, STORE_I32_I); break;
+    case CG_BOOL: FROM_ANY(uint8_t, STORE_BOOL, STORE_BOOL); break;
+    default: FROM_ANY(uint8_t, STORE_U8_F, STORE_U8_I); break;
+    }
+}
+
+static void convert_values(cg_dtype dd, void *dst, cg_dtype sd, const void *src, int64_t n) {
+    if (dd == sd) memmove(dst, src, (size_t)n * cg_dtype_size(dd));
+    else if (dd == CG_F32 && sd == CG_F64) convert__f32(n, dst, src);
+    else if (dd == CG_F64 && sd == CG_F32) convert__f64(n, dst, src);
+    else convert_any(dd, dst, sd, src, n);
+}
+
 void cg_copy_values(cg_tensor *dst, const cg_tensor *src) {
     if (dst->data == src->data) return;
     cg_storage_bump(dst->storage);
-    if (dst->dtype == src->dtype) memmove(dst->data, src->data, (size_t)dst->numel * cg_dtype_size(dst->dtype));
-    else if (dst->dtype == CG_F32) convert__f32(dst->numel, dst->data, src->data);
-    else convert__f64(dst->numel, dst->data, src->data);
+    convert_values(dst->dtype, dst->data, src->dtype, src->data, dst->numel);
 }
+
+/* ---- cast: the one recorded conversion (float32 <-> float64, for promotion) ---- */
+cg_status cg_cast(cg_tensor *x, cg_dtype dtype, cg_tensor **out) {
+    CG_PROF_BEGIN();
+    CG_REQUIRE_FLOAT("cast", x);
+    if (dtype > CG_F64) return cg_error(CG_ERR_DTYPE, "cast: the target %s is not a float dtype", cg_dtype_name(dtype));
+    cg_tensor *y;
+    cg_status st = cg_tensor_empty(dtype, x->ndim, x->shape, &y);
+    if (st) return st;
+    convert_values(dtype, y->data, x->dtype, x->data, x->numel);
+    cg_node *node;
+    if ((st = cg_record(CG_OP_CAST, 1, &x, y, &node))) return st;
+    *out = y;
+    return CG_OK;
+}
+
+void cg_cast_replay(cg_node *node) {
+    const cg_tensor *x = node->inputs[0];
+    convert_values(node->dtype, node->saved_out->data, x->dtype, x->data, x->numel);
+}
+
+void cg_cast_bwd(cg_node *node, const void *g, void **dins) {
+    if (!dins[0]) return;
+    if (node->inputs[0]->dtype == node->dtype) cg_add_into(node->dtype, node->numel, dins[0], g);
+    else if (node->dtype == CG_F64) add_converted__f32(node->numel, dins[0], g);
+    else add_converted__f64(node->numel, dins[0], g);
+}
+
 
 cg_status cg_tensor_copy_(cg_tensor *dst, const cg_tensor *src) {
     cg_status st = same_numel("copy_", dst, src);
@@ -254,18 +335,29 @@ cg_status cg_tensor_astype(cg_tensor *t, cg_dtype dtype, cg_tensor **out) {
     return st;
 }
 
+/* Repeat the first element over the rest (integer fills; not a hot path). */
+static void fill_bytes(cg_tensor *t) {
+    size_t es = cg_dtype_size(t->dtype);
+    for (int64_t i = 1; i < t->numel; i++) memcpy((char *)t->data + i * es, t->data, es);
+}
+
 cg_status cg_tensor_fill_(cg_tensor *t, double value) {
     cg_status st = refuse_in_capture("fill_");
     if (st) return st;
     cg_storage_bump(t->storage);
     if (t->dtype == CG_F32) fill__f32(t->numel, t->data, (float)value);
-    else fill__f64(t->numel, t->data, value);
+    else if (t->dtype == CG_F64) fill__f64(t->numel, t->data, value);
+    else if (t->numel) {
+        convert_any(t->dtype, t->data, CG_F64, &value, 1);
+        fill_bytes(t);
+    }
     return CG_OK;
 }
 
 cg_status cg_tensor_axpy_(cg_tensor *y, double alpha, const cg_tensor *x) {
     cg_status st = same_numel("axpy_", y, x);
     if (st || (st = refuse_in_capture("axpy_"))) return st;
+    CG_REQUIRE_FLOAT("axpy_", y);
     if (y->dtype != x->dtype) return cg_error(CG_ERR_DTYPE, "axpy_: dtypes differ");
     cg_storage_bump(y->storage);
     if (y->dtype == CG_F32) axpy__f32(y->numel, y->data, (float)alpha, x->data);

@@ -19,3 +19,8 @@ static void FN(axpy_)(int64_t n, T *dst, T alpha, const T *src) {
 static void FN(convert_)(int64_t n, T *dst, const T_OTHER *src) {
     for (int64_t i = 0; i < n; i++) dst[i] = (T)src[i];
 }
+
+/* dst += src from the other dtype (the cast op's backward) */
+static void FN(add_converted_)(int64_t n, T *dst, const T_OTHER *src) {
+    for (int64_t i = 0; i < n; i++) dst[i] += (T)src[i];
+}

@@ -34,6 +34,8 @@ class OpInfo:
     rtol32: float = 1e-5
     torch: Callable | str | None = "fn"  # the same op on torch tensors: "fn" when fn itself
     #                                       runs on them, None when PyTorch has no counterpart
+    replays: bool = True           # False: it computes indices with numpy (argmax, sort), which
+    #                                cgrad.compile refuses while recording
 
     def inputs(self, rng, dtype=np.float64):
         arrays = []
@@ -69,6 +71,16 @@ def _sigmoid(x):
 
 _np_erf = np.vectorize(math.erf, otypes=[np.float64])
 _MASK = np.array([True, False, True, False])
+_IDX = np.array([[0, 3], [1, 1], [2, 0]])  # gather/scatter_add along dim 1 of a (3, 4)
+
+
+def _np_scatter_add(x, index, src, axis):
+    out = x.copy()
+    for pos in np.ndindex(index.shape):
+        at = list(pos)
+        at[axis] = index[pos]
+        out[tuple(at)] += src[pos]
+    return out
 
 
 def _torch(fn):
@@ -212,10 +224,9 @@ OPS = [
     OpInfo("mean_all", "mean", lambda x: x.mean(), np.mean, [(3, 4)]),
     OpInfo("mean_axis", "mean", lambda x: x.mean(axis=0), lambda x: x.mean(axis=0), [(3, 4, 2)]),
     OpInfo("max_all", "max", lambda x: x.max(), np.max, [(3, 4)]),
-    OpInfo("max_axis", "max", lambda x: x.max(axis=1, keepdims=True),
-           lambda x: x.max(axis=1, keepdims=True), [(3, 4, 2)], torch=lambda x: x.amax(1, keepdim=True)),
-    OpInfo("min_axis", "min", lambda x: x.min(axis=-1), lambda x: x.min(axis=-1), [(3, 4)],
-           torch=lambda x: x.amin(-1)),
+    OpInfo("max_axis", "max", lambda x: x.amax(1, keepdim=True),
+           lambda x: x.max(axis=1, keepdims=True), [(3, 4, 2)]),
+    OpInfo("min_axis", "min", lambda x: x.amin(-1), lambda x: x.min(axis=-1), [(3, 4)]),
     OpInfo("logsumexp_all", "logsumexp", lambda x: x.logsumexp(), _np_logsumexp, [(3, 4)],
            torch=lambda x: x.logsumexp((0, 1))),
     OpInfo("logsumexp_axis", "logsumexp", lambda x: x.logsumexp(axis=1),
@@ -267,6 +278,28 @@ OPS = [
     OpInfo("stack", "concat", lambda a, b: cgrad.stack([a, b], axis=1),
            lambda a, b: np.stack([a, b], axis=1), [(2, 3), (2, 3)],
            torch=_torch(lambda torch, a, b: torch.stack([a, b], dim=1))),
+    # ---- promotion, scattering, and what integer indices pick along a dim ----
+    # the cast C op to its own dtype (the table keeps dtypes; test_promotion.py converts)
+    OpInfo("cast", "cast", lambda x: cgrad._C.cast(x, x.dtype), lambda x: x.copy(), [S], torch=lambda x: x.clone()),
+    OpInfo("scatter_add_rows", "scatter_add", lambda x, s: cgrad._C.scatter_add(x, np.array([2, 0, 2]), s),
+           lambda x, s: _np_scatter_add(x, np.array([2, 0, 2])[:, None].repeat(4, 1), s, 0), [(3, 4), (3, 4)],
+           torch=_torch(lambda torch, x, s: x.index_add(0, torch.tensor([2, 0, 2]), s))),
+    OpInfo("scatter_add_dim", None, lambda x, s: x.scatter_add(1, _IDX, s),
+           lambda x, s: _np_scatter_add(x, _IDX, s, 1), [(3, 4), (3, 2)],
+           torch=_torch(lambda torch, x, s: x.scatter_add(1, torch.as_tensor(_IDX), s))),
+    OpInfo("gather_dim", None, lambda x: x.gather(1, _IDX), lambda x: np.take_along_axis(x, _IDX, 1), [(3, 4)],
+           torch=_torch(lambda torch, x: x.gather(1, torch.as_tensor(_IDX)))),
+    OpInfo("index_select", None, lambda x: x.index_select(1, np.array([3, 0, 3])), lambda x: x[:, [3, 0, 3]],
+           [(2, 4)], torch=_torch(lambda torch, x: x.index_select(1, torch.tensor([3, 0, 3])))),
+    OpInfo("masked_fill", None, lambda x: x.masked_fill(cgrad.tensor(_MASK), 0.5), lambda x: np.where(_MASK, 0.5, x),
+           [(3, 4)], torch=_torch(lambda torch, x: x.masked_fill(torch.as_tensor(_MASK), 0.5))),
+    OpInfo("max_dim", None, lambda x: x.max(dim=1).values, lambda x: x.max(axis=1), [(3, 4)], replays=False),
+    OpInfo("min_dim_keepdim", None, lambda x: x.min(0, keepdim=True).values, lambda x: x.min(axis=0, keepdims=True),
+           [(3, 4)], replays=False),
+    OpInfo("topk", None, lambda x: x.topk(2, dim=1).values, lambda x: -np.sort(-x, axis=1)[:, :2], [(3, 4)],
+           replays=False),
+    OpInfo("sort_descending", None, lambda x: x.sort(dim=0, descending=True).values,
+           lambda x: -np.sort(-x, axis=0), [(3, 4)], replays=False),
     # ---- losses (each against a fixed target) ----
     *_loss_lines("cross_entropy", CLS, lambda x, t: _np_logsumexp(x, axis=1) - x[np.arange(len(t)), t],
                  ["mean", "none", "sum"], covers="cross_entropy"),

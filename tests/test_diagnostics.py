@@ -13,8 +13,9 @@ X, Y = data.moons(n=128, seed=0)
 def _net(bias0):
     cgrad.manual_seed(0)
     m = nn.MLP([2, 8, 2])
-    m[0].weight.fill_(0.0)
-    m[0].bias.copy_(np.asarray(bias0, dtype=np.float32))
+    with cgrad.no_grad():
+        m[0].weight.fill_(0.0)
+        m[0].bias.copy_(np.asarray(bias0, dtype=np.float32))
     return m
 
 
@@ -40,8 +41,9 @@ def test_saturated_tanh_and_sigmoid():
     for act in ("tanh", "sigmoid"):
         cgrad.manual_seed(0)
         m = nn.MLP([2, 4, 2], activation=act)
-        m[0].weight.fill_(0.0)
-        m[0].bias.copy_(np.array([20.0, -20.0, 0.0, 0.0], dtype=np.float32))
+        with cgrad.no_grad():
+            m[0].weight.fill_(0.0)
+            m[0].bias.copy_(np.array([20.0, -20.0, 0.0, 0.0], dtype=np.float32))
         r = _row(health(m, X, Y), "1: ")
         assert r["saturated_fraction"] == 0.5
 

@@ -30,7 +30,7 @@ def test_from_numpy_keeps_array_alive():
 def test_from_numpy_copies_what_it_cannot_share(array):
     t = cgrad.from_numpy(array)
     np.testing.assert_array_equal(t.numpy(), array.astype(t.dtype))
-    assert t.dtype == (np.float64 if array.dtype == np.float64 else np.float32)
+    assert t.dtype == {"f8": np.float64, "i8": np.int64, "f2": np.float32}[array.dtype.str[1:]]
 
 
 def test_from_numpy_read_only_is_copied():
@@ -56,7 +56,10 @@ def test_tensor_copies_and_infers_dtype():
     a[0] = 5.0
     assert t.numpy()[0] == 1.0
     assert t.dtype == np.float64
-    assert cgrad.tensor([1, 2, 3]).dtype == np.float32
+    assert cgrad.tensor([1, 2, 3]).dtype == np.int64  # as PyTorch: ints int64, floats float32
+    assert cgrad.tensor([1, 2.5]).dtype == np.float32
+    assert cgrad.tensor([True, False]).dtype == np.bool_
+    assert cgrad.tensor(np.arange(3, dtype=np.int32)).dtype == np.int32
     assert cgrad.tensor(2.5).shape == ()
     assert cgrad.tensor([[1.0]], dtype="float64").dtype == np.float64
 
@@ -108,7 +111,8 @@ def test_shape_helpers():
     assert x.T.shape == (4, 3, 2)
     assert x.transpose().shape == (4, 3, 2)
     assert x.transpose(1, 2).shape == (2, 4, 3)
-    assert x.ndim == 3 and len(x) == 2 and x.size == 24
+    assert x.ndim == 3 and len(x) == 2 and x.numel() == 24
+    assert x.size() == (2, 3, 4) and x.size(-1) == 4 and x.size().numel() == 24
     assert [r.shape for r in x] == [(3, 4), (3, 4)]
 
 
@@ -133,15 +137,20 @@ def test_repr():
     assert repr(cgrad.tensor([1.0, 2.0])) == "tensor([1., 2.])"
     assert "requires_grad=True" in repr(cgrad.tensor([1.0], requires_grad=True))
     assert "grad_fn=<mul_scalar>" in repr(cgrad.tensor([1.0], requires_grad=True) * 2)
-    assert "dtype=float64" in repr(cgrad.tensor([1.0], dtype=np.float64))
+    assert "dtype=cgrad.float64" in repr(cgrad.tensor([1.0], dtype=np.float64))
+    assert repr(cgrad.tensor([1, 2])) == "tensor([1, 2])"
+    assert repr(cgrad.tensor([1, 2], dtype=cgrad.int32)) == "tensor([1, 2], dtype=cgrad.int32)"
 
 
 def test_item_and_conversions():
     x = cgrad.tensor([[2.5]])
     assert x.item() == 2.5 and float(x) == 2.5 and int(x) == 2 and bool(x)
     assert x.tolist() == [[2.5]]
-    with pytest.raises(TypeError, match="cgrad.tensor"):
-        cgrad.Tensor([1.0])
+    assert cgrad.Tensor([1, 2]).dtype == np.float32  # the legacy constructor is float32
+    assert cgrad.Tensor(2, 3).shape == (2, 3)
+    assert ["a", "b", "c"][cgrad.tensor(2)] == "c"  # __index__
+    with pytest.raises(TypeError, match="integer tensors of a single element"):
+        ["a"][cgrad.tensor(0.0)]
 
 
 def test_grad_assignment_is_checked():
@@ -157,6 +166,9 @@ def test_inplace_helpers_and_data():
     x = cgrad.tensor([1.0, 2.0], requires_grad=True)
     x.data = np.array([5.0, 6.0])
     np.testing.assert_array_equal(x.numpy(), [5, 6])
+    with pytest.raises(RuntimeError, match="add_: a leaf tensor that requires grad"):
+        x.add_(cgrad.tensor([1.0, 1.0]))
+    x = x.detach()
     x.add_(cgrad.tensor([1.0, 1.0]), alpha=-2)
     np.testing.assert_array_equal(x.numpy(), [3, 4])
     x.copy_([0.0, 1.0])

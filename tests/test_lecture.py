@@ -119,6 +119,7 @@ def test_sgd_step_decreases_loss():
         losses.append(loss.item())
         w.grad = None
         loss.backward()
-        w.add_(w.grad, alpha=-0.1)
+        with cgrad.no_grad():
+            w.add_(w.grad, alpha=-0.1)
     assert losses[-1] < 0.2 * losses[0]
     assert all(b <= a + 1e-12 for a, b in zip(losses, losses[1:]))

@@ -1,12 +1,13 @@
 """Parameter initialisers, with PyTorch's names, formulas and defaults. Each fills its
-tensor in place (outside the graph) from cgrad's generator (`cgrad.manual_seed`) and
-returns it."""
+tensor in place from cgrad's generator (`cgrad.manual_seed`) and returns it; like
+PyTorch's, they run under no_grad, so they may fill parameters that require grad."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
 
+from ..autograd import no_grad
 from ..tensor import Tensor
 
 _LINEAR_GAINS = {"linear", "conv1d", "conv2d", "conv3d", "sigmoid"}
@@ -35,22 +36,27 @@ def _fans(t: Tensor) -> tuple[int, int]:
     return t.shape[1] * receptive, t.shape[0] * receptive
 
 
+@no_grad()
 def uniform_(t: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
     return t.uniform_(a, b)
 
 
+@no_grad()
 def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
     return t.normal_(mean, std)
 
 
+@no_grad()
 def constant_(t: Tensor, val: float) -> Tensor:
     return t.fill_(val)
 
 
+@no_grad()
 def zeros_(t: Tensor) -> Tensor:
     return t.fill_(0.0)
 
 
+@no_grad()
 def ones_(t: Tensor) -> Tensor:
     return t.fill_(1.0)
 

@@ -9,6 +9,7 @@ from typing import Callable
 import numpy as np
 
 from .. import _C, _state
+from ..autograd import no_grad
 from ..replay import replayed
 from ..tensor import Tensor, _generator, _resolve_dtype, tensor, to_arguments
 from . import functional as F
@@ -168,7 +169,7 @@ class Module:
         return [p for _, p in self.named_parameters(recurse=recurse)]
 
     def num_parameters(self) -> int:
-        return sum(p.size for p in self.parameters())
+        return sum(p.numel() for p in self.parameters())
 
     @replayed
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -237,11 +238,12 @@ class Module:
             if tuple(arr.shape) != own[name].shape:
                 raise ValueError(f"load_state_dict: '{name}' has shape {tuple(arr.shape)} in the "
                                  f"state dict but {own[name].shape} in the model")
-            own[name].copy_(arr)
+            with no_grad():
+                own[name].copy_(arr)
         return missing, unexpected
 
     def __repr__(self):
-        own = sum(p.size for p in self._parameters.values() if p is not None)
+        own = sum(p.numel() for p in self._parameters.values() if p is not None)
         head = f"{type(self).__name__}({self.extra_repr()}"
         if not self._modules:
             return head + ")" + (f"  [{own:,} params]" if own else "")

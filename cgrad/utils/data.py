@@ -14,27 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .. import _C
-from ..tensor import Tensor, _generator, stack, tensor
-
-
-class Generator:
-    """A random generator of its own, as torch.Generator: `Generator().manual_seed(0)`."""
-
-    def __init__(self, device="cpu"):
-        self._seed = int(np.random.default_rng().integers(1 << 63))
-        self.rng = np.random.default_rng(self._seed)
-
-    def manual_seed(self, seed: int) -> "Generator":
-        self._seed = int(seed)
-        self.rng = np.random.default_rng(self._seed)
-        return self
-
-    def initial_seed(self) -> int:
-        return self._seed
-
-
-def _rng(generator: Generator | None) -> np.random.Generator:
-    return generator.rng if generator is not None else _generator()
+from ..tensor import Generator, Tensor, _generator, stack, tensor
 
 
 class Dataset:
@@ -85,7 +65,7 @@ def random_split(dataset, lengths, generator: Generator | None = None) -> list[S
         counts = [int(x) for x in lengths]
     if sum(counts) != n:
         raise ValueError(f"random_split: the lengths {list(lengths)} do not add up to the dataset's {n}")
-    order = _rng(generator).permutation(n)
+    order = _generator(generator).permutation(n)
     bounds = np.cumsum([0] + counts)
     return [Subset(dataset, order[a:b].tolist()) for a, b in zip(bounds[:-1], bounds[1:])]
 
@@ -127,7 +107,7 @@ class DataLoader:
 
     def __iter__(self):
         n = len(self.dataset)
-        order = _rng(self.generator).permutation(n) if self.shuffle else np.arange(n)
+        order = _generator(self.generator).permutation(n) if self.shuffle else np.arange(n)
         if self.batch_size is None:  # samples one by one, not batched
             for i in order:
                 yield self.dataset[int(i)]

@@ -34,10 +34,12 @@ from .tensor import (Tensor, arange, atan2, cat, concatenate, empty, empty_like,
                      ones, ones_like, pow, rand, rand_like, randn, randn_like, stack, tensor, where, zeros,
                      zeros_like)
 from ._device import device  # noqa: E402
+from ._shape_ops import einsum  # noqa: E402
 float = float32  # PyTorch's dtype aliases (cgrad.float is float32, cgrad.double float64)
 double = float64
 
 from . import backends, cuda, data, diagnostics, nn, optim, profiler, utils, viz  # noqa: E402  (after tensor)
+from . import linalg  # noqa: E402
 from .utils.data import Generator  # noqa: E402
 from .replay import CompiledStep, compile  # noqa: E402
 from .profiler import profile  # noqa: E402
@@ -63,6 +65,8 @@ def _method(name):
 _FUNCTIONAL = [name for name, family, _ in _C.op_table() if family in ("unary", "binary")] + [
     "clip", "sum", "mean", "max", "min", "logsumexp", "softmax", "log_softmax", "reshape",
     "transpose", "permute"]
+_FUNCTIONAL += ["var", "std", "norm", "cumsum", "flip", "roll", "chunk", "split", "unbind", "narrow", "tril",
+                "triu", "movedim", "moveaxis", "swapaxes", "swapdims"]  # the ShapeOps with a torch.<name> too
 for _name in _FUNCTIONAL:
     if _name not in globals() and hasattr(Tensor, _name):
         globals()[_name] = _method(_name)

@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from . import _C, _device
 from ._device import CPU, check_device
+from ._shape_ops import ShapeOps
 from ._state import refuse_while_recording
 
 float32 = np.dtype(np.float32)
@@ -51,7 +52,7 @@ def _resolve_dtype(dtype, data=None):
     return _DEFAULT_DTYPE
 
 
-class Tensor(_C.TensorBase):
+class Tensor(_C.TensorBase, ShapeOps):
     """An n-dimensional float32/float64 array that records the ops applied to it.
 
     Make one with `cgrad.tensor(data, requires_grad=True)`; combine tensors with the
@@ -298,13 +299,7 @@ class Tensor(_C.TensorBase):
             return rows[(slice(None),) * lead + key[n_adv:]]
         return _basic_index(self, key)
 
-    # ---- reductions with numpy names ----
-    def var(self, axis=None, keepdims=False, *, dim=None, keepdim=None, ddof=0):
-        axis = axis if dim is None else dim
-        keepdims = keepdims if keepdim is None else keepdim
-        centred = self - self.mean(axis, keepdims=True)
-        n = self.size if axis is None else int(np.prod([self.shape[a] for a in np.atleast_1d(axis)]))
-        return (centred * centred).sum(axis, keepdims) / max(n - ddof, 1)
+    # var, std, norm, cumsum and the shape ops with PyTorch's names: ShapeOps (_shape_ops.py)
 
 
 def to_arguments(args, dtype, device):

@@ -13,6 +13,7 @@ methods of `self`.
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import string
@@ -131,7 +132,7 @@ class ShapeOps:
 
     def expand(self: _Self, *sizes: Any) -> Any:
         """Broadcast to `sizes` (new dims at the front; -1 keeps a dim; only dims of size 1
-        grow). A copy, not a view."""
+        grow). A copy when a dim grows; else a reshape, which shares memory like a view."""
         target = list(_ints("expand", sizes))
         lead = len(target) - self.ndim
         if lead < 0:
@@ -147,10 +148,8 @@ class ShapeOps:
             elif have is not None and have != 1 and s != have:
                 raise ValueError(f"expand: the size {s} at dim {i} does not match the existing size {have} "
                                  f"of the tensor of shape {self.shape} (only dims of size 1 expand)")
-        x = self.reshape((1,) * lead + self.shape) if lead else self
-        if tuple(target) == x.shape:
-            return x
-        return _broadcast_to(x, tuple(target))
+        x = self.reshape((1,) * lead + self.shape)
+        return x if tuple(target) == x.shape else _broadcast_to(x, tuple(target))
 
     def expand_as(self: _Self, other: Any) -> Any:
         return self.expand(tuple(other.shape))
@@ -244,7 +243,7 @@ class ShapeOps:
         order = [d for d in range(self.ndim) if d not in src]
         for to, frm in sorted(zip(dst, src)):
             order.insert(to, frm)
-        return self if order == list(range(self.ndim)) else self.permute(order)
+        return self.permute(order)
 
     moveaxis = movedim
 
@@ -344,28 +343,102 @@ def einsum(equation: str, *operands: Any) -> Any:
     (or linear, which needs no transposed copy of the second operand), or by a
     broadcasting product when no index is contracted. Indices only one operand has are
     summed first; a repeated index within an operand takes its diagonal; size-1 dims
-    broadcast, as PyTorch's."""
+    broadcast, as PyTorch's. The plan depends on the equation and the shapes only, and is
+    kept for the next call with the same ones (a training loop's)."""
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
     for i, t in enumerate(operands):
         if not isinstance(t, _C.TensorBase):
             raise TypeError(f"einsum: operand {i} is a {type(t).__name__}, not a tensor")
+    steps, result = _einsum_plan(equation, tuple(t.shape for t in operands))
+    values = list(operands)
+    for name, a, b, arg in steps:
+        x = values[a]
+        if name == "reshape":
+            values.append(x.reshape(arg))
+        elif name == "permute":
+            values.append(x.permute(arg))
+        elif name == "sum":
+            values.append(x.sum(arg))
+        elif name == "gather":
+            values.append(_C.gather(x, arg))
+        elif name == "mul":
+            values.append(x * values[b])
+        elif name == "matmul":
+            values.append(x @ values[b])
+        else:
+            values.append(_C.linear(x, values[b]))
+    x = values[result]
+    return x.reshape(x.shape) if result < len(operands) else x  # 'ij->ij': a new tensor, not the operand
+
+
+class _Planned:
+    """A stand-in for a tensor while einsum plans: a shape, and each op on it appended to
+    the plan's steps as (op, input, other input, argument). ref is its place among the
+    values: the n operands first, then step k's result at n + k."""
+
+    __slots__ = ("shape", "ref", "steps", "n")
+
+    def __init__(self, shape: tuple[int, ...], ref: int, steps: list, n: int) -> None:
+        self.shape, self.ref, self.steps, self.n = tuple(shape), ref, steps, n
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def _step(self, name: str, shape: tuple[int, ...], other: Any = None, arg: Any = None) -> _Planned:
+        self.steps.append((name, self.ref, None if other is None else other.ref, arg))
+        return _Planned(shape, self.n + len(self.steps) - 1, self.steps, self.n)
+
+    def reshape(self, shape: tuple[int, ...]) -> _Planned:
+        return self._step("reshape", shape, arg=tuple(shape))
+
+    def permute(self, order: list[int]) -> _Planned:
+        return self._step("permute", tuple(self.shape[i] for i in order), arg=tuple(order))
+
+    def sum(self, axes: tuple[int, ...]) -> _Planned:
+        return self._step("sum", tuple(n for i, n in enumerate(self.shape) if i not in axes), arg=axes)
+
+    def gather(self, rows: np.ndarray) -> _Planned:
+        return self._step("gather", (len(rows),) + self.shape[1:], arg=rows)
+
+    def __mul__(self, other: _Planned) -> _Planned:
+        return self._step("mul", tuple(np.broadcast_shapes(self.shape, other.shape)), other)
+
+    def __matmul__(self, other: _Planned) -> _Planned:  # equal batch dims, as _contract makes them
+        return self._step("matmul", self.shape[:-1] + other.shape[-1:], other)
+
+    def linear(self, weight: _Planned) -> _Planned:
+        return self._step("linear", self.shape[:-1] + weight.shape[:1], weight)
+
+
+@functools.lru_cache(maxsize=256)
+def _einsum_plan(equation: str, shapes: tuple[tuple[int, ...], ...]) -> tuple[list, int]:
+    """The steps that compute einsum(equation, operands of these shapes), and which value
+    is the result."""
+    steps: list = []
+    operands = [_Planned(shape, i, steps, len(shapes)) for i, shape in enumerate(shapes)]
     subs, out = _parse_einsum(equation, operands)
     size: dict[str, int] = {}
-    for s, t in zip(subs, operands):
+    for i, (s, t) in enumerate(zip(subs, operands)):
+        for c in set(s):
+            sizes = {n for letter, n in zip(s, t.shape) if letter == c}
+            if len(sizes) > 1:  # a diagonal needs equal sizes: no broadcasting within an operand
+                raise ValueError(f"einsum: index {c!r} of {equation!r} is repeated in operand {i} over dims of "
+                                 f"sizes {' and '.join(map(str, sorted(sizes)))} (shape {t.shape})")
         for letter, n in zip(s, t.shape):
             if size.get(letter, 1) != 1 and n not in (1, size[letter]):
                 raise ValueError(f"einsum: index {letter!r} of {equation!r} has size {size[letter]} in one operand "
-                                 f"and {n} in another (shapes {[tuple(t.shape) for t in operands]})")
+                                 f"and {n} in another (shapes {list(shapes)})")
             size[letter] = max(size.get(letter, 1), n) if n else 0
     terms = [_squeeze_broadcast(t, s, size) for t, s in zip(operands, subs)]
-    terms = [_diagonals(equation, t, s) for t, s in terms]
+    terms = [_diagonals(t, s) for t, s in terms]
     x, s = terms[0]
     for k in range(1, len(terms)):
         keep = set(out).union(*(set(u) for _, u in terms[k + 1:]))
         x, s = _contract(x, s, terms[k][0], terms[k][1], keep, out if k == len(terms) - 1 else None)
     x, s = _sum_out(x, s, set(out))
-    return _permuted(x, s, list(out))
+    return steps, _permuted(x, s, list(out)).ref
 
 
 def _parse_einsum(equation: str, operands: Sequence[Any]) -> tuple[list[list[str]], list[str]]:
@@ -420,21 +493,18 @@ def _squeeze_broadcast(x: Any, s: list[str], size: dict[str, int]) -> tuple[Any,
     return x.reshape(tuple(x.shape[i] for i in keep)), [s[i] for i in keep]
 
 
-def _diagonals(equation: str, x: Any, s: list[str]) -> tuple[Any, list[str]]:
+def _diagonals(x: Any, s: list[str]) -> tuple[Any, list[str]]:
     """Each index repeated within one operand ('ii') becomes its diagonal: the two dims
     moved to the front, merged, and the rows i*(n+1) gathered."""
     while len(set(s)) != len(s):
         c = next(c for c in s if s.count(c) > 1)
         i = s.index(c)
         j = s.index(c, i + 1)
-        if x.shape[i] != x.shape[j]:
-            raise ValueError(f"einsum: index {c!r} of {equation!r} is repeated in an operand of shape "
-                             f"{tuple(x.shape)} over dims of different sizes")
         n = x.shape[i]
         rest = [k for k in range(len(s)) if k not in (i, j)]
         order = [i, j] + rest
         x = x if order == list(range(len(s))) else x.permute(order)
-        x = _C.gather(x.reshape((n * n,) + tuple(x.shape[2:])), np.arange(n) * (n + 1))
+        x = x.reshape((n * n,) + tuple(x.shape[2:])).gather(np.arange(n) * (n + 1))
         s = [c] + [s[k] for k in rest]
     return x, s
 
@@ -490,7 +560,7 @@ def _contract(a: Any, sa: list[str], b: Any, sb: list[str], keep: set, out: list
     lead = (math.prod(bshape),) if batch else ()
     x = _reshaped(_permuted(a, sa, batch + free_a + a_order), lead + (m, k))
     if not batch and sb == free_b + a_order:  # b is [n, k] already: linear multiplies by its transpose
-        z = _C.linear(x, _reshaped(b, (n, k)))
+        z = x.linear(_reshaped(b, (n, k)))
     else:
         z = x @ _reshaped(_permuted(b, sb, batch + a_order + free_b), lead + (k, n))
     return _reshaped(z, bshape + ashape + b_shape), result

@@ -312,3 +312,12 @@ def cross_entropy(TensorBase input, target, str reduction="mean"):
 
 # Op codes the facade uses by name.
 OPS = {cg_op_name(i).decode(): i for i in range(CG_OP_COUNT)}
+
+def cumsum(TensorBase input, int dim):
+    """torch.cumsum(input, dim): the inclusive prefix sum along dim (same shape as input)."""
+    cdef cg_tensor *out = NULL
+    cdef int nd = input.t.ndim
+    if dim < -max(nd, 1) or dim >= max(nd, 1):
+        raise IndexError(f"cumsum: dim {dim} is out of range for a tensor of shape {input.shape}")
+    _check(cg_cumsum(input.t, dim + nd if dim < 0 else dim, &out))
+    return _wrap(out)

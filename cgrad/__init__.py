@@ -37,6 +37,7 @@ from .tensor import (Generator, Size, Tensor, arange, as_tensor, atan2, bernoull
                      where, zeros, zeros_like)
 from ._promotion import result_type  # noqa: E402
 from ._device import device  # noqa: E402
+from ._shape_ops import einsum  # noqa: E402
 # PyTorch's dtype aliases: cgrad.float is float32, double float64, long int64, int int32
 float = float32
 double = float64
@@ -45,6 +46,7 @@ int = int32
 bool = bool_
 
 from . import backends, cuda, data, diagnostics, nn, optim, profiler, utils, viz  # noqa: E402  (after tensor)
+from . import linalg  # noqa: E402
 from .replay import CompiledStep, compile  # noqa: E402
 from .profiler import profile  # noqa: E402
 from .estimators import MLPClassifier, MLPRegressor  # noqa: E402
@@ -72,6 +74,8 @@ _FUNCTIONAL = [name for name, family, _ in _C.op_table() if family in ("unary", 
     "index_select", "masked_fill", "clamp_min", "clamp_max", "eq", "ne", "lt", "le", "gt", "ge", "equal",
     "allclose", "isclose", "any", "all", "nonzero", "logical_not", "logical_and", "logical_or", "isnan",
     "isinf", "isfinite", "numel", "is_floating_point"]
+_FUNCTIONAL += ["var", "std", "norm", "cumsum", "flip", "roll", "chunk", "split", "unbind", "narrow", "tril",
+                "triu", "movedim", "moveaxis", "swapaxes", "swapdims"]  # the ShapeOps with a torch.<name> too
 for _name in _FUNCTIONAL:
     if _name not in globals() and hasattr(Tensor, _name):
         globals()[_name] = _method(_name)

@@ -70,6 +70,7 @@ cdef extern from "cg.h" nogil:
                        cg_tensor *b, cg_tensor **out)
     cg_status cg_reduce(int op, cg_tensor *x, int axis0, int axis1, int keepdims, cg_tensor **out)
     cg_status cg_softmax(int op, cg_tensor *x, int axis, cg_tensor **out)
+    cg_status cg_cumsum(cg_tensor *x, int axis, cg_tensor **out)
     cg_status cg_matmul(cg_tensor *a, cg_tensor *b, cg_tensor **out)
     cg_status cg_linear(cg_tensor *x, cg_tensor *w, cg_tensor *b, cg_tensor **out)
     cg_status cg_reshape(cg_tensor *x, int ndim, const int64_t *shape, cg_tensor **out)

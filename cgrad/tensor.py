@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from . import _C, _device, _promotion
 from ._device import CPU, check_device
+from ._shape_ops import ShapeOps
 from ._state import refuse_while_recording
 
 float32 = np.dtype(np.float32)
@@ -118,7 +119,7 @@ def _return_type(op: str):
     return _RETURN_TYPES[op]
 
 
-class Tensor(_C.TensorBase):
+class Tensor(_C.TensorBase, ShapeOps):
     """An n-dimensional array that records the ops applied to it.
 
     Make one with `cgrad.tensor(data, requires_grad=True)`; combine tensors with the
@@ -686,13 +687,7 @@ class Tensor(_C.TensorBase):
     def clamp_max(self, max) -> "Tensor":
         return self.clamp(max=max)
 
-    # ---- reductions with numpy names ----
-    def var(self, axis=None, keepdims=False, *, dim=None, keepdim=None, ddof=0):
-        axis = axis if dim is None else dim
-        keepdims = keepdims if keepdim is None else keepdim
-        centred = self - self.mean(axis, keepdims=True)
-        n = self.numel() if axis is None else int(np.prod([self.shape[a] for a in np.atleast_1d(axis)]))
-        return (centred * centred).sum(axis, keepdims) / max(n - ddof, 1)
+    # var, std, norm, cumsum and the shape ops with PyTorch's names: ShapeOps (_shape_ops.py)
 
 
 def to_arguments(args, dtype, device):

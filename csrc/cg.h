@@ -103,6 +103,8 @@ cg_status cg_where(const uint8_t *mask, int ndim, const int64_t *shape, cg_tenso
 cg_status cg_reduce(int op, cg_tensor *x, int axis0, int axis1, int keepdims, cg_tensor **out);
 /* SOFTMAX or LOG_SOFTMAX along one axis. */
 cg_status cg_softmax(int op, cg_tensor *x, int axis, cg_tensor **out);
+/* Inclusive prefix sum along one axis (a 0-dim x: axis 0, y = x). */
+cg_status cg_cumsum(cg_tensor *x, int axis, cg_tensor **out);
 cg_status cg_matmul(cg_tensor *a, cg_tensor *b, cg_tensor **out);
 /* y = x W^T + b with x [..., in], W [out, in] (PyTorch's layout), b [out] or NULL. */
 cg_status cg_linear(cg_tensor *x, cg_tensor *w, cg_tensor *b, cg_tensor **out);

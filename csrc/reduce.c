@@ -1,5 +1,7 @@
-/* reduce.c: sum, mean, max, min, logsumexp over a run of adjacent axes, and softmax /
- * log_softmax along one axis. The facade reduces non-adjacent axis sets one run at a time. */
+/* reduce.c: sum, mean, max, min, logsumexp over a run of adjacent axes, softmax /
+ * log_softmax along one axis, and cumsum (the "reduce" family: y keeps x's shape, the
+ * [O, R, I] layout and the rules are a reduction's). The facade reduces non-adjacent axis
+ * sets one run at a time. */
 #include "cg_internal.h"
 #include "cg_math.h"
 
@@ -39,6 +41,10 @@ static void reduce_run(int op, const cg_tensor *x, void *y, int64_t O, int64_t R
     case CG_OP_MIN:
         if (f32) max_fwd__f32(O, R, I, x->data, y, op == CG_OP_MAX ? 1 : -1);
         else max_fwd__f64(O, R, I, x->data, y, op == CG_OP_MAX ? 1 : -1);
+        break;
+    case CG_OP_CUMSUM:
+        if (f32) cumsum_fwd__f32(O, R, I, x->data, y);
+        else cumsum_fwd__f64(O, R, I, x->data, y);
         break;
     default:
         if (f32) logsumexp_fwd__f32(O, R, I, x->data, y);
@@ -96,10 +102,31 @@ void cg_reduce_bwd(cg_node *node, const void *g, void **dins) {
         if (f32) max_bwd__f32(O, R, I, x->data, y, g, dx);
         else max_bwd__f64(O, R, I, x->data, y, g, dx);
         break;
+    case CG_OP_CUMSUM:
+        if (f32) cumsum_bwd__f32(O, R, I, g, dx);
+        else cumsum_bwd__f64(O, R, I, g, dx);
+        break;
     default:
         if (f32) logsumexp_bwd__f32(O, R, I, x->data, y, g, dx);
         else logsumexp_bwd__f64(O, R, I, x->data, y, g, dx);
     }
+}
+
+/* y [shape of x] = inclusive prefix sum of x along axis; backward the prefix sum from the end. */
+cg_status cg_cumsum(cg_tensor *x, int axis, cg_tensor **out) {
+    CG_PROF_BEGIN();
+    char b1[CG_SHAPE_BUF];
+    if (axis < 0 || axis >= (x->ndim ? x->ndim : 1))
+        return cg_error(CG_ERR_INDEX, "cumsum: axis %d out of range for shape %s", axis,
+                        cg_shape_str(x->ndim, x->shape, b1, sizeof b1));
+    int64_t O, R, I;
+    if (x->ndim == 0) O = R = I = 1;
+    else split_dims(x, axis, axis + 1, &O, &R, &I);
+    cg_tensor *y;
+    cg_status st = cg_tensor_empty(x->dtype, x->ndim, x->shape, &y);
+    if (st) return st;
+    reduce_run(CG_OP_CUMSUM, x, y->data, O, R, I);
+    return record_ori(CG_OP_CUMSUM, x, y, O, R, I, out);
 }
 
 static void softmax_run(int op, const cg_tensor *x, void *y, int64_t O, int64_t R, int64_t I) {

@@ -143,3 +143,39 @@ CG_SIMD static void FN(softmax_bwd_)(int64_t O, int64_t R, int64_t I, const T *y
         }
 }
 
+
+/* y[o,r,i] = sum_{r' <= r} x[o,r',i]: each row is the previous row plus x's (vectorised over I) */
+CG_SIMD static void FN(cumsum_fwd_)(int64_t O, int64_t R, int64_t I, const T *x, T *y) {
+    for (int64_t o = 0; o < O; o++) {
+        const T *xo = x + o * R * I;
+        T *yo = y + o * R * I;
+        if (I == 1) {
+            T acc = 0;
+            for (int64_t r = 0; r < R; r++) yo[r] = acc += xo[r];
+            continue;
+        }
+        for (int64_t i = 0; i < I && R; i++) yo[i] = xo[i];
+        for (int64_t r = 1; r < R; r++)
+            for (int64_t i = 0; i < I; i++) yo[r * I + i] = yo[(r - 1) * I + i] + xo[r * I + i];
+    }
+}
+
+/* dx[o,r,i] += sum_{r' >= r} g[o,r',i], the prefix sum taken from the end. dx holds other
+ * gradients already (ADDS), so the running sums live in a stack buffer, CG_EXP_CHUNK
+ * columns of I at a time. */
+CG_SIMD static void FN(cumsum_bwd_)(int64_t O, int64_t R, int64_t I, const T *g, T *dx) {
+    T acc[CG_EXP_CHUNK];
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t i0 = 0; i0 < I; i0 += CG_EXP_CHUNK) {
+            int64_t ni = I - i0 < CG_EXP_CHUNK ? I - i0 : CG_EXP_CHUNK;
+            for (int64_t i = 0; i < ni; i++) acc[i] = 0;
+            for (int64_t r = R - 1; r >= 0; r--) {
+                const T *gr = g + (o * R + r) * I + i0;
+                T *d = dx + (o * R + r) * I + i0;
+                for (int64_t i = 0; i < ni; i++) {
+                    acc[i] += gr[i];
+                    d[i] += acc[i];
+                }
+            }
+        }
+}

@@ -126,6 +126,17 @@ def _loss_lines(name, target, ref, reductions, covers=None, options=None, **info
     return [line(r) for r in reductions]
 
 
+def _joined(pieces, dim, cat):
+    """The pieces scaled by 1, 2, 3, ... and joined by cat (cgrad's, numpy's or torch's):
+    each piece of a split gets a different gradient, so a misrouted one fails."""
+    return cat([p * (k + 1) for k, p in enumerate(pieces)], dim)
+
+
+def _einsum_line(name, equation, *shapes):
+    return OpInfo(name, None, lambda *xs: cgrad.einsum(equation, *xs), lambda *xs: np.einsum(equation, *xs),
+                  list(shapes), torch=_torch(lambda torch, *xs: torch.einsum(equation, *xs)))
+
+
 S = (3, 4)
 OPS = [
     # ---- unary elementwise ----
@@ -314,10 +325,10 @@ OPS = [
                  ["mean", "sum"], low=-4, high=4),
     *_loss_lines("nll_loss", CLS, lambda x, t: -x[np.arange(len(t)), t], ["mean", "none", "sum"]),
     # ---- composites of Tensor and nn.functional ----
-    OpInfo("var_all", None, lambda x: x.var(), np.var, [(3, 4)], torch=lambda x: x.var(correction=0)),
+    OpInfo("var_all", None, lambda x: x.var(), lambda x: np.var(x, ddof=1), [(3, 4)]),  # PyTorch's correction=1
     OpInfo("var_axis_keep", None, lambda x: x.var(axis=1, keepdims=True),
-           lambda x: np.var(x, axis=1, keepdims=True), [(3, 5, 2)],
-           torch=lambda x: x.var(1, keepdim=True, correction=0)),
+           lambda x: np.var(x, axis=1, keepdims=True, ddof=1), [(3, 5, 2)],
+           torch=lambda x: x.var(1, keepdim=True)),
     OpInfo("var_axes_ddof", None, lambda x: x.var(axis=(0, 2), ddof=1),
            lambda x: np.var(x, axis=(0, 2), ddof=1), [(3, 2, 4)], torch=lambda x: x.var((0, 2), correction=1)),
     OpInfo("var_dim_keepdim", None, lambda x: x.var(dim=-1, keepdim=True, ddof=1),
@@ -347,4 +358,72 @@ OPS = [
     OpInfo("dropout_p0", None, lambda x: F.dropout(x, 0.0), lambda x: x, [S], torch=_tF("dropout", 0.0)),
     OpInfo("clamp", "clip", lambda x: x.clamp(min=-0.4), lambda x: np.maximum(x, -0.4), [S], kinks=[-0.4]),
     OpInfo("pos", None, lambda x: +x, lambda x: +x, [S]),
+    # ---- shape ops and reductions with PyTorch's names (cgrad/_shape_ops.py), einsum ----
+    OpInfo("view_as", None, lambda x: x.view_as(cgrad.zeros(6, 2)), lambda x: x.reshape(6, 2), [(3, 4)],
+           torch=_torch(lambda torch, x: x.view_as(torch.zeros(6, 2, dtype=x.dtype)))),
+    OpInfo("expand", None, lambda x: x.expand(2, -1, 4), lambda x: np.broadcast_to(x, (2, 3, 4)), [(3, 1)]),
+    OpInfo("expand_as", None, lambda x: x.expand_as(cgrad.zeros(3, 4)), lambda x: np.broadcast_to(x, (3, 4)),
+           [(4,)], torch=_torch(lambda torch, x: x.expand_as(torch.zeros(3, 4, dtype=x.dtype)))),
+    OpInfo("repeat", None, lambda x: x.repeat(2, 1, 3), lambda x: np.tile(x, (2, 1, 3)), [(3, 2)]),
+    OpInfo("flip", None, lambda x: x.flip(0, 2), lambda x: np.flip(x, (0, 2)), [(2, 3, 4)]),
+    OpInfo("roll", None, lambda x: x.roll((1, -2), (0, 1)), lambda x: np.roll(x, (1, -2), (0, 1)), [(3, 4)]),
+    OpInfo("roll_flat", None, lambda x: x.roll(5), lambda x: np.roll(x, 5), [(3, 4)]),
+    OpInfo("narrow", None, lambda x: x.narrow(1, 1, 2), lambda x: x[:, 1:3], [(3, 4)]),
+    OpInfo("narrow_negative", None, lambda x: x.narrow(0, -2, 2), lambda x: x[-2:], [(4, 3)]),
+    OpInfo("chunk", None, lambda x: _joined(x.chunk(3, 1), 1, cgrad.cat),
+           lambda x: _joined(np.split(x, [2, 4], 1), 1, np.concatenate), [(2, 5)],
+           torch=_torch(lambda torch, x: _joined(x.chunk(3, 1), 1, torch.cat))),
+    OpInfo("split_size", None, lambda x: _joined(x.split(2), 0, cgrad.cat),
+           lambda x: _joined(np.split(x, [2, 4]), 0, np.concatenate), [(5, 3)],
+           torch=_torch(lambda torch, x: _joined(x.split(2), 0, torch.cat))),
+    OpInfo("split_sections", None, lambda x: _joined(cgrad.split(x, [1, 3], dim=1), 1, cgrad.cat),
+           lambda x: _joined(np.split(x, [1], 1), 1, np.concatenate), [(2, 4)],
+           torch=_torch(lambda torch, x: _joined(torch.split(x, [1, 3], dim=1), 1, torch.cat))),
+    OpInfo("unbind", None, lambda x: _joined(x.unbind(1), 0, cgrad.stack),
+           lambda x: _joined([x[:, i] for i in range(4)], 0, np.stack), [(2, 4)],
+           torch=_torch(lambda torch, x: _joined(x.unbind(1), 0, torch.stack))),
+    OpInfo("tril", None, lambda x: x.tril(), np.tril, [(2, 3, 4)]),
+    OpInfo("tril_below", None, lambda x: cgrad.tril(x, -1), lambda x: np.tril(x, -1), [(4, 3)],
+           torch=_torch(lambda torch, x: torch.tril(x, -1))),
+    OpInfo("triu_above", None, lambda x: x.triu(1), lambda x: np.triu(x, 1), [(3, 4)]),
+    OpInfo("movedim", None, lambda x: x.movedim((0, 1), (2, 0)), lambda x: np.moveaxis(x, (0, 1), (2, 0)),
+           [(2, 3, 4)]),
+    OpInfo("swapaxes", None, lambda x: x.swapaxes(0, -1), lambda x: np.swapaxes(x, 0, -1), [(2, 3, 4)]),
+    OpInfo("var_unbiased_false", None, lambda x: x.var(0, unbiased=False), lambda x: np.var(x, axis=0),
+           [(4, 3)]),
+    OpInfo("var_correction", None, lambda x: cgrad.var(x, (0, 2), correction=2),
+           lambda x: np.var(x, axis=(0, 2), ddof=2), [(3, 2, 4)],
+           torch=_torch(lambda torch, x: torch.var(x, (0, 2), correction=2))),
+    OpInfo("std_all", None, lambda x: x.std(), lambda x: np.std(x, ddof=1), [(3, 4)]),
+    OpInfo("std_dim_keepdim", None, lambda x: x.std(dim=1, keepdim=True),
+           lambda x: np.std(x, axis=1, keepdims=True, ddof=1), [(3, 5)]),
+    OpInfo("norm_fro", None, lambda x: x.norm(), np.linalg.norm, [(3, 4)]),
+    OpInfo("norm_1_dim", None, lambda x: x.norm(1, dim=1), lambda x: np.linalg.norm(x, 1, axis=1), [(3, 4)],
+           kinks=[0]),
+    OpInfo("norm_3_dims_keepdim", None, lambda x: x.norm(3, dim=(0, 1), keepdim=True),
+           lambda x: np.sum(np.abs(x) ** 3, axis=(0, 1), keepdims=True) ** (1 / 3), [(3, 4, 2)], kinks=[0]),
+    OpInfo("norm_inf", None, lambda x: cgrad.norm(x, float("inf"), dim=-1),
+           lambda x: np.abs(x).max(axis=-1), [(3, 4)], kinks=[0],
+           torch=_torch(lambda torch, x: torch.norm(x, float("inf"), dim=-1))),
+    OpInfo("vector_norm_half", None, lambda x: cgrad.linalg.vector_norm(x, 0.5, dim=0),
+           lambda x: np.sum(np.abs(x) ** 0.5, axis=0) ** 2, [(3, 4)], kinks=[0], gap=0.1,
+           torch=_torch(lambda torch, x: torch.linalg.vector_norm(x, 0.5, dim=0))),
+    OpInfo("cumsum", "cumsum", lambda x: x.cumsum(1), lambda x: np.cumsum(x, 1), [(3, 4, 2)]),
+    OpInfo("cumsum_last", "cumsum", lambda x: x.cumsum(-1), lambda x: np.cumsum(x, -1), [(5,)]),
+    OpInfo("cumsum_fn", "cumsum", lambda x: cgrad.cumsum(x, dim=0), lambda x: np.cumsum(x, 0), [(4, 3)],
+           torch=_torch(lambda torch, x: torch.cumsum(x, dim=0))),
+    _einsum_line("einsum_matmul", "ij,jk->ik", (3, 4), (4, 5)),
+    _einsum_line("einsum_batched", "bij,bjk->bik", (2, 3, 4), (2, 4, 5)),
+    _einsum_line("einsum_outer", "i,j->ij", (3,), (4,)),
+    _einsum_line("einsum_transpose", "ij->ji", (3, 4)),
+    _einsum_line("einsum_row_sums", "ij->i", (3, 4)),
+    _einsum_line("einsum_attention", "bhqd,bhkd->bhqk", (2, 2, 3, 4), (2, 2, 5, 4)),
+    _einsum_line("einsum_attention_values", "bhqk,bhkd->bhqd", (2, 2, 3, 5), (2, 2, 5, 4)),
+    _einsum_line("einsum_times_transpose", "ij,kj->ik", (3, 4), (5, 4)),
+    _einsum_line("einsum_diagonal", "ii->i", (3, 3)),
+    _einsum_line("einsum_trace_implicit", "ii", (3, 3)),
+    _einsum_line("einsum_dot", "ij,ij->", (3, 4), (3, 4)),
+    _einsum_line("einsum_ellipsis", "...ij,jk->...ik", (2, 3, 4), (4, 5)),
+    _einsum_line("einsum_three", "ij,jk,kl->il", (2, 3), (3, 4), (4, 2)),
+    _einsum_line("einsum_broadcast_1", "bij,bjk->bik", (2, 3, 4), (1, 4, 5)),
 ]

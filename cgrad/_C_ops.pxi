@@ -319,5 +319,7 @@ def cumsum(TensorBase input, int dim):
     cdef int nd = input.t.ndim
     if dim < -max(nd, 1) or dim >= max(nd, 1):
         raise IndexError(f"cumsum: dim {dim} is out of range for a tensor of shape {input.shape}")
+    if input.t.dtype > CG_F64:
+        return _promotion.cumsum(input, dim)
     _check(cg_cumsum(input.t, dim + nd if dim < 0 else dim, &out))
     return _wrap(out)

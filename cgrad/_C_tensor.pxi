@@ -297,6 +297,8 @@ cdef class TensorBase:
                 self.t.grad = NULL
             return
         g = <TensorBase?>value
+        if self.t.dtype > CG_F64:  # so no integer tensor ever reaches an optimizer's float loops
+            raise RuntimeError(f"grad: only float tensors have gradients; this one is {_NP_DTYPE[self.t.dtype]}")
         if g.shape != self.shape or g.t.dtype != self.t.dtype:
             raise ValueError(f"grad: assigned gradient of shape {g.shape} and dtype {g.dtype} "
                              f"to a tensor of shape {self.shape} and dtype {self.dtype}")

@@ -34,7 +34,8 @@ from .tensor import (Generator, Size, Tensor, arange, as_tensor, atan2, bernoull
                      empty_like, eye, float32, float64, from_numpy, full, full_like, int32, int64, linspace,
                      logspace, manual_seed, matmul, maximum, minimum, multinomial, normal, ones, ones_like, pow,
                      rand, rand_like, randint, randint_like, randn, randn_like, randperm, stack, tensor, uint8,
-                     where, zeros, zeros_like)
+                     where, zeros, zeros_like, is_tensor, get_default_dtype, set_default_dtype,
+                     broadcast_tensors, meshgrid, hstack, vstack)
 from ._promotion import result_type  # noqa: E402
 from ._device import device  # noqa: E402
 from ._shape_ops import einsum  # noqa: E402
@@ -73,9 +74,14 @@ _FUNCTIONAL = [name for name, family, _ in _C.op_table() if family in ("unary", 
     "transpose", "permute", "argmax", "argmin", "sort", "argsort", "topk", "gather", "scatter_add",
     "index_select", "masked_fill", "clamp_min", "clamp_max", "eq", "ne", "lt", "le", "gt", "ge", "equal",
     "allclose", "isclose", "any", "all", "nonzero", "logical_not", "logical_and", "logical_or", "isnan",
-    "isinf", "isfinite", "numel", "is_floating_point"]
+    "isinf", "isfinite", "numel", "is_floating_point", "amax", "amin", "t", "clone", "mm", "bmm", "mv", "dot",
+    "inner", "outer", "diag", "diagonal", "trace", "lerp", "addcmul", "addcdiv", "take", "select",
+    "masked_select", "unique", "remainder", "fmod", "floor_divide", "true_divide", "squeeze", "unsqueeze",
+    "flatten", "expand", "add", "sub", "mul", "div", "multiply", "subtract", "divide"]
 _FUNCTIONAL += ["var", "std", "norm", "cumsum", "flip", "roll", "chunk", "split", "unbind", "narrow", "tril",
-                "triu", "movedim", "moveaxis", "swapaxes", "swapdims"]  # the ShapeOps with a torch.<name> too
+                "triu", "movedim", "moveaxis", "swapaxes", "swapdims", "repeat"]  # the ShapeOps with a torch.<name> too
+broadcast_to = _method("expand")
+tile = _method("repeat")
 for _name in _FUNCTIONAL:
     if _name not in globals() and hasattr(Tensor, _name):
         globals()[_name] = _method(_name)

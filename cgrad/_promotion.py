@@ -219,6 +219,11 @@ def reduce(name: str, x, axis, keepdims: bool):
     return getattr(x._astype(DEFAULT_FLOAT), name)(axis, keepdims)  # logsumexp
 
 
+def cumsum(x, dim: int):
+    """Integers and bools sum in int64, as PyTorch."""
+    return _wrap(np.cumsum(_values(x), axis=dim, dtype=np.int64))
+
+
 # ---------------------------------------------------------------- moving values
 
 def reshape(x, shape):

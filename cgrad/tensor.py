@@ -179,6 +179,191 @@ class Tensor(_C.TensorBase, ShapeOps):
             return format(self.item(), spec)
         return object.__format__(self, spec)
 
+    # ---- PyTorch's everyday methods over the ops above ----
+    def t(self) -> "Tensor":
+        """The transpose of a matrix (a 0-d or 1-D tensor as it is)."""
+        if self.ndim > 2:
+            raise ValueError(f"t: expects a tensor with at most 2 dims, got shape {self.shape}; use transpose(0, 1)")
+        return self.T if self.ndim == 2 else self
+
+    @property
+    def mT(self) -> "Tensor":
+        """The last two dims swapped (batched matrix transpose)."""
+        return self.transpose(-2, -1)
+
+    def clone(self) -> "Tensor":
+        """A copy with its own memory that stays in the graph (the gradient passes through)."""
+        return self * 1  # x * 1 is exact for every value (x + 0 would turn -0.0 into 0.0)
+
+    def contiguous(self) -> "Tensor":
+        return self  # cgrad tensors are always contiguous
+
+    def is_contiguous(self) -> builtins.bool:
+        return True
+
+    def reshape_as(self, other) -> "Tensor":
+        return self.reshape(other.shape)
+
+    def requires_grad_(self, requires_grad: builtins.bool = True) -> "Tensor":
+        self.requires_grad = requires_grad
+        return self
+
+    def element_size(self) -> builtins.int:
+        return self.dtype.itemsize
+
+    @property
+    def itemsize(self) -> builtins.int:
+        return self.dtype.itemsize
+
+    @property
+    def nbytes(self) -> builtins.int:
+        return self.numel() * self.dtype.itemsize
+
+    def stride(self, dim: builtins.int | None = None):
+        strides = tuple(s // self.dtype.itemsize for s in self.numpy().strides)
+        return strides if dim is None else strides[dim]
+
+    def add(self, other, *, alpha=1) -> "Tensor":
+        return self + (other if alpha == 1 else other * alpha)
+
+    def sub(self, other, *, alpha=1) -> "Tensor":
+        return self - (other if alpha == 1 else other * alpha)
+
+    def mul(self, other) -> "Tensor":
+        return self * other
+
+    def div(self, other, *, rounding_mode=None) -> "Tensor":
+        """True division; rounding_mode 'floor' or 'trunc' rounds the quotient."""
+        q = self / other
+        if rounding_mode is None:
+            return q
+        if rounding_mode not in ("floor", "trunc"):
+            raise ValueError(f"div: rounding_mode must be None, 'floor' or 'trunc', not {rounding_mode!r}")
+        q = q.floor() if rounding_mode == "floor" else q.trunc()
+        return q.to(_promotion.result_type(self, _promotion.constant(other)
+                                           if not isinstance(other, _C.TensorBase) else other))
+
+    true_divide = _C.TensorBase.__truediv__
+    multiply, subtract, divide = mul, sub, div
+
+    def floor_divide(self, other) -> "Tensor":
+        return self.div(other, rounding_mode="floor")
+
+    def remainder(self, other) -> "Tensor":
+        """self - floor(self / other) * other: the sign of other, as Python's % and PyTorch."""
+        return self - self.floor_divide(other) * other
+
+    __mod__ = remainder
+    __floordiv__ = floor_divide
+
+    def fmod(self, other) -> "Tensor":
+        """self - trunc(self / other) * other: the sign of self, as C's fmod."""
+        return self - self.div(other, rounding_mode="trunc") * other
+
+    def addcmul(self, tensor1, tensor2, *, value=1) -> "Tensor":
+        return self + tensor1 * tensor2 * value
+
+    def addcdiv(self, tensor1, tensor2, *, value=1) -> "Tensor":
+        return self + tensor1 / tensor2 * value
+
+    def lerp(self, end, weight) -> "Tensor":
+        """self + weight * (end - self)."""
+        return self + (end - self) * weight
+
+    def where(self, condition, other) -> "Tensor":
+        """self where condition holds, else other."""
+        return where(condition, self, other)
+
+    def matmul(self, other) -> "Tensor":
+        return self @ other
+
+    def mm(self, other) -> "Tensor":
+        if self.ndim != 2 or getattr(other, "ndim", 2) != 2:
+            raise ValueError(f"mm: expects two matrices, got shapes {self.shape} and {tuple(np.shape(other))}")
+        return self @ other
+
+    def bmm(self, other) -> "Tensor":
+        if self.ndim != 3 or getattr(other, "ndim", 3) != 3:
+            raise ValueError(f"bmm: expects two 3-D tensors, got shapes {self.shape} and {tuple(np.shape(other))}")
+        return self @ other
+
+    def mv(self, vec) -> "Tensor":
+        return self @ vec
+
+    def dot(self, other) -> "Tensor":
+        if self.ndim != 1 or getattr(other, "ndim", 1) != 1:
+            raise ValueError(f"dot: expects two 1-D tensors, got shapes {self.shape} and {tuple(np.shape(other))}")
+        return self @ other
+
+    inner = dot
+
+    def outer(self, vec2) -> "Tensor":
+        return self.reshape(-1, 1) * _as_tensor(vec2, self.dtype).reshape(1, -1)
+
+    def select(self, dim: builtins.int, index: builtins.int) -> "Tensor":
+        d = self._dim("select", dim)
+        return self[(slice(None),) * d + (index,)]
+
+    def masked_select(self, mask) -> "Tensor":
+        m = mask.numpy() if isinstance(mask, _C.TensorBase) else np.asarray(mask)
+        return self[np.broadcast_to(m, self.shape)] if m.shape != self.shape else self[m]
+
+    def take(self, index) -> "Tensor":
+        """Elements of the flattened tensor at `index`, in index's shape."""
+        idx = index.numpy() if isinstance(index, _C.TensorBase) else np.asarray(index)
+        return self.reshape(-1)[idx.reshape(-1)].reshape(idx.shape)
+
+    def diagonal(self, offset: builtins.int = 0, dim1: builtins.int = 0, dim2: builtins.int = 1) -> "Tensor":
+        """The diagonal of a matrix (dim1, dim2 of a batch go last, as PyTorch)."""
+        if self.ndim != 2 or (dim1 % 2, dim2 % 2) != (0, 1):
+            raise ValueError(f"diagonal: cgrad supports the diagonal of a matrix, got shape {self.shape} "
+                             f"and dims ({dim1}, {dim2})")
+        rows, cols = self.shape
+        r = np.arange(max(0, -offset), min(rows, cols - offset)) if rows and cols else np.zeros(0, np.int64)
+        return self[r, r + offset] if r.size else self.reshape(-1)[np.zeros(0, np.int64)]
+
+    def diag(self, diagonal: builtins.int = 0) -> "Tensor":
+        """A 1-D tensor's square diagonal matrix, or a matrix's diagonal."""
+        if self.ndim == 2:
+            return self.diagonal(diagonal)
+        if self.ndim != 1:
+            raise ValueError(f"diag: expects a 1-D or 2-D tensor, got shape {self.shape}")
+        n = self.shape[0] + abs(diagonal)
+        rows = np.arange(self.shape[0]) + max(0, -diagonal)
+        flat = rows * n + rows + diagonal
+        return zeros(n * n, dtype=self.dtype).scatter_add(0, flat, self).reshape(n, n)
+
+    def trace(self) -> "Tensor":
+        return self.diagonal().sum()
+
+    def unique(self, sorted: builtins.bool = True, return_inverse: builtins.bool = False,
+               return_counts: builtins.bool = False, dim=None):
+        """The distinct values, sorted (no gradient), as torch.unique."""
+        if dim is not None:
+            raise ValueError("unique: dim= is not supported; cgrad flattens")
+        values, inverse, counts = np.unique(self._indices("unique"), return_inverse=True, return_counts=True)
+        out = [from_numpy(values)]
+        if return_inverse:
+            out.append(from_numpy(inverse.reshape(self.shape).astype(np.int64)))
+        if return_counts:
+            out.append(from_numpy(counts.astype(np.int64)))
+        return out[0] if len(out) == 1 else tuple(out)
+
+    def new_tensor(self, data, dtype=None, requires_grad: builtins.bool = False) -> "Tensor":
+        return tensor(data, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
+    def new_zeros(self, *size, dtype=None, requires_grad: builtins.bool = False) -> "Tensor":
+        return zeros(*size, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, requires_grad: builtins.bool = False) -> "Tensor":
+        return ones(*size, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
+    def new_empty(self, *size, dtype=None, requires_grad: builtins.bool = False) -> "Tensor":
+        return empty(*size, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
+    def new_full(self, size, fill_value, dtype=None, requires_grad: builtins.bool = False) -> "Tensor":
+        return full(size, fill_value, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
     def nelement(self) -> builtins.int:
         return self.numel()
 
@@ -1069,6 +1254,58 @@ def where(condition, a, b) -> Tensor:
 
 
 matmul = _C.matmul
+
+
+def is_tensor(obj) -> builtins.bool:
+    return isinstance(obj, _C.TensorBase)
+
+
+def get_default_dtype() -> np.dtype:
+    return _DEFAULT_DTYPE
+
+
+def set_default_dtype(dtype) -> None:
+    """The float dtype of tensors made from Python floats, of zeros/ones/randn and of
+    integer tensors promoted to floats (float32 unless changed)."""
+    global _DEFAULT_DTYPE
+    dt = _resolve_dtype(dtype)
+    if dt.kind != "f":
+        raise TypeError(f"set_default_dtype: needs a float dtype, not {dt}")
+    _DEFAULT_DTYPE = _promotion.DEFAULT_FLOAT = dt
+
+
+def broadcast_tensors(*tensors) -> tuple:
+    shape = np.broadcast_shapes(*(t.shape for t in tensors))
+    return tuple(t.expand(*shape) for t in tensors)
+
+
+def meshgrid(*tensors, indexing: str = "ij") -> tuple:
+    """Coordinate grids of 1-D tensors, 'ij' (PyTorch's default) or 'xy' indexing."""
+    if indexing not in ("ij", "xy"):
+        raise ValueError(f"meshgrid: indexing must be 'ij' or 'xy', not {indexing!r}")
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    n = len(tensors)
+    shape = [t.numel() for t in tensors]
+    if indexing == "xy" and n >= 2:
+        shape[0], shape[1] = shape[1], shape[0]
+    out = []
+    for i, t in enumerate(tensors):
+        axis = (1 - i if i < 2 else i) if indexing == "xy" and n >= 2 else i
+        view = [1] * n
+        view[axis] = t.numel()
+        out.append(t.reshape(view).expand(*shape))
+    return tuple(out)
+
+
+def hstack(tensors) -> Tensor:
+    tensors = list(tensors)
+    return concatenate(tensors, 0 if tensors and tensors[0].ndim == 1 else 1)
+
+
+def vstack(tensors) -> Tensor:
+    return concatenate([t.reshape(1, -1) if t.ndim == 1 else t for t in tensors], 0)
+
 
 _C._set_tensor_type(Tensor)
 _C._set_promotion(_promotion)

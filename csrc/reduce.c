@@ -115,6 +115,7 @@ void cg_reduce_bwd(cg_node *node, const void *g, void **dins) {
 /* y [shape of x] = inclusive prefix sum of x along axis; backward the prefix sum from the end. */
 cg_status cg_cumsum(cg_tensor *x, int axis, cg_tensor **out) {
     CG_PROF_BEGIN();
+    CG_REQUIRE_FLOAT("cumsum", x);
     char b1[CG_SHAPE_BUF];
     if (axis < 0 || axis >= (x->ndim ? x->ndim : 1))
         return cg_error(CG_ERR_INDEX, "cumsum: axis %d out of range for shape %s", axis,

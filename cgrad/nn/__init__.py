@@ -3,11 +3,13 @@ from . import functional, init
 from .modules import (ACTIVATIONS, ELU, GELU, MLP, SELU, BCELoss, BCEWithLogitsLoss, CrossEntropyLoss,
                       Dropout, Flatten, Hardtanh, HuberLoss, Identity, L1Loss, LeakyReLU, Linear, Mish,
                       Module, ModuleDict, ModuleList, MSELoss, NLLLoss, Parameter, ParameterList, ReLU,
-                      Sequential, Sigmoid, SiLU, Softmax, Softsign, Tanh)
+                      Sequential, Sigmoid, SiLU, Softmax, Softsign, Tanh, Softplus, LogSigmoid, LogSoftmax,
+                      Unflatten, SmoothL1Loss)
 from .utils import clip_grad_norm_
 
 __all__ = ["functional", "init", "Module", "ModuleList", "ModuleDict", "ParameterList", "Parameter",
            "Linear", "Sequential", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "SiLU", "GELU",
            "ELU", "SELU", "Mish", "Softsign", "Hardtanh", "Dropout", "Flatten", "Identity", "MLP",
            "ACTIVATIONS", "MSELoss", "L1Loss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",
-           "NLLLoss", "HuberLoss", "clip_grad_norm_"]
+           "NLLLoss", "HuberLoss", "clip_grad_norm_", "Softplus", "LogSigmoid", "LogSoftmax", "Unflatten",
+           "SmoothL1Loss"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._C import cross_entropy, linear  # noqa: F401  (fused C ops, exposed as they are)
-from ..tensor import Tensor, _as_tensor, _generator
+from ..tensor import Tensor, _as_tensor, _generator, cat, from_numpy, full
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -83,6 +83,60 @@ def mish(x: Tensor) -> Tensor:
     return x.mish()
 
 
+def logsigmoid(x: Tensor) -> Tensor:
+    """log(sigmoid(x)) = -softplus(-x), stable for large |x|."""
+    return -((-x).softplus())
+
+
+def normalize(x: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:
+    """x / max(||x||_p, eps) along dim, as PyTorch."""
+    return x / x.norm(p, dim=dim, keepdim=True).clamp_min(eps)
+
+
+def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    """sum(x1 x2) / (max(||x1||, eps) max(||x2||, eps)) along dim (PyTorch's eps per norm)."""
+    n1 = x1.norm(dim=dim).clamp_min(eps)
+    n2 = x2.norm(dim=dim).clamp_min(eps)
+    return (x1 * x2).sum(dim) / (n1 * n2)
+
+
+def one_hot(tensor, num_classes: int = -1) -> Tensor:
+    """int64 one-hot rows for integer class indices: shape tensor.shape + (num_classes,)."""
+    idx = np.asarray(tensor.numpy() if isinstance(tensor, Tensor) else tensor)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"one_hot: needs an integer tensor of class indices, not {idx.dtype}")
+    if num_classes < 0:
+        num_classes = int(idx.max()) + 1 if idx.size else 0
+    if idx.size and (idx.min() < 0 or idx.max() >= num_classes):
+        raise ValueError(f"one_hot: class values must be in [0, {num_classes}), got {idx.min()}..{idx.max()}")
+    return from_numpy((idx[..., None] == np.arange(num_classes)).astype(np.int64))
+
+
+def pad(input: Tensor, pad, mode: str = "constant", value: float = 0.0) -> Tensor:
+    """Constant padding, PyTorch's order: (left, right) of the last dim, then of the one
+    before, ...; differentiable in input. Negative amounts crop."""
+    if mode != "constant":
+        raise ValueError(f"pad: only mode='constant' is supported, not {mode!r}")
+    if len(pad) % 2 or len(pad) // 2 > input.ndim:
+        raise ValueError(f"pad: {len(pad)} padding values do not fit a tensor of shape {input.shape}")
+    out = input
+    for i in range(len(pad) // 2):
+        d = input.ndim - 1 - i
+        lo, hi = int(pad[2 * i]), int(pad[2 * i + 1])
+        if lo < 0 or hi < 0:
+            out = out.narrow(d, max(-lo, 0), out.shape[d] - max(-lo, 0) - max(-hi, 0))
+            lo, hi = max(lo, 0), max(hi, 0)
+        parts = []
+        for n in (lo, None, hi):
+            if n is None:
+                parts.append(out)
+            elif n:
+                shape = out.shape[:d] + (n,) + out.shape[d + 1:]
+                parts.append(full(shape, value, dtype=out.dtype))
+        out = cat(parts, d) if len(parts) > 1 else out
+    return out
+
+
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
     return x.softmax(dim)
 
@@ -111,6 +165,13 @@ def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
 
 def l1_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
     return _reduce((input - _target(target, input, "l1_loss")).abs(), reduction)
+
+
+def smooth_l1_loss(input: Tensor, target, reduction: str = "mean", beta: float = 1.0) -> Tensor:
+    """huber_loss / beta: 0.5 d^2 / beta where |d| < beta, else |d| - beta / 2."""
+    if beta == 0:
+        return l1_loss(input, target, reduction)
+    return huber_loss(input, target, reduction, beta) / beta
 
 
 def huber_loss(input: Tensor, target, reduction: str = "mean", delta: float = 1.0) -> Tensor:

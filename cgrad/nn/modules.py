@@ -450,6 +450,14 @@ class Mish(_Activation):
     fn = staticmethod(F.mish)
 
 
+class Softplus(_Activation):
+    fn = staticmethod(F.softplus)
+
+
+class LogSigmoid(_Activation):
+    fn = staticmethod(F.logsigmoid)
+
+
 class GELU(Module):
     def __init__(self, approximate: str = "none"):
         super().__init__()
@@ -508,6 +516,11 @@ class Softmax(Module):
         return f"dim={self.dim}"
 
 
+class LogSoftmax(Softmax):
+    def forward(self, x):
+        return x.log_softmax(self.dim)
+
+
 class Dropout(Module):
     """Inverted dropout, active only in train mode."""
 
@@ -531,6 +544,18 @@ class Flatten(Module):
 
     def forward(self, x):
         return x.flatten(self.start_dim, self.end_dim)
+
+
+class Unflatten(Module):
+    """Split dim into `unflattened_size` (the inverse of Flatten)."""
+
+    def __init__(self, dim: int, unflattened_size):
+        super().__init__()
+        self.dim, self.unflattened_size = dim, tuple(unflattened_size)
+
+    def forward(self, x):
+        d = self.dim % x.ndim
+        return x.reshape(x.shape[:d] + self.unflattened_size + x.shape[d + 1:])
 
 
 ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "leaky_relu": LeakyReLU,
@@ -597,6 +622,15 @@ class CrossEntropyLoss(_Loss):
 
 class NLLLoss(_Loss):
     fn = staticmethod(F.nll_loss)
+
+
+class SmoothL1Loss(_Loss):
+    def __init__(self, reduction: str = "mean", beta: float = 1.0):
+        super().__init__(reduction)
+        self.beta = beta
+
+    def forward(self, input, target):
+        return F.smooth_l1_loss(input, target, self.reduction, self.beta)
 
 
 class HuberLoss(_Loss):

@@ -56,23 +56,35 @@ cdef inline TensorBase _const_like(object x, TensorBase like):
 cdef inline str _name(int op):
     return cg_op_name(op).decode()
 
+# The hand-overs to _promotion are out of line, so that the inlined float paths stay small.
+cdef object _unary_promoted(TensorBase x, int op, double p0, double p1):
+    return _promotion.unary(_name(op), x, p0, p1)
+
+cdef object _scalar_promoted(TensorBase x, int op, object value):
+    return _promotion.scalar(_name(op), x, value)
+
+cdef object _binary_promoted(int op, TensorBase a, TensorBase b):
+    return _promotion.binary(_name(op), a, b)
+
 cdef inline object _unary(TensorBase x, int op, double p0=0, double p1=0):
     cdef cg_tensor *out = NULL
     if x.t.dtype > CG_F64:
-        return _promotion.unary(_name(op), x, p0, p1)
+        return _unary_promoted(x, op, p0, p1)
     _check(cg_unary(op, x.t, p0, p1, &out))
     return _wrap(out)
 
-cdef inline object _scalar(TensorBase x, int op, object value):
+cdef inline object _scalar(TensorBase x, int op, object number):
     """x (op) a Python number; an integer tensor keeps the number's kind (x * 2 stays int64)."""
+    cdef cg_tensor *out = NULL
     if x.t.dtype > CG_F64:
-        return _promotion.scalar(_name(op), x, value)
-    return _unary(x, op, value)
+        return _scalar_promoted(x, op, number)
+    _check(cg_unary(op, x.t, <double>number, 0, &out))
+    return _wrap(out)
 
 cdef inline object _binary(int op, TensorBase a, TensorBase b):
     cdef cg_tensor *out = NULL
     if a.t.dtype != b.t.dtype or a.t.dtype > CG_F64:
-        return _promotion.binary(_name(op), a, b)
+        return _binary_promoted(op, a, b)
     _check(cg_binary(op, a.t, b.t, &out))
     return _wrap(out)
 

@@ -451,7 +451,7 @@ cdef class TensorBase:
         if self.t.dtype > CG_F64:
             return _promotion.reflected_pow(base, self)
         if _is_scalar(base) and base > 0:  # exp(x log b): no log of the base per element
-            return _scalar(self, CG_OP_MUL_SCALAR, np.log(float(base))).exp()
+            return _unary(self, CG_OP_MUL_SCALAR, np.log(float(base))).exp()
         return _binary(CG_OP_POW, _const_like(base, self), self)
 
     def pow(self, exponent):

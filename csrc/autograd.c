@@ -536,7 +536,7 @@ static cg_status sweep(cg_node *const *order, size_t n, int n_roots, cg_tensor *
         int64_t bytes0 = cg_allocated_total;
         /* where each input's gradient goes: its node's buffer, or a leaf's .grad; see
          * Note [First write] for the buffers made here */
-        int assigns = cg_ops[node->op].first_write;
+        int assigns = cg_ops[node->op].first_write && node->n_inputs <= 8; /* node->fresh has 8 bits */
         node->fresh = 0;
         for (int i = 0; i < node->n_inputs && st == CG_OK; i++) {
             cg_tensor *in = node->inputs[i];

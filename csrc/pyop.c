@@ -138,35 +138,60 @@ static cg_status check_grad(const cg_tensor *g, const cg_tensor *like) {
                     cg_shape_str(g->ndim, g->shape, b1, sizeof b1), cg_shape_str(like->ndim, like->shape, b2, sizeof b2));
 }
 
+/* Where the user's backward gave no gradient (None, or it raised), a buffer made fresh for
+ * this rule still has to be defined: a leaf's new .grad is dropped again (None stays None, as
+ * PyTorch), an intermediate one zeroed. */
+static void finish_input(cg_node *node, int i, cg_tensor *grad, void **dins) {
+    cg_tensor *in = node->inputs[i];
+    int fresh = i < 8 && (node->fresh >> i & 1); /* Note [First write] */
+    size_t nb = (size_t)in->numel * cg_dtype_size(in->dtype);
+    if (!dins[i]) return;
+    if (grad) {
+        if (fresh) memcpy(dins[i], grad->data, nb);
+        else cg_add_into(in->dtype, in->numel, dins[i], grad->data);
+    } else if (fresh) {
+        if (!in->node && in->grad && in->grad->data == dins[i]) {
+            cg_tensor_release(in->grad);
+            in->grad = NULL;
+            dins[i] = NULL;
+        } else {
+            memset(dins[i], 0, nb);
+        }
+    }
+}
+
 static cg_status python_rule(cg_node *node, void *g, void **dins) {
     char b1[CG_SHAPE_BUF];
-    if (!py_backward || !node->saved_out)
-        return cg_error(CG_ERR_RUNTIME, "backward: python_function of shape %s has no backward",
-                        cg_shape_str(node->ndim, node->shape, b1, sizeof b1));
     int n = node->n_inputs;
     cg_tensor *local[16], **grads = n <= 8 ? local : malloc(2 * (size_t)n * sizeof *grads);
-    if (!grads) return cg_error(CG_ERR_NOMEM, "backward: out of memory");
+    if (!grads) {
+        for (int i = 0; i < n && i < 8; i++) finish_input(node, i, NULL, dins);
+        return cg_error(CG_ERR_NOMEM, "backward: out of memory");
+    }
     cg_tensor **kept = grads + n; /* leaves' .grad, kept alive should user code drop them */
+    for (int i = 0; i < n; i++) {
+        grads[i] = NULL;
+        if ((kept[i] = node->inputs[i]->node ? NULL : node->inputs[i]->grad)) cg_tensor_retain(kept[i]);
+    }
     cg_tensor *gt = NULL;
-    cg_status st = cg_tensor_empty(node->dtype, node->ndim, node->shape, &gt);
-    if (st == CG_OK) {
+    cg_status st = CG_OK;
+    if (!py_backward || !node->saved_out)
+        st = cg_error(CG_ERR_RUNTIME, "backward: python_function of shape %s has no backward",
+                      cg_shape_str(node->ndim, node->shape, b1, sizeof b1));
+    else if ((st = cg_tensor_empty(node->dtype, node->ndim, node->shape, &gt)) == CG_OK) {
         memcpy(gt->data, g, (size_t)node->numel * cg_dtype_size(node->dtype));
-        for (int i = 0; i < n; i++) {
-            grads[i] = NULL;
-            if ((kept[i] = node->inputs[i]->node ? NULL : node->inputs[i]->grad)) cg_tensor_retain(kept[i]);
-        }
         st = py_backward(node->saved_out->ctx, gt, n, node->inputs, grads);
         if (st) cg_error(st, "backward: the backward of a Python function (autograd.Function or hook) raised");
         cg_tensor_release(gt);
-        for (int i = 0; i < n && st == CG_OK; i++)
-            if (grads[i]) st = check_grad(grads[i], node->inputs[i]);
-        if (st == CG_OK && node->ip[0] == PY_HOOKS && grads[0]) /* what flows on, and retain_grad sees */
-            memcpy(g, grads[0]->data, (size_t)node->numel * cg_dtype_size(node->dtype));
-        for (int i = 0; i < n; i++) {
-            if (st == CG_OK && grads[i] && dins[i]) cg_add_into(grads[i]->dtype, grads[i]->numel, dins[i], grads[i]->data);
-            cg_tensor_release(grads[i]);
-            cg_tensor_release(kept[i]);
-        }
+    }
+    for (int i = 0; i < n && st == CG_OK; i++)
+        if (grads[i]) st = check_grad(grads[i], node->inputs[i]);
+    if (st == CG_OK && node->ip[0] == PY_HOOKS && grads[0]) /* what flows on, and retain_grad sees */
+        memcpy(g, grads[0]->data, (size_t)node->numel * cg_dtype_size(node->dtype));
+    for (int i = 0; i < n; i++) {
+        finish_input(node, i, st == CG_OK ? grads[i] : NULL, dins);
+        cg_tensor_release(grads[i]);
+        cg_tensor_release(kept[i]);
     }
     if (grads != local) free(grads);
     return st;

@@ -330,3 +330,22 @@ def test_agrees_with_torch_autograd_function(rng):
         grads.append([np.asarray(t.grad.detach().numpy() if lib is torch else t.grad.numpy()) for t in (x, w, b)])
     for ours, theirs in zip(*grads):
         np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
+
+
+def test_a_backward_reentering_the_graph_being_swept_is_refused():
+    class Reenter(Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 1.0
+
+        @staticmethod
+        def backward(ctx, grad):
+            graph[0].backward(retain_graph=True)  # the graph this sweep is working on
+            return grad
+
+    x = t64([1.0, 2.0])
+    graph = [Reenter.apply(x.exp()).sum()]  # cleared at the end: the C node's ctx -> Reenter -> graph
+    with pytest.raises(RuntimeError, match="cannot reenter the graph it sweeps"):
+        graph[0].backward(retain_graph=True)  # (without it the sum's values would be freed first)
+    assert x.grad is None
+    graph.clear()

@@ -245,3 +245,23 @@ def test_grad_agrees_with_torch(rng):
         results.append([np.array(g.tolist()) for g in gs])
     for ours, theirs in zip(*results):
         np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
+
+
+def test_compile_refuses_hooks_and_grad():
+    w = t64([1.0, 2.0])
+    w.register_hook(lambda g: g * 2.0)
+
+    @cgrad.compile
+    def step(x):
+        (w * x).sum().backward()
+
+    with pytest.raises(RuntimeError, match="cgrad.compile: a tensor hook cannot be replayed"):
+        step(np.ones(2))
+    v = t64([1.0, 2.0])
+
+    @cgrad.compile
+    def step2(x):
+        return grad((v * x).sum(), v)
+
+    with pytest.raises(RuntimeError, match="cgrad.compile"):
+        step2(np.ones(2))

@@ -204,12 +204,6 @@ static cg_status topo_sort(int n_roots, cg_tensor *const *roots, cg_node ***pord
         stack[depth++] = (dfs_frame){root, 0};
         while (depth) {
             dfs_frame *f = &stack[depth - 1];
-            if (f->node->grad) { /* a sweep over it is running: user code called backward from inside one */
-                st = cg_error(CG_ERR_RUNTIME, "backward: op '%s' is being differentiated by a backward that is running "
-                                              "(called from a custom Function's backward or a hook); a backward "
-                                              "cannot reenter the graph it sweeps", cg_op_name(f->node->op));
-                goto done;
-            }
             if (f->node->freed) {
                 st = cg_error(CG_ERR_RUNTIME,
                               "backward: trying to backward through the graph a second time (the "
@@ -230,6 +224,12 @@ static cg_status topo_sort(int n_roots, cg_tensor *const *roots, cg_node ***pord
                     stack[depth++] = (dfs_frame){child, 0};
                 }
             } else {
+                if (f->node->grad) { /* a sweep over it is running: user code called backward from inside one */
+                    st = cg_error(CG_ERR_RUNTIME, "backward: op '%s' is being differentiated by a backward that is "
+                                                  "running (called from a custom Function's backward or a hook); a "
+                                                  "backward cannot reenter the graph it sweeps", cg_op_name(f->node->op));
+                    goto done;
+                }
                 if (n == cap) {
                     cg_node **o2 = realloc(order, (cap *= 2) * sizeof *order);
                     if (!o2) goto nomem;
@@ -427,8 +427,11 @@ static void mark_wanted(cg_node *const *order, size_t n, const sweep_extra *x) {
     }
 }
 
-static cg_status sweep(cg_node *const *order, size_t n, int n_roots, cg_tensor *const *roots,
-                       cg_tensor *const *seeds, int retain_graph, sweep_extra *x);
+/* Inlined into its two callers, so that .backward()'s copy (grad_only 0) has none of
+ * cg_grad's tests. */
+static inline __attribute__((always_inline)) cg_status sweep(cg_node *const *order, size_t n, int n_roots,
+                                                             cg_tensor *const *roots, cg_tensor *const *seeds,
+                                                             int retain_graph, sweep_extra *x, const int grad_only);
 
 cg_status cg_backward(cg_tensor *root, cg_tensor *grad, int retain_graph) {
     cg_status st = check_root("backward", root, grad);
@@ -460,7 +463,7 @@ cg_status cg_grad(int n_roots, cg_tensor *const *roots, cg_tensor *const *seeds,
     if (st || (st = topo_sort(n_roots, roots, &order, &n))) return st;
     sweep_extra x = {.n_targets = n_targets, .targets = targets, .out = out};
     mark_wanted(order, n, &x);
-    st = sweep(order, n, n_roots, roots, seeds, retain_graph, &x);
+    st = sweep(order, n, n_roots, roots, seeds, retain_graph, &x, 1);
     free(order);
     if (st)
         for (int j = 0; j < n_targets; j++) {
@@ -472,7 +475,7 @@ cg_status cg_grad(int n_roots, cg_tensor *const *roots, cg_tensor *const *seeds,
 
 cg_status cg_backward_sorted(cg_node *const *order, size_t n, cg_tensor *root, cg_tensor *grad, int retain_graph) {
     sweep_extra x = {0};
-    return sweep(order, n, 1, &root, &grad, retain_graph, &x);
+    return sweep(order, n, 1, &root, &grad, retain_graph, &x, 0);
 }
 
 /* A copy of node's gradient for the cg_grad targets it made. */
@@ -505,12 +508,13 @@ static cg_status seed_root(grad_pool *pool, cg_tensor *root, cg_tensor *grad, sw
     return CG_OK;
 }
 
-static cg_status sweep(cg_node *const *order, size_t n, int n_roots, cg_tensor *const *roots,
-                       cg_tensor *const *seeds, int retain_graph, sweep_extra *x) {
+/* grad_only: cg_grad's sweep (x->targets set) */
+static inline __attribute__((always_inline)) cg_status sweep(cg_node *const *order, size_t n, int n_roots,
+                                                             cg_tensor *const *roots, cg_tensor *const *seeds,
+                                                             int retain_graph, sweep_extra *x, const int grad_only) {
     cg_status st = CG_OK;
     uint64_t call_t0 = cg_prof_on ? cg_now_ns() : 0;
     grad_pool pool = {.n = 0};
-    const int grad_only = x->targets != NULL; /* cg_grad */
     for (int r = 0; r < n_roots && st == CG_OK; r++) st = seed_root(&pool, roots[r], seeds[r], x);
     void *dins_local[8], **dins = dins_local;
     for (size_t k = n; k-- > 0 && st == CG_OK;) {

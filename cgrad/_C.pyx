@@ -28,3 +28,4 @@ include "_C_ops.pxi"      # the op entry points, BLAS and threads, the op regist
 include "_C_optim.pxi"    # ParamSet: every parameter updated in one C call
 include "_C_replay.pxi"   # cgrad.compile: Program, capture, copying inputs in
 include "_C_debug.pxi"    # anomaly mode, graph drawing, memory counters, profiler events
+include "_C_function.pxi" # autograd.Function, tensor hooks, autograd.grad: the sweep's calls into Python

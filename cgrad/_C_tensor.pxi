@@ -202,6 +202,8 @@ cdef class TensorBase:
 
     def __dealloc__(self):
         if self.t != NULL:
+            if self.t.hooked and self.t.refcount == 1:
+                _drop_leaf_hooks(self.t)
             cg_tensor_release(self.t)
             self.t = NULL
 
@@ -391,7 +393,12 @@ cdef class TensorBase:
             gt = g.t
         with nogil:
             st = cg_backward(self.t, gt, retain_graph)
-        _check(st)
+        _check_sweep(st)  # re-raises an exception from a custom Function's backward or a hook
+
+    def register_hook(self, hook):
+        """hook(grad) is called with this tensor's gradient each time backward computes it;
+        a tensor it returns replaces the gradient. Returns a handle whose .remove() undoes it."""
+        return _register_hook(self, hook)
 
     # ---- arithmetic: Python scalars go to the scalar ops, arrays become constants ----
     def __add__(self, other):

@@ -1,5 +1,5 @@
 # Declarations of the C core's public API (csrc/cg.h) for the binding.
-from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 
 # CG_OP_<NAME> for every op of the registry (csrc/ops.def), generated at build time
 include "_op_ids.pxi"
@@ -36,6 +36,7 @@ cdef extern from "cg.h" nogil:
         cg_node *node
         uint8_t requires_grad
         uint8_t retains_grad
+        uint8_t hooked
 
     const char *cg_last_error()
     int64_t cg_live_bytes()
@@ -83,6 +84,17 @@ cdef extern from "cg.h" nogil:
     cg_status cg_gather(cg_tensor *x, const int64_t *index, int64_t n_index, cg_tensor **out)
     cg_status cg_concat(int n, cg_tensor **xs, int axis, cg_tensor **out)
     cg_status cg_backward(cg_tensor *root, cg_tensor *grad, int retain_graph)
+    cg_status cg_grad(int n_roots, cg_tensor **roots, cg_tensor **seeds, int n_targets,
+                      cg_tensor **targets, cg_tensor **out, int retain_graph)
+    ctypedef cg_status (*cg_py_backward_fn)(void *obj, cg_tensor *g, int n, cg_tensor *const *inputs,
+                                            cg_tensor **grads) noexcept
+    ctypedef cg_status (*cg_py_leaf_hooks_fn)(cg_tensor *leaf, cg_tensor *g, cg_tensor **out) noexcept
+    void cg_py_set_callbacks(cg_py_backward_fn backward, cg_py_leaf_hooks_fn leaf_hooks,
+                             void (*release)(void *) noexcept)
+    cg_status cg_py_record(int n_inputs, cg_tensor *const *inputs, cg_tensor *value, void *obj, cg_tensor **out)
+    cg_status cg_py_hook_node(cg_tensor *t, void *obj)
+    void *cg_py_hook_owner(const cg_tensor *t)
+    uint64_t cg_tensor_version(const cg_tensor *t)
     cg_status cg_cross_entropy(cg_tensor *logits, const int64_t *targets, int reduction, cg_tensor **out)
     cg_status cg_sgd_step(int n, cg_tensor **params, cg_tensor **momentum_bufs, double lr,
                           double momentum, double dampening, double weight_decay, int nesterov)

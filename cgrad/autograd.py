@@ -1,13 +1,15 @@
-"""Grad mode switches and gradcheck."""
+"""Grad mode switches, custom ops written in Python (Function), grad and gradcheck."""
 from __future__ import annotations
 
 import copy
 import functools
+from typing import Any, Sequence
 
 import numpy as np
 
 from . import _C, _state
 from .tensor import Tensor, float64
+from ._C import RemovableHandle  # noqa: F401  (what register_hook returns)
 
 
 class set_grad_enabled:
@@ -159,3 +161,167 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
     finally:
         for slot, i in enumerate(checked):
             inputs[i].grad = saved[slot]
+
+
+# ---- custom ops (docs/architecture.md, "Python ops and hooks") ----
+
+class FunctionCtx:
+    """The `ctx` a Function's forward and backward share: save tensors with
+    save_for_backward, read them back as saved_tensors; any other attribute may be set."""
+
+    needs_input_grad: tuple[bool, ...]
+
+    def save_for_backward(self, *tensors: Tensor | None) -> None:
+        for i, t in enumerate(tensors):
+            if t is not None and not isinstance(t, Tensor):
+                raise TypeError(f"save_for_backward can only save tensors or None, but argument {i} "
+                                f"is a {type(t).__name__}")
+        self._saved = tensors
+        self._versions = [None if t is None else _C._tensor_version(t) for t in tensors]
+
+    @property
+    def saved_tensors(self) -> tuple[Tensor | None, ...]:
+        """The saved tensors; an error if one was modified in place since it was saved."""
+        saved = getattr(self, "_saved", ())
+        for t, v in zip(saved, self._versions):
+            if t is not None and _C._tensor_version(t) != v:
+                raise RuntimeError(
+                    f"one of the variables needed for gradient computation has been modified by an "
+                    f"inplace operation: a tensor of shape {t.shape} saved by "
+                    f"{type(self).__name__} is at version {_C._tensor_version(t)}; expected "
+                    f"version {v} instead")
+        return saved
+
+    def mark_non_differentiable(self, *tensors: Tensor) -> None:
+        """Outputs that are not differentiable: they are returned without a graph."""
+        self._non_differentiable = {id(t) for t in tensors}
+
+    def set_materialize_grads(self, value: bool) -> None:
+        """Accepted for PyTorch compatibility: backward always receives a tensor here."""
+
+
+class BackwardCFunction(FunctionCtx):
+    """The ctx of one call of a Function; the tape node holds it until backward frees it."""
+
+    _cls: Any  # the Function subclass
+    _positions: list[int]  # the argument index of each tensor input the node records
+    _tensor_args: list[bool]
+
+    @property
+    def _cg_name(self) -> str:
+        return f"Function {self._cls.__name__}.backward"
+
+    def _cg_backward(self, grad: Tensor) -> list:
+        """The gradients of the recorded inputs, from the user's backward (called by the sweep)."""
+        res = self._cls.backward(self, grad)
+        if not isinstance(res, tuple):
+            res = (res,)
+        n = len(self._tensor_args)
+        if len(res) < n or any(g is not None for g in res[n:]):
+            raise RuntimeError(f"function {self._cls.__name__}Backward returned an incorrect number of "
+                               f"gradients (expected {n}, got {len(res)})")
+        for i, (g, is_tensor) in enumerate(zip(res, self._tensor_args)):
+            if g is not None and not is_tensor:
+                raise RuntimeError(f"function {self._cls.__name__}Backward returned a gradient different "
+                                   f"than None at position {i}, but the corresponding forward input was "
+                                   f"not a Tensor")
+        return [res[p] for p in self._positions]
+
+
+class Function:
+    """A custom op written in Python, as PyTorch's torch.autograd.Function::
+
+        class Exp(cgrad.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                y = x.exp()
+                ctx.save_for_backward(y)
+                return y
+
+            @staticmethod
+            def backward(ctx, grad):
+                y, = ctx.saved_tensors
+                return grad * y
+
+        y = Exp.apply(x)
+
+    forward runs without recording; backward runs inside the one C backward sweep, in its
+    place in the graph, and returns one gradient (or None) per forward argument.
+    cgrad.compile refuses it (a Python op cannot be replayed in C)."""
+
+    @staticmethod
+    def forward(ctx: Any, *args: Any) -> Any:
+        raise NotImplementedError("a Function subclass must define forward(ctx, *args)")
+
+    @staticmethod
+    def backward(ctx: Any, *grad_outputs: Any) -> Any:
+        raise NotImplementedError("a Function subclass must define backward(ctx, *grad_outputs)")
+
+    @classmethod
+    def apply(cls, *args: Any) -> Any:
+        _state.refuse_while_recording(f"the custom Function {cls.__name__}")
+        ctx = BackwardCFunction()
+        ctx._cls = cls
+        is_tensor = [isinstance(a, Tensor) for a in args]
+        recording = _C.is_grad_enabled()
+        needs = [t and recording and a.requires_grad for a, t in zip(args, is_tensor)]
+        ctx.needs_input_grad = tuple(needs)
+        ctx._tensor_args = is_tensor
+        ctx._positions = [i for i, n in enumerate(needs) if n]
+        with no_grad():
+            out = cls.forward(ctx, *args)
+        single = not isinstance(out, tuple)
+        outs = (out,) if single else out
+        tensors = [o for o in outs if isinstance(o, Tensor)]
+        if len(tensors) != 1:
+            raise NotImplementedError(f"Function {cls.__name__}: forward returned {len(tensors)} tensors; "
+                                      f"cgrad's custom Functions return exactly one tensor for now")
+        skip = getattr(ctx, "_non_differentiable", ())
+        inputs = [args[p] for p in ctx._positions]
+        result = [o if not isinstance(o, Tensor) else
+                  o.detach() if id(o) in skip or not inputs else _C._function_record(ctx, inputs, o)
+                  for o in outs]
+        return result[0] if single else tuple(result)
+
+
+def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
+         grad_outputs: Any = None, retain_graph: bool | None = None, create_graph: bool = False,
+         allow_unused: bool = False) -> tuple[Tensor | None, ...]:
+    """The gradients of `outputs` with respect to `inputs` (leaves or not), summed over the
+    outputs, as PyTorch's torch.autograd.grad: one backward sweep that reads and writes no
+    tensor's .grad. grad_outputs: the upstream gradient of each output (None: ones, for an
+    output of one element). An input the outputs do not depend on is an error unless
+    allow_unused, which returns None for it. First order only: create_graph=True is not
+    supported yet."""
+    if create_graph:
+        raise NotImplementedError("grad: create_graph=True (higher-order gradients) is not supported "
+                                  "yet; it is planned as a later issue")
+    _state.refuse_while_recording("autograd.grad")
+    outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is None:
+        seeds: list = [None] * len(outs)
+    else:
+        seeds = [grad_outputs] if isinstance(grad_outputs, Tensor) or not isinstance(grad_outputs, (list, tuple)) \
+            else list(grad_outputs)
+    if len(seeds) != len(outs):
+        raise ValueError(f"grad: grad_outputs has {len(seeds)} entries but there are {len(outs)} outputs")
+    for kind, ts in (("outputs", outs), ("inputs", ins)):
+        for i, t in enumerate(ts):
+            if not isinstance(t, Tensor):
+                raise TypeError(f"grad: {kind}[{i}] is a {type(t).__name__}, not a Tensor")
+    for i, t in enumerate(outs):
+        if not t.requires_grad:
+            raise RuntimeError(f"grad: element {i} of outputs does not require grad and does not have a grad_fn")
+    for i, t in enumerate(ins):
+        if not t.requires_grad:
+            raise RuntimeError(f"grad: element {i} of inputs does not require grad (one of the "
+                               f"differentiated Tensors does not require grad)")
+    result = _C._grad(outs, seeds, ins, bool(retain_graph))
+    if not allow_unused:
+        for i, g in enumerate(result):
+            if g is None:
+                raise RuntimeError(f"grad: input {i} (shape {ins[i].shape}) appears to not have been "
+                                   f"used in the graph; set allow_unused=True if this is the desired "
+                                   f"behavior")
+    return tuple(result)

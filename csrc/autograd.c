@@ -16,12 +16,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-int cg_node_op_of(const cg_tensor *t) { return t->node ? t->node->op : -1; }
+/* The op that made t, past the nodes of t's hooks (cg_py_hook_node), which are not ops. */
+static const cg_node *made_by(const cg_tensor *t) {
+    const cg_node *node = t->node;
+    while (node && cg_python_is_hooks(node)) node = node->inputs[0]->node;
+    return node;
+}
+
+int cg_node_op_of(const cg_tensor *t) { return made_by(t) ? made_by(t)->op : -1; }
 
 int cg_node_inputs(const cg_tensor *t, cg_tensor **inputs, int max) {
-    if (!t->node) return 0;
-    for (int i = 0; i < t->node->n_inputs && i < max; i++) inputs[i] = t->node->inputs[i];
-    return t->node->n_inputs;
+    const cg_node *node = made_by(t);
+    if (!node) return 0;
+    for (int i = 0; i < node->n_inputs && i < max; i++) inputs[i] = node->inputs[i];
+    return node->n_inputs;
 }
 
 static void profile_forward(int op, cg_tensor *const *inputs, const cg_tensor *out, cg_node *node) {
@@ -59,6 +67,32 @@ static cg_status check_output(int op, int n_inputs, cg_tensor *const *inputs, cg
     return st;
 }
 
+cg_node *cg_node_new(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *out, int owned) {
+    cg_node *node = cg_malloc(sizeof *node + (size_t)n_inputs * sizeof(cg_tensor *) +
+                              (size_t)(n_inputs + 1) * sizeof(uint64_t));
+    if (!node) return NULL;
+    memset(node, 0, sizeof *node);
+    node->refcount = owned; /* owned by out when it is part of the graph */
+    node->op = op;
+    node->n_inputs = n_inputs;
+    node->versions = (uint64_t *)(node->inputs + n_inputs);
+    for (int i = 0; i < n_inputs; i++) {
+        node->inputs[i] = inputs[i];
+        node->versions[i] = inputs[i]->storage->version;
+        inputs[i]->refcount++;
+    }
+    node->versions[n_inputs] = out->storage->version;
+    node->saved_out = out->storage;
+    out->storage->refcount++;
+    node->out = owned ? out : NULL;
+    node->dtype = out->dtype;
+    node->ndim = out->ndim;
+    memcpy(node->shape, out->shape, sizeof node->shape);
+    node->numel = out->numel;
+    if (owned) out->node = node;
+    return node;
+}
+
 cg_status cg_record(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *out, cg_node **pnode) {
     *pnode = NULL;
     if (cg_anomaly_on) {
@@ -71,31 +105,11 @@ cg_status cg_record(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *o
         if (cg_prof_on) profile_forward(op, inputs, out, NULL);
         return CG_OK;
     }
-    cg_node *node = cg_malloc(sizeof *node + (size_t)n_inputs * sizeof(cg_tensor *) +
-                              (size_t)(n_inputs + 1) * sizeof(uint64_t));
+    cg_node *node = cg_node_new(op, n_inputs, inputs, out, needed);
     if (!node) {
         cg_tensor_release(out);
         return cg_error(CG_ERR_NOMEM, "%s: out of memory recording the tape", cg_op_name(op));
     }
-    memset(node, 0, sizeof *node);
-    node->refcount = needed; /* owned by out when it is part of the graph */
-    node->op = op;
-    node->n_inputs = n_inputs;
-    node->versions = (uint64_t *)(node->inputs + n_inputs);
-    for (int i = 0; i < n_inputs; i++) {
-        node->inputs[i] = inputs[i];
-        node->versions[i] = inputs[i]->storage->version;
-        inputs[i]->refcount++;
-    }
-    node->versions[n_inputs] = out->storage->version;
-    node->saved_out = out->storage;
-    out->storage->refcount++;
-    node->out = needed ? out : NULL;
-    node->dtype = out->dtype;
-    node->ndim = out->ndim;
-    memcpy(node->shape, out->shape, sizeof node->shape);
-    node->numel = out->numel;
-    if (needed) out->node = node;
     /* Under cgrad.compile every op is kept for replay, also those that need no gradient
      * (see replay.c); the program holds a reference. */
     if (cg_capturing) {
@@ -173,45 +187,57 @@ typedef struct {
     int next;
 } dfs_frame;
 
-/* Post-order of the nodes reachable from root: inputs before the nodes that use them. */
-static cg_status topo_sort(cg_node *root, cg_node ***porder, size_t *pn) {
+/* Post-order of the nodes reachable from the roots' nodes: inputs before the nodes that use
+ * them. One DFS per root appends after the earlier ones: a node reachable from an earlier
+ * root was placed by that root's DFS, so the concatenation is still in order. */
+static cg_status topo_sort(int n_roots, cg_tensor *const *roots, cg_node ***porder, size_t *pn) {
     size_t cap = 64, n = 0, depth = 0, dcap = 64;
     cg_node **order = malloc(cap * sizeof *order);
     dfs_frame *stack = malloc(dcap * sizeof *stack);
     cg_status st = CG_OK;
     uint64_t mark = __atomic_add_fetch(&epoch, 1, __ATOMIC_RELAXED);
     if (!order || !stack) goto nomem;
-    root->mark = mark;
-    stack[depth++] = (dfs_frame){root, 0};
-    while (depth) {
-        dfs_frame *f = &stack[depth - 1];
-        if (f->node->freed) {
-            st = cg_error(CG_ERR_RUNTIME,
-                          "backward: trying to backward through the graph a second time (the "
-                          "saved values of op '%s' were freed by the first backward); pass "
-                          "retain_graph=True to the first backward if you need to do this",
-                          cg_op_name(f->node->op));
-            goto done;
-        }
-        if (f->next < f->node->n_inputs) {
-            cg_node *child = f->node->inputs[f->next++]->node;
-            if (child && child->mark != mark) {
-                child->mark = mark;
-                if (depth == dcap) {
-                    dfs_frame *s2 = realloc(stack, (dcap *= 2) * sizeof *stack);
-                    if (!s2) goto nomem;
-                    stack = s2;
+    for (int r = 0; r < n_roots; r++) {
+        cg_node *root = roots[r]->node;
+        if (!root || root->mark == mark) continue;
+        root->mark = mark;
+        stack[depth++] = (dfs_frame){root, 0};
+        while (depth) {
+            dfs_frame *f = &stack[depth - 1];
+            if (f->node->freed) {
+                st = cg_error(CG_ERR_RUNTIME,
+                              "backward: trying to backward through the graph a second time (the "
+                              "saved values of op '%s' were freed by the first backward); pass "
+                              "retain_graph=True to the first backward if you need to do this",
+                              cg_op_name(f->node->op));
+                goto done;
+            }
+            if (f->next < f->node->n_inputs) {
+                cg_node *child = f->node->inputs[f->next++]->node;
+                if (child && child->mark != mark) {
+                    child->mark = mark;
+                    if (depth == dcap) {
+                        dfs_frame *s2 = realloc(stack, (dcap *= 2) * sizeof *stack);
+                        if (!s2) goto nomem;
+                        stack = s2;
+                    }
+                    stack[depth++] = (dfs_frame){child, 0};
                 }
-                stack[depth++] = (dfs_frame){child, 0};
+            } else {
+                if (f->node->grad) { /* a sweep over it is running: user code called backward from inside one */
+                    st = cg_error(CG_ERR_RUNTIME, "backward: op '%s' is being differentiated by a backward that is "
+                                                  "running (called from a custom Function's backward or a hook); a "
+                                                  "backward cannot reenter the graph it sweeps", cg_op_name(f->node->op));
+                    goto done;
+                }
+                if (n == cap) {
+                    cg_node **o2 = realloc(order, (cap *= 2) * sizeof *order);
+                    if (!o2) goto nomem;
+                    order = o2;
+                }
+                order[n++] = f->node;
+                depth--;
             }
-        } else {
-            if (n == cap) {
-                cg_node **o2 = realloc(order, (cap *= 2) * sizeof *order);
-                if (!o2) goto nomem;
-                order = o2;
-            }
-            order[n++] = f->node;
-            depth--;
         }
     }
     goto done;
@@ -228,23 +254,23 @@ done:
     return CG_OK;
 }
 
-static cg_status check_seed(const cg_tensor *root, const cg_tensor *grad) {
+static cg_status check_seed(const char *op, const cg_tensor *root, const cg_tensor *grad) {
     char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
     if (!grad) {
         if (root->numel != 1)
             return cg_error(CG_ERR_RUNTIME,
-                            "backward: grad can be implicitly created only for a tensor with one "
+                            "%s: grad can be implicitly created only for a tensor with one "
                             "element, but this tensor has shape %s; pass grad= of that shape or "
-                            "reduce it first (e.g. .sum())",
+                            "reduce it first (e.g. .sum())", op,
                             cg_shape_str(root->ndim, root->shape, b1, sizeof b1));
         return CG_OK;
     }
     if (grad->ndim != root->ndim || memcmp(grad->shape, root->shape, sizeof(int64_t) * root->ndim))
-        return cg_error(CG_ERR_SHAPE, "backward: grad has shape %s but the tensor has shape %s",
+        return cg_error(CG_ERR_SHAPE, "%s: grad has shape %s but the tensor has shape %s", op,
                         cg_shape_str(grad->ndim, grad->shape, b1, sizeof b1),
                         cg_shape_str(root->ndim, root->shape, b2, sizeof b2));
     if (grad->dtype != root->dtype)
-        return cg_error(CG_ERR_DTYPE, "backward: grad has dtype %s but the tensor has dtype %s",
+        return cg_error(CG_ERR_DTYPE, "%s: grad has dtype %s but the tensor has dtype %s", op,
                         grad->dtype == CG_F32 ? "float32" : "float64",
                         root->dtype == CG_F32 ? "float32" : "float64");
     return CG_OK;
@@ -294,20 +320,125 @@ static cg_status check_versions(const cg_node *node) {
     return CG_OK;
 }
 
-cg_status cg_backward(cg_tensor *root, cg_tensor *grad, int retain_graph) {
+static cg_status check_root(const char *op, cg_tensor *root, cg_tensor *grad) {
     if (!cg_tensor_needs_grad(root))
         return cg_error(CG_ERR_RUNTIME,
-                        "backward: the tensor does not require grad and has no grad_fn (create "
-                        "the inputs with requires_grad=True, outside no_grad())");
-    cg_status st = check_seed(root, grad);
+                        "%s: the tensor does not require grad and has no grad_fn (create "
+                        "the inputs with requires_grad=True, outside no_grad())", op);
+    cg_status st = check_seed(op, root, grad);
     if (st) return st;
     if (root->node && cg_anomaly_on && cg_first_nonfinite(root->dtype, root->data, root->numel) >= 0)
-        return cg_anomaly_error(root->node->id, "anomaly: backward: the tensor to differentiate is already not "
-                                                "finite (made by op '%s', node %lld); nothing was run",
+        return cg_anomaly_error(root->node->id, "anomaly: %s: the tensor to differentiate is already not "
+                                                "finite (made by op '%s', node %lld); nothing was run", op,
                                 cg_op_name(root->node->op), (long long)root->node->id);
+    return CG_OK;
+}
+
+/* What a sweep does besides .backward()'s plain one: the leaves whose gradient is gathered
+ * apart from their .grad (hooked leaves, whose hooks see the sum first; cg_grad's targets),
+ * and cg_grad's targets. */
+typedef struct {
+    cg_tensor *leaf; /* a reference */
+    cg_tensor *grad; /* zeroed, then the leaf's gradient from this sweep */
+} leaf_slot;
+
+typedef struct {
+    int n_targets; /* cg_grad: no .grad is touched; targets[j]'s gradient goes to out[j] */
+    cg_tensor *const *targets;
+    cg_tensor **out;
+    leaf_slot *slots;
+    int n_slots, cap_slots;
+} sweep_extra;
+
+static int target_index(const sweep_extra *x, const cg_tensor *t) {
+    for (int j = 0; j < x->n_targets; j++)
+        if (x->targets[j] == t) return j;
+    return -1;
+}
+
+/* The buffer leaf's gradient is gathered in apart from its .grad, or NULL for a leaf cg_grad
+ * does not return. Called only for hooked leaves and in cg_grad: not on backward's hot path. */
+static cg_status leaf_slot_buf(sweep_extra *x, cg_tensor *leaf, void **buf) {
+    *buf = NULL;
+    for (int i = 0; i < x->n_slots; i++)
+        if (x->slots[i].leaf == leaf) {
+            *buf = x->slots[i].grad->data;
+            return CG_OK;
+        }
+    if (x->targets && target_index(x, leaf) < 0) return CG_OK;
+    if (x->n_slots == x->cap_slots) {
+        int cap = x->cap_slots ? 2 * x->cap_slots : 8;
+        leaf_slot *s2 = realloc(x->slots, (size_t)cap * sizeof *s2);
+        if (!s2) return cg_error(CG_ERR_NOMEM, "backward: out of memory");
+        x->slots = s2;
+        x->cap_slots = cap;
+    }
+    cg_tensor *g = cg_grad_like(leaf->ndim, leaf->shape, leaf->dtype);
+    if (!g) return cg_error(CG_ERR_NOMEM, "backward: out of memory for a leaf's gradient");
+    cg_tensor_retain(leaf);
+    x->slots[x->n_slots++] = (leaf_slot){leaf, g};
+    *buf = g->data;
+    return CG_OK;
+}
+
+/* After the sweep: each gathered leaf's gradient through its hooks, then into its .grad or,
+ * for cg_grad, to its target's slot. */
+static cg_status finish_leaves(sweep_extra *x, cg_status st) {
+    for (int i = 0; i < x->n_slots; i++) {
+        leaf_slot *s = &x->slots[i];
+        cg_tensor *g = NULL;
+        if (st == CG_OK) {
+            if (s->leaf->hooked) st = cg_python_leaf_hooks(s->leaf, s->grad, &g);
+            else cg_tensor_retain(g = s->grad);
+        }
+        if (st == CG_OK && g) {
+            if (x->targets) {
+                int j = target_index(x, s->leaf);
+                cg_tensor_release(x->out[j]);
+                x->out[j] = g;
+                g = NULL;
+            } else {
+                st = accumulate(&s->leaf->grad, s->leaf, g->data);
+            }
+        }
+        cg_tensor_release(g);
+        cg_tensor_release(s->grad);
+        cg_tensor_release(s->leaf);
+    }
+    free(x->slots);
+    return st;
+}
+
+/* cg_grad: mark the nodes it needs, in order (inputs first): 1 on a target's node, 2 where an
+ * input is a target or a needed node. Other nodes' rules are not run. */
+static void mark_wanted(cg_node *const *order, size_t n, const sweep_extra *x) {
+    for (size_t k = 0; k < n; k++) order[k]->wanted = 0;
+    for (int j = 0; j < x->n_targets; j++)
+        if (x->targets[j]->node) x->targets[j]->node->wanted = 1;
+    for (size_t k = 0; k < n; k++) {
+        cg_node *node = order[k];
+        for (int i = 0; i < node->n_inputs; i++) {
+            cg_tensor *in = node->inputs[i];
+            if (in->node ? in->node->wanted != 0 : target_index(x, in) >= 0) {
+                node->wanted |= 2;
+                break;
+            }
+        }
+    }
+}
+
+/* Inlined into its two callers, so that .backward()'s copy (grad_only 0) has none of
+ * cg_grad's tests. */
+static inline __attribute__((always_inline)) cg_status sweep(cg_node *const *order, size_t n, int n_roots,
+                                                             cg_tensor *const *roots, cg_tensor *const *seeds,
+                                                             int retain_graph, sweep_extra *x, const int grad_only);
+
+cg_status cg_backward(cg_tensor *root, cg_tensor *grad, int retain_graph) {
+    cg_status st = check_root("backward", root, grad);
+    if (st) return st;
     cg_node **order = NULL;
     size_t n = 0;
-    if (root->node && (st = topo_sort(root->node, &order, &n))) return st;
+    if (root->node && (st = topo_sort(1, &root, &order, &n))) return st;
     if (cg_capturing) { /* kept for replay (replay.c), so the saved values must stay */
         retain_graph = 1;
         if ((st = cg_capture_backward(order, n, root, grad))) {
@@ -320,24 +451,80 @@ cg_status cg_backward(cg_tensor *root, cg_tensor *grad, int retain_graph) {
     return st;
 }
 
+cg_status cg_grad(int n_roots, cg_tensor *const *roots, cg_tensor *const *seeds, int n_targets,
+                  cg_tensor *const *targets, cg_tensor **out, int retain_graph) {
+    for (int j = 0; j < n_targets; j++) out[j] = NULL;
+    if (cg_capturing)
+        return cg_error(CG_ERR_RUNTIME, "cgrad.compile: autograd.grad cannot be recorded; call it outside the compiled step");
+    cg_status st = CG_OK;
+    for (int r = 0; r < n_roots && st == CG_OK; r++) st = check_root("grad", roots[r], seeds[r]);
+    cg_node **order = NULL;
+    size_t n = 0;
+    if (st || (st = topo_sort(n_roots, roots, &order, &n))) return st;
+    sweep_extra x = {.n_targets = n_targets, .targets = targets, .out = out};
+    mark_wanted(order, n, &x);
+    st = sweep(order, n, n_roots, roots, seeds, retain_graph, &x, 1);
+    free(order);
+    if (st)
+        for (int j = 0; j < n_targets; j++) {
+            cg_tensor_release(out[j]);
+            out[j] = NULL;
+        }
+    return st;
+}
+
 cg_status cg_backward_sorted(cg_node *const *order, size_t n, cg_tensor *root, cg_tensor *grad, int retain_graph) {
+    sweep_extra x = {0};
+    return sweep(order, n, 1, &root, &grad, retain_graph, &x, 0);
+}
+
+/* A copy of node's gradient for the cg_grad targets it made. */
+static cg_status capture_targets(const cg_node *node, sweep_extra *x) {
+    for (int j = 0; j < x->n_targets; j++) {
+        if (x->targets[j]->node != node) continue;
+        if (!x->out[j] && !(x->out[j] = cg_grad_like(node->ndim, node->shape, node->dtype)))
+            return cg_error(CG_ERR_NOMEM, "grad: out of memory for a gradient");
+        cg_add_into(node->dtype, node->numel, x->out[j]->data, node->grad);
+    }
+    return CG_OK;
+}
+
+/* Seed d(root): into its node's buffer, or for a leaf root into its .grad (or its slot). */
+static cg_status seed_root(grad_pool *pool, cg_tensor *root, cg_tensor *grad, sweep_extra *x) {
     double one64 = 1.0;
     float one32 = 1.0f;
     const void *seed = grad ? grad->data : root->dtype == CG_F32 ? (void *)&one32 : (void *)&one64;
-    if (!n) /* a leaf: its gradient is the seed */
-        return accumulate(&root->grad, root, seed);
+    if (!root->node) {
+        void *buf;
+        if (!root->hooked && !x->targets) return accumulate(&root->grad, root, seed);
+        cg_status st = leaf_slot_buf(x, root, &buf);
+        if (buf) cg_add_into(root->dtype, root->numel, buf, seed);
+        return st;
+    }
+    cg_node *node = root->node;
+    if (!node->grad && !(node->grad = pool_zeroed(pool, node_grad_bytes(node))))
+        return cg_error(CG_ERR_NOMEM, "backward: out of memory for the seed gradient");
+    cg_add_into(node->dtype, node->numel, node->grad, seed);
+    return CG_OK;
+}
+
+/* grad_only: cg_grad's sweep (x->targets set) */
+static inline __attribute__((always_inline)) cg_status sweep(cg_node *const *order, size_t n, int n_roots,
+                                                             cg_tensor *const *roots, cg_tensor *const *seeds,
+                                                             int retain_graph, sweep_extra *x, const int grad_only) {
     cg_status st = CG_OK;
     uint64_t call_t0 = cg_prof_on ? cg_now_ns() : 0;
     grad_pool pool = {.n = 0};
-    cg_node *top = order[n - 1];
-    if (!(top->grad = pool_zeroed(&pool, node_grad_bytes(top))))
-        st = cg_error(CG_ERR_NOMEM, "backward: out of memory for the seed gradient");
-    else
-        cg_add_into(top->dtype, top->numel, top->grad, seed);
+    for (int r = 0; r < n_roots && st == CG_OK; r++) st = seed_root(&pool, roots[r], seeds[r], x);
     void *dins_local[8], **dins = dins_local;
     for (size_t k = n; k-- > 0 && st == CG_OK;) {
         cg_node *node = order[k];
         if (!node->grad) continue; /* no gradient reached it */
+        if (grad_only && !node->wanted) {
+            pool_give(&pool, node->grad, node_grad_bytes(node));
+            node->grad = NULL;
+            continue;
+        }
         if (node->n_inputs > 8 && dins == dins_local) {
             size_t max_in = 0;
             for (size_t j = 0; j < n; j++)
@@ -353,12 +540,13 @@ cg_status cg_backward_sorted(cg_node *const *order, size_t n, cg_tensor *root, c
         int64_t bytes0 = cg_allocated_total;
         /* where each input's gradient goes: its node's buffer, or a leaf's .grad; see
          * Note [First write] for the buffers made here */
-        int assigns = cg_ops[node->op].first_write;
+        int assigns = cg_ops[node->op].first_write && node->n_inputs <= 8; /* node->fresh has 8 bits */
         node->fresh = 0;
         for (int i = 0; i < node->n_inputs && st == CG_OK; i++) {
             cg_tensor *in = node->inputs[i];
             dins[i] = NULL;
             if (in->node) {
+                if (grad_only && !in->node->wanted) continue;
                 if (!in->node->grad) {
                     size_t nb = node_grad_bytes(in->node);
                     if (!(in->node->grad = assigns ? pool_take(&pool, nb) : pool_zeroed(&pool, nb)))
@@ -368,6 +556,10 @@ cg_status cg_backward_sorted(cg_node *const *order, size_t n, cg_tensor *root, c
                 }
                 dins[i] = in->node->grad;
             } else if (in->requires_grad) {
+                if (in->hooked | grad_only) { /* gathered apart from .grad (zeroed: no fresh bit) */
+                    st = leaf_slot_buf(x, in, &dins[i]);
+                    continue;
+                }
                 if (!in->grad) {
                     if (!assigns) in->grad = cg_grad_like(in->ndim, in->shape, in->dtype);
                     else if (cg_tensor_empty(in->dtype, in->ndim, in->shape, &in->grad)) in->grad = NULL;
@@ -389,9 +581,15 @@ cg_status cg_backward_sorted(cg_node *const *order, size_t n, cg_tensor *root, c
                     node->fresh &= (uint8_t) ~((1u << i) | (1u << j));
                 }
         if (st || (st = check_versions(node))) break;
-        cg_ops[node->op].bwd(node, node->grad, dins);
+        /* cg_grad: a node whose inputs lead to no target runs no rule, but a hook node still
+         * runs its hooks, which decide the target's gradient */
+        if (!grad_only || (node->wanted & 2) || cg_python_is_hooks(node)) {
+            cg_ops[node->op].bwd(node, node->grad, dins);
+            if (node->op == CG_OP_PYTHON && (st = cg_python_status())) break; /* the one rule running user code */
+        }
         if (cg_anomaly_on && (st = check_gradients(node, dins))) break;
-        if (node->out && node->out->retains_grad)
+        if (grad_only) st = capture_targets(node, x);
+        else if (node->out && node->out->retains_grad)
             st = accumulate(&node->out->grad, node->out, node->grad);
         pool_give(&pool, node->grad, node_grad_bytes(node));
         node->grad = NULL;
@@ -409,6 +607,7 @@ cg_status cg_backward_sorted(cg_node *const *order, size_t n, cg_tensor *root, c
             cg_free(order[k]->grad);
             order[k]->grad = NULL;
         }
+    if (x->slots) st = finish_leaves(x, st);
     for (int i = 0; i < pool.n; i++) cg_free(pool.buf[i]);
     if (dins != dins_local) free(dins);
     if (cg_prof_on) cg_prof_event_add(-1, CG_PHASE_BWD_CALL, -1, -1, call_t0, cg_now_ns(), 0, 0);

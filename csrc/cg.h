@@ -54,6 +54,7 @@ typedef struct cg_tensor {
     cg_node *node;          /* the op that made this tensor; NULL for a leaf */
     uint8_t requires_grad;  /* set by the user on leaves; implied by node on non-leaves */
     uint8_t retains_grad;
+    uint8_t hooked; /* a leaf with hooks (register_hook): its gradient is gathered for them first */
 } cg_tensor;
 
 /* ---- memory and errors ---- */
@@ -174,6 +175,30 @@ int64_t cg_anomaly_node(void);
  * sweep in reverse accumulating into .grad of leaves that require grad. Without retain_graph
  * the saved values are freed and a second backward through these nodes is an error. */
 cg_status cg_backward(cg_tensor *root, cg_tensor *grad, int retain_graph);
+/* autograd.grad: the gradients of the roots (each seeded with seeds[i], NULL: ones) w.r.t.
+ * targets (leaves or not), summed over the roots, in one sweep. out[j] receives a new tensor,
+ * or NULL where no gradient reached target j. No .grad is read or written. */
+cg_status cg_grad(int n_roots, cg_tensor *const *roots, cg_tensor *const *seeds, int n_targets,
+                  cg_tensor *const *targets, cg_tensor **out, int retain_graph);
+
+/* ---- ops written in Python, and tensor hooks (pyop.c) ----
+ * The core holds the binding's objects as opaque pointers, one reference each, given back
+ * through `release` when the node holding one is freed. The callbacks are called from
+ * inside the backward sweep and return CG_OK or an error status (the binding keeps the
+ * exception). backward(obj, g, n, inputs, grads): g is d(loss)/d(output) (the callee may
+ * keep it); grads[i] receives a new reference to input i's gradient or NULL. For a hook
+ * node n is 1 and grads[0] is the tensor's gradient after its hooks.
+ * leaf_hooks(leaf, g, out): *out a new reference to the gradient after leaf's hooks. */
+typedef cg_status (*cg_py_backward_fn)(void *obj, cg_tensor *g, int n, cg_tensor *const *inputs, cg_tensor **grads);
+typedef cg_status (*cg_py_leaf_hooks_fn)(cg_tensor *leaf, cg_tensor *g, cg_tensor **out);
+void cg_py_set_callbacks(cg_py_backward_fn backward, cg_py_leaf_hooks_fn leaf_hooks, void (*release)(void *));
+/* *out: a new tensor with value's data, made by a Python function of inputs when one needs
+ * grad (the node owns obj), else a plain leaf (obj released). */
+cg_status cg_py_record(int n_inputs, cg_tensor *const *inputs, cg_tensor *value, void *obj, cg_tensor **out);
+/* Hooks on a non-leaf t: a node owning obj is put between t and the op that made t. */
+cg_status cg_py_hook_node(cg_tensor *t, void *obj);
+void *cg_py_hook_owner(const cg_tensor *t); /* that node's obj (borrowed), NULL if none */
+uint64_t cg_tensor_version(const cg_tensor *t); /* its storage's version (Note [Versions]) */
 
 /* ---- record once, replay (replay.c; cgrad.compile) ----
  * Between cg_capture_begin and cg_capture_swap(NULL) every op, backward call and dtype

@@ -72,6 +72,7 @@ struct cg_node {
     int n_inputs;
     uint8_t freed;        /* saved values released by a backward without retain_graph */
     uint8_t fresh;        /* during its rule: bit i set when dins[i] is uninitialised (Note [First write]) */
+    uint8_t wanted;       /* cg_grad: 1 its gradient is returned, 2 an input leads to a target */
     uint64_t mark;        /* topological-sort epoch */
     int64_t id;           /* for the profiler: set only while profiling */
     int32_t scope;        /* the profiler scope (layer) current at record time */
@@ -119,11 +120,20 @@ void cg_prof_event_add(int op, int phase, int64_t node, int32_t scope, uint64_t 
 /* Make out's node if grad mode is on and an input needs grad; *node is NULL otherwise.
  * On failure out is released, so a caller only returns the status. */
 cg_status cg_record(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *out, cg_node **node);
+/* The node cg_record makes (inputs, versions, out's storage and shape), without its checks,
+ * capture or profiling; owned by out (out->node) when `owned`, else refcount 0. NULL: no memory. */
+cg_node *cg_node_new(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *out, int owned);
 
 /* The backward sweep over nodes already sorted (inputs before users; root's node last), or
  * for n == 0 a leaf root taking the seed. grad: the seed tensor, NULL for ones. */
 cg_status cg_backward_sorted(cg_node *const *order, size_t n, cg_tensor *root, cg_tensor *grad, int retain_graph);
 void cg_node_release(cg_node *node); /* iterative, like cg_tensor_release */
+
+/* ---- ops written in Python (pyop.c) ---- */
+cg_status cg_python_status(void); /* the last PYTHON rule's status on this thread, then cleared */
+int cg_python_is_hooks(const cg_node *node); /* a hook node (cg_py_hook_node)? */
+/* leaf's gradient of this sweep after its hooks: a new reference in *out */
+cg_status cg_python_leaf_hooks(cg_tensor *leaf, cg_tensor *g, cg_tensor **out);
 
 /* ---- cgrad.compile (replay.c) ---- */
 extern _Thread_local cg_program *cg_capturing; /* the program recording on this thread, or NULL */

@@ -104,4 +104,5 @@ def test_every_c_op_has_a_line_whose_reads_bits_are_checked():
             xs = [cgrad.tensor(a, requires_grad=True) for a in op.inputs(rng)]
             if _is_single(op, xs, op.fn(*xs)):
                 checked.add(op.covers)
-    assert set(_C.op_names()) - checked == set()
+    python_ops = {name for name, family, _ in _C.op_table() if family == "python"}  # user code's rule
+    assert set(_C.op_names()) - checked - python_ops == set()

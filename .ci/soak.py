@@ -97,7 +97,7 @@ def random_graph(rng) -> None:
     w = cgrad.tensor(rng.normal(size=(3, 2)), requires_grad=True)
     h = x
     for _ in range(int(rng.integers(1, 12))):
-        k = int(rng.integers(10))
+        k = int(rng.integers(14))
         if k == 0:
             h = h * w[:, 0]
         elif k == 1:
@@ -115,9 +115,17 @@ def random_graph(rng) -> None:
         elif k == 7:
             h = cgrad.maximum(h, h * 0.5)
         elif k == 8:
-            h = h.reshape(-1)[np.array([0, 1, 2])] * h if h.size >= 3 else h * 2.0
-        else:
+            h = h.reshape(-1)[np.array([0, 1, 2])] * h if h.numel() >= 3 else h * 2.0
+        elif k == 9:
             h = h.exp().clip(0, 10).log_softmax(axis=-1)
+        elif k == 10:  # promotion: an int64 operand, and the recorded casts both ways
+            h = h * cgrad.tensor(2) + h.float().double()
+        elif k == 11:  # values at numpy-computed indices, through gather
+            h = h.max(dim=-1, keepdim=True).values * h
+        elif k == 12:
+            h = h.scatter_add(-1, cgrad.zeros(h.shape, dtype=cgrad.int64), h)
+        else:
+            h = h.cumsum(-1) + (h > 0).float()
     loss = (h * h).sum()
     loss.backward()
 

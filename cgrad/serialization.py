@@ -64,7 +64,8 @@ def save(obj, path) -> None:
 
 
 def load(path, map_location=None, weights_only: bool = True, max_bytes: int = 1 << 34):
-    """Load what save wrote: a Tensor, or an OrderedDict of name -> Tensor.
+    """Load what save wrote: a Tensor, or an OrderedDict of name -> Tensor (integer and
+    bool entries too, in their dtype).
 
     Raises ValueError for a file that is not a cgrad save, truncated or corrupted, and
     for entries larger than max_bytes in total. PyTorch's map_location (the CPU) and
@@ -90,7 +91,7 @@ def load(path, map_location=None, weights_only: bool = True, max_bytes: int = 1 
                     raise ValueError(f"load: {path} holds more than max_bytes={max_bytes}")
                 if arr.dtype.kind not in "fiub":
                     raise ValueError(f"load: entry '{name}' in {path} has dtype {arr.dtype}")
-                out[name] = tensor(arr) if arr.dtype.kind == "f" else arr
+                out[name] = tensor(arr)  # every dtype is a tensor now, as torch.load gives
     except (zipfile.BadZipFile, EOFError, OSError, KeyError) as e:
         if isinstance(e, FileNotFoundError):
             raise

@@ -164,6 +164,10 @@ def test_save_load_round_trip(tmp_path):
     cgrad.save(t, tmp_path / "t.npz")
     np.testing.assert_array_equal(cgrad.load(tmp_path / "t.npz").numpy(), t.numpy())
     assert cgrad.load(tmp_path / "t.npz").dtype == np.float64
+    cgrad.save({"ids": cgrad.tensor([3, 1]), "mask": cgrad.tensor([True, False])}, tmp_path / "i.npz")
+    ints = cgrad.load(tmp_path / "i.npz")
+    assert ints["ids"].dtype == np.int64 and ints["ids"].tolist() == [3, 1]
+    assert ints["mask"].dtype == np.bool_ and ints["mask"].tolist() == [True, False]
 
 
 def test_save_any_key_names(tmp_path):

@@ -364,18 +364,16 @@ cdef class TensorBase:
         return self
 
     def copy_(self, src):
+        """Write src's values (broadcast to this shape, converted to this dtype) into self."""
         self._check_inplace("copy_")
         cdef TensorBase s = _const_like(src, self)
+        if s.shape != self.shape:
+            try:
+                s = copy_from_array(np.broadcast_to(s.numpy(), self.shape), _NP_DTYPE[s.t.dtype])
+            except ValueError:
+                raise RuntimeError(f"copy_: the source of shape {s.shape} cannot be broadcast to the "
+                                   f"tensor's shape {self.shape}") from None
         _check(cg_tensor_copy_(self.t, s.t))
-        return self
-
-    def add_(self, other, double alpha=1.0):
-        """self += alpha * other (same number of elements), recorded nowhere."""
-        self._check_inplace("add_")
-        if self.t.dtype > CG_F64:
-            return self.copy_(self + (other if alpha == 1 else other * alpha))
-        cdef TensorBase o = _const_like(other, self)
-        _check(cg_tensor_axpy_(self.t, alpha, o.t))
         return self
 
     # ---- backward ----

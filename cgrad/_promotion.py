@@ -47,7 +47,7 @@ _SCALAR_OPS = {
 _TRUE_DIVISION = {"div", "div_scalar", "rdiv_scalar", "atan2"}
 
 
-def _kind(dtype: np.dtype) -> int:
+def kind(dtype: np.dtype) -> int:
     """0 bool, 1 integer, 2 float: the order in which kinds promote."""
     return 0 if dtype == _BOOL else 1 if dtype.kind in "iu" else 2
 
@@ -56,8 +56,8 @@ def _widest(dtypes) -> np.dtype:
     """The promoted dtype of operands that all count (tensors of one rank class)."""
     out = dtypes[0]
     for dt in dtypes[1:]:
-        if _kind(dt) != _kind(out):
-            out = dt if _kind(dt) > _kind(out) else out
+        if kind(dt) != kind(out):
+            out = dt if kind(dt) > kind(out) else out
         else:
             out = np.promote_types(out, dt)
     return out
@@ -71,7 +71,7 @@ def result_type(*tensors) -> np.dtype:
     if not dims:
         return _widest(zero)
     out = _widest(dims)
-    if zero and _kind(_widest(zero)) > _kind(out):
+    if zero and kind(_widest(zero)) > kind(out):
         return _widest(zero)
     return out
 
@@ -83,15 +83,53 @@ def _with_scalar(dtype: np.dtype, value) -> np.dtype:
     if isinstance(value, numbers.Integral):
         return np.dtype(np.int64) if dtype == _BOOL else dtype
     if isinstance(value, numbers.Real):
-        return DEFAULT_FLOAT if _kind(dtype) < 2 else dtype
+        return DEFAULT_FLOAT if kind(dtype) < 2 else dtype
     raise TypeError(f"unsupported operand type for a tensor op: {type(value).__name__}")
+
+
+def common_dtype(*xs) -> np.dtype:
+    """The dtype PyTorch gives an op over tensors, arrays and Python numbers: tensors and
+    arrays promote (an array meeting a float tensor takes its dtype, as the ops' constants
+    do), then each number widens only across kinds."""
+    tensors, numbers_, arrays = [], [], []
+    for x in xs:
+        if isinstance(x, _C.TensorBase):
+            tensors.append(x)
+        elif isinstance(x, (numbers.Number, np.bool_)) and not isinstance(x, np.ndarray):
+            numbers_.append(x)
+        elif x is not None:
+            arrays.append(constant(x))
+    if tensors and kind(result_type(*tensors)) == 2:
+        arrays = []
+    dtype = result_type(*tensors, *arrays) if tensors or arrays else None
+    for v in numbers_:
+        if dtype is None:
+            dtype = constant(v).dtype
+        else:
+            dtype = _with_scalar(dtype, v)
+    return DEFAULT_FLOAT if dtype is None else dtype
+
+
+def integer_division(op: str, x, other):
+    """x // other ('floor'), x % other ('remainder'), C's truncating 'trunc' and 'fmod', for
+    integer operands, exactly (through a float they would lose digits past 2**24)."""
+    b = other if isinstance(other, _C.TensorBase) else constant(other)
+    dtype = common_dtype(x, other)
+    a, d = _values(x).astype(np.int64), _values(b).astype(np.int64)
+    if (d == 0).any():
+        raise RuntimeError(f"{op}: ZeroDivisionError (an integer division by zero; tensor of shape {x.shape})")
+    q, r = np.floor_divide(a, d), np.remainder(a, d)
+    if op in ("trunc", "fmod"):  # toward zero: floor moved up where the signs differ and r != 0
+        adjust = (r != 0) & ((a < 0) != (d < 0))
+        q, r = q + adjust, r - adjust * d
+    return _wrap((q if op in ("floor", "trunc") else r).astype(dtype, copy=False))
 
 
 def to_dtype(t, dtype: np.dtype):
     """t in `dtype`: the recorded cast between floats, a plain conversion otherwise."""
     if t.dtype == dtype:
         return t
-    if _kind(t.dtype) == 2 and _kind(dtype) == 2:
+    if kind(t.dtype) == 2 and kind(dtype) == 2:
         return _C.cast(t, dtype)
     return t._astype(dtype)
 
@@ -141,15 +179,18 @@ def unary(name: str, x, p0: float, p1: float):
 
 def scalar(name: str, x, value):
     dtype = _with_scalar(x.dtype, value)
-    if name in _TRUE_DIVISION and _kind(dtype) < 2:
+    if name in _TRUE_DIVISION and kind(dtype) < 2:
         dtype = DEFAULT_FLOAT
-    if _kind(dtype) == 2:
+    if kind(dtype) == 2:
         return _C.unary(_C.OPS[name], to_dtype(x, dtype), float(value))
     fn, number_first = _SCALAR_OPS[name]
     a = _values(x)
     if name == "pow_scalar" and value < 0:
         raise ValueError(f"pow: integers to negative integer powers are not allowed (tensor of shape {x.shape})")
-    out = fn(value, a) if number_first else fn(a, value)
+    if dtype != _BOOL:  # in int64, then wrapped into the dtype, as PyTorch's arithmetic wraps (uint8 - 5)
+        a, value = a.astype(np.int64), np.int64(value)
+    with np.errstate(over="ignore"):
+        out = fn(value, a) if number_first else fn(a, value)
     return _wrap(np.asarray(out).astype(dtype, copy=False))
 
 
@@ -158,16 +199,16 @@ def reflected_pow(base, x):
     if isinstance(base, _C.TensorBase):
         return binary("pow", base, x)
     dtype = _with_scalar(x.dtype, base)
-    if _kind(dtype) == 2:
+    if kind(dtype) == 2:
         return _C.binary(_C.OPS["pow"], _C.from_numpy(np.full(x.shape, base, dtype)), to_dtype(x, dtype))
     return _wrap(np.power(base, _values(x)).astype(dtype, copy=False))
 
 
 def binary(name: str, a, b):
     dtype = result_type(a, b)
-    if name in _TRUE_DIVISION and _kind(dtype) < 2:
+    if name in _TRUE_DIVISION and kind(dtype) < 2:
         dtype = DEFAULT_FLOAT
-    if _kind(dtype) == 2:
+    if kind(dtype) == 2:
         return _C.binary(_C.OPS[name], to_dtype(a, dtype), to_dtype(b, dtype))
     fn = _INT_BINARY[name]
     try:
@@ -181,14 +222,14 @@ def binary(name: str, a, b):
 
 def where(mask, a, b):
     dtype = result_type(a, b)
-    if _kind(dtype) == 2:
+    if kind(dtype) == 2:
         return _C.where(mask, to_dtype(a, dtype), to_dtype(b, dtype))
     return _wrap(np.where(mask, _values(a), _values(b)).astype(dtype, copy=False))
 
 
 def matmul(a, b):
     dtype = result_type(a, b)
-    if _kind(dtype) == 2:
+    if kind(dtype) == 2:
         return _C.matmul(to_dtype(a, dtype), to_dtype(b, dtype))
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: operands must not be 0-dim, got shapes {a.shape} and {b.shape}")
@@ -227,8 +268,10 @@ def cumsum(x, dim: int):
 # ---------------------------------------------------------------- moving values
 
 def reshape(x, shape):
+    # not refused while recording: the result is a view, so a replay's re-read of a step
+    # input reaches it
     try:
-        return _wrap(_values(x).reshape(tuple(shape)))
+        return _wrap(x.numpy().reshape(tuple(shape)))
     except ValueError:
         raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} into shape {tuple(shape)}") from None
 
@@ -272,7 +315,7 @@ def scatter_add(x, index, src):
 
 def concat(tensors, axis: int):
     dtype = result_type(*tensors)
-    if _kind(dtype) == 2:
+    if kind(dtype) == 2:
         return _C.concat([to_dtype(t, dtype) for t in tensors], axis)
     try:
         return _wrap(np.concatenate([_values(t) for t in tensors], axis=axis).astype(dtype, copy=False))

@@ -8,6 +8,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import numpy as np
+
 # ---- cgrad.compile ----
 _local = threading.local()
 recordings_active = 0  # recordings in progress in any thread: Module.__call__ checks this cheaply
@@ -26,6 +28,20 @@ def set_recording(rec: Any) -> None:
 def modes_changed() -> None:
     global modes_version
     modes_version += 1
+
+
+def refuse_derived_index(what: str, arrays) -> None:
+    """While recording, refuse an index array computed from one of the step's integer inputs
+    (a mask's positions, flattened multi-indices): the replay re-reads the input, not what
+    was computed from it. Arrays passed through as they are, and constants, are fine."""
+    rec = recording()
+    if rec is None:
+        return
+    for a in arrays:
+        if any(np.shares_memory(a, inp) for inp in rec.index_inputs):
+            raise RuntimeError(f"cgrad.compile: {what} computes new indices from the step's integer input, "
+                               f"which a replay would not recompute; index with the input itself "
+                               f"(t[idx]) or do this outside the step")
 
 
 def refuse_while_recording(what: str) -> None:

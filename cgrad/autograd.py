@@ -279,7 +279,8 @@ class Function:
         skip = getattr(ctx, "_non_differentiable", ())
         inputs = [args[p] for p in ctx._positions]
         result = [o if not isinstance(o, Tensor) else
-                  o.detach() if id(o) in skip or not inputs else _C._function_record(ctx, inputs, o)
+                  o.detach() if id(o) in skip or not inputs or not o.is_floating_point()  # ints: no grad
+                  else _C._function_record(ctx, inputs, o)
                   for o in outs]
         return result[0] if single else tuple(result)
 

@@ -40,7 +40,7 @@ from collections import OrderedDict
 import numpy as np
 
 from . import _C, _state
-from .tensor import Tensor, tensor
+from .tensor import Tensor, from_numpy, tensor
 
 
 def replayed(fn):
@@ -185,15 +185,16 @@ class CompiledStep:
                 arr = np.asarray(a)
                 t: Tensor | np.ndarray
                 if arr.dtype.kind == "f":
-                    t = tensor(arr, dtype=arr.dtype if arr.dtype in (np.float32, np.float64) else None)
-                else:
+                    t = given = tensor(arr, dtype=arr.dtype if arr.dtype in (np.float32, np.float64) else None)
+                else:  # int64 memory that each replay re-reads; the step sees an int64 tensor over it
                     t = np.array(arr, dtype=np.int64, order="C")
                     rec.index_inputs.append(t)
+                    given = from_numpy(t)
                 rec.inputs.append((pos, t))
                 if isinstance(pos, int):
-                    args[pos] = t
+                    args[pos] = given
                 else:
-                    kwargs[pos] = t
+                    kwargs[pos] = given
         rec.program.begin()
         _state.set_recording(rec)
         _state.recordings_active += 1

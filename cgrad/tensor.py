@@ -22,7 +22,7 @@ import numpy.typing as npt
 from . import _C, _device, _promotion
 from ._device import CPU, check_device
 from ._shape_ops import ShapeOps
-from ._state import refuse_while_recording
+from ._state import refuse_derived_index, refuse_while_recording
 
 float32 = np.dtype(np.float32)
 float64 = np.dtype(np.float64)
@@ -91,11 +91,12 @@ def _resolve_dtype(dtype, data=None):
     if data is None:
         return _DEFAULT_DTYPE
     a = data if isinstance(data, np.ndarray) else np.asarray(data)
+    typed = isinstance(data, (np.ndarray, np.generic))  # numpy arrays and scalars keep their dtype
     if a.dtype.kind == "b":
         return bool_
     if a.dtype.kind in "iu":
-        return a.dtype if isinstance(data, np.ndarray) and a.dtype in _DTYPES else int64
-    if a.dtype.kind == "f" and isinstance(data, np.ndarray) and a.dtype == float64:
+        return a.dtype if typed and a.dtype in _DTYPES else int64
+    if a.dtype.kind == "f" and typed and a.dtype == float64:
         return float64
     if a.dtype.kind in "fiub" or a.size == 0:
         return _DEFAULT_DTYPE
@@ -133,7 +134,9 @@ class Tensor(_C.TensorBase, ShapeOps):
     def __init__(self, *args):
         """PyTorch's legacy constructor: Tensor(data) copies data as float32, Tensor(*sizes)
         is an uninitialised float32 tensor of that shape."""
-        if len(args) == 1 and not isinstance(args[0], numbers.Integral):
+        if not args:
+            made = _C.empty((0,), float32)
+        elif len(args) == 1 and not isinstance(args[0], numbers.Integral):
             made = tensor(args[0], dtype=float32)
         elif all(isinstance(a, numbers.Integral) for a in args):
             made = _C.empty(tuple(int(a) for a in args), float32)
@@ -234,14 +237,14 @@ class Tensor(_C.TensorBase, ShapeOps):
 
     def div(self, other, *, rounding_mode=None) -> "Tensor":
         """True division; rounding_mode 'floor' or 'trunc' rounds the quotient."""
-        q = self / other
         if rounding_mode is None:
-            return q
+            return self / other
         if rounding_mode not in ("floor", "trunc"):
             raise ValueError(f"div: rounding_mode must be None, 'floor' or 'trunc', not {rounding_mode!r}")
-        q = q.floor() if rounding_mode == "floor" else q.trunc()
-        return q.to(_promotion.result_type(self, _promotion.constant(other)
-                                           if not isinstance(other, _C.TensorBase) else other))
+        if _promotion.kind(_promotion.common_dtype(self, other)) < 2:
+            return _promotion.integer_division(rounding_mode, self, other)
+        q = self / other
+        return q.floor() if rounding_mode == "floor" else q.trunc()
 
     true_divide = _C.TensorBase.__truediv__
     multiply, subtract, divide = mul, sub, div
@@ -251,13 +254,23 @@ class Tensor(_C.TensorBase, ShapeOps):
 
     def remainder(self, other) -> "Tensor":
         """self - floor(self / other) * other: the sign of other, as Python's % and PyTorch."""
+        if _promotion.kind(_promotion.common_dtype(self, other)) < 2:
+            return _promotion.integer_division("remainder", self, other)
         return self - self.floor_divide(other) * other
 
     __mod__ = remainder
     __floordiv__ = floor_divide
 
+    def __rfloordiv__(self, other) -> "Tensor":
+        return _as_tensor(other, _promotion.common_dtype(self, other)).floor_divide(self)
+
+    def __rmod__(self, other) -> "Tensor":
+        return _as_tensor(other, _promotion.common_dtype(self, other)).remainder(self)
+
     def fmod(self, other) -> "Tensor":
         """self - trunc(self / other) * other: the sign of self, as C's fmod."""
+        if _promotion.kind(_promotion.common_dtype(self, other)) < 2:
+            return _promotion.integer_division("fmod", self, other)
         return self - self.div(other, rounding_mode="trunc") * other
 
     def addcmul(self, tensor1, tensor2, *, value=1) -> "Tensor":
@@ -403,7 +416,7 @@ class Tensor(_C.TensorBase, ShapeOps):
         if result.shape != self.shape:
             raise RuntimeError(f"{name}: the result has shape {result.shape}, which differs from the "
                                f"tensor's shape {self.shape}; an in-place op cannot change the shape")
-        if _promotion.result_type(self, result) != self.dtype:
+        if _promotion.kind(result.dtype) > _promotion.kind(self.dtype):  # float into int, int into bool
             raise RuntimeError(f"{name}: the result is {result.dtype}, which cannot be written into a "
                                f"{self.dtype} tensor in place")
         self.copy_(result)
@@ -421,6 +434,9 @@ class Tensor(_C.TensorBase, ShapeOps):
     def __itruediv__(self, other: _C.TensorBase | npt.ArrayLike) -> Any:
         return self._inplace("div_", Tensor.__truediv__, other, False)
 
+    def add_(self, other, alpha=1) -> "Tensor":
+        return self._inplace("add_", lambda a, b: a + (b if alpha == 1 else b * alpha), other, True)
+
     def sub_(self, other, alpha: float = 1.0) -> "Tensor":
         return self._inplace("sub_", lambda a, b: a - (b if alpha == 1 else b * alpha), other, True)
 
@@ -437,10 +453,12 @@ class Tensor(_C.TensorBase, ShapeOps):
 
     def uniform_(self, a: float = 0.0, b: float = 1.0, *, generator=None) -> "Tensor":
         """Fill with uniform samples in [a, b) from cgrad's generator (no graph)."""
+        _float_like(self, None)
         self.copy_(_generator(generator).uniform(a, b, self.shape))
         return self
 
     def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator=None) -> "Tensor":
+        _float_like(self, None)
         self.copy_(_generator(generator).normal(mean, std, self.shape))
         return self
 
@@ -682,6 +700,12 @@ class Tensor(_C.TensorBase, ShapeOps):
         if not isinstance(key, tuple):
             key = (key,)
         key = tuple(k.numpy() if isinstance(k, _C.TensorBase) else k for k in key)
+        lead = 0  # x[:, idx] and x[1, idx]: full slices and integers before one index array
+        while lead < len(key) and (isinstance(key[lead], numbers.Integral) or
+                                   (isinstance(key[lead], slice) and key[lead] == slice(None))):
+            lead += 1
+        if 0 < lead < len(key) and _is_array_index(key[lead]) and not any(_is_array_index(k) for k in key[lead + 1:]):
+            return _index_one_dim(self, key[:lead], np.asarray(key[lead]), key[lead + 1:])
         n_adv = 0
         while n_adv < len(key) and _is_array_index(key[n_adv]):
             n_adv += 1
@@ -715,6 +739,8 @@ class Tensor(_C.TensorBase, ShapeOps):
         if dim is None:
             return getattr(_C.TensorBase, op)(self)
         d = self._dim(op, dim)
+        if self.ndim == 0:  # PyTorch: the value itself, at index 0
+            return _return_type(op)(self.clone(), from_numpy(np.zeros((), np.int64)))
         if self.shape[d] == 0:
             raise ValueError(f"{op}: cannot reduce over a zero-size dimension (dim {d} of shape {self.shape})")
         idx = (self.argmax if op == "max" else self.argmin)(d, keepdim=True)
@@ -791,6 +817,7 @@ class Tensor(_C.TensorBase, ShapeOps):
         """Flat positions in self of index's entries taken along dim (torch.gather's rule:
         index[i][j][k] names self[i][index][k] for dim 1)."""
         idx = index.numpy() if isinstance(index, _C.TensorBase) else np.asarray(index)
+        refuse_derived_index(op, [idx])
         if idx.dtype.kind not in "iu":
             raise TypeError(f"{op}: index must be an integer tensor, not {idx.dtype}")
         if idx.ndim != self.ndim:
@@ -893,6 +920,22 @@ def _is_array_index(k) -> bool:
     return isinstance(k, (list, np.ndarray)) and not isinstance(k, (str, bytes))
 
 
+def _index_one_dim(t: Tensor, before, idx: np.ndarray, after) -> Tensor:
+    """t[before + (idx,) + after] where `before` holds full slices and integers: the
+    integers drop their dims first, then idx picks along its dim, whose result dims stand
+    where that dim was (numpy's and PyTorch's rule for one index array)."""
+    if any(isinstance(k, numbers.Integral) for k in before):
+        t = t[tuple(k if isinstance(k, numbers.Integral) else slice(None) for k in before)]
+    d = sum(1 for k in before if not isinstance(k, numbers.Integral))
+    if d == 0:
+        return t[(idx,) + tuple(after)]
+    picked = t.movedim(d, 0)[idx]  # idx's dims first, then t's other dims in order
+    k = picked.ndim - (t.ndim - 1)  # how many dims idx produced
+    order = list(range(k, k + d)) + list(range(k)) + list(range(k + d, picked.ndim))
+    out = picked.permute(order)
+    return out[(slice(None),) * (d + k) + tuple(after)] if after else out
+
+
 def _advanced_index(t: Tensor, arrays) -> Tensor:
     """Integer or boolean arrays on the leading axes: flatten those axes, gather rows."""
     if len(arrays) == 1:
@@ -901,6 +944,7 @@ def _advanced_index(t: Tensor, arrays) -> Tensor:
             if a.shape != t.shape[:a.ndim]:
                 raise IndexError(f"indexing: boolean mask of shape {a.shape} does not match "
                                  f"the tensor's shape {t.shape}")
+            refuse_derived_index("indexing with a boolean mask", [a])
             flat_rows = t.reshape((-1,) + t.shape[a.ndim:]) if a.ndim != 1 else t
             return _C.gather(flat_rows, np.flatnonzero(a))
         if a.dtype.kind not in "iu":
@@ -911,6 +955,7 @@ def _advanced_index(t: Tensor, arrays) -> Tensor:
     if k > t.ndim:
         raise IndexError(f"indexing: {k} array indices for a tensor of shape {t.shape}")
     arrays = [np.asarray(a) for a in arrays]
+    refuse_derived_index("indexing with several index arrays", arrays)
     if any(a.dtype.kind not in "iu" for a in arrays):
         raise IndexError("indexing: with several array indices, all must be integer arrays")
     lead = t.shape[:k]
@@ -1040,11 +1085,15 @@ def empty_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) 
     return empty(t.shape, dtype=dtype or t.dtype, device=device, requires_grad=requires_grad)
 
 
-def _float_like(t: Tensor, dtype):
-    dtype = _resolve_dtype(dtype or t.dtype)
+def _random_float(dtype):
+    dtype = _resolve_dtype(dtype)
     if dtype.kind != "f":
         raise TypeError(f"random floats cannot be drawn as {dtype}; pass a float dtype")
     return dtype
+
+
+def _float_like(t: Tensor, dtype):
+    return _random_float(dtype or t.dtype)
 
 
 def rand_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
@@ -1061,6 +1110,7 @@ def randint_like(t: Tensor, low: int, high: int | None = None, dtype=None, devic
 
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """start, start + step, ... below end; int64 when all three are integers, else float32."""
+    start, end, step = (v.item() if isinstance(v, _C.TensorBase) else v for v in (start, end, step))
     values = np.arange(start, end, step) if end is not None else np.arange(start)
     integral = all(isinstance(v, numbers.Integral) for v in (start, end if end is not None else 0, step))
     return tensor(values, dtype=_resolve_dtype(dtype) if dtype is not None or not integral else int64,
@@ -1087,19 +1137,21 @@ def eye(n: int, m: int | None = None, dtype=None, device=None, requires_grad: bo
 
 def randn(*shape, dtype=None, device=None, requires_grad: bool = False, generator=None) -> Tensor:
     """Standard normal samples from the generator seeded by `cgrad.manual_seed` (or `generator`)."""
-    return tensor(_generator(generator).standard_normal(_shape_arg(shape)), dtype=_resolve_dtype(dtype),
+    return tensor(_generator(generator).standard_normal(_shape_arg(shape)), dtype=_random_float(dtype),
                   device=device, requires_grad=requires_grad)
 
 
 def rand(*shape, dtype=None, device=None, requires_grad: bool = False, generator=None) -> Tensor:
     """Uniform samples in [0, 1) from the generator seeded by `cgrad.manual_seed` (or `generator`)."""
-    return tensor(_generator(generator).random(_shape_arg(shape)), dtype=_resolve_dtype(dtype), device=device,
+    return tensor(_generator(generator).random(_shape_arg(shape)), dtype=_random_float(dtype), device=device,
                   requires_grad=requires_grad)
 
 
 def randint(low: int, high: int | None = None, size=None, *, dtype=None, device=None, generator=None,
             requires_grad: bool = False) -> Tensor:
     """Integers uniform in [low, high) (randint(high, size) starts at 0), int64 by default."""
+    if size is None and isinstance(high, (tuple, list)):  # randint(high, size)
+        low, high, size = 0, low, high
     if high is None:
         low, high = 0, low
     if size is None:
@@ -1165,11 +1217,7 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *, g
 
 # ---------------------------------------------------------------- combining tensors
 
-def _dtype_of(*xs):
-    for x in xs:
-        if isinstance(x, _C.TensorBase):
-            return x.dtype
-    return _DEFAULT_DTYPE
+_dtype_of = _promotion.common_dtype
 
 
 def _as_tensor(x, dtype) -> Tensor:

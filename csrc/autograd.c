@@ -256,6 +256,8 @@ done:
 
 static cg_status check_seed(const char *op, const cg_tensor *root, const cg_tensor *grad) {
     char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
+    CG_REQUIRE_FLOAT(op, root); /* the sweep's buffers are float: never let an integer seed in */
+    if (grad) CG_REQUIRE_FLOAT(op, grad);
     if (!grad) {
         if (root->numel != 1)
             return cg_error(CG_ERR_RUNTIME,
@@ -271,8 +273,7 @@ static cg_status check_seed(const char *op, const cg_tensor *root, const cg_tens
                         cg_shape_str(root->ndim, root->shape, b2, sizeof b2));
     if (grad->dtype != root->dtype)
         return cg_error(CG_ERR_DTYPE, "%s: grad has dtype %s but the tensor has dtype %s", op,
-                        grad->dtype == CG_F32 ? "float32" : "float64",
-                        root->dtype == CG_F32 ? "float32" : "float64");
+                        cg_dtype_name(grad->dtype), cg_dtype_name(root->dtype));
     return CG_OK;
 }
 

@@ -63,6 +63,10 @@ cg_status cg_py_record(int n_inputs, cg_tensor *const *inputs, cg_tensor *value,
         release_obj(obj);
         return refuse_in_capture("a custom autograd.Function");
     }
+    if (value->dtype > CG_F64) { /* the binding detaches integer outputs; this is the core's own guard */
+        release_obj(obj);
+        return cg_float_only("python_function", value);
+    }
     cg_storage *holder = holder_new(obj);
     if (!holder) return cg_error(CG_ERR_NOMEM, "python_function: out of memory");
     cg_tensor *t;

@@ -138,7 +138,8 @@ void cg_tensor_retain(cg_tensor *t) { t->refcount++; }
 
 void cg_add_into(cg_dtype dtype, int64_t n, void *dst, const void *src) {
     if (dtype == CG_F32) add_into__f32(n, dst, src);
-    else add_into__f64(n, dst, src);
+    else if (dtype == CG_F64) add_into__f64(n, dst, src);
+    /* no other dtype reaches a gradient: the entry points refuse them (CG_REQUIRE_FLOAT) */
 }
 
 void cg_storage_bump(cg_storage *s) { s->version++; }
@@ -348,7 +349,14 @@ cg_status cg_tensor_fill_(cg_tensor *t, double value) {
     if (t->dtype == CG_F32) fill__f32(t->numel, t->data, (float)value);
     else if (t->dtype == CG_F64) fill__f64(t->numel, t->data, value);
     else if (t->numel) {
-        convert_any(t->dtype, t->data, CG_F64, &value, 1);
+        /* an integral value wraps into a narrow dtype as PyTorch's (uint8 fill -1 is 255); others
+         * convert as astype does */
+        if (value == value && value >= -0x1p63 && value < 0x1p63 && value == (double)(int64_t)value) {
+            int64_t v = (int64_t)value;
+            convert_any(t->dtype, t->data, CG_I64, &v, 1);
+        } else {
+            convert_any(t->dtype, t->data, CG_F64, &value, 1);
+        }
         fill_bytes(t);
     }
     return CG_OK;

@@ -286,3 +286,123 @@ def test_int_storage_conversions_in_the_core():
     assert t.numpy().tolist() == [7, 7, 7]
     t.copy_(np.array([1.9, -1.9, 0.0]))
     assert t.numpy().tolist() == [1, -1, 0]
+
+
+# ---------------------------------------------------------------- found in review
+
+@pytest.mark.parametrize("lib", LIBS, ids=IDS)
+def test_integer_division_is_exact_and_refuses_zero(lib):
+    big = lib.arange(16777215, 16777222)
+    assert _np(big % 2).tolist() == [1, 0, 1, 0, 1, 0, 1] and _np(big // 1).tolist() == list(range(16777215, 16777222))
+    assert _np(lib.tensor([2 ** 60 + 1]) % 7).tolist() == [(2 ** 60 + 1) % 7]
+    assert _np(lib.tensor([7, -7]).div(2, rounding_mode="trunc")).tolist() == [3, -3]
+    assert _np(lib.tensor([7, -7]).fmod(3)).tolist() == [1, -1]
+    assert _np(7 // lib.tensor([2, -2])).tolist() == [3, -4] and _np(7 % lib.tensor([2, -3])).tolist() == [1, -2]
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        lib.tensor([1, 2]) // 0
+
+
+@pytest.mark.parametrize("lib", LIBS, ids=IDS)
+def test_in_place_updates_across_dtypes(lib):
+    a = lib.tensor([1.0, 2.0])
+    a += lib.tensor([1.0, 1.0], dtype=lib.float64)  # same kind: written back in a's dtype
+    a.add_(1)
+    a.add_(lib.tensor([1, 1]), alpha=2)
+    assert _name(a.dtype) == "float32" and _np(a).tolist() == [5.0, 6.0]
+    m = lib.zeros(2, 3)
+    m.add_(lib.ones(3))
+    m.copy_(m + lib.tensor([1.0, 2.0, 3.0]))
+    assert _np(m).tolist() == [[2.0, 3.0, 4.0]] * 2
+    i = lib.tensor([1, 2])
+    with pytest.raises(RuntimeError):
+        i += 0.5  # a float result cannot be written into an int64 tensor
+    with pytest.raises(RuntimeError):
+        i.add_(1.5)
+    with pytest.raises(RuntimeError):
+        lib.zeros(2, 3).copy_(lib.zeros(3, 2))
+
+
+@pytest.mark.parametrize("lib", LIBS, ids=IDS)
+def test_narrow_integers_wrap_as_pytorch(lib):
+    u = lib.tensor([1, 2, 3], dtype=lib.uint8)
+    assert _np(u - 5).tolist() == [252, 253, 254] and _np(u * 300).tolist() == [44, 88, 132]
+    assert _np(lib.zeros(2, dtype=lib.uint8).fill_(-1)).tolist() == [255, 255]
+
+
+@pytest.mark.parametrize("lib", LIBS, ids=IDS)
+def test_scalars_in_where_maximum_and_creation_edge_cases(lib):
+    i = lib.tensor([1, 2, 3])
+    w = lib.where(i > 1, i, 0.5)
+    assert _name(w.dtype) == "float32" and _np(w).tolist() == [0.5, 2.0, 3.0]
+    assert _name(lib.where(i > 1, 1, 0).dtype) == "int64"
+    assert tuple(lib.randint(10, (3,)).shape) == (3,)
+    assert _name(lib.arange(lib.tensor(3)).dtype) == "int64"
+    assert _name(lib.tensor(np.float64(2.5)).dtype) == "float64" and _name(lib.tensor(np.int32(3)).dtype) == "int32"
+    assert tuple(lib.Tensor().shape) == (0,)
+    v, ix = lib.tensor(3.0).max(0)
+    assert v.item() == 3.0 and ix.item() == 0
+    with pytest.raises((TypeError, RuntimeError)):
+        lib.randn(2, dtype=lib.int64)
+    with pytest.raises((TypeError, RuntimeError, NotImplementedError)):
+        lib.zeros(2, dtype=lib.int64).uniform_()
+
+
+@pytest.mark.parametrize("lib", LIBS, ids=IDS)
+def test_an_index_array_after_slices_and_integers(lib):
+    a = np.arange(24.0).reshape(2, 3, 4)
+    x = lib.tensor(a, requires_grad=True)
+    assert _np(x[:, [2, 0]]).tolist() == a[:, [2, 0]].tolist()
+    assert _np(x[1, [2, 0], 1:3]).tolist() == a[1, [2, 0], 1:3].tolist()
+    assert _np(x[:, :, lib.tensor([3, 1, 1])]).tolist() == a[:, :, [3, 1, 1]].tolist()
+    x[:, [2, 0, 2]].sum().backward()
+    assert _np(x.grad)[0].tolist() == [[1.0] * 4, [0.0] * 4, [2.0] * 4]
+
+
+@pytest.mark.parametrize("lib", LIBS, ids=IDS)
+def test_a_custom_function_with_a_bool_output_has_no_gradient(lib):
+    class Positive(lib.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x > 0
+
+        @staticmethod
+        def backward(ctx, g):
+            return g
+
+    y = Positive.apply(lib.randn(100000, requires_grad=True))
+    assert not y.requires_grad
+    with pytest.raises(RuntimeError):
+        y.backward(lib.ones(100000, dtype=lib.bool))
+
+
+def test_backward_never_runs_on_an_integer_seed():
+    x = cgrad.randn(3, requires_grad=True)
+    y = x * 2
+    with pytest.raises(TypeError, match="backward: needs a float32 or float64 tensor, got int64"):
+        y.backward(cgrad.tensor([1, 1, 1]))
+
+
+def test_indices_computed_from_a_step_input_are_refused_while_compiling():
+    w = cgrad.tensor(np.arange(12.0).reshape(3, 4), requires_grad=True)
+    steps = {"gather(dim)": lambda idx: w.gather(1, idx), "a comparison": lambda idx: w[idx.reshape(-1) > 1],
+             "several index arrays": lambda idx: w[np.arange(3), idx.reshape(-1)]}
+    for what, fn in steps.items():
+        step = cgrad.compile(lambda idx, fn=fn: fn(idx).sum())
+        with pytest.raises(RuntimeError, match="cgrad.compile: "):
+            step(cgrad.tensor([[0], [3], [1]]))
+    pairs = cgrad.compile(lambda idx: w[np.arange(3), idx].sum())
+    with pytest.raises(RuntimeError, match="cgrad.compile: .*computes new indices from the step's integer input"):
+        pairs(cgrad.tensor([0, 3, 1]))
+    # an index input used as it is replays with each call's values
+    rows = cgrad.compile(lambda idx: w[idx].sum())
+    assert [rows(cgrad.tensor(i)).item() for i in ([0], [2], [1, 1])] == [6.0, 38.0, 44.0]
+
+
+def test_nll_loss_in_a_compiled_step_reads_each_calls_targets():
+    w = cgrad.tensor(np.arange(6.0).reshape(2, 3) / 3, requires_grad=True)
+    step = cgrad.compile(lambda y: cF.nll_loss(w.log_softmax(1), y))
+    replayed = [step(cgrad.tensor(t)).item() for t in ([0, 1], [2, 2], [1, 0])]
+    logp = np.arange(6.0).reshape(2, 3) / 3
+    logp = logp - np.log(np.exp(logp).sum(1, keepdims=True))
+    np.testing.assert_allclose(replayed, [-(logp[0, a] + logp[1, b]) / 2 for a, b in ([0, 1], [2, 2], [1, 0])],
+                               rtol=1e-12)

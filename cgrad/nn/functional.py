@@ -205,4 +205,7 @@ def nll_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
     if input.ndim != 2 or t.shape != (input.shape[0],):
         raise ValueError(f"nll_loss: input of shape {input.shape} needs targets of shape "
                          f"({input.shape[0] if input.ndim else '?'},), got {t.shape}")
-    return _reduce(-input[np.arange(len(t)), t.astype(np.int64)], reduction)
+    # -input[i, t_i] as cross_entropy - logsumexp: two C ops, and cross_entropy reads the
+    # targets where cgrad.compile re-reads them (indexing with computed flat positions would
+    # freeze the recorded targets)
+    return _reduce(cross_entropy(input, target, "none") - input.logsumexp(1), reduction)

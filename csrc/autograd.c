@@ -67,7 +67,10 @@ static cg_status check_output(int op, int n_inputs, cg_tensor *const *inputs, cg
     return st;
 }
 
-cg_node *cg_node_new(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *out, int owned) {
+/* Inlined into cg_record, the per-op path, rather than called; pyop.c gets the exported
+ * copy below. */
+static inline __attribute__((always_inline)) cg_node *node_new(int op, int n_inputs, cg_tensor *const *inputs,
+                                                               cg_tensor *out, int owned) {
     cg_node *node = cg_malloc(sizeof *node + (size_t)n_inputs * sizeof(cg_tensor *) +
                               (size_t)(n_inputs + 1) * sizeof(uint64_t));
     if (!node) return NULL;
@@ -93,6 +96,10 @@ cg_node *cg_node_new(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *
     return node;
 }
 
+cg_node *cg_node_new(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *out, int owned) {
+    return node_new(op, n_inputs, inputs, out, owned);
+}
+
 cg_status cg_record(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *out, cg_node **pnode) {
     *pnode = NULL;
     if (cg_anomaly_on) {
@@ -105,7 +112,7 @@ cg_status cg_record(int op, int n_inputs, cg_tensor *const *inputs, cg_tensor *o
         if (cg_prof_on) profile_forward(op, inputs, out, NULL);
         return CG_OK;
     }
-    cg_node *node = cg_node_new(op, n_inputs, inputs, out, needed);
+    cg_node *node = node_new(op, n_inputs, inputs, out, needed);
     if (!node) {
         cg_tensor_release(out);
         return cg_error(CG_ERR_NOMEM, "%s: out of memory recording the tape", cg_op_name(op));

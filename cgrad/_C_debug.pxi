@@ -49,6 +49,24 @@ def graph_node(TensorBase t):
         PyMem_Free(buf)
     return cg_op_name(cg_node_op_of(t.t)).decode(), out
 
+def node_params(TensorBase t):
+    """(node key, p0, p1, ip, extra) of the op that made t, for the taped second sweep
+    (cgrad/_double_backward.py); extra is a numpy copy of the op's index or mask data."""
+    cdef double p[2]
+    cdef int64_t ip[9]
+    cdef const void *extra = NULL
+    cdef int op = cg_node_params(t.t, p, ip, &extra)
+    if op < 0:
+        return None
+    name = cg_op_name(op).decode()
+    data = None
+    if extra != NULL:
+        if name in ("gather", "scatter_add", "cross_entropy"):
+            data = np.asarray(<const int64_t[:ip[0]]>(<const int64_t *>extra)).copy() if ip[0] else np.zeros(0, np.int64)
+        elif name == "where" and t.t.numel:
+            data = np.asarray(<const uint8_t[:t.t.numel]>(<const uint8_t *>extra)).astype(bool)
+    return (<size_t>cg_node_key(t.t), p[0], p[1], tuple([ip[i] for i in range(9)]), data)
+
 def tensor_key(TensorBase t):
     """An id for the C tensor behind t (stable while it lives)."""
     return <size_t>t.t

@@ -28,8 +28,8 @@ def _load_core():
 
 
 _C = _load_core()
-from .autograd import (GradcheckError, detect_anomaly, enable_grad, gradcheck, inference_mode, is_grad_enabled,
-                       no_grad, set_anomaly, set_grad_enabled)
+from .autograd import (GradcheckError, detect_anomaly, enable_grad, gradcheck, gradgradcheck, inference_mode,
+                       is_grad_enabled, no_grad, set_anomaly, set_grad_enabled)
 from .tensor import (Generator, Size, Tensor, arange, as_tensor, atan2, bernoulli, bool_, cat, concatenate, empty,
                      empty_like, eye, float32, float64, from_numpy, full, full_like, int32, int64, linspace,
                      logspace, manual_seed, matmul, maximum, minimum, multinomial, normal, ones, ones_like, pow,

@@ -120,6 +120,8 @@ cdef extern from "cg.h" nogil:
     int64_t cg_anomaly_node()
     int64_t cg_node_id_of(const cg_tensor *t)
     int cg_node_inputs(const cg_tensor *t, cg_tensor **inputs, int max)
+    int cg_node_params(const cg_tensor *t, double *p, int64_t *ip, const void **extra)
+    const void *cg_node_key(const cg_tensor *t)
 
     ctypedef struct cg_prof_event:
         pass

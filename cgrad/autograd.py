@@ -8,7 +8,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import _C, _state
-from .tensor import Tensor, float64
+from ._double_backward import taped_grad
+from .tensor import Tensor, float64, ones, tensor
 from ._C import RemovableHandle  # noqa: F401  (what register_hook returns)
 
 
@@ -285,6 +286,66 @@ class Function:
         return result[0] if single else tuple(result)
 
 
+def gradgradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
+                  raise_exception: bool = True, seed: int = 0) -> bool:
+    """Check second derivatives: the taped gradient (create_graph=True) must equal the C
+    sweep's first-order gradient, and differentiating it must agree with float64 finite
+    differences. With g = d(sum(v * fn))/dx for a fixed random v, gradcheck runs on
+        S(x) = sum(u * g + g * g / 2)
+    for a fixed random u: non-linear in g, so a double backward that drops a term fails."""
+    if isinstance(inputs, Tensor):
+        inputs = (inputs,)
+    inputs = tuple(inputs)
+    checked = [x for x in inputs if isinstance(x, Tensor) and x.requires_grad]
+    if not checked:
+        raise ValueError("gradgradcheck: no input requires grad")
+    out = fn(*inputs)
+    rng = np.random.default_rng(seed)
+    v = tensor(rng.uniform(0.5, 1.5, out.shape) * rng.choice([-1.0, 1.0], out.shape), dtype=out.dtype)
+    us = [tensor(rng.uniform(-1.0, 1.0, x.shape), dtype=x.dtype) for x in checked]
+    first = grad((out * v).sum(), checked, allow_unused=True)
+    taped = grad((out * v).sum(), checked, create_graph=True, allow_unused=True)
+    for k, (a, b) in enumerate(zip(first, taped)):
+        got = np.zeros(checked[k].shape) if b is None else b.detach().numpy()
+        want = np.zeros(checked[k].shape) if a is None else a.numpy()
+        if not np.allclose(got, want, rtol=1e-9, atol=1e-12):
+            if raise_exception:
+                raise GradcheckError(f"gradgradcheck: the taped gradient of input {k} differs from the C "
+                                     f"sweep's: {got.ravel()[:4]} vs {want.ravel()[:4]}")
+            return False
+
+    def second(*xs):
+        with enable_grad():
+            y = fn(*xs)
+            gs = grad((y * v).sum(), [x for x in xs if isinstance(x, Tensor) and x.requires_grad],
+                      create_graph=True, allow_unused=True)
+            total = None
+            for g, u in zip(gs, us):
+                if g is not None:
+                    term = (u * g + g * g * 0.5).sum()
+                    total = term if total is None else total + term
+            return total if total is not None else (y * 0.0).sum()
+
+    return gradcheck(second, inputs, eps=eps, atol=atol, rtol=rtol, raise_exception=raise_exception, seed=seed)
+
+
+def _taped_grad(outs, seeds, ins) -> list:
+    full = []
+    for i, (o, s) in enumerate(zip(outs, seeds)):
+        if s is None:
+            if o.numel() != 1:
+                raise RuntimeError(f"grad: grad can be implicitly created only for outputs with one element; "
+                                   f"output {i} has shape {o.shape}: pass grad_outputs")
+            s = ones(o.shape, dtype=o.dtype)
+        elif not isinstance(s, Tensor):
+            s = tensor(s, dtype=o.dtype)
+        if s.shape != o.shape:
+            raise ValueError(f"grad: grad_outputs[{i}] has shape {s.shape} but output {i} has shape {o.shape}")
+        full.append(s)
+    with enable_grad():
+        return taped_grad(outs, full, ins)
+
+
 def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
          grad_outputs: Any = None, retain_graph: bool | None = None, create_graph: bool = False,
          allow_unused: bool = False) -> tuple[Tensor | None, ...]:
@@ -292,11 +353,10 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
     outputs, as PyTorch's torch.autograd.grad: one backward sweep that reads and writes no
     tensor's .grad. grad_outputs: the upstream gradient of each output (None: ones, for an
     output of one element). An input the outputs do not depend on is an error unless
-    allow_unused, which returns None for it. First order only: create_graph=True is not
-    supported yet."""
-    if create_graph:
-        raise NotImplementedError("grad: create_graph=True (higher-order gradients) is not supported "
-                                  "yet; it is planned as a later issue")
+    allow_unused, which returns None for it. With create_graph=True the sweep is taped
+    (cgrad/_double_backward.py), so the gradients can be differentiated again; it covers
+    the elementwise, reduction, softmax, matmul, linear, shape, gather and cross-entropy
+    ops so far, and names any op it does not."""
     _state.refuse_while_recording("autograd.grad")
     outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
@@ -318,7 +378,10 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
         if not t.requires_grad:
             raise RuntimeError(f"grad: element {i} of inputs does not require grad (one of the "
                                f"differentiated Tensors does not require grad)")
-    result = _C._grad(outs, seeds, ins, bool(retain_graph))
+    if create_graph:
+        result = _taped_grad(outs, seeds, ins)
+    else:
+        result = _C._grad(outs, seeds, ins, bool(retain_graph))
     if not allow_unused:
         for i, g in enumerate(result):
             if g is None:

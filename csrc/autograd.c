@@ -32,6 +32,18 @@ int cg_node_inputs(const cg_tensor *t, cg_tensor **inputs, int max) {
     return node->n_inputs;
 }
 
+int cg_node_params(const cg_tensor *t, double *p, int64_t *ip, const void **extra) {
+    const cg_node *node = made_by(t);
+    if (!node) return -1;
+    p[0] = node->p[0];
+    p[1] = node->p[1];
+    memcpy(ip, node->ip, sizeof node->ip);
+    *extra = node->extra;
+    return node->op;
+}
+
+const void *cg_node_key(const cg_tensor *t) { return made_by(t); }
+
 static void profile_forward(int op, cg_tensor *const *inputs, const cg_tensor *out, cg_node *node) {
     int32_t sc = cg_profile_scope();
     int64_t id = -1;

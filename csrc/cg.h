@@ -95,6 +95,11 @@ int cg_op_reads(int op);           /* what its backward reads: bit i input i, bi
 int cg_node_op_of(const cg_tensor *t); /* the op that made t, -1 for a leaf */
 /* The inputs of the op that made t (borrowed pointers), for drawing the graph; returns how many. */
 int cg_node_inputs(const cg_tensor *t, cg_tensor **inputs, int max);
+/* For the taped second sweep (create_graph): the op that made t (-1 for a leaf) with its
+ * scalar parameters p[2], integer parameters ip[CG_MAX_DIMS + 1] and owned extra data
+ * (borrowed); and a key that identifies that node while it lives. */
+int cg_node_params(const cg_tensor *t, double *p, int64_t *ip, const void **extra);
+const void *cg_node_key(const cg_tensor *t);
 cg_status cg_unary(int op, cg_tensor *x, double p0, double p1, cg_tensor **out);
 cg_status cg_binary(int op, cg_tensor *a, cg_tensor *b, cg_tensor **out);
 /* mask is a uint8 array of the broadcast output's shape; it is copied. */

@@ -1,0 +1,307 @@
+"""The taped backward sweep behind `autograd.grad(..., create_graph=True)`.
+
+The first-order sweep is one C call whose rules are raw loops that record nothing. Here
+the same graph is swept in Python and each op's backward is written in cgrad ops, which
+record on the tape when grad mode is on, so the gradients it returns can be differentiated
+again, to any order (docs/architecture.md, "Room for higher-order gradients"). The ops are
+C ops, so a step that uses it replays in C under cgrad.compile.
+
+Each rule takes the node's view (its inputs, its output tensor, its parameters) and the
+upstream gradient g, and returns one gradient (or None) per input.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from ._C import cast, copy_from_array, gather, graph_node, node_params, scatter_add, tensor_key, where, zeros
+
+
+class _Node:
+    __slots__ = ("op", "key", "inputs", "out", "p0", "p1", "ip", "extra")
+
+    def __init__(self, out):
+        self.op, self.inputs = graph_node(out)
+        self.key, self.p0, self.p1, self.ip, self.extra = node_params(out)
+        self.out = out
+
+
+def _unbroadcast(g, shape: tuple):
+    """g summed down to `shape` (the adjoint of broadcasting)."""
+    if g.shape == shape:
+        return g
+    extra = g.ndim - len(shape)
+    if extra:
+        g = g.sum(tuple(range(extra)))
+    axes = tuple(i for i, (a, b) in enumerate(zip(g.shape, shape)) if b == 1 and a != 1)
+    if axes:
+        g = g.sum(axes, keepdims=True)
+    return g.reshape(shape)
+
+
+_SELU_SCALE, _SELU_ALPHA = 1.0507009873554804934193349852946, 1.6732632423543772848170429916717
+
+# d(op)/dx as cgrad ops of x, y (the output), p0, p1
+_UNARY: dict[str, Callable] = {
+    "neg": lambda x, y, p0, p1: -1.0,
+    "exp": lambda x, y, p0, p1: y,
+    "log": lambda x, y, p0, p1: 1.0 / x,
+    "sqrt": lambda x, y, p0, p1: 0.5 / y,
+    "tanh": lambda x, y, p0, p1: 1.0 - y * y,
+    "sigmoid": lambda x, y, p0, p1: y * (1.0 - y),
+    "sin": lambda x, y, p0, p1: x.cos(),
+    "cos": lambda x, y, p0, p1: -x.sin(),
+    "square": lambda x, y, p0, p1: 2.0 * x,
+    "softplus": lambda x, y, p0, p1: x.sigmoid(),
+    "relu": lambda x, y, p0, p1: _mask(x.detach() > 0, x),
+    "abs": lambda x, y, p0, p1: x.detach().sign(),
+    "reciprocal": lambda x, y, p0, p1: -(y * y),
+    "pow_scalar": lambda x, y, p0, p1: p0 * x ** (p0 - 1) if p0 != 0 else 0.0,
+    "add_scalar": lambda x, y, p0, p1: 1.0,
+    "mul_scalar": lambda x, y, p0, p1: p0,
+    "div_scalar": lambda x, y, p0, p1: 1.0 / p0,
+    "rsub_scalar": lambda x, y, p0, p1: -1.0,
+    "rdiv_scalar": lambda x, y, p0, p1: -y / x,
+    "log1p": lambda x, y, p0, p1: 1.0 / (1.0 + x),
+    "expm1": lambda x, y, p0, p1: y + 1.0,
+    "silu": lambda x, y, p0, p1: x.sigmoid() * (1.0 + x * (1.0 - x.sigmoid())),
+    "leaky_relu": lambda x, y, p0, p1: _mask(x.detach() > 0, x) * (1.0 - p0) + p0,
+    "atan": lambda x, y, p0, p1: 1.0 / (1.0 + x * x),
+    "tan": lambda x, y, p0, p1: 1.0 + y * y,
+    "sinh": lambda x, y, p0, p1: x.cosh(),
+    "cosh": lambda x, y, p0, p1: x.sinh(),
+    "erf": lambda x, y, p0, p1: (2.0 / math.sqrt(math.pi)) * (-(x * x)).exp(),
+    "log2": lambda x, y, p0, p1: 1.0 / (x * math.log(2.0)),
+    "log10": lambda x, y, p0, p1: 1.0 / (x * math.log(10.0)),
+    "rsqrt": lambda x, y, p0, p1: -0.5 * y * y * y,
+    "softsign": lambda x, y, p0, p1: (1.0 + x.abs()) ** -2,
+    "gelu": lambda x, y, p0, p1: 0.5 * (1.0 + (x * math.sqrt(0.5)).erf()) +
+    x * (-0.5 * x * x).exp() / math.sqrt(2 * math.pi),
+    "elu": lambda x, y, p0, p1: _mask(x > 0, x) + _mask(x <= 0, x) * p0 * x.exp(),
+    "selu": lambda x, y, p0, p1: _SELU_SCALE * (_mask(x > 0, x) + _mask(x <= 0, x) * _SELU_ALPHA * x.exp()),
+    # piecewise constant or clipped: the derivative is a constant mask (zero for rounding)
+    "sign": lambda x, y, p0, p1: 0.0, "floor": lambda x, y, p0, p1: 0.0, "ceil": lambda x, y, p0, p1: 0.0,
+    "round": lambda x, y, p0, p1: 0.0, "trunc": lambda x, y, p0, p1: 0.0,
+    "clip": lambda x, y, p0, p1: _mask((x >= p0) & (x <= p1), x),
+    "hardtanh": lambda x, y, p0, p1: _mask((x > p0) & (x < p1), x),
+}
+
+
+def _mask(condition, like):
+    """A 0/1 tensor in like's dtype of a condition on values: a constant, no graph."""
+    return condition.to(like.dtype)
+
+
+def _unary(node, g):
+    x = node.inputs[0]
+    rule = _UNARY.get(node.op)
+    if rule is None:
+        raise NotImplementedError(f"create_graph: the double backward of '{node.op}' is not written yet")
+    return (g * rule(x, node.out, node.p0, node.p1),)
+
+
+def _binary(node, g):
+    a, b = node.inputs
+    y = node.out
+    if node.op == "add":
+        da, db = g, g
+    elif node.op == "sub":
+        da, db = g, -g
+    elif node.op == "mul":
+        da, db = g * b, g * a
+    elif node.op == "div":
+        da, db = g / b, -g * y / b
+    elif node.op == "pow":
+        da, db = g * b * a ** (b - 1.0), g * y * a.log()
+    elif node.op in ("maximum", "minimum"):  # to the larger (smaller) input, halves on ties
+        av, bv = a.detach(), b.detach()
+        wins = (av > bv) if node.op == "maximum" else (av < bv)
+        ma = _mask(wins, g) + _mask(av == bv, g) * 0.5
+        da, db = g * ma, g * (1.0 - ma)
+    elif node.op == "atan2":
+        r2 = a * a + b * b
+        da, db = g * b / r2, -g * a / r2
+    else:
+        raise NotImplementedError(f"create_graph: the double backward of '{node.op}' is not written yet")
+    return _unbroadcast(da, a.shape), _unbroadcast(db, b.shape)
+
+
+def _reduce(node, g):
+    x = node.inputs[0]
+    O, R, I = node.ip[:3]
+    if node.op == "cumsum":  # the prefix sums from the end; g has x's shape
+        return (g.reshape(O, R, I).flip(1).cumsum(1).flip(1).reshape(x.shape),)
+    g3 = g.reshape(O, 1, I)
+    if node.op == "sum":
+        dx = g3 + zeros((O, R, I), x.dtype)
+    elif node.op == "mean":
+        dx = g3 / float(R) + zeros((O, R, I), x.dtype)
+    elif node.op == "logsumexp":
+        dx = g3 * (x.reshape(O, R, I) - node.out.reshape(O, 1, I)).exp()
+    elif node.op in ("max", "min"):  # shared equally among the extreme values, as the C rule
+        hit = _mask(x.detach().reshape(O, R, I) == node.out.detach().reshape(O, 1, I), x)
+        dx = g3 * (hit / hit.sum(1, keepdims=True))
+    else:
+        raise NotImplementedError(f"create_graph: the double backward of '{node.op}' is not written yet")
+    return (dx.reshape(x.shape),)
+
+
+def _softmax(node, g):
+    x, y = node.inputs[0], node.out
+    O, R, I = node.ip[:3]
+    g3, y3 = g.reshape(O, R, I), y.reshape(O, R, I)
+    if node.op == "softmax":
+        dx = y3 * (g3 - (g3 * y3).sum(1, keepdims=True))
+    else:
+        dx = g3 - y3.exp() * g3.sum(1, keepdims=True)
+    return (dx.reshape(x.shape),)
+
+
+def _matmul(node, g):
+    a, b = node.inputs
+    return (_unbroadcast(g @ b.transpose(-1, -2), a.shape), _unbroadcast(a.transpose(-1, -2) @ g, b.shape))
+
+
+def _linear(node, g):
+    x, w = node.inputs[:2]
+    g2 = g.reshape(-1, w.shape[0])
+    grads = [g @ w, g2.T @ x.reshape(-1, w.shape[1])]
+    if len(node.inputs) == 3:
+        grads.append(g2.sum(0))
+    return tuple(grads)
+
+
+def _reshape(node, g):
+    return (g.reshape(node.inputs[0].shape),)
+
+
+def _positions(node) -> np.ndarray:
+    """The flat position in the input of each output element of a strided copy."""
+    shape = node.out.shape
+    idx = np.full(shape, node.ip[8], np.int64)
+    for d, n in enumerate(shape):
+        view = [1] * len(shape)
+        view[d] = n
+        idx = idx + np.arange(n).reshape(view) * node.ip[d]
+    return idx.reshape(-1)
+
+
+def _scatter_into_zeros(like, positions, g):
+    flat = zeros((like.numel(), 1), like.dtype)
+    return scatter_add(flat, positions, g.reshape(-1, 1)).reshape(like.shape)
+
+
+def _strided(node, g):
+    return (_scatter_into_zeros(node.inputs[0], _positions(node), g),)
+
+
+def _gather(node, g):
+    x = node.inputs[0]
+    rows = zeros(x.shape, x.dtype)
+    return (scatter_add(rows, node.extra, g),)
+
+
+def _scatter_add(node, g):
+    return g, gather(g, node.extra)
+
+
+def _concat(node, g):
+    axis = node.ip[0]
+    out, start = [], 0
+    for x in node.inputs:
+        n = x.shape[axis]
+        out.append(g.narrow(axis, start, n))
+        start += n
+    return tuple(out)
+
+
+def _cast(node, g):
+    return (cast(g, node.inputs[0].dtype),)
+
+
+def _where(node, g):
+    a, b = node.inputs
+    zero = zeros((), g.dtype)
+    return (_unbroadcast(where(node.extra.reshape(g.shape), g, zero + g * 0.0), a.shape),
+            _unbroadcast(where(node.extra.reshape(g.shape), g * 0.0, g), b.shape))
+
+
+def _cross_entropy(node, g):
+    x = node.inputs[0]
+    N, C, reduction = node.ip[:3]
+    onehot = np.zeros((N, C))
+    onehot[np.arange(N), node.extra] = 1.0
+    d = x.softmax(1) - copy_from_array(onehot, x.dtype)
+    if reduction == 0:
+        return (d * g.reshape(N, 1),)
+    return (d * (g / float(N) if reduction == 1 else g),)
+
+
+_RULES: dict[str, Callable] = {
+    "add": _binary, "sub": _binary, "mul": _binary, "div": _binary, "pow": _binary,
+    "maximum": _binary, "minimum": _binary, "atan2": _binary,
+    "sum": _reduce, "mean": _reduce, "logsumexp": _reduce, "max": _reduce, "min": _reduce, "cumsum": _reduce, "softmax": _softmax, "log_softmax": _softmax,
+    "matmul": _matmul, "linear": _linear, "reshape": _reshape, "strided": _strided, "gather": _gather,
+    "scatter_add": _scatter_add, "concat": _concat, "cast": _cast, "where": _where,
+    "cross_entropy": _cross_entropy,
+}
+
+
+def _order(roots) -> list:
+    """Nodes reachable from the roots, each after every node that uses its output."""
+    seen: set = set()
+    post: list = []
+    for root in roots:
+        if root.grad_fn is None or node_params(root)[0] in seen:
+            continue
+        stack = [(_Node(root), 0)]
+        seen.add(stack[0][0].key)
+        while stack:
+            node, i = stack[-1]
+            if i < len(node.inputs):
+                stack[-1] = (node, i + 1)
+                child = node.inputs[i]
+                if child.grad_fn is not None:
+                    key = node_params(child)[0]
+                    if key not in seen:
+                        seen.add(key)
+                        stack.append((_Node(child), 0))
+            else:
+                stack.pop()
+                post.append(node)
+    return post[::-1]
+
+
+def taped_grad(roots, seeds, targets) -> list:
+    """d(sum of seed . root)/d(target) for each target, as tensors on the tape."""
+    wanted = {tensor_key(t): i for i, t in enumerate(targets)}
+    found: list = [None] * len(targets)
+    grads: dict = {}  # node key, or tensor key for a leaf, -> gradient so far
+
+    def add(key, g):
+        grads[key] = g if key not in grads else grads[key] + g
+
+    for r, s in zip(roots, seeds):
+        add(node_params(r)[0] if r.grad_fn is not None else tensor_key(r), s)
+        if tensor_key(r) in wanted:
+            i = wanted[tensor_key(r)]
+            found[i] = s if found[i] is None else found[i] + s
+    for node in _order(roots):
+        g = grads.pop(node.key, None)
+        if g is None:
+            continue
+        rule = _unary if node.op in _UNARY else _RULES.get(node.op)
+        if rule is None:
+            raise NotImplementedError(f"create_graph: the double backward of '{node.op}' is not written yet")
+        for x, dx in zip(node.inputs, rule(node, g)):
+            if dx is None or not x.requires_grad:
+                continue
+            key = tensor_key(x)
+            if key in wanted:
+                i = wanted[key]
+                found[i] = dx if found[i] is None else found[i] + dx
+            if x.grad_fn is not None:
+                add(node_params(x)[0], dx)
+    return found

@@ -47,6 +47,7 @@ int = int32
 bool = bool_
 
 from . import backends, cuda, data, diagnostics, nn, optim, profiler, utils, viz  # noqa: E402  (after tensor)
+from .autograd import functional as _functional  # noqa: E402,F401  (cgrad.autograd.functional)
 from . import linalg  # noqa: E402
 from .replay import CompiledStep, compile  # noqa: E402
 from .profiler import profile  # noqa: E402

@@ -100,3 +100,51 @@ def test_a_pinn_residual_agrees_with_pytorch():
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-10)
     for a, b in zip(*grads):
         np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-12)
+
+
+def _f_scalar(x, y):
+    return (x.tanh() * y.sin()).sum() + (x * x * y).sum()
+
+
+def _f_vector(x):
+    return (x.exp() * x.sin()).cumsum(0)
+
+
+@pytest.mark.parametrize("name", ["vjp", "jvp", "jacobian", "hessian", "hvp", "vhp"])
+def test_autograd_functional_agrees_with_pytorch(name):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    xv, yv, vv = rng.normal(size=3), rng.normal(size=3), rng.normal(size=3)
+    results = []
+    for lib in (cgrad, torch):
+        F = lib.autograd.functional
+        x, y, v = (lib.tensor(a, dtype=lib.float64) for a in (xv, yv, vv))
+        if name == "vjp":
+            r = F.vjp(_f_vector, x, v)[1]
+        elif name == "jvp":
+            r = F.jvp(_f_vector, x, v)[1]
+        elif name == "jacobian":
+            r = F.jacobian(_f_vector, x)
+        elif name == "hessian":
+            r = F.hessian(_f_scalar, (x, y))
+            r = [[b for b in row] for row in r]
+        else:
+            r = getattr(F, name)(_f_scalar, (x, y), (v, v))[1]
+        results.append(r)
+    flat = [np.array([t.detach().numpy() for t in _flatten(r)], dtype=object) for r in results]
+    for a, b in zip(_flatten(results[0]), _flatten(results[1])):
+        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-10, atol=1e-12)
+    assert len(flat[0]) == len(flat[1])
+
+
+def _flatten(r):
+    if isinstance(r, (list, tuple)):
+        return [t for x in r for t in _flatten(x)]
+    return [r]
+
+
+def test_hessian_of_a_quadratic_form_is_its_matrix():
+    a = np.array([[2.0, 0.5], [0.5, 1.0]])
+    A = cgrad.tensor(a)
+    h = cgrad.autograd.functional.hessian(lambda x: (x @ A @ x) * 0.5, cgrad.tensor([0.3, -0.4], dtype=cgrad.float64))
+    np.testing.assert_allclose(h.numpy(), a, rtol=1e-12)

@@ -7,10 +7,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import _C, _state
-from ._double_backward import taped_grad
-from .tensor import Tensor, float64, ones, tensor
-from ._C import RemovableHandle  # noqa: F401  (what register_hook returns)
+from .. import _C, _state
+from .._double_backward import taped_grad
+from ..tensor import Tensor, float64, ones, tensor
+from .._C import RemovableHandle  # noqa: F401  (what register_hook returns)
 
 
 class set_grad_enabled:

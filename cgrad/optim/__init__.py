@@ -324,3 +324,4 @@ class AdamW(Adam):
 
 from . import lr_scheduler  # noqa: E402
 from .lr_scheduler import CosineAnnealingLR, ReduceLROnPlateau, StepLR  # noqa: E402,F401
+from .lbfgs import LBFGS  # noqa: E402,F401

@@ -30,10 +30,15 @@ cdef tuple _BUFFER_FORMAT = (b"f", b"d", b"q", b"i", b"?", b"B")
 # mixed dtypes are promoted there, and integer and bool tensors computed with numpy. The
 # ops below hand over to it after a single dtype test, so the float path pays nothing else.
 cdef object _promotion = None
+cdef object _taped_backward = None  # cgrad/_double_backward.py's backward, set by the facade
 
 def _set_promotion(module):
     global _promotion
     _promotion = module
+
+def _set_taped_backward(fn):
+    global _taped_backward
+    _taped_backward = fn
 
 cdef int64_t _n_wrapped = 0  # Python tensor objects made for C results (benchmarks report it per step)
 
@@ -311,6 +316,17 @@ cdef class TensorBase:
             cg_tensor_release(self.t.grad)
         self.t.grad = g.t
 
+    def _accumulate_grad(self, value):
+        """.grad += value, keeping value's graph (backward(create_graph=True))."""
+        cdef TensorBase g = <TensorBase?>value
+        if self.t.grad != NULL:
+            cg_tensor_retain(self.t.grad)
+            g = <TensorBase?>(_wrap(self.t.grad) + g)
+        cg_tensor_retain(g.t)
+        if self.t.grad != NULL:
+            cg_tensor_release(self.t.grad)
+        self.t.grad = g.t
+
     def retain_grad(self):
         """Keep this non-leaf tensor's gradient in .grad after backward."""
         if self.t.node != NULL:
@@ -377,20 +393,28 @@ cdef class TensorBase:
         return self
 
     # ---- backward ----
-    def backward(self, grad=None, bint retain_graph=False):
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None, *, grad=None):
         """Accumulate d(self)/d(leaf) into .grad of every leaf that requires grad.
 
-        grad: the upstream gradient, required unless self has one element. Without
-        retain_graph the graph's saved values are freed and a second backward through
-        it raises RuntimeError."""
+        gradient (or grad=): the upstream gradient, required unless self has one element.
+        Without retain_graph the graph's saved values are freed and a second backward
+        through it raises RuntimeError. create_graph=True tapes the sweep, so the .grad
+        values can be differentiated again (as in PyTorch, such a .grad refers back to its
+        leaf, a cycle: set .grad = None when done); inputs= accumulates into those tensors
+        only. Both take the taped sweep (cgrad/_double_backward.py)."""
         cdef TensorBase g = None
         cdef cg_tensor *gt = NULL
         cdef cg_status st
+        if grad is None:
+            grad = gradient
+        if create_graph or inputs is not None:
+            return _taped_backward(self, grad, bool(create_graph), inputs)
         if grad is not None:
             g = _const_like(grad, self)
             gt = g.t
+        cdef int retain = bool(retain_graph)
         with nogil:
-            st = cg_backward(self.t, gt, retain_graph)
+            st = cg_backward(self.t, gt, retain)
         _check_sweep(st)  # re-raises an exception from a custom Function's backward or a hook
 
     def register_hook(self, hook):

@@ -305,3 +305,38 @@ def taped_grad(roots, seeds, targets) -> list:
             if x.grad_fn is not None:
                 add(node_params(x)[0], dx)
     return found
+
+
+def backward(root, seed, create_graph: bool, inputs) -> None:
+    """Tensor.backward(create_graph=True or inputs=...): the taped sweep, accumulated into
+    the .grad of `inputs` (default: every leaf that requires grad and that root reaches)."""
+    from ._C import is_grad_enabled, set_grad_enabled
+    if not root.requires_grad:
+        raise RuntimeError("backward: the tensor does not require grad and has no grad_fn")
+    if seed is None:
+        if root.numel() != 1:
+            raise RuntimeError(f"backward: grad can be implicitly created only for a tensor with one element, "
+                               f"but this tensor has shape {root.shape}")
+        seed = zeros(root.shape, root.dtype) + 1.0
+    elif not isinstance(seed, type(root)):
+        seed = copy_from_array(seed, root.dtype)
+    if inputs is None:
+        targets, keys = [], set()
+        for node in _order([root]):
+            for x in node.inputs:
+                if x.grad_fn is None and x.requires_grad and tensor_key(x) not in keys:
+                    keys.add(tensor_key(x))
+                    targets.append(x)
+        if root.grad_fn is None:
+            targets.append(root)
+    else:
+        targets = [inputs] if isinstance(inputs, type(root)) else list(inputs)
+    prev = is_grad_enabled()
+    set_grad_enabled(create_graph)
+    try:
+        found = taped_grad([root], [seed], targets)
+    finally:
+        set_grad_enabled(prev)
+    for t, g in zip(targets, found):
+        if g is not None:
+            t._accumulate_grad(g if create_graph else g.detach())

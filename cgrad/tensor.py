@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import _C, _device, _promotion
+from . import _C, _device, _double_backward, _promotion
 from ._device import CPU, check_device
 from ._shape_ops import ShapeOps
 from ._state import refuse_derived_index, refuse_while_recording
@@ -1357,3 +1357,4 @@ def vstack(tensors) -> Tensor:
 
 _C._set_tensor_type(Tensor)
 _C._set_promotion(_promotion)
+_C._set_taped_backward(_double_backward.backward)

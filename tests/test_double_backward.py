@@ -148,3 +148,27 @@ def test_hessian_of_a_quadratic_form_is_its_matrix():
     A = cgrad.tensor(a)
     h = cgrad.autograd.functional.hessian(lambda x: (x @ A @ x) * 0.5, cgrad.tensor([0.3, -0.4], dtype=cgrad.float64))
     np.testing.assert_allclose(h.numpy(), a, rtol=1e-12)
+
+
+try:
+    import torch as _torch
+except ImportError:  # PyTorch is an optional oracle
+    _torch = None
+
+
+@pytest.mark.parametrize("lib", [cgrad] + ([_torch] if _torch is not None else []), ids=lambda m: m.__name__)
+def test_backward_create_graph_inputs_and_the_gradient_keyword(lib):
+    x = lib.tensor([0.5, -1.0, 2.0], dtype=lib.float64, requires_grad=True)
+    w = lib.tensor([1.5, 0.5, -2.0], dtype=lib.float64, requires_grad=True)
+    (x * x * x * w).sum().backward(create_graph=True)  # x.grad = 3 x^2 w, with a graph
+    assert x.grad.requires_grad
+    gx = x.grad.clone()
+    x.grad = None
+    w.grad = None
+    gx.sum().backward()  # d/dx sum(3 x^2 w) = 6 x w ; d/dw = 3 x^2
+    np.testing.assert_allclose(x.grad.numpy(), 6 * np.array([0.5, -1.0, 2.0]) * np.array([1.5, 0.5, -2.0]))
+    np.testing.assert_allclose(w.grad.numpy(), 3 * np.array([0.5, -1.0, 2.0]) ** 2)
+    y = x * w
+    x.grad, w.grad = None, None
+    y.backward(gradient=lib.tensor([1.0, 1.0, 1.0], dtype=lib.float64), inputs=[w])
+    assert x.grad is None and w.grad.numpy().tolist() == [0.5, -1.0, 2.0]

@@ -84,9 +84,24 @@ _UNARY: dict[str, Callable] = {
     # piecewise constant or clipped: the derivative is a constant mask (zero for rounding)
     "sign": lambda x, y, p0, p1: 0.0, "floor": lambda x, y, p0, p1: 0.0, "ceil": lambda x, y, p0, p1: 0.0,
     "round": lambda x, y, p0, p1: 0.0, "trunc": lambda x, y, p0, p1: 0.0,
+    "gelu_tanh": lambda x, y, p0, p1: _gelu_tanh_derivative(x),
+    "mish": lambda x, y, p0, p1: _mish_derivative(x),
     "clip": lambda x, y, p0, p1: _mask((x >= p0) & (x <= p1), x),
     "hardtanh": lambda x, y, p0, p1: _mask((x > p0) & (x < p1), x),
 }
+
+
+def _gelu_tanh_derivative(x):
+    """d/dx of 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3)."""
+    c = math.sqrt(2.0 / math.pi)
+    t = (c * (x + 0.044715 * x * x * x)).tanh()
+    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3 * 0.044715 * x * x)
+
+
+def _mish_derivative(x):
+    """d/dx of x tanh(softplus(x)) = tanh(sp) + x (1 - tanh(sp)^2) sigmoid(x)."""
+    t = x.softplus().tanh()
+    return t + x * (1.0 - t * t) * x.sigmoid()
 
 
 def _mask(condition, like):

@@ -27,23 +27,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import _C, _state
+from .. import _state
 from ..autograd import enable_grad, no_grad
-from ..replay import replayed
 from ..tensor import from_numpy
-
-# cgrad.optim imports this module, so it imports nothing from cgrad.optim (the package has
-# no import cycles, tests/test_imports.py): LBFGS has the Optimizer interface (param_groups,
-# defaults, add_param_group, zero_grad, state_dict, load_state_dict, lr) without its base
-# class, which is built around per-group C updates that L-BFGS does not use.
-_REAL = (int, float, np.integer, np.floating)
-
-
-def _as_array(v) -> np.ndarray:
-    if hasattr(v, "detach"):  # a torch tensor (a cgrad one converts directly)
-        v = v.detach().cpu().numpy()
-    return np.asarray(v)
-
+from ._base import _REAL, Optimizer, _as_array
 
 _VECTORS = ("d", "prev_flat_grad")
 
@@ -142,7 +129,7 @@ def _strong_wolfe(phi: Callable[[float], tuple], t: float, f0: float, g0: np.nda
     return best[1], best[2], best[0], evals
 
 
-class LBFGS:
+class LBFGS(Optimizer):
     """torch.optim.LBFGS: step(closure) runs up to max_iter L-BFGS iterations (and at most
     max_eval closure calls), stopping early when the largest gradient entry is at most
     tolerance_grad, or a step changes the parameters (largest entry) or the loss by less
@@ -155,92 +142,18 @@ class LBFGS:
                  history_size: int = 100, line_search_fn: str | None = None):
         if max_eval is None and isinstance(max_iter, int) and not isinstance(max_iter, bool):
             max_eval = max_iter * 5 // 4
-        self.defaults = dict(lr=lr, max_iter=max_iter, max_eval=max_eval, tolerance_grad=tolerance_grad,
-                             tolerance_change=tolerance_change, history_size=history_size,
-                             line_search_fn=line_search_fn)
-        self._check_group(self.defaults, "")
-        self.param_groups: list[dict] = []
+        super().__init__(params, dict(lr=lr, max_iter=max_iter, max_eval=max_eval, tolerance_grad=tolerance_grad,
+                                      tolerance_change=tolerance_change, history_size=history_size,
+                                      line_search_fn=line_search_fn))
         self._lbfgs: dict[str, Any] = {}
-        self._pset: Any = None   # the parameters as a C array, for zero_grad
-        if isinstance(params, (_C.TensorBase, dict)):
-            raise TypeError(f"{self._name}: params must be an iterable of tensors (or of one dict, "
-                            f"a param group), got a {type(params).__name__}")
-        groups = list(params)
-        if not groups:
-            raise ValueError(f"{self._name}: got an empty parameter list")
-        if not isinstance(groups[0], dict):
-            groups = [{"params": groups}]
-        for group in groups:
-            self.add_param_group(group)
 
-    @property
-    def _name(self) -> str:
-        return type(self).__name__
-
-    # ---- groups and hyperparameters ----
     def add_param_group(self, param_group: dict) -> None:
-        """The one group (a dict with 'params' and any hyperparameters); a second is refused."""
-        name = self._name
+        """The one group; a second is refused, as torch.optim.LBFGS does."""
         if self.param_groups:
-            raise ValueError(f"{name} supports only one parameter group (as torch.optim.LBFGS), "
+            raise ValueError(f"{self._name} supports only one parameter group (as torch.optim.LBFGS), "
                              f"so per-parameter options cannot be given; pass all the parameters as "
                              f"one list")
-        if not isinstance(param_group, dict):
-            raise TypeError(f"{name}: a param group is a dict with a 'params' key, got a "
-                            f"{type(param_group).__name__}")
-        if "params" not in param_group:
-            raise ValueError(f"{name}: the param group has no 'params' key")
-        params = param_group["params"]
-        if isinstance(params, _C.TensorBase):
-            params = [params]
-        elif isinstance(params, (set, frozenset)):
-            raise TypeError(f"{name}: params is a set, whose order changes between runs (and so would "
-                            f"the flat vector's); use a list")
-        else:
-            try:
-                params = list(params)
-            except TypeError:
-                raise TypeError(f"{name}: params must be a tensor or an iterable of tensors, got a "
-                                f"{type(params).__name__}") from None
-        if not params:
-            raise ValueError(f"{name}: got an empty parameter list")
-        seen: set[int] = set()
-        for i, p in enumerate(params):
-            if not isinstance(p, _C.TensorBase):
-                raise TypeError(f"{name}: parameter {i} is a {type(p).__name__}, not a tensor")
-            if np.dtype(p.dtype).kind != "f":
-                raise TypeError(f"{name}: parameter {i} is {p.dtype}; the parameters must be float tensors")
-            if id(p) in seen:
-                raise ValueError(f"{name}: parameter {i} appears twice in the group")
-            seen.add(id(p))
-        filled = dict(self.defaults)
-        filled.update((k, v) for k, v in param_group.items() if k != "params")
-        self._check_group(filled, "")
-        pset = _C.ParamSet(params)  # refuses non-leaf tensors
-        for k, v in self.defaults.items():
-            param_group.setdefault(k, v)
-        param_group["params"] = params
-        self.param_groups.append(param_group)
-        self._pset = pset
-
-    @property
-    def lr(self) -> float:
-        return self.param_groups[0]["lr"]
-
-    @lr.setter
-    def lr(self, value: float) -> None:
-        self.param_groups[0]["lr"] = float(value)
-
-    @replayed
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """Drop (default) or zero every parameter's gradient."""
-        self._pset.zero_grad(set_to_none)
-
-    def __repr__(self) -> str:
-        lines = [f"{self._name} (", "Parameter Group 0"]
-        g = self.param_groups[0]
-        lines += [f"    {k}: {g[k]}" for k in sorted(g) if k != "params"]
-        return "\n".join(lines + [")"])
+        super().add_param_group(param_group)
 
     def _check_group(self, g: dict, where: str) -> None:
         name = self._name

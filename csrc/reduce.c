@@ -112,13 +112,14 @@ void cg_reduce_bwd(cg_node *node, const void *g, void **dins) {
     }
 }
 
-/* y [shape of x] = inclusive prefix sum of x along axis; backward the prefix sum from the end. */
-cg_status cg_cumsum(cg_tensor *x, int axis, cg_tensor **out) {
-    CG_PROF_BEGIN();
-    CG_REQUIRE_FLOAT("cumsum", x);
+/* An op whose y has x's shape and works along one axis (cumsum, softmax, log_softmax):
+ * the axis checked, x seen as [O, R, I], run, recorded. */
+static cg_status along_axis(int op, cg_tensor *x, int axis,
+                            void (*run)(int, const cg_tensor *, void *, int64_t, int64_t, int64_t),
+                            cg_tensor **out) {
     char b1[CG_SHAPE_BUF];
     if (axis < 0 || axis >= (x->ndim ? x->ndim : 1))
-        return cg_error(CG_ERR_INDEX, "cumsum: axis %d out of range for shape %s", axis,
+        return cg_error(CG_ERR_INDEX, "%s: axis %d out of range for shape %s", cg_op_name(op), axis,
                         cg_shape_str(x->ndim, x->shape, b1, sizeof b1));
     int64_t O, R, I;
     if (x->ndim == 0) O = R = I = 1;
@@ -126,8 +127,15 @@ cg_status cg_cumsum(cg_tensor *x, int axis, cg_tensor **out) {
     cg_tensor *y;
     cg_status st = cg_tensor_empty(x->dtype, x->ndim, x->shape, &y);
     if (st) return st;
-    reduce_run(CG_OP_CUMSUM, x, y->data, O, R, I);
-    return record_ori(CG_OP_CUMSUM, x, y, O, R, I, out);
+    run(op, x, y->data, O, R, I);
+    return record_ori(op, x, y, O, R, I, out);
+}
+
+/* y [shape of x] = inclusive prefix sum of x along axis; backward the prefix sum from the end. */
+cg_status cg_cumsum(cg_tensor *x, int axis, cg_tensor **out) {
+    CG_PROF_BEGIN();
+    CG_REQUIRE_FLOAT("cumsum", x);
+    return along_axis(CG_OP_CUMSUM, x, axis, reduce_run, out);
 }
 
 static void softmax_run(int op, const cg_tensor *x, void *y, int64_t O, int64_t R, int64_t I) {
@@ -142,20 +150,9 @@ void cg_softmax_replay(cg_node *node) {
 cg_status cg_softmax(int op, cg_tensor *x, int axis, cg_tensor **out) {
     CG_PROF_BEGIN();
     CG_REQUIRE_FLOAT(cg_op_name(op), x);
-    char b1[CG_SHAPE_BUF];
     if (op != CG_OP_SOFTMAX && op != CG_OP_LOG_SOFTMAX)
         return cg_error(CG_ERR_VALUE, "softmax: op '%s' is not softmax or log_softmax", cg_op_name(op));
-    if (axis < 0 || axis >= (x->ndim ? x->ndim : 1))
-        return cg_error(CG_ERR_INDEX, "%s: axis %d out of range for shape %s", cg_op_name(op), axis,
-                        cg_shape_str(x->ndim, x->shape, b1, sizeof b1));
-    int64_t O, R, I;
-    if (x->ndim == 0) O = R = I = 1;
-    else split_dims(x, axis, axis + 1, &O, &R, &I);
-    cg_tensor *y;
-    cg_status st = cg_tensor_empty(x->dtype, x->ndim, x->shape, &y);
-    if (st) return st;
-    softmax_run(op, x, y->data, O, R, I);
-    return record_ori(op, x, y, O, R, I, out);
+    return along_axis(op, x, axis, softmax_run, out);
 }
 
 void cg_softmax_bwd(cg_node *node, const void *g, void **dins) {

@@ -137,29 +137,53 @@ void cg_gather_replay(cg_node *node) {
     gather_run(node->inputs[0], node->extra, node->ip[0], node->ip[1], node->saved_out->data);
 }
 
-cg_status cg_gather(cg_tensor *x, const int64_t *index, int64_t n_index, cg_tensor **out) {
-    CG_PROF_BEGIN();
-    CG_REQUIRE_FLOAT("gather", x);
+/* index[] checked against axis 0 of x (negative ones wrapped) into a new array *idx, which
+ * the node keeps: gather and scatter_add share the check. */
+static cg_status row_indices(const char *op, const cg_tensor *x, const int64_t *index, int64_t n_index,
+                             int64_t **idx) {
     char b1[CG_SHAPE_BUF];
-    if (x->ndim < 1) return cg_error(CG_ERR_INDEX, "gather: cannot index a 0-dim tensor with an array");
-    int64_t rows = x->shape[0], inner = rows ? x->numel / rows : 0;
-    int64_t *idx = cg_malloc((size_t)(n_index ? n_index : 1) * sizeof *idx);
-    if (!idx) return cg_error(CG_ERR_NOMEM, "gather: out of memory");
+    int64_t rows = x->shape[0];
+    if (!(*idx = cg_malloc((size_t)(n_index ? n_index : 1) * sizeof **idx)))
+        return cg_error(CG_ERR_NOMEM, "%s: out of memory", op);
     for (int64_t l = 0; l < n_index; l++) {
         int64_t i = index[l] < 0 ? index[l] + rows : index[l];
         if (i < 0 || i >= rows) {
-            cg_free(idx);
-            return cg_error(CG_ERR_INDEX, "gather: index %lld is out of bounds for axis 0 of shape %s",
+            cg_free(*idx);
+            return cg_error(CG_ERR_INDEX, "%s: index %lld is out of bounds for axis 0 of shape %s", op,
                             (long long)index[l], cg_shape_str(x->ndim, x->shape, b1, sizeof b1));
         }
-        idx[l] = i;
+        (*idx)[l] = i;
     }
+    return CG_OK;
+}
+
+/* The node keeps the checked rows (replay re-reads the caller's index when it was a step
+ * input); without a node they are freed. */
+static void keep_rows(cg_node *node, int64_t *idx, int64_t n_index, int64_t inner, const int64_t *index,
+                      int64_t rows) {
+    if (!node) {
+        cg_free(idx);
+        return;
+    }
+    node->extra = idx;
+    node->ip[0] = n_index;
+    node->ip[1] = inner;
+    if (cg_capturing) cg_capture_note_index(index, n_index, rows, 1);
+}
+
+cg_status cg_gather(cg_tensor *x, const int64_t *index, int64_t n_index, cg_tensor **out) {
+    CG_PROF_BEGIN();
+    CG_REQUIRE_FLOAT("gather", x);
+    if (x->ndim < 1) return cg_error(CG_ERR_INDEX, "gather: cannot index a 0-dim tensor with an array");
+    int64_t rows = x->shape[0], inner = rows ? x->numel / rows : 0;
+    int64_t *idx;
+    cg_status st = row_indices("gather", x, index, n_index, &idx);
+    if (st) return st;
     int64_t shape[CG_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
     shape[0] = n_index;
     cg_tensor *y;
-    cg_status st = cg_tensor_empty(x->dtype, x->ndim, shape, &y);
-    if (st) {
+    if ((st = cg_tensor_empty(x->dtype, x->ndim, shape, &y))) {
         cg_free(idx);
         return st;
     }
@@ -169,14 +193,7 @@ cg_status cg_gather(cg_tensor *x, const int64_t *index, int64_t n_index, cg_tens
         cg_free(idx);
         return st;
     }
-    if (node) {
-        node->extra = idx;
-        node->ip[0] = n_index;
-        node->ip[1] = inner;
-        if (cg_capturing) cg_capture_note_index(index, n_index, rows, 1);
-    } else {
-        cg_free(idx);
-    }
+    keep_rows(node, idx, n_index, inner, index, rows);
     *out = y;
     return CG_OK;
 }
@@ -217,20 +234,11 @@ cg_status cg_scatter_add(cg_tensor *x, const int64_t *index, int64_t n_index, cg
         return cg_error(CG_ERR_SHAPE, "scatter_add: src of shape %s does not hold %lld rows of the tensor of shape %s",
                         cg_shape_str(src->ndim, src->shape, b1, sizeof b1), (long long)n_index,
                         cg_shape_str(x->ndim, x->shape, b2, sizeof b2));
-    int64_t *idx = cg_malloc((size_t)(n_index ? n_index : 1) * sizeof *idx);
-    if (!idx) return cg_error(CG_ERR_NOMEM, "scatter_add: out of memory");
-    for (int64_t l = 0; l < n_index; l++) {
-        int64_t i = index[l] < 0 ? index[l] + rows : index[l];
-        if (i < 0 || i >= rows) {
-            cg_free(idx);
-            return cg_error(CG_ERR_INDEX, "scatter_add: index %lld is out of bounds for axis 0 of shape %s",
-                            (long long)index[l], cg_shape_str(x->ndim, x->shape, b1, sizeof b1));
-        }
-        idx[l] = i;
-    }
+    int64_t *idx;
+    cg_status st = row_indices("scatter_add", x, index, n_index, &idx);
+    if (st) return st;
     cg_tensor *y;
-    cg_status st = cg_tensor_empty(x->dtype, x->ndim, x->shape, &y);
-    if (st) {
+    if ((st = cg_tensor_empty(x->dtype, x->ndim, x->shape, &y))) {
         cg_free(idx);
         return st;
     }
@@ -241,14 +249,7 @@ cg_status cg_scatter_add(cg_tensor *x, const int64_t *index, int64_t n_index, cg
         cg_free(idx);
         return st;
     }
-    if (node) {
-        node->extra = idx;
-        node->ip[0] = n_index;
-        node->ip[1] = inner;
-        if (cg_capturing) cg_capture_note_index(index, n_index, rows, 1);
-    } else {
-        cg_free(idx);
-    }
+    keep_rows(node, idx, n_index, inner, index, rows);
     *out = y;
     return CG_OK;
 }

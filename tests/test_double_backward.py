@@ -138,10 +138,11 @@ def test_autograd_functional_agrees_with_pytorch(name):
         else:
             r = getattr(F, name)(_f_scalar, (x, y), (v, v))[1]
         results.append(r)
-    flat = [np.array([t.detach().numpy() for t in _flatten(r)], dtype=object) for r in results]
-    for a, b in zip(_flatten(results[0]), _flatten(results[1])):
+    ours, theirs = _flatten(results[0]), _flatten(results[1])
+    assert len(ours) == len(theirs)  # the same nesting of results
+    for a, b in zip(ours, theirs):
+        assert tuple(a.shape) == tuple(b.shape)
         np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-10, atol=1e-12)
-    assert len(flat[0]) == len(flat[1])
 
 
 def _flatten(r):

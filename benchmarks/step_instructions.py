@@ -4,6 +4,8 @@ profiling is off: run this on both commits).
 
     python benchmarks/step_instructions.py            # 2-16-16-1 tanh MLP, batch 32,
                                                       # eager and replayed (cgrad.compile)
+    python benchmarks/step_instructions.py --ops      # one recorded op on 4 elements:
+                                                      # relu, sum, add, x * 2.0
 
 It runs the same training loop for 100 and for 2,100 steps under valgrind and prints the
 difference divided by 2,000 (so start-up is not counted). Needs valgrind.
@@ -42,6 +44,15 @@ for _ in range(int(sys.argv[1])):
 """
 
 
+OPS = """
+import sys, cgrad
+a = cgrad.tensor([1.0, -2.0, 3.0, 4.0], requires_grad=True)
+fn = {"relu": lambda: a.relu(), "sum": lambda: a.sum(), "add": lambda: a + a, "mul_scalar": lambda: a * 2.0}[sys.argv[2]]
+for _ in range(int(sys.argv[1])):
+    fn()
+"""
+
+
 def instructions(script: str, steps: int, mode: str) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "callgrind.out")
@@ -55,13 +66,15 @@ def instructions(script: str, steps: int, mode: str) -> int:
 
 
 def main() -> None:
+    ops = "--ops" in sys.argv[1:]
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write(LOOP)
+        f.write(OPS if ops else LOOP)
     try:
-        for mode in ("eager", "replay"):
-            per_step = (instructions(f.name, 2100, mode) - instructions(f.name, 100, mode)) / 2000
-            print(f"2-16-16-1 tanh MLP, batch 32, SGD, {mode}: {per_step:,.0f} instructions per training step",
-                  flush=True)
+        for mode in (("relu", "sum", "add", "mul_scalar") if ops else ("eager", "replay")):
+            n0, n1 = (1000, 11000) if ops else (100, 2100)
+            per = (instructions(f.name, n1, mode) - instructions(f.name, n0, mode)) / (n1 - n0)
+            what = f"recorded {mode} of 4 elements" if ops else f"2-16-16-1 tanh MLP, batch 32, SGD, {mode}"
+            print(f"{what}: {per:,.0f} instructions per {'op' if ops else 'training step'}", flush=True)
     finally:
         os.unlink(f.name)
 

@@ -22,6 +22,7 @@ import numpy.typing as npt
 from . import _C, _device, _double_backward, _promotion
 from ._device import CPU, check_device
 from ._shape_ops import ShapeOps
+from . import _state
 from ._state import refuse_derived_index, refuse_while_recording
 
 float32 = np.dtype(np.float32)
@@ -1023,14 +1024,31 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
     """A new tensor holding a copy of `data` (nested lists, numbers, numpy arrays or a
     tensor). dtype as PyTorch infers it: Python floats give float32, ints int64, bools
     bool; a numpy array or tensor keeps its dtype (see _resolve_dtype)."""
-    if isinstance(data, _C.TensorBase):
+    if isinstance(data, Tensor):
+        if _state.recording() is not None and data.is_floating_point():
+            # inside a compiled step the copy must be an op, or replays would keep the
+            # recorded values of a step input
+            want = data.dtype if dtype is None else _resolve_dtype(dtype)
+            src = data.detach()
+            return _made(src * 1 if want == data.dtype else _C.cast(src, want), requires_grad, device)
+        data = data.numpy()
+    elif isinstance(data, _C.TensorBase):
         data = data.numpy()
     elif isinstance(data, (list, tuple)) and any(isinstance(d, _C.TensorBase) for d in data):
         data = [np.asarray(d) for d in data]  # a list of 0-dim tensors, as in tensor([loss1, loss2])
     return _made(_C.copy_from_array(data, _resolve_dtype(dtype, data)), requires_grad, device)
 
 
-as_tensor = tensor
+def as_tensor(data, dtype=None, device=None) -> Tensor:
+    """`data` as a tensor without copying where possible, as PyTorch's: a tensor of the
+    dtype asked for is returned itself (in a compiled step too, where a copy would freeze a
+    step input), and a numpy array of a cgrad dtype shares its memory (see from_numpy)."""
+    check_device(device)
+    if isinstance(data, Tensor):
+        return data if dtype is None or _resolve_dtype(dtype) == data.dtype else data.to(dtype)
+    if isinstance(data, np.ndarray) and (dtype is None or _resolve_dtype(dtype) == data.dtype):
+        return from_numpy(data)
+    return tensor(data, dtype, device)
 
 
 def from_numpy(array: np.ndarray, requires_grad: bool = False) -> Tensor:

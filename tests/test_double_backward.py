@@ -109,6 +109,61 @@ def test_a_pinn_residual_agrees_with_pytorch():
         np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-12)
 
 
+
+def _pinn_stepper(seed):
+    """A small Burgers PINN training step (Adam through u_xx), as a PyTorch user writes it."""
+    cgrad.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 1))
+    opt = cgrad.optim.Adam(net.parameters(), lr=1e-2)
+
+    def step(xf, xu, uu):
+        xt = cgrad.as_tensor(xf).requires_grad_()
+        opt.zero_grad()
+        u = net(xt)
+        (du,) = cgrad.autograd.grad(u.sum(), xt, create_graph=True)
+        u_x, u_t = du[:, :1], du[:, 1:]
+        u_xx = cgrad.autograd.grad(u_x.sum(), xt, create_graph=True)[0][:, :1]
+        f = u_t + u * u_x - (0.01 / np.pi) * u_xx
+        loss = ((net(cgrad.tensor(xu)) - uu) ** 2).mean() + (f ** 2).mean()
+        loss.backward()
+        opt.step()
+        return loss
+
+    return net, step
+
+
+def test_a_compiled_pinn_step_replays_bit_for_bit():
+    """The create_graph sweep is made of recorded ops, so a PINN step replays in C; with new
+    collocation points each call, the replayed parameters must equal eager ones exactly."""
+    eager_net, eager = _pinn_stepper(3)
+    replay_net, replay = _pinn_stepper(3)
+    compiled = cgrad.compile(replay)
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        xf = rng.uniform([-1, 0], [1, 1], (64, 2)).astype(np.float32)
+        xu = rng.uniform([-1, 0], [1, 1], (16, 2)).astype(np.float32)
+        uu = -np.sin(np.pi * xu[:, :1]).astype(np.float32)
+        assert eager(cgrad.tensor(xf), xu, cgrad.tensor(uu)).item() == compiled(xf, xu, uu).item()
+        for a, b in zip(eager_net.parameters(), replay_net.parameters()):
+            assert np.array_equal(a.numpy(), b.numpy())
+    assert compiled.recordings == 1
+
+
+def test_as_tensor_shares_and_tensor_copies_inside_a_compiled_step():
+    """as_tensor returns a tensor itself (PyTorch's semantics) and tensor(t) copies with an
+    op, so neither freezes a step input at its recorded value."""
+    lin = nn.Linear(2, 1)
+    x = cgrad.randn(3, 2)
+    assert cgrad.as_tensor(x) is x
+    a = np.ones((2, 2), np.float32)
+    cgrad.as_tensor(a)[0, 0] = 5.0
+    assert a[0, 0] == 5.0
+    for make in (cgrad.as_tensor, cgrad.tensor, lambda t: cgrad.tensor(t, dtype=cgrad.float64).float()):
+        step = cgrad.compile(lambda xs: lin(make(xs)).sum())
+        for _ in range(3):
+            xs = np.random.default_rng(_).normal(size=(4, 2)).astype(np.float32)
+            assert step(xs).item() == lin(cgrad.tensor(xs)).sum().item()
+
 def _f_scalar(x, y):
     return (x.tanh() * y.sin()).sum() + (x * x * y).sum()
 

@@ -357,7 +357,8 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
     (cgrad/_double_backward.py), so the gradients can be differentiated again; it covers
     the elementwise, reduction, softmax, matmul, linear, shape, gather and cross-entropy
     ops so far, and names any op it does not."""
-    _state.refuse_while_recording("autograd.grad")
+    if not create_graph:  # the taped sweep is made of recorded ops, so it replays; this C sweep is not
+        _state.refuse_while_recording("autograd.grad without create_graph=True")
     outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
     if grad_outputs is None:

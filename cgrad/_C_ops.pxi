@@ -290,6 +290,24 @@ def linear(TensorBase input, TensorBase weight, TensorBase bias=None):
     _check(st)
     return _wrap(out)
 
+def gemm(TensorBase a, TensorBase b, bint ta=False, bint tb=False):
+    """op(a) @ op(b) for 2-D tensors, op a transpose where ta (tb): one GEMM with flags, no
+    transposed copy (the taped backward's A^T G and G B^T)."""
+    cdef cg_tensor *out = NULL
+    cdef cg_status st
+    if a.t.numel * (b.t.shape[0] if tb else b.t.shape[b.t.ndim - 1]) >= _NOGIL_MACS:
+        with nogil:
+            st = cg_gemm(a.t, b.t, ta, tb, &out)
+    else:
+        st = cg_gemm(a.t, b.t, ta, tb, &out)
+    _check(st)
+    return _wrap(out)
+
+def tanh_backward(TensorBase grad, TensorBase y):
+    """grad * (1 - y^2): tanh's backward as one op, whose own backward the taped sweep
+    differentiates (PyTorch's tanh_backward)."""
+    return _binary(CG_OP_TANH_BACKWARD, grad, y)
+
 def matmul(a, b):
     if not isinstance(a, TensorBase):
         a = _const_like(a, b)

@@ -74,6 +74,7 @@ cdef extern from "cg.h" nogil:
     cg_status cg_cumsum(cg_tensor *x, int axis, cg_tensor **out)
     cg_status cg_matmul(cg_tensor *a, cg_tensor *b, cg_tensor **out)
     cg_status cg_linear(cg_tensor *x, cg_tensor *w, cg_tensor *b, cg_tensor **out)
+    cg_status cg_gemm(cg_tensor *a, cg_tensor *b, int ta, int tb, cg_tensor **out)
     cg_status cg_reshape(cg_tensor *x, int ndim, const int64_t *shape, cg_tensor **out)
     cg_status cg_permute(cg_tensor *x, const int *perm, cg_tensor **out)
     cg_status cg_scatter_add(cg_tensor *x, const int64_t *index, int64_t n_index, cg_tensor *src,

@@ -16,7 +16,8 @@ from typing import Callable
 
 import numpy as np
 
-from ._C import cast, copy_from_array, gather, graph_node, node_params, scatter_add, tensor_key, where, zeros
+from ._C import (cast, copy_from_array, gather, gemm, graph_node, node_params, scatter_add, tanh_backward,
+                 tensor_key, where, zeros)
 
 
 class _Node:
@@ -111,6 +112,8 @@ def _mask(condition, like):
 
 def _unary(node, g):
     x = node.inputs[0]
+    if node.op == "tanh":  # one op, not three (tanh is the PINNs' activation)
+        return (tanh_backward(g, node.out),)
     rule = _UNARY.get(node.op)
     if rule is None:
         raise NotImplementedError(f"create_graph: the double backward of '{node.op}' is not written yet")
@@ -135,6 +138,8 @@ def _binary(node, g):
         wins = (av > bv) if node.op == "maximum" else (av < bv)
         ma = _mask(wins, g) + _mask(av == bv, g) * 0.5
         da, db = g * ma, g * (1.0 - ma)
+    elif node.op == "tanh_backward":  # y = a (1 - b^2)
+        da, db = tanh_backward(g, b), -2.0 * g * a * b
     elif node.op == "atan2":
         r2 = a * a + b * b
         da, db = g * b / r2, -g * a / r2
@@ -176,16 +181,27 @@ def _softmax(node, g):
 
 def _matmul(node, g):
     a, b = node.inputs
+    if a.ndim == 2 and b.ndim == 2:
+        return gemm(g, b, False, True), gemm(a, g, True, False)
     return (_unbroadcast(g @ b.transpose(-1, -2), a.shape), _unbroadcast(a.transpose(-1, -2) @ g, b.shape))
 
 
 def _linear(node, g):
     x, w = node.inputs[:2]
     g2 = g.reshape(-1, w.shape[0])
-    grads = [g @ w, g2.T @ x.reshape(-1, w.shape[1])]
+    grads = [g @ w, gemm(g2, x.reshape(-1, w.shape[1]), True, False)]
     if len(node.inputs) == 3:
         grads.append(g2.sum(0))
     return tuple(grads)
+
+
+def _gemm(node, g):
+    """z = op(a) op(b): dop(a) = g op(b)^T, dop(b) = op(a)^T g, with the flags undoing op."""
+    a, b = node.inputs
+    ta, tb = bool(node.ip[0]), bool(node.ip[1])
+    da = gemm(b, g, tb, True) if ta else gemm(g, b, False, not tb)
+    db = gemm(g, a, True, ta) if tb else gemm(a, g, not ta, False)
+    return da, db
 
 
 def _reshape(node, g):
@@ -256,9 +272,9 @@ def _cross_entropy(node, g):
 
 _RULES: dict[str, Callable] = {
     "add": _binary, "sub": _binary, "mul": _binary, "div": _binary, "pow": _binary,
-    "maximum": _binary, "minimum": _binary, "atan2": _binary,
+    "maximum": _binary, "minimum": _binary, "atan2": _binary, "tanh_backward": _binary,
     "sum": _reduce, "mean": _reduce, "logsumexp": _reduce, "max": _reduce, "min": _reduce, "cumsum": _reduce, "softmax": _softmax, "log_softmax": _softmax,
-    "matmul": _matmul, "linear": _linear, "reshape": _reshape, "strided": _strided, "gather": _gather,
+    "matmul": _matmul, "gemm": _gemm, "linear": _linear, "reshape": _reshape, "strided": _strided, "gather": _gather,
     "scatter_add": _scatter_add, "concat": _concat, "cast": _cast, "where": _where,
     "cross_entropy": _cross_entropy,
 }

@@ -22,8 +22,8 @@
 #define CG_HDR 16
 #define SMALL_CLASSES 8          /* up to 512 bytes */
 #define SMALL_KEEP 64            /* blocks kept per class per thread */
-#define LARGE_KEEP 64            /* large blocks kept per thread */
-#define LARGE_BUDGET (64 << 20)  /* bytes of large blocks kept per thread */
+#define LARGE_KEEP 1024          /* large blocks kept per thread */
+#define LARGE_BUDGET (256 << 20) /* bytes of large blocks kept per thread */
 static int64_t live_bytes;
 static int64_t alloc_count;
 static int64_t fresh_count;      /* calls that reached malloc */

@@ -114,6 +114,8 @@ cg_status cg_cumsum(cg_tensor *x, int axis, cg_tensor **out);
 cg_status cg_matmul(cg_tensor *a, cg_tensor *b, cg_tensor **out);
 /* y = x W^T + b with x [..., in], W [out, in] (PyTorch's layout), b [out] or NULL. */
 cg_status cg_linear(cg_tensor *x, cg_tensor *w, cg_tensor *b, cg_tensor **out);
+/* z = op(a) op(b) for 2-D a and b, op transposing where ta (tb) is non-zero. */
+cg_status cg_gemm(cg_tensor *a, cg_tensor *b, int ta, int tb, cg_tensor **out);
 cg_status cg_reshape(cg_tensor *x, int ndim, const int64_t *shape, cg_tensor **out);
 cg_status cg_permute(cg_tensor *x, const int *perm, cg_tensor **out);
 /* Basic slicing: per dim start, step (non-zero) and length of the result. */

@@ -162,3 +162,71 @@ void cg_linear_bwd(cg_node *node, const void *g, void **dins) {
     else
         linear_bwd__f64(blas->dgemm, node, rows, nin, nout, x->data, w->data, g, dins[0], dins[1], db);
 }
+
+/* ---- gemm: Z [m, n] = op(A) op(B) for 2-D operands, ta and tb in node->ip[0..1] ----
+ * Not a user-facing op: the taped backward (create_graph=True) writes matmul's and
+ * linear's gradients with it (A^T G, G B^T), so they need no transposed copies. */
+typedef struct {
+    int ta, tb;
+    int64_t m, k, n, lda, ldb;
+} gemm_dims;
+
+static gemm_dims dims_of(const cg_tensor *a, const cg_tensor *b, int ta, int tb) {
+    return (gemm_dims){.ta = ta, .tb = tb, .m = a->shape[ta ? 1 : 0], .k = a->shape[ta ? 0 : 1],
+                       .n = b->shape[tb ? 0 : 1], .lda = a->shape[1], .ldb = b->shape[1]};
+}
+
+static void gemm_run(const cg_tensor *a, const cg_tensor *b, gemm_dims d, void *z) {
+    const cg_blas_provider *blas = cg_blas_current();
+    if (a->dtype == CG_F32) gemm_fwd__f32(blas->sgemm, d.ta, d.tb, d.m, d.k, d.n, a->data, d.lda, b->data, d.ldb, z);
+    else gemm_fwd__f64(blas->dgemm, d.ta, d.tb, d.m, d.k, d.n, a->data, d.lda, b->data, d.ldb, z);
+}
+
+cg_status cg_gemm(cg_tensor *a, cg_tensor *b, int ta, int tb, cg_tensor **out) {
+    CG_PROF_BEGIN();
+    CG_REQUIRE_FLOAT("gemm", a);
+    CG_REQUIRE_FLOAT("gemm", b);
+    char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
+    if (a->dtype != b->dtype)
+        return cg_error(CG_ERR_DTYPE, "gemm: dtypes %s and %s differ", cg_dtype_name(a->dtype), cg_dtype_name(b->dtype));
+    if (a->ndim != 2 || b->ndim != 2)
+        return cg_error(CG_ERR_SHAPE, "gemm: operands must be 2-D, got %s and %s",
+                        cg_shape_str(a->ndim, a->shape, b1, sizeof b1), cg_shape_str(b->ndim, b->shape, b2, sizeof b2));
+    gemm_dims d = dims_of(a, b, ta != 0, tb != 0);
+    if (d.k != b->shape[d.tb ? 1 : 0])
+        return cg_error(CG_ERR_SHAPE, "gemm: shapes %s%s and %s%s are not aligned",
+                        cg_shape_str(a->ndim, a->shape, b1, sizeof b1), d.ta ? "^T" : "",
+                        cg_shape_str(b->ndim, b->shape, b2, sizeof b2), d.tb ? "^T" : "");
+    for (int i = 0; i < 2; i++)
+        if (a->shape[i] > INT_MAX || b->shape[i] > INT_MAX)
+            return cg_error(CG_ERR_SHAPE, "gemm: a matrix dimension exceeds 2^31 - 1");
+    int64_t shape[2] = {d.m, d.n};
+    cg_tensor *z;
+    cg_status st = cg_tensor_empty(a->dtype, 2, shape, &z);
+    if (st) return st;
+    gemm_run(a, b, d, z->data);
+    cg_tensor *ins[2] = {a, b};
+    cg_node *node;
+    if ((st = cg_record(CG_OP_GEMM, 2, ins, z, &node))) return st;
+    if (node) {
+        node->ip[0] = d.ta;
+        node->ip[1] = d.tb;
+    }
+    *out = z;
+    return CG_OK;
+}
+
+void cg_gemm_replay(cg_node *node) {
+    gemm_run(node->inputs[0], node->inputs[1], dims_of(node->inputs[0], node->inputs[1], (int)node->ip[0], (int)node->ip[1]),
+             node->saved_out->data);
+}
+
+void cg_gemm_bwd(cg_node *node, const void *g, void **dins) {
+    const cg_tensor *a = node->inputs[0], *b = node->inputs[1];
+    gemm_dims d = dims_of(a, b, (int)node->ip[0], (int)node->ip[1]);
+    const cg_blas_provider *blas = cg_blas_current();
+    if (a->dtype == CG_F32)
+        gemm_bwd__f32(blas->sgemm, node, d.ta, d.tb, d.m, d.k, d.n, a->data, d.lda, b->data, d.ldb, g, dins[0], dins[1]);
+    else
+        gemm_bwd__f64(blas->dgemm, node, d.ta, d.tb, d.m, d.k, d.n, a->data, d.lda, b->data, d.ldb, g, dins[0], dins[1]);
+}

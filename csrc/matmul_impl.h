@@ -71,3 +71,31 @@ CG_SIMD static void FN(linear_bwd_)(GEMM_FN gemm, const cg_node *node, int64_t r
             for (int64_t j = 0; j < nout; j++) db[j] += G[r * nout + j];
     }
 }
+
+/* Z [m, n] = op(A) op(B); A is stored [*, lda], B [*, ldb] (row-major, whatever the flags) */
+static void FN(gemm_fwd_)(GEMM_FN gemm, int ta, int tb, int64_t m, int64_t k, int64_t n, const T *A,
+                          int64_t lda, const T *B, int64_t ldb, T *Z) {
+    gemm(ta ? CG_TRANS : CG_NO_TRANS, tb ? CG_TRANS : CG_NO_TRANS, m, n, k, 1, A, lda, B, ldb, 0, Z, n);
+}
+
+/* With A' = op(A), B' = op(B):  dA' = G B'^T and dB' = A'^T G, each one GEMM whose flags
+ * also undo op (dA = dA'^T = B' G^T when ta; dB = G^T A' when tb). */
+static void FN(gemm_bwd_)(GEMM_FN gemm, const cg_node *node, int ta, int tb, int64_t m, int64_t k, int64_t n,
+                          const T *A, int64_t lda, const T *B, int64_t ldb, const T *G, T *dA, T *dB) {
+    double fl = 2.0 * (double)m * (double)k * (double)n;
+    const cg_trans N_ = CG_NO_TRANS, T_ = CG_TRANS;
+    if (dA) {
+        T beta = node->fresh & 1 ? 0 : 1;
+        if (!ta)
+            PROF_GEMM(CG_PHASE_BWD_DX, fl, gemm(N_, tb ? N_ : T_, m, k, n, 1, G, n, B, ldb, beta, dA, k));
+        else
+            PROF_GEMM(CG_PHASE_BWD_DX, fl, gemm(tb ? T_ : N_, T_, k, m, n, 1, B, ldb, G, n, beta, dA, m));
+    }
+    if (dB) {
+        T beta = node->fresh & 2 ? 0 : 1;
+        if (!tb)
+            PROF_GEMM(CG_PHASE_BWD_DW, fl, gemm(ta ? N_ : T_, N_, k, n, m, 1, A, lda, G, n, beta, dB, n));
+        else
+            PROF_GEMM(CG_PHASE_BWD_DW, fl, gemm(T_, ta ? T_ : N_, n, k, m, 1, G, n, A, lda, beta, dB, k));
+    }
+}

@@ -221,6 +221,9 @@ OPS = [
     OpInfo("pow_tensor", "pow", lambda a, b: a ** b, np.power, [(3, 4), (4,)], low=0.3, high=2),
     OpInfo("rpow_tensor", "pow", lambda a, b: cgrad.pow(a, b), np.power, [(3, 1), (3, 4)], low=0.3, high=2,
            torch=_torch(lambda torch, a, b: torch.pow(a, b))),
+    OpInfo("tanh_backward", "tanh_backward", cgrad._C.tanh_backward, lambda g, y: g * (1 - y * y),
+           [(3, 4), (3, 4)], low=-0.9, high=0.9,
+           torch=_torch(lambda torch, g, y: torch.ops.aten.tanh_backward(g, y))),
     OpInfo("atan2", "atan2", cgrad.atan2, np.arctan2, [(3, 4), (3, 1)], kinks=[0],
            torch=_torch(lambda torch, a, b: torch.atan2(a, b))),
     OpInfo("where", "where", lambda a, b: cgrad.where(_MASK, a, b), lambda a, b: np.where(_MASK, a, b),
@@ -262,6 +265,13 @@ OPS = [
            lambda x, w, b: x @ w.T + b, [(4, 3), (5, 3), (5,)], torch=_tF("linear")),
     OpInfo("linear_nobias_3d", "linear", lambda x, w: cgrad.nn.functional.linear(x, w),
            lambda x, w: x @ w.T, [(2, 4, 3), (5, 3)], torch=_tF("linear")),
+    # op(a) op(b) with transpose flags: the taped rules' A^T G and G B^T (no public name)
+    *[OpInfo(f"gemm_{'t' if ta else 'n'}{'t' if tb else 'n'}", "gemm",
+             lambda a, b, ta=ta, tb=tb: cgrad._C.gemm(a, b, ta, tb),
+             lambda a, b, ta=ta, tb=tb: (a.T if ta else a) @ (b.T if tb else b),
+             [(4, 3) if ta else (3, 4), (5, 4) if tb else (4, 5)],
+             torch=_torch(lambda torch, a, b, ta=ta, tb=tb: (a.T if ta else a) @ (b.T if tb else b)))
+      for ta in (False, True) for tb in (False, True)],
     # ---- shape ----
     OpInfo("reshape", "reshape", lambda x: x.reshape(4, -1), lambda x: x.reshape(4, -1), [(2, 3, 2)]),
     OpInfo("transpose", "strided", lambda x: x.T, lambda x: x.T, [(3, 4)]),

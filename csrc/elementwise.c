@@ -26,8 +26,9 @@ typedef struct {
 typedef struct {
     void (*fwd32)(const cg_bcast *, const float *, const float *, float *);
     void (*fwd64)(const cg_bcast *, const double *, const double *, double *);
-    void (*bwd32)(const cg_bcast *, const float *, const float *, const float *, const float *, float *, float *);
-    void (*bwd64)(const cg_bcast *, const double *, const double *, const double *, const double *, double *, double *);
+    void (*bwd32)(const cg_bcast *, const float *, const float *, const float *, const float *, float *, float *, int, int);
+    void (*bwd64)(const cg_bcast *, const double *, const double *, const double *, const double *, double *, double *, int,
+                  int);
 } binary_rules;
 
 #define CG_UNARY(NAME, name, reads, fwd, deriv) \
@@ -195,10 +196,18 @@ void cg_binary_bwd(cg_node *node, const void *g, void **dins) {
     cg_bcast bc;
     cg_bcast_init(&bc, node->ndim, node->shape, a->ndim, a->shape, b->ndim, b->shape);
     void *da = dins[0], *db = dins[1];
+    /* Note [First write]: an operand of the output's size is written; a broadcast one sums
+     * several elements into each of its own, so its fresh buffer is zeroed first */
+    int fresh[2] = {node->fresh & 1, (node->fresh >> 1) & 1};
+    for (int i = 0; i < 2; i++)
+        if (fresh[i] && dins[i] && node->inputs[i]->numel != node->numel) {
+            memset(dins[i], 0, (size_t)node->inputs[i]->numel * cg_dtype_size(a->dtype));
+            fresh[i] = 0;
+        }
     if (a->dtype == CG_F32)
-        binary_table[node->op].bwd32(&bc, a->data, b->data, node->saved_out->data, g, da, db);
+        binary_table[node->op].bwd32(&bc, a->data, b->data, node->saved_out->data, g, da, db, fresh[0], fresh[1]);
     else
-        binary_table[node->op].bwd64(&bc, a->data, b->data, node->saved_out->data, g, da, db);
+        binary_table[node->op].bwd64(&bc, a->data, b->data, node->saved_out->data, g, da, db, fresh[0], fresh[1]);
 }
 
 /* ---- where ---- */

@@ -47,8 +47,21 @@
             })                                                                                 \
         });                                                                                    \
     }                                                                                          \
+    /* fa (fb): dA (dB) is uninitialised and its operand not broadcast, so it is written    \
+     * (Note [First write]); the same-shape case is one pass that writes both */             \
     CG_SIMD static void FN(name##_bwd_)(const cg_bcast *bc, const T *A, const T *B, const T *Y,        \
-                                const T *G, T *dA, T *dB) {                                    \
+                                const T *G, T *dA, T *dB, int fa, int fb) {                    \
+        if (dA && dB && dA != dB && bc->nd == 1 && bc->sa[0] == 1 && bc->sb[0] == 1) {         \
+            const T *restrict pa = A, *restrict pb = B, *restrict py = Y, *restrict pg = G;    \
+            T *restrict pda = dA, *restrict pdb = dB;                                          \
+            for (int64_t j = 0; j < bc->shape[0]; j++) {                                       \
+                T a = pa[j], b = pb[j], y = py[j];                                             \
+                (void)a; (void)b; (void)y;                                                     \
+                pda[j] = (fa ? (T)0 : pda[j]) + pg[j] * (da_expr);                             \
+                pdb[j] = (fb ? (T)0 : pdb[j]) + pg[j] * (db_expr);                             \
+            }                                                                                  \
+            return;                                                                            \
+        }                                                                                      \
         CG_BCAST_FOR(bc, {                                                                     \
             const T *pa = A + oa, *pb = B + ob, *py = Y + oy, *pg = G + oy;                    \
             if (dA) {                                                                          \
@@ -56,7 +69,7 @@
                 CG_INNER4(sa, sb, {                                                            \
                     T a = pa[ja], b = pb[jb], y = py[j];                                       \
                     (void)a; (void)b; (void)y;                                                 \
-                    pda[ja] += pg[j] * (da_expr);                                              \
+                    pda[ja] = (fa ? (T)0 : pda[ja]) + pg[j] * (da_expr);                       \
                 })                                                                             \
             }                                                                                  \
             if (dB) {                                                                          \
@@ -64,7 +77,7 @@
                 CG_INNER4(sa, sb, {                                                            \
                     T a = pa[ja], b = pb[jb], y = py[j];                                       \
                     (void)a; (void)b; (void)y;                                                 \
-                    pdb[jb] += pg[j] * (db_expr);                                              \
+                    pdb[jb] = (fb ? (T)0 : pdb[jb]) + pg[j] * (db_expr);                       \
                 })                                                                             \
             }                                                                                  \
         });                                                                                    \

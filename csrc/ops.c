@@ -8,7 +8,7 @@
 
 const cg_op_info cg_ops[CG_OP_COUNT] = {
 #define CG_UNARY(NAME, name, reads, ...) [CG_OP_##NAME] = {#name, "unary", cg_unary_bwd, cg_unary_replay, reads, WRITES},
-#define CG_BINARY(NAME, name, reads, ...) [CG_OP_##NAME] = {#name, "binary", cg_binary_bwd, cg_binary_replay, reads, ADDS},
+#define CG_BINARY(NAME, name, reads, ...) [CG_OP_##NAME] = {#name, "binary", cg_binary_bwd, cg_binary_replay, reads, WRITES},
 #define CG_OP(NAME, name, family, reads, first_write)                                          \
     [CG_OP_##NAME] = {#name, #family, cg_##family##_bwd, cg_##family##_replay, reads, first_write},
 #include "ops.def"

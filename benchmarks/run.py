@@ -22,6 +22,16 @@ alone, timed interleaved with the steps, and its ratio to PyTorch's step (no ste
 this BLAS can beat that ratio in that run); and the core's float32 FMA peak (fma_peak.c,
 when a C compiler is at hand), which no GEMM passes.
 
+The one-thread run also times the Burgers PINN step (benchmarks/pinn.py: an Adam step
+through the second derivative, two create_graph grads, in cgrad eager and replayed,
+PyTorch eager, and JAX jit; torch.compile is tried and reported as not compiling when it
+does not), with the check that every framework's losses agree, ratios to the fastest peer
+and the step's GEMM FLOPs at the FMA peak. Its name contains "PINN", so
+
+    python -m benchmarks --threads 1 --networks PINN --no-digits     # the PINN alone
+
+and --no-pinn leaves it out.
+
 Nothing here fails for being slow.
 """
 from __future__ import annotations
@@ -40,6 +50,7 @@ sys.path.insert(0, HERE)
 from _harness import measure_together, rss_bytes, table  # noqa: E402
 from networks import (NETWORKS, cgrad_replay_step, cgrad_step, gemm_floor, gemm_flops, init_weights,  # noqa: E402
                       jax_step, make_data, numpy_step, torch_step)
+import pinn as pinn_workload  # noqa: E402
 
 def cgrad_one_thread_step(sizes, act, loss, X, y, weights):
     """cgrad eager switched to one thread inside a run at more: the same-process baseline
@@ -171,7 +182,7 @@ def measure_network(net, makers, quick: bool) -> dict:
     return row
 
 
-def child(threads: int, networks: list, quick: bool, sklearn: bool, only=None) -> dict:
+def child(threads: int, networks: list, quick: bool, sklearn: bool, only=None, pinn=False) -> dict:
     """Measure at one thread count; returns the JSON-able result."""
     if hasattr(os, "sched_setaffinity"):  # n threads = n cores, also for JAX (see the docstring)
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:threads])
@@ -191,6 +202,9 @@ def child(threads: int, networks: list, quick: bool, sklearn: bool, only=None) -
     for net in networks:
         print(f"# {threads} thread(s): {net[0]}", file=sys.stderr, flush=True)
         out["rows"].append(measure_network(net, makers, quick))
+    if pinn:  # the one-thread run's: all its frameworks in this process, interleaved
+        print(f"# {threads} thread(s): {pinn_workload.NAME}", file=sys.stderr, flush=True)
+        out["pinn"] = pinn_workload.measure(list(makers), quick)
     if sklearn:  # the one-thread run's extras
         out["digits"] = digits_fit(quick)
         out["steady_state"] = steady_state(quick)
@@ -269,7 +283,7 @@ def merge(parts: list) -> dict:
     out["rows"] = [dict(r, frameworks={}) for r in parts[0]["rows"]]
     for p in parts:
         for k, v in p.items():
-            if k.endswith("_version") or k in ("digits", "steady_state"):
+            if k.endswith("_version") or k in ("digits", "steady_state", "pinn"):
                 out[k] = v
         for row, prow in zip(out["rows"], p["rows"]):
             row["frameworks"].update(prow["frameworks"])
@@ -314,7 +328,13 @@ def markdown(results: list) -> str:
             [c for c in ("cgrad/torch", "cgrad/jax", "cgrad/numpy", "replay/jax", "cgrad/cgrad@1") if c in rows[0]] + \
             ["GFLOP/s", "of sgemm", "GEMM floor us"] + ["floor/torch"] * ("floor/torch" in rows[0]) + \
             ["loss down"] if rows else []
-        parts += [head, "", table(rows, columns) if rows else "(no rows)", ""]
+        if rows or "pinn" not in res:
+            parts += [head, "", table(rows, columns) if rows else "(no rows)", ""]
+        else:
+            parts += [head, ""]
+        if "pinn" in res:
+            parts += [f"{pinn_workload.NAME}, {res['threads']} thread(s):", "",
+                      pinn_workload.markdown(res["pinn"], res.get("fma_peak_gflops"), res.get("sgemm_gflops")), ""]
         if "digits" in res:
             d = res["digits"]
             drows = [{"estimator": k, "fit s": f"{v['fit_s']:.3f} [{v['min_s']:.3f}-{v['max_s']:.3f}]",
@@ -343,6 +363,7 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     parser.add_argument("--networks", default="", help="only networks whose name contains this")
     parser.add_argument("--no-digits", action="store_true", help="skip the scikit-learn digits comparison")
+    parser.add_argument("--no-pinn", action="store_true", help="skip the Burgers PINN step (benchmarks/pinn.py)")
     parser.add_argument("--json", help="write the results to this file")
     parser.add_argument("--markdown", help="write the tables to this file")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
@@ -350,9 +371,10 @@ def main(argv=None) -> None:
     parser.add_argument("--child-only", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     networks = [n for n in NETWORKS if args.networks in n[0]]
+    pinn = not args.no_pinn and args.networks in pinn_workload.NAME
     if args.child:
         only = args.child_only.split(",") if args.child_only else None
-        result = child(args.child, networks, args.quick, not args.no_digits, only)
+        result = child(args.child, networks, args.quick, not args.no_digits, only, pinn and args.child == 1)
         with open(args.child_out, "w") as f:
             json.dump(result, f)
         return
@@ -366,6 +388,7 @@ def main(argv=None) -> None:
                        "--networks", args.networks] + ["--quick"] * args.quick
                 # the digits fit: at one thread, beside scikit-learn
                 cmd += ["--no-digits"] * (args.no_digits or n > 1)
+                cmd += ["--no-pinn"] * args.no_pinn  # (the child runs it at one thread only)
                 cmd += ["--child-only", ",".join(group)] if group else []
                 subprocess.run(cmd, env=thread_env(n), check=True)
                 with open(out) as f:

@@ -1,0 +1,362 @@
+"""The Burgers physics-informed network (PINN): one Adam step through the second derivative,
+in cgrad (eager and replayed), PyTorch eager (and torch.compile, when it compiles) and JAX
+jit, each written as its users write it.
+
+    python -m benchmarks --threads 1 --networks PINN --no-digits    # this workload alone
+    python benchmarks/pinn.py [--quick]                             # the same
+
+The network is an MLP [2, 20 x 8 tanh, 1] of (x, t); the step is the Adam step (lr 1e-3,
+float32) on the loss
+
+    mean((u(x_u, t_u) - u_data)^2) + mean(f^2),   f = u_t + u u_x - (0.01/pi) u_xx
+
+over 2,000 collocation points (x_f, t_f) and 100 boundary and initial points, with u_x, u_t
+and u_xx taken by autograd: two create_graph grads, then the backward through them to the
+weights. Every framework starts from the same weights and the same batch; the first-step
+losses must agree (and the fifth-step ones, which also check the gradients and Adam).
+Nothing here fails for being slow: the targets (cgrad eager <= 0.7x and replay <= 0.5x the
+fastest peer of the same run) are printed, not asserted.
+"""
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _harness import table  # noqa: E402
+from networks import init_weights  # noqa: E402
+
+NAME = "Burgers PINN [2, 20x8 tanh, 1] Adam, 2000 + 100 points"
+SIZES = [2] + [20] * 8 + [1]
+N_F, N_U = 2000, 100
+NU = 0.01 / math.pi
+LR = 1e-3
+TARGETS = {"cgrad": 0.7, "cgrad-replay": 0.5}  # of the fastest peer, from the issue
+CHECK_STEPS = 5                                # the loss of this step is compared too
+
+
+def make_batch(seed=0):
+    """Collocation points in [-1, 1] x [0, 1]; 50 initial points u(x, 0) = -sin(pi x) and
+    25 on each wall u(+-1, t) = 0. Columns (x, t), float32."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    xf = np.column_stack([rng.uniform(-1, 1, N_F), rng.uniform(0, 1, N_F)])
+    x0 = rng.uniform(-1, 1, N_U // 2)
+    tb = rng.uniform(0, 1, N_U - N_U // 2)
+    walls = np.where(np.arange(tb.size) % 2 == 0, -1.0, 1.0)
+    xu = np.concatenate([np.column_stack([x0, np.zeros_like(x0)]), np.column_stack([walls, tb])])
+    uu = np.concatenate([-np.sin(np.pi * x0), np.zeros_like(tb)])[:, None]
+    return tuple(a.astype(np.float32) for a in (xf, xu, uu))
+
+
+def gemm_flops() -> int:
+    """FLOPs of the step's matrix products, by analysis (2 M N K each; elementwise work,
+    tanh and its derivatives are not counted). With layers i = 0..8 of W_i [out, in], N the
+    collocation points, a product of layer i costs 2 N in out:
+
+      forward u = net(X)                      9 products (every layer)
+      grad 1, du/dX (create_graph)            9: dh = dz W_i for every layer (the input's
+                                              gradient only: no dW in an autograd.grad to X)
+      grad 2, d(u_x)/dX (create_graph)        16: the reverse of grad 1's graph, back to X:
+                                              g W_i^T through its products for layers 0..7
+                                              (layer 8's product has the constant seed
+                                              ones as operand, so it does not depend on X),
+                                              and g W_i through the forward's products for
+                                              layers 0..7, into which the tanh' factors of
+                                              grad 1 feed (u_x does not depend on layer 8's)
+      backward of the loss to the weights     2 per product above: dW and the gradient of
+                                              its other operand, but 1 where that operand is
+                                              a constant (X in the forward's layer 0, the
+                                              ones seed in grad 1's layer 8, the one-hot
+                                              seed of u_x in grad 2's layer 0)
+
+    so 34 products made by the step on N points, 65 in its backward; plus the boundary
+    points' forward (9 products on N_U points) and its backward (17): 138.1 MFLOP. Each of
+    the 7 hidden 20 x 20 layers has 12 products of 2 N 400 FLOPs on the collocation points,
+    97% of the total. (PyTorch's step, counted by a dispatch mode, makes these 125 products
+    and one more, 0.1%: its backward also computes the gradient of X, which requires grad.)
+    """
+    layers = list(zip(SIZES[:-1], SIZES[1:]))  # (in, out)
+    last = len(layers) - 1
+    cost = lambda n, i: 2 * n * layers[i][0] * layers[i][1]  # noqa: E731
+    made = [(N_F, i, i > 0) for i in range(len(layers))]              # forward; operand X at 0
+    made += [(N_F, i, i < last) for i in range(len(layers))]          # grad 1; seed at layer 8
+    made += [(N_F, i, i > 0) for i in range(last)]                    # grad 2 through grad 1's
+    made += [(N_F, i, True) for i in range(last)]                     # grad 2 through the forward's
+    made += [(N_U, i, i > 0) for i in range(len(layers))]             # boundary forward
+    total = sum(cost(n, i) for n, i, _ in made)                       # the products themselves
+    total += sum(cost(n, i) * (2 if operand else 1) for n, i, operand in made)  # their backward
+    return total
+
+
+# ---------------------------------------------------------------- the steps
+
+def _torch_like_step(lib, net, opt):
+    """The step as a PyTorch user writes it: the same code for cgrad (import cgrad as torch)
+    and PyTorch."""
+    def step(xf, xu, uu):
+        X = lib.as_tensor(xf).requires_grad_()
+        opt.zero_grad()
+        u = net(X)
+        du = lib.autograd.grad(u.sum(), X, create_graph=True)[0]
+        u_x, u_t = du[:, :1], du[:, 1:]
+        u_xx = lib.autograd.grad(u_x.sum(), X, create_graph=True)[0][:, :1]
+        f = u_t + u * u_x - NU * u_xx
+        loss = ((net(lib.as_tensor(xu)) - lib.as_tensor(uu)) ** 2).mean() + (f ** 2).mean()
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
+def _sequential(nn, weights):
+    """nn.Sequential(Linear(2, 20), Tanh(), ..., Linear(20, 1)) holding the given weights;
+    the same code for cgrad and PyTorch."""
+    layers = []
+    for i, (w, _) in enumerate(weights):
+        layers.append(nn.Linear(w.shape[1], w.shape[0]))
+        if i < len(weights) - 1:
+            layers.append(nn.Tanh())
+    net = nn.Sequential(*layers)
+    net.load_state_dict({f"{2 * i}.{k}": v for i, (w, b) in enumerate(weights)
+                         for k, v in (("weight", w), ("bias", b))})
+    return net
+
+
+def _cgrad_parts(weights):
+    import cgrad
+    net = _sequential(cgrad.nn, weights)
+    return cgrad, net, cgrad.optim.Adam(net.parameters(), lr=LR)
+
+
+# Each maker returns (step, sync): step() runs one training step and returns the loss
+# without waiting for it; sync(loss) waits for it and gives it as a Python float. The timing
+# loop calls sync once at the end of each repeat.
+
+def cgrad_step(batch, weights):
+    import cgrad
+    step = _torch_like_step(*_cgrad_parts(weights))
+    xf, xu, uu = (cgrad.from_numpy(a) for a in batch)
+    return (lambda: step(xf, xu, uu)), (lambda loss: loss.item())
+
+
+def cgrad_replay_step(batch, weights):
+    """The same step under cgrad.compile: recorded on the first call, replayed in C after;
+    the batch comes in as numpy arrays, as step inputs must be arguments."""
+    import cgrad
+    step = cgrad.compile(_torch_like_step(*_cgrad_parts(weights)))
+    return (lambda: step(*batch)), (lambda loss: loss.item())
+
+
+def _torch_parts(weights):
+    import torch
+    net = _sequential(torch.nn, [(torch.from_numpy(w), torch.from_numpy(b)) for w, b in weights])
+    return torch, net, torch.optim.Adam(net.parameters(), lr=LR)
+
+
+def torch_step(batch, weights):
+    import torch
+    step = _torch_like_step(*_torch_parts(weights))
+    xf, xu, uu = (torch.from_numpy(a) for a in batch)
+    return (lambda: step(xf, xu, uu)), (lambda loss: loss.item())
+
+
+def torch_compile_step(batch, weights):
+    """torch.compile over the same step. Raises (on the first call) when it does not
+    compile: aot_autograd does not support double backward."""
+    import torch
+    step = torch.compile(_torch_like_step(*_torch_parts(weights)))
+    xf, xu, uu = (torch.from_numpy(a) for a in batch)
+    return (lambda: step(xf, xu, uu)), (lambda loss: loss.item())
+
+
+def jax_step(batch, weights):
+    """The whole step under one jax.jit, as JAX users write a PINN: u(params, x, t) of one
+    point, its derivatives by nested jax.grad, vmap over the points, value_and_grad of the
+    loss, and Adam written out in jnp; parameters and Adam's state are threaded through."""
+    import jax
+    import jax.numpy as jnp
+
+    def u(params, x, t):
+        h = jnp.stack([x, t])
+        for w, b in params[:-1]:
+            h = jnp.tanh(w @ h + b)
+        w, b = params[-1]
+        return (w @ h + b)[0]
+
+    u_x = jax.grad(u, argnums=1)
+    u_t = jax.grad(u, argnums=2)
+    u_xx = jax.grad(u_x, argnums=1)
+
+    def residual(params, x, t):
+        return u_t(params, x, t) + u(params, x, t) * u_x(params, x, t) - NU * u_xx(params, x, t)
+
+    def loss_fn(params, xf, xu, uu):
+        f = jax.vmap(residual, in_axes=(None, 0, 0))(params, xf[:, 0], xf[:, 1])
+        pred = jax.vmap(u, in_axes=(None, 0, 0))(params, xu[:, 0], xu[:, 1])
+        return jnp.mean((pred - uu[:, 0]) ** 2) + jnp.mean(f ** 2)
+
+    b1, b2, eps = 0.9, 0.999, 1e-8
+
+    @jax.jit
+    def train_step(params, m, v, count, xf, xu, uu):
+        loss, grads = jax.value_and_grad(loss_fn)(params, xf, xu, uu)
+        count = count + 1
+        m = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, m, grads)
+        v = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, v, grads)
+        c1, c2 = 1 - b1 ** count, 1 - b2 ** count
+        params = jax.tree_util.tree_map(lambda p, m, v: p - LR * (m / c1) / (jnp.sqrt(v / c2) + eps),
+                                        params, m, v)
+        return params, m, v, count, loss
+
+    params = [(jnp.asarray(w), jnp.asarray(b)) for w, b in weights]
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    state = {"s": (params, zeros, zeros, jnp.zeros((), jnp.float32))}
+    xf, xu, uu = (jnp.asarray(a) for a in batch)
+
+    def step():
+        *s, loss = train_step(*state["s"], xf, xu, uu)
+        state["s"] = tuple(s)
+        return loss
+    return step, (lambda loss: float(loss.block_until_ready()))
+
+
+FRAMEWORKS = {"cgrad": cgrad_step, "cgrad-replay": cgrad_replay_step, "torch": torch_step, "jax": jax_step}
+PEERS = ("torch", "jax")
+
+
+# ---------------------------------------------------------------- measuring
+
+def _error_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip()
+    for line in text.splitlines():  # the line that says why (dynamo wraps it in context)
+        if "double backward" in line or "support" in line:
+            return line.strip()[:160]
+    return text.splitlines()[0][:160]
+
+
+def try_torch_compile(batch, weights):
+    """torch.compile over the step: ((step, sync), its first loss, None) when it takes it,
+    else (None, None, the error's line)."""
+    try:
+        step, sync = torch_compile_step(batch, weights)
+        return (step, sync), sync(step()), None  # compiles (or raises) on this first call
+    except Exception as exc:  # noqa: BLE001 - any failure to compile is the finding
+        return None, None, _error_line(exc)
+
+
+def measure(frameworks, quick: bool, torch_compile: bool = True) -> dict:
+    """Times the steps of the named frameworks (keys of FRAMEWORKS; torch.compile is tried
+    beside torch when torch_compile is set), their repeats interleaved so that the machine's
+    drift hits them alike; medians and min-max per step. Returns the JSON-able result."""
+    batch, weights = make_batch(), init_weights(SIZES)
+    out = {"workload": NAME, "gemm_flops": gemm_flops(), "frameworks": {}}
+    steps = {k: make(batch, weights) for k, make in FRAMEWORKS.items() if k in frameworks}
+    first = {}
+    if torch_compile and "torch" in steps:
+        compiled, first["torch.compile"], error = try_torch_compile(batch, weights)
+        out["torch_compile"] = {"compiles": compiled is not None, "error": error}
+        if compiled:
+            steps["torch.compile"] = compiled
+    # the first CHECK_STEPS steps of each (which also record, compile and warm up): the check
+    for k, (step, sync) in steps.items():
+        losses = [first[k]] if k in first else []
+        losses += [sync(step()) for _ in range(len(losses), CHECK_STEPS)]
+        out["frameworks"][k] = {"first_loss": losses[0], "check_loss": losses[-1]}
+    # steps per repeat: about 0.04 s (quick: 0.01 s) of the slowest framework, as run.py
+    t0 = time.perf_counter()
+    for step, sync in steps.values():
+        sync(step())
+    slowest = (time.perf_counter() - t0) / len(steps) * 2
+    number = max(1, int((0.01 if quick else 0.04) / max(slowest, 1e-7)))
+    repeat = 3 if quick else 41
+    samples = {k: [] for k in steps}
+    last = {}
+    for _ in range(repeat):
+        for k, (step, sync) in steps.items():
+            t0 = time.perf_counter()
+            for _ in range(number):
+                loss = step()
+            last[k] = sync(loss)  # once per repeat: JAX waits here for the dispatched steps
+            samples[k].append((time.perf_counter() - t0) / number)
+    out["calls_per_repeat"], out["repeats"] = number, repeat
+    for k, s in samples.items():
+        f = out["frameworks"][k]
+        f.update(median_us=statistics.median(s) * 1e6, min_us=min(s) * 1e6, max_us=max(s) * 1e6, last_loss=last[k],
+                 loss_down=bool(last[k] < f["check_loss"]))
+    return out
+
+
+def agreement(res: dict) -> list[str]:
+    """The loss check, as printed lines: every framework's first-step (and CHECK_STEPS-th
+    step) loss against the first framework's."""
+    fw = res["frameworks"]
+    ref = next(iter(fw))
+    lines = []
+    for key, what, tol in (("first_loss", "first-step loss", 1e-4), ("check_loss", f"step-{CHECK_STEPS} loss", 1e-3)):
+        worst = max(abs(v[key] - fw[ref][key]) / abs(fw[ref][key]) for v in fw.values())
+        vals = ", ".join(f"{k} {v[key]:.7g}" for k, v in fw.items())
+        lines.append(f"{what}: {vals}; largest relative difference {worst:.1e} "
+                     f"({'agree' if worst <= tol else 'DISAGREE'}, tolerance {tol:g})")
+    return lines
+
+
+LABELS = {"cgrad": "cgrad eager", "cgrad-replay": "cgrad replay (cgrad.compile)", "torch": "PyTorch eager",
+          "torch.compile": "PyTorch torch.compile", "jax": "JAX jit"}
+
+
+def markdown(res: dict, fma_peak_gflops=None, sgemm_gflops=None) -> str:
+    """One row per framework: median step time [min-max], the ratio to the fastest peer
+    of the run (with the issue's target for cgrad), the check losses; then the physical
+    limit: the step's GEMM FLOPs at the core's FMA peak (at the sgemm speed without it)."""
+    fw = res["frameworks"]
+    peers = [k for k in fw if k in PEERS or k == "torch.compile"]
+    fastest = min(peers, key=lambda k: fw[k]["median_us"]) if peers else None
+    vs = f"vs fastest peer ({LABELS[fastest]})" if fastest else "vs fastest peer"
+    ms = lambda us: f"{us / 1e3:.2f}"  # noqa: E731
+    rows = []
+    for k, v in fw.items():
+        row = {"step": LABELS[k], "ms/step": ms(v["median_us"]),
+               "min-max": f"{v['min_us'] / 1e3:.1f}-{v['max_us'] / 1e3:.1f}",
+               f"first-step loss": f"{v['first_loss']:.7g}", f"step-{CHECK_STEPS} loss": f"{v['check_loss']:.7g}",
+               "loss down": "yes" if v["loss_down"] else "NO"}
+        if fastest:
+            ratio = v["median_us"] / fw[fastest]["median_us"]
+            row[vs] = f"{ratio:.2f}x"
+            if k in TARGETS:
+                row["target"] = f"<= {TARGETS[k]}x: {'met' if ratio <= TARGETS[k] else 'missed'}"
+        rows.append(row)
+        if k == "torch" and "torch_compile" in res and not res["torch_compile"]["compiles"]:
+            rows.append({"step": LABELS["torch.compile"], "ms/step": "does not compile"})
+    peak, what = (fma_peak_gflops, "FMA peak") if fma_peak_gflops else (sgemm_gflops, "sgemm")
+    if peak:
+        limit = res["gemm_flops"] / peak / 1e3  # us
+        row = {"step": f"limit: {res['gemm_flops'] / 1e6:.0f} MFLOP of GEMMs at the {what}, {peak:.0f} GFLOP/s",
+               "ms/step": ms(limit)}
+        if fastest:
+            row[vs] = f"{limit / fw[fastest]['median_us']:.2f}x"
+        rows.append(row)
+    columns = ["step", "ms/step", "min-max"] + [vs, "target"] * bool(fastest) + \
+        ["first-step loss", f"step-{CHECK_STEPS} loss", "loss down"]
+    notes = agreement(res)
+    if "torch_compile" in res and not res["torch_compile"]["compiles"]:
+        notes.append(f"torch.compile does not compile the step: {res['torch_compile']['error']}")
+    return "\n".join([table(rows, columns), ""] + notes + [
+        f"{res['calls_per_repeat']} step(s) per repeat, {res['repeats']} repeats, interleaved; medians; "
+        f"ratios from this run. No step can be faster than the limit row: its matrix products alone at the "
+        f"core's peak (benchmarks/pinn.py, gemm_flops)."])
+
+
+def main() -> None:
+    """python benchmarks/pinn.py [--quick] [--json F] [--markdown F]: run.py's one-thread
+    run of this workload alone (its child process, thread settings and pinning)."""
+    from run import main as run_main
+    run_main(["--threads", "1", "--networks", "PINN", "--no-digits"] + sys.argv[1:])
+
+
+if __name__ == "__main__":
+    main()

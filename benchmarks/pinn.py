@@ -267,13 +267,14 @@ def measure(frameworks, quick: bool, torch_compile: bool = True) -> dict:
         losses = [first[k]] if k in first else []
         losses += [sync(step()) for _ in range(len(losses), CHECK_STEPS)]
         out["frameworks"][k] = {"first_loss": losses[0], "check_loss": losses[-1]}
-    # steps per repeat: about 0.04 s (quick: 0.01 s) of the slowest framework, as run.py
+    # steps per repeat: about 0.1 s (quick: 0.01 s) of the slowest framework, so that each
+    # runs several steps back to back as in training, not one step after another's in cache
     t0 = time.perf_counter()
     for step, sync in steps.values():
         sync(step())
     slowest = (time.perf_counter() - t0) / len(steps) * 2
-    number = max(1, int((0.01 if quick else 0.04) / max(slowest, 1e-7)))
-    repeat = 3 if quick else 41
+    number = max(1, int((0.01 if quick else 0.1) / max(slowest, 1e-7)))
+    repeat = 3 if quick else 21
     samples = {k: [] for k in steps}
     last = {}
     for _ in range(repeat):

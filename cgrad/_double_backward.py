@@ -21,12 +21,13 @@ from ._C import (cast, copy_from_array, gather, gemm, graph_node, node_params, s
 
 
 class _Node:
-    __slots__ = ("op", "key", "inputs", "out", "p0", "p1", "ip", "extra")
+    __slots__ = ("op", "key", "inputs", "out", "p0", "p1", "ip", "extra", "need")
 
     def __init__(self, out):
         self.op, self.inputs = graph_node(out)
         self.key, self.p0, self.p1, self.ip, self.extra = node_params(out)
         self.out = out
+        self.need = (True,) * len(self.inputs)  # which inputs' gradients lead to a target
 
 
 def _unbroadcast(g, shape: tuple):
@@ -128,7 +129,7 @@ def _binary(node, g):
     elif node.op == "sub":
         da, db = g, -g
     elif node.op == "mul":
-        da, db = g * b, g * a
+        da, db = (g * b if node.need[0] else None), (g * a if node.need[1] else None)
     elif node.op == "div":
         da, db = g / b, -g * y / b
     elif node.op == "pow":
@@ -139,13 +140,13 @@ def _binary(node, g):
         ma = _mask(wins, g) + _mask(av == bv, g) * 0.5
         da, db = g * ma, g * (1.0 - ma)
     elif node.op == "tanh_backward":  # y = a (1 - b^2)
-        da, db = tanh_backward(g, b), -2.0 * g * a * b
+        da, db = (tanh_backward(g, b) if node.need[0] else None), (-2.0 * g * a * b if node.need[1] else None)
     elif node.op == "atan2":
         r2 = a * a + b * b
         da, db = g * b / r2, -g * a / r2
     else:
         raise NotImplementedError(f"create_graph: the double backward of '{node.op}' is not written yet")
-    return _unbroadcast(da, a.shape), _unbroadcast(db, b.shape)
+    return (None if da is None else _unbroadcast(da, a.shape)), (None if db is None else _unbroadcast(db, b.shape))
 
 
 def _reduce(node, g):
@@ -182,16 +183,18 @@ def _softmax(node, g):
 def _matmul(node, g):
     a, b = node.inputs
     if a.ndim == 2 and b.ndim == 2:
-        return gemm(g, b, False, True), gemm(a, g, True, False)
+        return (gemm(g, b, False, True) if node.need[0] else None,
+                gemm(a, g, True, False) if node.need[1] else None)
     return (_unbroadcast(g @ b.transpose(-1, -2), a.shape), _unbroadcast(a.transpose(-1, -2) @ g, b.shape))
 
 
 def _linear(node, g):
     x, w = node.inputs[:2]
     g2 = g.reshape(-1, w.shape[0])
-    grads = [g @ w, gemm(g2, x.reshape(-1, w.shape[1]), True, False)]
+    need = node.need
+    grads = [g @ w if need[0] else None, gemm(g2, x.reshape(-1, w.shape[1]), True, False) if need[1] else None]
     if len(node.inputs) == 3:
-        grads.append(g2.sum(0))
+        grads.append(g2.sum(0) if need[2] else None)
     return tuple(grads)
 
 
@@ -199,8 +202,8 @@ def _gemm(node, g):
     """z = op(a) op(b): dop(a) = g op(b)^T, dop(b) = op(a)^T g, with the flags undoing op."""
     a, b = node.inputs
     ta, tb = bool(node.ip[0]), bool(node.ip[1])
-    da = gemm(b, g, tb, True) if ta else gemm(g, b, False, not tb)
-    db = gemm(g, a, True, ta) if tb else gemm(a, g, not ta, False)
+    da = None if not node.need[0] else gemm(b, g, tb, True) if ta else gemm(g, b, False, not tb)
+    db = None if not node.need[1] else gemm(g, a, True, ta) if tb else gemm(a, g, not ta, False)
     return da, db
 
 
@@ -280,8 +283,11 @@ _RULES: dict[str, Callable] = {
 }
 
 
-def _order(roots) -> list:
-    """Nodes reachable from the roots, each after every node that uses its output."""
+def _order(roots, wanted=None) -> list:
+    """Nodes reachable from the roots, each after every node that uses its output. With
+    `wanted` (the tensor keys of the targets), each node's `need` says which of its inputs'
+    gradients lead to a target, so rules skip the others (a parameter's dW in a gradient
+    with respect to the input, say), and nodes that lead to none are left out."""
     seen: set = set()
     post: list = []
     for root in roots:
@@ -302,7 +308,18 @@ def _order(roots) -> list:
             else:
                 stack.pop()
                 post.append(node)
-    return post[::-1]
+    if wanted is None:
+        return post[::-1]
+    leads: set = set()  # keys of the nodes whose output leads to a target
+    kept = []
+    for node in post:  # inputs before the nodes that use them
+        node.need = tuple(x.requires_grad and (tensor_key(x) in wanted or
+                                               (x.grad_fn is not None and node_params(x)[0] in leads))
+                          for x in node.inputs)
+        if any(node.need):
+            leads.add(node.key)
+            kept.append(node)
+    return kept[::-1]
 
 
 def taped_grad(roots, seeds, targets) -> list:
@@ -319,15 +336,15 @@ def taped_grad(roots, seeds, targets) -> list:
         if tensor_key(r) in wanted:
             i = wanted[tensor_key(r)]
             found[i] = s if found[i] is None else found[i] + s
-    for node in _order(roots):
+    for node in _order(roots, wanted):
         g = grads.pop(node.key, None)
         if g is None:
             continue
         rule = _unary if node.op in _UNARY else _RULES.get(node.op)
         if rule is None:
             raise NotImplementedError(f"create_graph: the double backward of '{node.op}' is not written yet")
-        for x, dx in zip(node.inputs, rule(node, g)):
-            if dx is None or not x.requires_grad:
+        for x, dx, need in zip(node.inputs, rule(node, g), node.need):
+            if dx is None or not need:
                 continue
             key = tensor_key(x)
             if key in wanted:

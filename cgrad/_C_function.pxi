@@ -194,6 +194,13 @@ def _function_record(object ctx, list inputs, TensorBase value):
         PyMem_Free(ins)
     return _wrap(out)
 
+def python_node_owner(TensorBase t, bint hooks=False):
+    """For the taped sweep (create_graph=True): the ctx of the custom Function that made t,
+    or with hooks=True the hooks registered on t; None if there are none (or a backward
+    without retain_graph freed the Function's node)."""
+    cdef void *obj = cg_py_hook_owner(t.t) if hooks else cg_py_node_owner(t.t)
+    return None if obj == NULL else <object>obj
+
 def _tensor_version(TensorBase t):
     """The version of t's storage: bumped by every in-place write (Note [Versions])."""
     return cg_tensor_version(t.t)

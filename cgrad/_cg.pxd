@@ -95,6 +95,7 @@ cdef extern from "cg.h" nogil:
     cg_status cg_py_record(int n_inputs, cg_tensor *const *inputs, cg_tensor *value, void *obj, cg_tensor **out)
     cg_status cg_py_hook_node(cg_tensor *t, void *obj)
     void *cg_py_hook_owner(const cg_tensor *t)
+    void *cg_py_node_owner(const cg_tensor *t)
     uint64_t cg_tensor_version(const cg_tensor *t)
     cg_status cg_cross_entropy(cg_tensor *logits, const int64_t *targets, int reduction, cg_tensor **out)
     cg_status cg_sgd_step(int n, cg_tensor **params, cg_tensor **momentum_bufs, double lr,

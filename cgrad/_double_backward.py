@@ -16,8 +16,8 @@ from typing import Callable
 
 import numpy as np
 
-from ._C import (cast, copy_from_array, gather, gemm, graph_node, node_params, scatter_add, tanh_backward,
-                 tensor_key, where, zeros)
+from ._C import (cast, copy_from_array, gather, gemm, graph_node, node_params, python_node_owner, scatter_add,
+                 tanh_backward, tensor_key, where, zeros)
 
 
 class _Node:
@@ -273,13 +273,28 @@ def _cross_entropy(node, g):
     return (d * (g / float(N) if reduction == 1 else g),)
 
 
+def _python(node, g):
+    """A custom Function's backward, called with grad mode on: what it computes in cgrad
+    ops records, so it is differentiable again when written in them."""
+    owner = python_node_owner(node.out)
+    if owner is None:
+        raise RuntimeError("create_graph: the graph of a custom Function was freed by an earlier backward; "
+                           "pass retain_graph=True to it")
+    grads = owner._cg_taped_backward(g, node.out)
+    for i, (x, dx) in enumerate(zip(node.inputs, grads)):
+        if dx is not None and (not hasattr(dx, "shape") or tuple(dx.shape) != tuple(x.shape)):
+            raise RuntimeError(f"{owner._cg_name} returned a gradient of shape {getattr(dx, 'shape', None)} "
+                               f"for input {i} of shape {x.shape}")
+    return tuple(grads)
+
+
 _RULES: dict[str, Callable] = {
     "add": _binary, "sub": _binary, "mul": _binary, "div": _binary, "pow": _binary,
     "maximum": _binary, "minimum": _binary, "atan2": _binary, "tanh_backward": _binary,
     "sum": _reduce, "mean": _reduce, "logsumexp": _reduce, "max": _reduce, "min": _reduce, "cumsum": _reduce, "softmax": _softmax, "log_softmax": _softmax,
     "matmul": _matmul, "gemm": _gemm, "linear": _linear, "reshape": _reshape, "strided": _strided, "gather": _gather,
     "scatter_add": _scatter_add, "concat": _concat, "cast": _cast, "where": _where,
-    "cross_entropy": _cross_entropy,
+    "cross_entropy": _cross_entropy, "python_function": _python,
 }
 
 
@@ -340,6 +355,9 @@ def taped_grad(roots, seeds, targets) -> list:
         g = grads.pop(node.key, None)
         if g is None:
             continue
+        hooks = python_node_owner(node.out, True)
+        if hooks is not None:  # hooks on the output see (and may replace) its whole gradient
+            (g,) = hooks._cg_backward(g)
         rule = _unary if node.op in _UNARY else _RULES.get(node.op)
         if rule is None:
             raise NotImplementedError(f"create_graph: the double backward of '{node.op}' is not written yet")

@@ -25,6 +25,11 @@ static const cg_node *made_by(const cg_tensor *t) {
 
 int cg_node_op_of(const cg_tensor *t) { return made_by(t) ? made_by(t)->op : -1; }
 
+void *cg_py_node_owner(const cg_tensor *t) {
+    const cg_node *node = made_by(t);
+    return node && node->op == CG_OP_PYTHON && node->saved_out ? node->saved_out->ctx : NULL;
+}
+
 int cg_node_inputs(const cg_tensor *t, cg_tensor **inputs, int max) {
     const cg_node *node = made_by(t);
     if (!node) return 0;

@@ -205,6 +205,9 @@ cg_status cg_py_record(int n_inputs, cg_tensor *const *inputs, cg_tensor *value,
 /* Hooks on a non-leaf t: a node owning obj is put between t and the op that made t. */
 cg_status cg_py_hook_node(cg_tensor *t, void *obj);
 void *cg_py_hook_owner(const cg_tensor *t); /* that node's obj (borrowed), NULL if none */
+/* The obj of the Function node that made t, past t's hooks (borrowed), NULL if none or
+ * freed by a backward: the taped sweep (create_graph=True) calls its rule in Python. */
+void *cg_py_node_owner(const cg_tensor *t);
 uint64_t cg_tensor_version(const cg_tensor *t); /* its storage's version (Note [Versions]) */
 
 /* ---- record once, replay (replay.c; cgrad.compile) ----

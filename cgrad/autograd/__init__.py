@@ -171,6 +171,8 @@ class FunctionCtx:
     save_for_backward, read them back as saved_tensors; any other attribute may be set."""
 
     needs_input_grad: tuple[bool, ...]
+    _saved_outputs: set = set()  # which saved tensors are the forward's output (Function.apply)
+    _graph_output: Tensor | None = None  # that output as recorded, while the taped sweep runs backward
 
     def save_for_backward(self, *tensors: Tensor | None) -> None:
         for i, t in enumerate(tensors):
@@ -184,6 +186,9 @@ class FunctionCtx:
     def saved_tensors(self) -> tuple[Tensor | None, ...]:
         """The saved tensors; an error if one was modified in place since it was saved."""
         saved = getattr(self, "_saved", ())
+        graph_out = getattr(self, "_graph_output", None)
+        if graph_out is not None:  # the taped sweep: a saved output is the recorded one, in the graph
+            saved = tuple(graph_out if i in self._saved_outputs else t for i, t in enumerate(saved))
         for t, v in zip(saved, self._versions):
             if t is not None and _C._tensor_version(t) != v:
                 raise RuntimeError(
@@ -228,6 +233,17 @@ class BackwardCFunction(FunctionCtx):
                                    f"not a Tensor")
         return [res[p] for p in self._positions]
 
+    def _cg_taped_backward(self, grad: Tensor, output: Tensor) -> list:
+        """The same, called by the taped sweep (create_graph=True) with grad mode on, so
+        that the user's backward records and can be differentiated again (as in PyTorch).
+        A saved output reads as `output`, the recorded one, so its dependence on the
+        inputs is in the graph."""
+        self._graph_output = output
+        try:
+            return self._cg_backward(grad)
+        finally:
+            self._graph_output = None
+
 
 class Function:
     """A custom op written in Python, as PyTorch's torch.autograd.Function::
@@ -247,7 +263,9 @@ class Function:
         y = Exp.apply(x)
 
     forward runs without recording; backward runs inside the one C backward sweep, in its
-    place in the graph, and returns one gradient (or None) per forward argument.
+    place in the graph, and returns one gradient (or None) per forward argument. Under
+    create_graph=True it runs with grad mode on (a saved output is the recorded one), so a
+    backward written in cgrad ops can be differentiated again, as in PyTorch.
     cgrad.compile refuses it (a Python op cannot be replayed in C)."""
 
     @staticmethod
@@ -278,6 +296,7 @@ class Function:
             raise NotImplementedError(f"Function {cls.__name__}: forward returned {len(tensors)} tensors; "
                                       f"cgrad's custom Functions return exactly one tensor for now")
         skip = getattr(ctx, "_non_differentiable", ())
+        ctx._saved_outputs = {i for i, t in enumerate(getattr(ctx, "_saved", ())) if any(t is o for o in tensors)}
         inputs = [args[p] for p in ctx._positions]
         result = [o if not isinstance(o, Tensor) else
                   o.detach() if id(o) in skip or not inputs or not o.is_floating_point()  # ints: no grad
@@ -303,7 +322,7 @@ def gradgradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float
     rng = np.random.default_rng(seed)
     v = tensor(rng.uniform(0.5, 1.5, out.shape) * rng.choice([-1.0, 1.0], out.shape), dtype=out.dtype)
     us = [tensor(rng.uniform(-1.0, 1.0, x.shape), dtype=x.dtype) for x in checked]
-    first = grad((out * v).sum(), checked, allow_unused=True)
+    first = grad((out * v).sum(), checked, retain_graph=True, allow_unused=True)
     taped = grad((out * v).sum(), checked, create_graph=True, allow_unused=True)
     for k, (a, b) in enumerate(zip(first, taped)):
         got = np.zeros(checked[k].shape) if b is None else b.detach().numpy()

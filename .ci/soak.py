@@ -1,9 +1,11 @@
 """Long-run leak check, run by CI: 100,000 training steps of a small MLP, eager and
-replayed (cgrad.compile), and 100,000 create-backward-free cycles of random graphs. Fails if the C live-byte counter is not back
+replayed (cgrad.compile), 10,000 steps of a physics-informed network (a backward through
+u_xx, create_graph=True), eager and replayed, and 100,000 create-backward-free cycles of
+random graphs. Fails if the C live-byte counter is not back
 to its baseline after a freed graph, if RSS grows by more than 1 MiB after warm-up, or if
 reference counts of the tensors and modules involved drift.
 
-    python .ci/soak.py [--steps N] [--graphs N]
+    python .ci/soak.py [--steps N] [--graphs N] [--pinn-steps N]
 """
 from __future__ import annotations
 
@@ -91,6 +93,45 @@ def replayed_training(steps: int) -> None:
     check_flat(f"replayed training, {steps} steps", samples)
 
 
+def pinn(steps: int, compiled: bool) -> None:
+    """A Burgers PINN step (Adam through the second derivative), as in examples/burgers_pinn.py
+    but small: the taped sweep's graph must be freed every step."""
+    cgrad.manual_seed(0)
+    rng = np.random.default_rng(0)
+    xf = rng.uniform([-1, 0], [1, 1], (256, 2)).astype(np.float32)
+    xu = rng.uniform([-1, 0], [1, 1], (32, 2)).astype(np.float32)
+    uu = -np.sin(np.pi * xu[:, :1]).astype(np.float32)
+    net = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 1))
+    opt = cgrad.optim.Adam(net.parameters(), lr=1e-3)
+
+    def step(xf, xu, uu):
+        x = cgrad.as_tensor(xf).requires_grad_()
+        opt.zero_grad()
+        u = net(x)
+        (du,) = cgrad.autograd.grad(u.sum(), x, create_graph=True)
+        u_xx = cgrad.autograd.grad(du[:, :1].sum(), x, create_graph=True)[0][:, :1]
+        f = du[:, 1:] + u * du[:, :1] - (0.01 / np.pi) * u_xx
+        loss = ((net(cgrad.as_tensor(xu)) - cgrad.as_tensor(uu)) ** 2).mean() + (f ** 2).mean()
+        loss.backward()
+        opt.step()
+        return loss
+
+    run = cgrad.compile(step) if compiled else step
+    base, samples, first = None, [], None
+    for i in range(steps):
+        loss = run(xf, xu, uu).item()
+        first = loss if first is None else first
+        if i == 100:
+            base = cgrad.live_bytes()
+        elif base is not None and i % 500 == 100:
+            if cgrad.live_bytes() != base:
+                sys.exit(f"soak: pinn: live bytes {cgrad.live_bytes()} at step {i}, baseline {base}")
+            samples.append(rss_bytes())
+    if not loss < first:
+        sys.exit(f"soak: pinn: the loss did not go down ({first} -> {loss})")
+    check_flat(f"PINN {'replayed' if compiled else 'eager'}, {steps} steps", samples)
+
+
 def random_graph(rng) -> None:
     shapes = [(3,), (2, 3), (4, 1, 3)]
     x = cgrad.tensor(rng.normal(size=shapes[rng.integers(3)]), requires_grad=True)
@@ -153,9 +194,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--graphs", type=int, default=100_000)
+    parser.add_argument("--pinn-steps", type=int, default=10_000)
     args = parser.parse_args()
     training(args.steps)
     replayed_training(args.steps)
+    pinn(args.pinn_steps, compiled=False)
+    pinn(args.pinn_steps, compiled=True)
     graphs(args.graphs)
     print("soak: no leaks")
 

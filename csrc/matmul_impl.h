@@ -47,12 +47,17 @@ static void FN(mm_bwd_)(GEMM_FN gemm, const cg_node *node, const mm_plan *p, con
     });
 }
 
-/* Y [rows, nout] = X [rows, nin] W^T (+ bias, copied into Y first; GEMM beta 1) */
-static void FN(linear_fwd_)(GEMM_FN gemm, int64_t rows, int64_t nin, int64_t nout, const T *X, const T *W,
-                            const T *bias, T *Y) {
+/* Y [rows, nout] = X [rows, nin] W^T (+ bias, added after a beta-0 GEMM: copying the bias
+ * into Y for a beta-1 GEMM made OpenBLAS's small-matrix kernel read Y back, and in a PINN
+ * step, where Y is not in cache, a linear layer cost three times the GEMM) */
+CG_SIMD static void FN(linear_fwd_)(GEMM_FN gemm, int64_t rows, int64_t nin, int64_t nout, const T *X, const T *W,
+                                    const T *bias, T *Y) {
+    gemm(CG_NO_TRANS, CG_TRANS, rows, nout, nin, 1, X, nin, W, nin, 0, Y, nout);
     if (bias)
-        for (int64_t r = 0; r < rows; r++) memcpy(Y + r * nout, bias, sizeof(T) * (size_t)nout);
-    gemm(CG_NO_TRANS, CG_TRANS, rows, nout, nin, 1, X, nin, W, nin, bias ? 1 : 0, Y, nout);
+        for (int64_t r = 0; r < rows; r++) {
+            T *restrict y = Y + r * nout;
+            for (int64_t j = 0; j < nout; j++) y[j] += bias[j];
+        }
 }
 
 /* dX += G W, dW += G^T X, db += sum_rows G (each NULL where not needed) */

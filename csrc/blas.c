@@ -45,6 +45,7 @@ static void openblas_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64
         builtin_gemm__f32(ta, tb, M, N, 0, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
+    if (cg_skinny_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
     choose_threads(M, N, K);
     scipy_cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                       (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb,

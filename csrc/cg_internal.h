@@ -222,6 +222,13 @@ void cg_bcast_init(cg_bcast *bc, int nout, const int64_t *out, int na, const int
         }                                                                                       \
     } while (0)
 
+/* ---- skinny float32 GEMMs (skinny_gemm.c): 1 when it computed C, 0 for a shape it does not take ---- */
+int cg_skinny_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* Y [rows, nout] = X [rows, nin] W^T + bias (bias NULL: none), one pass, for OpenBLAS's provider */
+int cg_skinny_linear(int64_t rows, int64_t nin, int64_t nout, const float *X, const float *Wt, const float *bias,
+                     float *Y);
+
 /* ---- small helpers ---- */
 int64_t cg_numel(int ndim, const int64_t *shape); /* -1 on a negative dim, INT64_MAX on overflow */
 void cg_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides);

@@ -59,3 +59,44 @@ def test_show_config(capsys):
     info = cgrad.show_config()
     assert info["blas"] == _C.blas_current()
     assert "blas" in capsys.readouterr().out
+
+
+# Shapes that take csrc/skinny_gemm.c's float32 kernels on an AVX-512 machine (rows: N, K <=
+# 32 and M >= 64; cols: op(a) = a^T with M, N <= 32 and K >= 64) and their edges: N of 1, 16,
+# 17 and 32 (the two masked halves), row counts that are not multiples of the 4- and 8-row
+# blocks, K of 1, and shapes just past the cut-offs. Elsewhere they check OpenBLAS.
+_SKINNY = [(64, 20, 20), (2001, 20, 20), (67, 1, 2), (130, 16, 32), (65, 17, 3), (99, 32, 1), (64, 33, 20),
+           (64, 20, 33)]
+
+
+@pytest.mark.parametrize("ta, tb", [(False, False), (False, True), (True, False), (True, True)])
+@pytest.mark.parametrize("m, n, k", _SKINNY + [(20, 20, 2000), (7, 1, 64), (32, 32, 100), (13, 29, 65)],
+                         ids=str)
+def test_skinny_float32_gemms_match_float64(m, n, k, ta, tb):
+    """op(a) @ op(b) forward (beta 0) and both gradients (beta 0 and beta 1: the second
+    backward accumulates into the first's .grad) against float64 numpy."""
+    rng = np.random.default_rng(m * 7 + n * 3 + k)
+    a = rng.normal(size=(k, m) if ta else (m, k))
+    b = rng.normal(size=(n, k) if tb else (k, n))
+    g = rng.normal(size=(m, n))
+    x = cgrad.tensor(a, dtype=cgrad.float32, requires_grad=True)
+    w = cgrad.tensor(b, dtype=cgrad.float32, requires_grad=True)
+    A, B = (a.T if ta else a), (b.T if tb else b)
+    for _ in range(2):
+        z = _C.gemm(x, w, ta, tb)
+        z.backward(cgrad.tensor(g, dtype=cgrad.float32))
+    tol = dict(rtol=1e-4, atol=1e-4 * np.sqrt(k))
+    np.testing.assert_allclose(z.numpy(), A @ B, **tol)
+    da, db = g @ B.T, A.T @ g
+    np.testing.assert_allclose(x.grad.numpy(), 2 * (da.T if ta else da), **tol)
+    np.testing.assert_allclose(w.grad.numpy(), 2 * (db.T if tb else db), **tol)
+
+
+@pytest.mark.parametrize("rows, nin, nout", [(2000, 20, 20), (67, 2, 20), (64, 20, 1), (100, 32, 17), (64, 33, 5)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_forward_with_the_bias_in_the_gemm_matches_float64(rows, nin, nout, bias):
+    rng = np.random.default_rng(rows + nin + nout)
+    x, w, b = rng.normal(size=(rows, nin)), rng.normal(size=(nout, nin)), rng.normal(size=nout)
+    args = [cgrad.tensor(v, dtype=cgrad.float32) for v in ((x, w, b) if bias else (x, w))]
+    got = cgrad.nn.functional.linear(*args).numpy()
+    np.testing.assert_allclose(got, x @ w.T + (b if bias else 0), rtol=1e-4, atol=1e-4 * np.sqrt(nin))

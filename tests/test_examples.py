@@ -54,6 +54,13 @@ def test_burgers_pinn_compiled_adam_steps_equal_eager_ones(tmp_path):
     assert strip(numbers(eager)) == strip(numbers(compiled))
 
 
+def test_burgers_pinn_runs_in_float64(tmp_path):
+    out = run_example(BURGERS, "--quick", "--precision", "float64", tmp_path=tmp_path)
+    assert "precision float64" in out.splitlines()[0]
+    error = relative_error(out)
+    assert math.isfinite(error) and 0 < error < 1, error
+
+
 def test_burgers_pinn_reads_the_data_path_it_is_given(tmp_path):
     import numpy as np
     bad = tmp_path / "bad.npz"

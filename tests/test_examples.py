@@ -1,0 +1,77 @@
+"""Smoke tests of the examples: each runs as a user runs it, in a subprocess, on a tiny setup."""
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+BURGERS = EXAMPLES / "burgers_pinn.py"
+
+
+def run_example(script, *args, tmp_path):
+    # run from an empty folder, so the installed cgrad is imported (not the source tree)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(script), *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"{script.name} {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def relative_error(out):
+    found = re.findall(r"^relative L2 error: (\S+)", out, re.M)
+    assert len(found) == 1, f"no final error line in:\n{out}"
+    return float(found[0])
+
+
+def losses(out, phase):
+    return [float(v) for v in re.findall(rf"^{phase}\s+\d+\s+loss (\S+)", out, re.M)]
+
+
+def test_burgers_pinn_quick_run_trains_and_reports_a_finite_error(tmp_path):
+    out = run_example(BURGERS, "--quick", tmp_path=tmp_path)
+    assert "cgrad" in out.splitlines()[0]
+    error = relative_error(out)
+    assert math.isfinite(error) and 0 < error < 1, error
+    adam, lbfgs = losses(out, "adam"), losses(out, "lbfgs")
+    assert len(adam) == 5 and len(lbfgs) >= 2, out   # progress every 10 steps / evaluations
+    assert all(math.isfinite(v) for v in adam + lbfgs)
+    assert lbfgs[-1] < adam[0], "the loss did not go down"
+    assert re.search(r"^L-BFGS: 20 iterations, \d+ evaluations", out, re.M), out
+    assert re.search(r"^wall time: \S+ s", out, re.M), out
+
+
+def test_burgers_pinn_compiled_adam_steps_equal_eager_ones(tmp_path):
+    """--compile replays the Adam step in C; it must give the same numbers, to the digit."""
+    def numbers(out):
+        return [line for line in out.splitlines() if line.startswith(("adam", "lbfgs", "final loss", "relative"))]
+    eager = run_example(BURGERS, "--quick", tmp_path=tmp_path)
+    compiled = run_example(BURGERS, "--quick", "--compile", tmp_path=tmp_path)
+    strip = lambda lines: [re.sub(r"\s+\S+ s$", "", line) for line in lines]   # the elapsed time
+    assert strip(numbers(eager)) == strip(numbers(compiled))
+
+
+def test_burgers_pinn_runs_in_float64(tmp_path):
+    out = run_example(BURGERS, "--quick", "--precision", "float64", tmp_path=tmp_path)
+    assert "precision float64" in out.splitlines()[0]
+    error = relative_error(out)
+    assert math.isfinite(error) and 0 < error < 1, error
+
+
+def test_burgers_pinn_reads_the_data_path_it_is_given(tmp_path):
+    import numpy as np
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.zeros((3, 1)))   # no t, no usol
+    proc = subprocess.run([sys.executable, str(BURGERS), "--quick", "--data", str(bad)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "KeyError" in proc.stderr
+
+
+def test_burgers_pinn_runs_unchanged_on_pytorch(tmp_path):
+    pytest.importorskip("torch")
+    out = run_example(BURGERS, "--quick", "--torch", tmp_path=tmp_path)
+    assert "PyTorch" in out.splitlines()[0]
+    assert math.isfinite(relative_error(out))

@@ -10,20 +10,21 @@
 CG_SIMD static void FN(sum_fwd_)(int64_t O, int64_t R, int64_t I, const T *x, T *y, int mean) {
     for (int64_t o = 0; o < O; o++) {
         T *yr = y + o * I;
-        if (I == 1) {
-            T acc = 0;
+        if (I == 1) { /* a whole row, in double: a float32 loss summed over 10,000 points kept a
+                       * rounding error (~1e-6 relative) that stopped L-BFGS's line search early */
+            double acc = 0;
             const T *xr = x + o * R;
-            for (int64_t r = 0; r < R; r++) acc += xr[r];
-            yr[0] = acc;
+            for (int64_t r = 0; r < R; r++) acc += (double)xr[r];
+            yr[0] = (T)(mean ? acc / (double)R : acc);
         } else {
             for (int64_t i = 0; i < I; i++) yr[i] = 0;
             for (int64_t r = 0; r < R; r++) {
                 const T *xr = x + (o * R + r) * I;
                 for (int64_t i = 0; i < I; i++) yr[i] += xr[i];
             }
+            if (mean)
+                for (int64_t i = 0; i < I; i++) yr[i] /= (T)R;
         }
-        if (mean)
-            for (int64_t i = 0; i < I; i++) yr[i] /= (T)R;
     }
 }
 

@@ -14,6 +14,17 @@ def blas_providers():
 def blas_current():
     return cg_blas_current().name.decode()
 
+_SKINNY_ISAS = {"off": 0, "avx512": 3}
+
+def skinny_isa(str want="best"):
+    """Set the instruction set of the skinny float32 GEMMs (csrc/skinny_gemm.c): 'best' (the
+    default), 'avx512' or 'off' (OpenBLAS for every shape), for tests and measurements; a
+    level the CPU lacks gives the best it has. Returns the one in effect."""
+    if want != "best" and want not in _SKINNY_ISAS:
+        raise ValueError(f"skinny_isa: want 'best', 'avx512' or 'off', not {want!r}")
+    got = cg_skinny_set_isa(-1 if want == "best" else _SKINNY_ISAS[want])
+    return {v: k for k, v in _SKINNY_ISAS.items()}[got]
+
 def blas_config():
     return cg_blas_current().config().decode()
 

@@ -141,6 +141,7 @@ cdef extern from "cg.h" nogil:
     const cg_blas_provider *cg_blas_provider_at(int i)
     const cg_blas_provider *cg_blas_current()
     cg_status cg_blas_select(const char *name)
+    int cg_skinny_set_isa(int want)
     const char *cg_build_info()
     void cg_set_num_threads(int n)
     int cg_get_num_threads()

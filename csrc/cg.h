@@ -249,6 +249,11 @@ int cg_blas_provider_count(void);
 const cg_blas_provider *cg_blas_provider_at(int i);
 const cg_blas_provider *cg_blas_current(void);
 cg_status cg_blas_select(const char *name);
+/* The instruction set of the skinny float32 GEMMs (skinny_gemm.c): the best the CPU has
+ * (want -1) or none (CG_SKINNY_OFF: OpenBLAS for every shape), for tests and measurements;
+ * returns the one in effect (a level the CPU lacks gives the best it has). */
+enum { CG_SKINNY_OFF = 0, CG_SKINNY_AVX512 = 3 };
+int cg_skinny_set_isa(int want);
 /* Compiler, flags and the CPU features this machine offers, for show_config(). */
 const char *cg_build_info(void);
 void cg_set_num_threads(int n);

@@ -5,9 +5,12 @@
  *    layer's forward (X W^T), its dX (G W), a taped rule's G B^T;
  *  - "cols": C [M, N] = alpha A^T B + beta C, A [K, M], B [K, N], with M, N <= 32 and
  *    K >= 64: a weight gradient (G^T X) summed over the batch.
- * AVX-512 only (picked at run time; elsewhere OpenBLAS runs them): a row of C is two
+ * AVX-512 only, picked at run time (elsewhere OpenBLAS runs them): a row of C is two
  * 16-wide registers with masks beyond N, four rows at a time, so the eight accumulators,
- * the row of B and the broadcast A values all stay in registers. op(B) for "rows" is first
+ * the row of B and the broadcast A values all stay in registers. An AVX2 version (four
+ * 8-wide registers, three rows at a time) matched OpenBLAS's Haswell kernels on X W and
+ * X W^T (35 us both), lost on G^T X (50 against 39) and won only a linear layer with bias
+ * (33 against 44), so it was left out. op(B) for "rows" is first
  * copied into a zero-padded [K][32] block (at most 4 KiB). Measured on 2,000x20x20 float32
  * products (1 core, AVX-512): X W (NN) 27 -> 19.5 us, X W^T 26 -> 19.5, G^T X (K = 2,000)
  * 25 -> 21, a linear layer with bias 35 -> 18; the PINN step of `python -m benchmarks
@@ -104,16 +107,27 @@ AVX512 static void cols_avx512(int64_t M, int64_t N, int64_t K, float alpha, con
     for (; i < M; i++) COLS_BLOCK(1);
 }
 
-static int have_avx512(void) {
-    static int avx512 = -1;
-    if (avx512 < 0) {
-        __builtin_cpu_init();
-        avx512 = __builtin_cpu_supports("avx512f");
-    }
-    return avx512;
+/* ---- dispatch ---- */
+static int isa = -1; /* CG_SKINNY_*, or -1: not chosen yet */
+
+static int best_isa(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") ? CG_SKINNY_AVX512 : CG_SKINNY_OFF;
 }
 
-static void masks(int64_t N, __mmask16 *m0, __mmask16 *m1) {
+int cg_skinny_set_isa(int want) {
+    int best = best_isa();
+    isa = want < 0 || want > best ? best : want == CG_SKINNY_AVX512 ? want : CG_SKINNY_OFF;
+    return isa;
+}
+
+static int current_isa(void) {
+    if (isa < 0) isa = best_isa();
+    return isa;
+}
+
+/* lane masks beyond N: the two 16-lane halves of a row */
+static void masks512(int64_t N, __mmask16 *m0, __mmask16 *m1) {
     *m0 = (__mmask16)(N >= 16 ? 0xFFFF : (1u << N) - 1);
     *m1 = (__mmask16)(N >= 32 ? 0xFFFF : N > 16 ? (1u << (N - 16)) - 1 : 0);
 }
@@ -124,32 +138,35 @@ static void pad_b(int tb, int64_t N, int64_t K, const float *B, int64_t ldb, flo
         for (int64_t j = 0; j < W; j++) Bp[k * W + j] = j >= N ? 0.0f : tb ? B[j * ldb + k] : B[k * ldb + j];
 }
 
+static void rows(int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B,
+                 int64_t ldb, const float *bias, float beta, float *C, int64_t ldc) {
+    float Bp[W * W] __attribute__((aligned(64)));
+    pad_b(tb, N, K, B, ldb, Bp);
+    __mmask16 m0, m1;
+    masks512(N, &m0, &m1);
+    rows_avx512(M, N, K, alpha, A, lda, Bp, bias, beta, C, ldc, m0, m1);
+}
+
 int cg_skinny_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    if (!have_avx512() || N > W || N < 1) return 0;
-    __mmask16 m0, m1;
-    masks(N, &m0, &m1);
+    if (current_isa() == CG_SKINNY_OFF || N > W || N < 1) return 0;
     if (!ta && K <= W && M >= 64) {
-        float Bp[W * W] __attribute__((aligned(64)));
-        pad_b(tb, N, K, B, ldb, Bp);
-        rows_avx512(M, N, K, alpha, A, lda, Bp, NULL, beta, C, ldc, m0, m1);
+        rows(tb, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc);
         return 1;
     }
     if (ta && !tb && M <= W && K >= 64) {
+        __mmask16 m0, m1;
+        masks512(N, &m0, &m1);
         cols_avx512(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, m0, m1);
         return 1;
     }
     return 0;
 }
 
-int cg_skinny_linear(int64_t rows, int64_t nin, int64_t nout, const float *X, const float *Wt, const float *bias,
+int cg_skinny_linear(int64_t rows_, int64_t nin, int64_t nout, const float *X, const float *Wt, const float *bias,
                      float *Y) {
-    if (!have_avx512() || nout > W || nout < 1 || nin > W || rows < 64) return 0;
-    __mmask16 m0, m1;
-    masks(nout, &m0, &m1);
-    float Bp[W * W] __attribute__((aligned(64)));
-    pad_b(1, nout, nin, Wt, nin, Bp);
-    rows_avx512(rows, nout, nin, 1.0f, X, nin, Bp, bias, 0.0f, Y, nout, m0, m1);
+    if (current_isa() == CG_SKINNY_OFF || nout > W || nout < 1 || nin > W || rows_ < 64) return 0;
+    rows(1, rows_, nout, nin, 1.0f, X, nin, Wt, nin, bias, 0.0f, Y, nout);
     return 1;
 }
 
@@ -162,4 +179,5 @@ int cg_skinny_linear(int64_t rows, int64_t nin, int64_t nout, const float *X, co
                      float *Y) {
     return 0;
 }
+int cg_skinny_set_isa(int want) { return CG_SKINNY_OFF; }
 #endif

@@ -69,10 +69,25 @@ _SKINNY = [(64, 20, 20), (2001, 20, 20), (67, 1, 2), (130, 16, 32), (65, 17, 3),
            (64, 20, 33)]
 
 
+@pytest.fixture(params=["best", "off"])
+def skinny(request):
+    """Both paths for these shapes: cgrad's kernels (where the CPU has them) and OpenBLAS's."""
+    got = _C.skinny_isa(request.param)
+    yield got
+    _C.skinny_isa("best")
+
+
+def test_skinny_isa_names_what_is_in_effect():
+    assert _C.skinny_isa("off") == "off"
+    assert _C.skinny_isa("best") in ("off", "avx512")
+    with pytest.raises(ValueError, match="skinny_isa"):
+        _C.skinny_isa("sse")
+
+
 @pytest.mark.parametrize("ta, tb", [(False, False), (False, True), (True, False), (True, True)])
 @pytest.mark.parametrize("m, n, k", _SKINNY + [(20, 20, 2000), (7, 1, 64), (32, 32, 100), (13, 29, 65)],
                          ids=str)
-def test_skinny_float32_gemms_match_float64(m, n, k, ta, tb):
+def test_skinny_float32_gemms_match_float64(m, n, k, ta, tb, skinny):
     """op(a) @ op(b) forward (beta 0) and both gradients (beta 0 and beta 1: the second
     backward accumulates into the first's .grad) against float64 numpy."""
     rng = np.random.default_rng(m * 7 + n * 3 + k)
@@ -94,7 +109,7 @@ def test_skinny_float32_gemms_match_float64(m, n, k, ta, tb):
 
 @pytest.mark.parametrize("rows, nin, nout", [(2000, 20, 20), (67, 2, 20), (64, 20, 1), (100, 32, 17), (64, 33, 5)])
 @pytest.mark.parametrize("bias", [True, False])
-def test_linear_forward_with_the_bias_in_the_gemm_matches_float64(rows, nin, nout, bias):
+def test_linear_forward_with_the_bias_in_the_gemm_matches_float64(rows, nin, nout, bias, skinny):
     rng = np.random.default_rng(rows + nin + nout)
     x, w, b = rng.normal(size=(rows, nin)), rng.normal(size=(nout, nin)), rng.normal(size=nout)
     args = [cgrad.tensor(v, dtype=cgrad.float32) for v in ((x, w, b) if bias else (x, w))]

@@ -297,3 +297,43 @@ def test_backward_create_graph_inputs_and_the_gradient_keyword(lib):
     x.grad, w.grad = None, None
     y.backward(gradient=lib.tensor([1.0, 1.0, 1.0], dtype=lib.float64), inputs=[w])
     assert x.grad is None and w.grad.numpy().tolist() == [0.5, -1.0, 2.0]
+
+
+def _libs():
+    try:
+        import torch
+    except ImportError:
+        return [cgrad]
+    return [cgrad, torch]
+
+
+@pytest.mark.parametrize("lib", _libs(), ids=lambda m: m.__name__)
+def test_create_graph_retain_graph_allow_unused_and_constant_gradients(lib):
+    """PyTorch's semantics around the taped sweep, checked the same way on both libraries."""
+    x = lib.tensor([0.3, -0.7], dtype=lib.float64, requires_grad=True)
+    z = lib.tensor([1.5], dtype=lib.float64, requires_grad=True)
+    # fan-out: x reaches the output along three paths, in the first gradient and the second
+    f = (x.sin() * x + x.exp() * x * x).sum()
+    (g,) = lib.autograd.grad(f, x, create_graph=True)
+    xv = np.array([0.3, -0.7])
+    d2 = -xv * np.sin(xv) + 2 * np.cos(xv) + np.exp(xv) * (xv * xv + 4 * xv + 2)
+    # two backward passes through the gradient's graph accumulate, the first retaining it
+    g.sum().backward(retain_graph=True)
+    g.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * d2, rtol=1e-12)
+    with pytest.raises(RuntimeError, match="(?i)backward through the graph a second time"):
+        g.sum().backward()
+    # an input the output does not use: None with allow_unused, an error without
+    y = (x * x).sum()
+    gx, gz = lib.autograd.grad(y, [x, z], create_graph=True, allow_unused=True)
+    assert gz is None and gx.requires_grad
+    with pytest.raises(RuntimeError, match="appears to not have been used"):
+        lib.autograd.grad((x * x).sum(), [x, z], create_graph=True)
+    # a gradient that does not depend on the input is a constant: it has no graph
+    (c,) = lib.autograd.grad((x * 3).sum(), x, create_graph=True)
+    assert not c.requires_grad
+    np.testing.assert_allclose(c.numpy(), [3.0, 3.0])
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        lib.autograd.grad(c.sum(), x)
+    with pytest.raises(RuntimeError, match="(?i)grad can be implicitly created only for"):
+        lib.autograd.grad(x * 2, x, create_graph=True)

@@ -2,7 +2,8 @@
 
 Synthetic sets (xor, moons, spirals, blobs) are drawn from a seeded generator; `digits` is
 the UCI handwritten digits (1,797 8x8 images) shipped inside the package (CC BY 4.0, see
-cgrad/datasets/DIGITS_LICENSE.txt). Each returns numpy arrays: X float32, y int64.
+cgrad/datasets/DIGITS_LICENSE.txt), and `mnist1d` the canonical MNIST-1D split (Apache-2.0,
+cgrad/datasets/MNIST1D_LICENSE.txt). Each returns numpy arrays: X float32, y int64.
 """
 from __future__ import annotations
 
@@ -107,6 +108,17 @@ def digits(flatten: bool = True):
         images, target = f["images"], f["target"]
     X = (images.reshape(len(images), -1) if flatten else images).astype(np.float32) / 16.0
     return train_test_split(X, target.astype(np.int64), test_size=0.25, seed=0)
+
+
+def mnist1d():
+    """MNIST-1D (Greydanus, 2020) as (X_train, y_train, X_test, y_test): the canonical split
+    of 4,000 training and 1,000 test signals of length 40 (float32, shape (n, 40)) with
+    int64 labels 0..9, as the paper's models use them (for a Conv1d, add the channel:
+    X[:, None, :]). Bundled, Apache-2.0: see cgrad/datasets/MNIST1D_LICENSE.txt."""
+    path = os.path.join(os.path.dirname(__file__), "datasets", "mnist1d.npz")
+    with np.load(path, allow_pickle=False) as f:
+        return (f["x"].astype(np.float32), f["y"].astype(np.int64), f["x_test"].astype(np.float32),
+                f["y_test"].astype(np.int64))
 
 
 # name -> generator(n=..., seed=...) returning (X, y)

@@ -47,6 +47,35 @@ def test_digits_mlp_reaches_96_percent_test_accuracy():
     assert trainer.evaluate(X_te, y_te)["accuracy"] >= 0.96
 
 
+def test_mnist1d_is_the_canonical_split_and_an_mlp_learns_it():
+    """The bundled MNIST-1D: 4,000 / 1,000 signals of length 40, labels 0..9 in every class.
+    The paper's MLP recipe (40-100-100-10 ReLU, Adam 1e-2, batch 100, batches in order)
+    gives 68% test accuracy after 6,000-8,000 steps (logistic regression 32%); 2,000 steps
+    already pass 60% here, which wrong or misaligned labels could not."""
+    X, y, X_te, y_te = data.mnist1d()
+    assert X.shape == (4000, 40) and X_te.shape == (1000, 40) and y.shape == (4000,) and y_te.shape == (1000,)
+    assert X.dtype == np.float32 and y.dtype == np.int64
+    assert set(np.unique(y)) == set(range(10)) == set(np.unique(y_te))
+    cgrad.manual_seed(0)
+    model = nn.MLP([40, 100, 100, 10], activation="relu")
+    opt = cgrad.optim.Adam(model.parameters(), lr=1e-2)
+
+    @cgrad.compile
+    def step(xb, yb):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(xb), yb)
+        loss.backward()
+        opt.step()
+        return loss
+
+    for s in range(2000):
+        i = (s * 100) % 4000
+        step(X[i:i + 100], y[i:i + 100])
+    with cgrad.no_grad():
+        accuracy = (model(cgrad.tensor(X_te)).argmax(1).numpy() == y_te).mean()
+    assert accuracy >= 0.60, accuracy
+
+
 def test_datasets_are_seeded():
     for name, fn in data.DATASETS.items():
         a, b = fn(seed=3), fn(seed=3)

@@ -473,8 +473,6 @@ cdef class TensorBase:
 
     def __pow__(self, exponent, modulo):
         if _is_scalar(exponent):
-            if exponent == 2 and self.t.dtype <= CG_F64:  # x * x, the same values, vectorised (pow is libm's)
-                return _unary(self, CG_OP_SQUARE)
             return _scalar(self, CG_OP_POW_SCALAR, exponent)
         return _binary(CG_OP_POW, self, _const_like(exponent, self))
 

@@ -81,9 +81,9 @@ static const char *openblas_config(void) {
 
 static const cg_blas_provider providers[] = {
 #ifdef CG_HAVE_OPENBLAS
-    {"openblas", openblas_sgemm, openblas_dgemm, openblas_threads, openblas_config},
+    {"openblas", openblas_sgemm, openblas_dgemm, openblas_threads, openblas_config, cg_skinny_linear},
 #endif
-    {"builtin", builtin_gemm__f32, builtin_gemm__f64, builtin_threads, builtin_config},
+    {"builtin", builtin_gemm__f32, builtin_gemm__f64, builtin_threads, builtin_config, NULL},
 };
 #define N_PROVIDERS ((int)(sizeof providers / sizeof providers[0]))
 

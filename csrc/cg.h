@@ -243,6 +243,10 @@ typedef struct {
     cg_dgemm_fn dgemm;
     void (*set_num_threads)(int n);
     const char *(*config)(void);
+    /* float32 Y [rows, nout] = X [rows, in] W^T + bias (bias NULL: none) in one pass: 1 when
+     * the provider has a kernel for the shape, 0 to use sgemm; NULL when it has none */
+    int (*linear_f32)(int64_t rows, int64_t nin, int64_t nout, const float *X, const float *W, const float *bias,
+                      float *Y);
 } cg_blas_provider;
 
 int cg_blas_provider_count(void);

@@ -225,7 +225,7 @@ void cg_bcast_init(cg_bcast *bc, int nout, const int64_t *out, int na, const int
 /* ---- skinny float32 GEMMs (skinny_gemm.c): 1 when it computed C, 0 for a shape it does not take ---- */
 int cg_skinny_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
-/* Y [rows, nout] = X [rows, nin] W^T + bias (bias NULL: none), one pass, for OpenBLAS's provider */
+/* OpenBLAS's provider's linear_f32 (cg.h) */
 int cg_skinny_linear(int64_t rows, int64_t nin, int64_t nout, const float *X, const float *Wt, const float *bias,
                      float *Y);
 

@@ -110,8 +110,7 @@ static void linear_run(const cg_tensor *x, const cg_tensor *w, const cg_tensor *
     int64_t nin = w->shape[1], nout = w->shape[0], rows = cg_numel(x->ndim - 1, x->shape);
     const cg_blas_provider *blas = cg_blas_current();
     const void *bias = b ? b->data : NULL;
-    if (x->dtype == CG_F32 && strcmp(blas->name, "builtin") && /* the reference provider keeps its own GEMM */
-        cg_skinny_linear(rows, nin, nout, x->data, w->data, bias, ydata))
+    if (x->dtype == CG_F32 && blas->linear_f32 && blas->linear_f32(rows, nin, nout, x->data, w->data, bias, ydata))
         return;
     if (x->dtype == CG_F32) linear_fwd__f32(blas->sgemm, rows, nin, nout, x->data, w->data, bias, ydata);
     else linear_fwd__f64(blas->dgemm, rows, nin, nout, x->data, w->data, bias, ydata);

@@ -11,11 +11,11 @@
  * 8-wide registers, three rows at a time) matched OpenBLAS's Haswell kernels on X W and
  * X W^T (35 us both), lost on G^T X (50 against 39) and won only a linear layer with bias
  * (33 against 44), so it was left out. op(B) for "rows" is first
- * copied into a zero-padded [K][32] block (at most 4 KiB). Measured on 2,000x20x20 float32
- * products (1 core, AVX-512): X W (NN) 27 -> 19.5 us, X W^T 26 -> 19.5, G^T X (K = 2,000)
- * 25 -> 21, a linear layer with bias 35 -> 18; the PINN step of `python -m benchmarks
- * --networks PINN` replayed 5.5 -> 5.1 ms. Results differ from OpenBLAS's in rounding
- * (another summation order), never between runs. */
+ * copied into a zero-padded [K][32] block (at most 4 KiB). `python benchmarks/pinn_kernels.py`
+ * (2,000x20x20 float32, 1 core, AVX-512), cgrad's against OpenBLAS's: X W 20 against 24 us,
+ * X W^T 22 against 30, G^T X (K = 2,000) 22 against 24, a linear layer with bias 19 against
+ * 37. Results differ from OpenBLAS's in rounding (another summation order), never between
+ * runs. */
 #include "cg_internal.h"
 
 #define W 32 /* padded width */
@@ -97,10 +97,8 @@ AVX512 static void rows_avx512(int64_t M, int64_t N, int64_t K, float alpha, con
         for (int r = 0; r < RB; r++) store2(C + (i + r) * ldc, lo[r], hi[r], m0, m1, alpha, beta); \
     } while (0)
 
-AVX512 static void cols_avx512(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                               const float *B, int64_t ldb, float beta, float *C, int64_t ldc, __mmask16 m0,
-                               __mmask16 m1) {
-    (void)N;
+AVX512 static void cols_avx512(int64_t M, int64_t K, float alpha, const float *A, int64_t lda, const float *B,
+                               int64_t ldb, float beta, float *C, int64_t ldc, __mmask16 m0, __mmask16 m1) {
     int64_t i = 0;
     for (; i + 8 <= M; i += 8) COLS_BLOCK(8);
     for (; i + 4 <= M; i += 4) COLS_BLOCK(4);
@@ -157,7 +155,7 @@ int cg_skinny_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, f
     if (ta && !tb && M <= W && K >= 64) {
         __mmask16 m0, m1;
         masks512(N, &m0, &m1);
-        cols_avx512(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, m0, m1);
+        cols_avx512(M, K, alpha, A, lda, B, ldb, beta, C, ldc, m0, m1);
         return 1;
     }
     return 0;

@@ -21,12 +21,14 @@ from ._C import (cast, copy_from_array, gather, gemm, graph_node, node_params, p
 
 
 class _Node:
-    __slots__ = ("op", "key", "inputs", "out", "p0", "p1", "ip", "extra", "need")
+    __slots__ = ("op", "key", "inputs", "in_keys", "out", "p0", "p1", "ip", "extra", "need")
 
     def __init__(self, out):
         self.op, self.inputs = graph_node(out)
         self.key, self.p0, self.p1, self.ip, self.extra = node_params(out)
         self.out = out
+        # the key of the node that made each input (None for a leaf), looked up once
+        self.in_keys = [node_params(x)[0] if x.grad_fn is not None else None for x in self.inputs]
         self.need = (True,) * len(self.inputs)  # which inputs' gradients lead to a target
 
 
@@ -51,7 +53,6 @@ _UNARY: dict[str, Callable] = {
     "exp": lambda x, y, p0, p1: y,
     "log": lambda x, y, p0, p1: 1.0 / x,
     "sqrt": lambda x, y, p0, p1: 0.5 / y,
-    "tanh": lambda x, y, p0, p1: 1.0 - y * y,
     "sigmoid": lambda x, y, p0, p1: y * (1.0 - y),
     "sin": lambda x, y, p0, p1: x.cos(),
     "cos": lambda x, y, p0, p1: -x.sin(),
@@ -113,8 +114,6 @@ def _mask(condition, like):
 
 def _unary(node, g):
     x = node.inputs[0]
-    if node.op == "tanh":  # one op, not three (tanh is the PINNs' activation)
-        return (tanh_backward(g, node.out),)
     rule = _UNARY.get(node.op)
     if rule is None:
         raise NotImplementedError(f"create_graph: the double backward of '{node.op}' is not written yet")
@@ -196,6 +195,11 @@ def _linear(node, g):
     if len(node.inputs) == 3:
         grads.append(g2.sum(0) if need[2] else None)
     return tuple(grads)
+
+
+def _tanh(node, g):
+    """One op, tanh_backward(g, y), not the three of g * (1 - y * y): tanh is the PINNs' activation."""
+    return (tanh_backward(g, node.out),)
 
 
 def _gemm(node, g):
@@ -294,7 +298,7 @@ _RULES: dict[str, Callable] = {
     "sum": _reduce, "mean": _reduce, "logsumexp": _reduce, "max": _reduce, "min": _reduce, "cumsum": _reduce, "softmax": _softmax, "log_softmax": _softmax,
     "matmul": _matmul, "gemm": _gemm, "linear": _linear, "reshape": _reshape, "strided": _strided, "gather": _gather,
     "scatter_add": _scatter_add, "concat": _concat, "cast": _cast, "where": _where,
-    "cross_entropy": _cross_entropy, "python_function": _python,
+    "cross_entropy": _cross_entropy, "python_function": _python, "tanh": _tanh,
 }
 
 
@@ -314,12 +318,10 @@ def _order(roots, wanted=None) -> list:
             node, i = stack[-1]
             if i < len(node.inputs):
                 stack[-1] = (node, i + 1)
-                child = node.inputs[i]
-                if child.grad_fn is not None:
-                    key = node_params(child)[0]
-                    if key not in seen:
-                        seen.add(key)
-                        stack.append((_Node(child), 0))
+                key = node.in_keys[i]
+                if key is not None and key not in seen:
+                    seen.add(key)
+                    stack.append((_Node(node.inputs[i]), 0))
             else:
                 stack.pop()
                 post.append(node)
@@ -328,9 +330,8 @@ def _order(roots, wanted=None) -> list:
     leads: set = set()  # keys of the nodes whose output leads to a target
     kept = []
     for node in post:  # inputs before the nodes that use them
-        node.need = tuple(x.requires_grad and (tensor_key(x) in wanted or
-                                               (x.grad_fn is not None and node_params(x)[0] in leads))
-                          for x in node.inputs)
+        node.need = tuple(x.requires_grad and (tensor_key(x) in wanted or (k is not None and k in leads))
+                          for x, k in zip(node.inputs, node.in_keys))
         if any(node.need):
             leads.add(node.key)
             kept.append(node)
@@ -358,18 +359,18 @@ def taped_grad(roots, seeds, targets) -> list:
         hooks = python_node_owner(node.out, True)
         if hooks is not None:  # hooks on the output see (and may replace) its whole gradient
             (g,) = hooks._cg_backward(g)
-        rule = _unary if node.op in _UNARY else _RULES.get(node.op)
+        rule = _RULES.get(node.op) or (_unary if node.op in _UNARY else None)
         if rule is None:
             raise NotImplementedError(f"create_graph: the double backward of '{node.op}' is not written yet")
-        for x, dx, need in zip(node.inputs, rule(node, g), node.need):
+        for x, dx, need, in_key in zip(node.inputs, rule(node, g), node.need, node.in_keys):
             if dx is None or not need:
                 continue
             key = tensor_key(x)
             if key in wanted:
                 i = wanted[key]
                 found[i] = dx if found[i] is None else found[i] + dx
-            if x.grad_fn is not None:
-                add(node_params(x)[0], dx)
+            if in_key is not None:
+                add(in_key, dx)
     return found
 
 

@@ -171,7 +171,7 @@ class FunctionCtx:
     save_for_backward, read them back as saved_tensors; any other attribute may be set."""
 
     needs_input_grad: tuple[bool, ...]
-    _saved_outputs: set = set()  # which saved tensors are the forward's output (Function.apply)
+    _saved_outputs: frozenset | set = frozenset()  # which saved tensors are the forward's output (Function.apply)
     _graph_output: Tensor | None = None  # that output as recorded, while the taped sweep runs backward
 
     def save_for_backward(self, *tensors: Tensor | None) -> None:

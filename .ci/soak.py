@@ -21,6 +21,7 @@ from cgrad import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
 from _harness import rss_bytes  # noqa: E402
+from pinn import torch_like_step as pinn_step  # noqa: E402
 
 
 def check_flat(name: str, samples: list[int]) -> None:
@@ -94,8 +95,8 @@ def replayed_training(steps: int) -> None:
 
 
 def pinn(steps: int, compiled: bool) -> None:
-    """A Burgers PINN step (Adam through the second derivative), as in examples/burgers_pinn.py
-    but small: the taped sweep's graph must be freed every step."""
+    """The Burgers PINN step of benchmarks/pinn.py (Adam through the second derivative) on a
+    small network and batch: the taped sweep's graph must be freed every step."""
     cgrad.manual_seed(0)
     rng = np.random.default_rng(0)
     xf = rng.uniform([-1, 0], [1, 1], (256, 2)).astype(np.float32)
@@ -104,18 +105,7 @@ def pinn(steps: int, compiled: bool) -> None:
     net = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 1))
     opt = cgrad.optim.Adam(net.parameters(), lr=1e-3)
 
-    def step(xf, xu, uu):
-        x = cgrad.as_tensor(xf).requires_grad_()
-        opt.zero_grad()
-        u = net(x)
-        (du,) = cgrad.autograd.grad(u.sum(), x, create_graph=True)
-        u_xx = cgrad.autograd.grad(du[:, :1].sum(), x, create_graph=True)[0][:, :1]
-        f = du[:, 1:] + u * du[:, :1] - (0.01 / np.pi) * u_xx
-        loss = ((net(cgrad.as_tensor(xu)) - cgrad.as_tensor(uu)) ** 2).mean() + (f ** 2).mean()
-        loss.backward()
-        opt.step()
-        return loss
-
+    step = pinn_step(cgrad, net, opt)  # the benchmark's step, as a PyTorch user writes it
     run = cgrad.compile(step) if compiled else step
     base, samples, first = None, [], None
     for i in range(steps):

@@ -95,7 +95,7 @@ def gemm_flops() -> int:
 
 # ---------------------------------------------------------------- the steps
 
-def _torch_like_step(lib, net, opt):
+def torch_like_step(lib, net, opt):
     """The step as a PyTorch user writes it: the same code for cgrad (import cgrad as torch)
     and PyTorch."""
     def step(xf, xu, uu):
@@ -137,18 +137,22 @@ def _cgrad_parts(weights):
 # without waiting for it; sync(loss) waits for it and gives it as a Python float. The timing
 # loop calls sync once at the end of each repeat.
 
+def _eager(lib, parts, batch):
+    step = torch_like_step(*parts)
+    xf, xu, uu = (lib.from_numpy(a) for a in batch)
+    return (lambda: step(xf, xu, uu)), (lambda loss: loss.item())
+
+
 def cgrad_step(batch, weights):
     import cgrad
-    step = _torch_like_step(*_cgrad_parts(weights))
-    xf, xu, uu = (cgrad.from_numpy(a) for a in batch)
-    return (lambda: step(xf, xu, uu)), (lambda loss: loss.item())
+    return _eager(cgrad, _cgrad_parts(weights), batch)
 
 
 def cgrad_replay_step(batch, weights):
     """The same step under cgrad.compile: recorded on the first call, replayed in C after;
     the batch comes in as numpy arrays, as step inputs must be arguments."""
     import cgrad
-    step = cgrad.compile(_torch_like_step(*_cgrad_parts(weights)))
+    step = cgrad.compile(torch_like_step(*_cgrad_parts(weights)))
     return (lambda: step(*batch)), (lambda loss: loss.item())
 
 
@@ -160,16 +164,14 @@ def _torch_parts(weights):
 
 def torch_step(batch, weights):
     import torch
-    step = _torch_like_step(*_torch_parts(weights))
-    xf, xu, uu = (torch.from_numpy(a) for a in batch)
-    return (lambda: step(xf, xu, uu)), (lambda loss: loss.item())
+    return _eager(torch, _torch_parts(weights), batch)
 
 
 def torch_compile_step(batch, weights):
     """torch.compile over the same step. Raises (on the first call) when it does not
     compile: aot_autograd does not support double backward."""
     import torch
-    step = torch.compile(_torch_like_step(*_torch_parts(weights)))
+    step = torch.compile(torch_like_step(*_torch_parts(weights)))
     xf, xu, uu = (torch.from_numpy(a) for a in batch)
     return (lambda: step(xf, xu, uu)), (lambda loss: loss.item())
 

@@ -201,3 +201,15 @@ class RemovableHandle:
 def _function_record(ctx: Any, inputs: list[Any], value: TensorBase) -> Any: ...
 def _tensor_version(t: TensorBase) -> int: ...
 def _grad(roots: list[Any], seeds: list[Any], targets: list[Any], retain_graph: bool) -> list[Any]: ...
+
+# ---- convolution ----
+
+# ---- end of convolution ----
+
+# ---- pooling ----
+
+# ---- end of pooling ----
+
+# ---- normalisation ----
+
+# ---- end of normalisation ----

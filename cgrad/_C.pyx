@@ -29,3 +29,6 @@ include "_C_optim.pxi"    # ParamSet: every parameter updated in one C call
 include "_C_replay.pxi"   # cgrad.compile: Program, capture, copying inputs in
 include "_C_debug.pxi"    # anomaly mode, graph drawing, memory counters, profiler events
 include "_C_function.pxi" # autograd.Function, tensor hooks, autograd.grad: the sweep's calls into Python
+include "_C_conv.pxi"     # convolution: conv forward and its two adjoints
+include "_C_pool.pxi"     # pooling: max, average, adaptive
+include "_C_norm.pxi"     # normalisation: batch norm

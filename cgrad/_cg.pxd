@@ -145,3 +145,15 @@ cdef extern from "cg.h" nogil:
     const char *cg_build_info()
     void cg_set_num_threads(int n)
     int cg_get_num_threads()
+
+    # ---- convolution (conv.c) ----
+
+    # ---- end of convolution ----
+
+    # ---- pooling (pool.c) ----
+
+    # ---- end of pooling ----
+
+    # ---- normalisation (norm.c) ----
+
+    # ---- end of normalisation ----

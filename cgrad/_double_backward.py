@@ -301,6 +301,18 @@ _RULES: dict[str, Callable] = {
     "cross_entropy": _cross_entropy, "python_function": _python, "tanh": _tanh,
 }
 
+# ---- convolution ----
+
+# ---- end of convolution ----
+
+# ---- pooling ----
+
+# ---- end of pooling ----
+
+# ---- normalisation ----
+
+# ---- end of normalisation ----
+
 
 def _order(roots, wanted=None) -> list:
     """Nodes reachable from the roots, each after every node that uses its output. With

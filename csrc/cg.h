@@ -263,4 +263,16 @@ const char *cg_build_info(void);
 void cg_set_num_threads(int n);
 int cg_get_num_threads(void);
 
+/* ---- convolution (conv.c) ---- */
+
+/* ---- end of convolution ---- */
+
+/* ---- pooling (pool.c) ---- */
+
+/* ---- end of pooling ---- */
+
+/* ---- normalisation (norm.c) ---- */
+
+/* ---- end of normalisation ---- */
+
 #endif

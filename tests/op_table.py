@@ -468,4 +468,15 @@ OPS = [
     _einsum_line("einsum_ellipsis", "...ij,jk->...ik", (2, 3, 4), (4, 5)),
     _einsum_line("einsum_three", "ij,jk,kl->il", (2, 3), (3, 4), (4, 2)),
     _einsum_line("einsum_broadcast_1", "bij,bjk->bik", (2, 3, 4), (1, 4, 5)),
+    # ---- convolution ----
+
+    # ---- end of convolution ----
+
+    # ---- pooling ----
+
+    # ---- end of pooling ----
+
+    # ---- normalisation ----
+
+    # ---- end of normalisation ----
 ]

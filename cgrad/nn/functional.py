@@ -209,3 +209,18 @@ def nll_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
     # targets where cgrad.compile re-reads them (indexing with computed flat positions would
     # freeze the recorded targets)
     return _reduce(cross_entropy(input, target, "none") - input.logsumexp(1), reduction)
+
+
+# ---- convolution ----
+
+# ---- end of convolution ----
+
+
+# ---- pooling ----
+
+# ---- end of pooling ----
+
+
+# ---- normalisation ----
+
+# ---- end of normalisation ----

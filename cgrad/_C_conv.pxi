@@ -1,0 +1,1 @@
+# Convolution: the entry points of csrc/conv.c.

@@ -1,0 +1,1 @@
+# Normalisation: the entry points of csrc/norm.c.

@@ -1,0 +1,1 @@
+# Pooling: the entry points of csrc/pool.c.

@@ -147,6 +147,12 @@ cdef extern from "cg.h" nogil:
     int cg_get_num_threads()
 
     # ---- convolution (conv.c) ----
+    cg_status cg_conv(cg_tensor *x, cg_tensor *w, cg_tensor *b, const int64_t *stride, const int64_t *pad,
+                      const int64_t *dilation, int64_t groups, const int64_t *out_hw, cg_tensor **out)
+    cg_status cg_conv_dx(cg_tensor *G, cg_tensor *w, const int64_t *stride, const int64_t *pad,
+                         const int64_t *dilation, int64_t groups, const int64_t *in_hw, cg_tensor **out)
+    cg_status cg_conv_dw(cg_tensor *G, cg_tensor *x, const int64_t *stride, const int64_t *pad,
+                         const int64_t *dilation, int64_t groups, const int64_t *k_hw, cg_tensor **out)
 
     # ---- end of convolution ----
 

@@ -16,8 +16,8 @@ from typing import Callable
 
 import numpy as np
 
-from ._C import (cast, copy_from_array, gather, gemm, graph_node, node_params, python_node_owner, scatter_add,
-                 tanh_backward, tensor_key, where, zeros)
+from ._C import (cast, conv, conv_dw, conv_dx, copy_from_array, gather, gemm, graph_node, node_params,
+                 python_node_owner, scatter_add, tanh_backward, tensor_key, where, zeros)
 
 
 class _Node:
@@ -302,6 +302,45 @@ _RULES: dict[str, Callable] = {
 }
 
 # ---- convolution ----
+def _conv_geometry(node):
+    """stride, padding before and dilation as (h, w) pairs, the groups and the op's own two sizes."""
+    ip = node.ip
+    return (ip[0], ip[1]), (ip[2], ip[3]), (ip[4], ip[5]), ip[6], (ip[7], ip[8])
+
+
+def _hw(t) -> tuple:
+    return (t.shape[2], t.shape[3]) if t.ndim == 4 else (1, t.shape[2])
+
+
+def _conv_rule(node, g):
+    """y = conv(x, w) + b: dx = conv_dx(g, w), dw = conv_dw(g, x), db = the sums of g."""
+    x, w = node.inputs[:2]
+    s, p, d, groups, _ = _conv_geometry(node)
+    need = node.need
+    grads = [conv_dx(g, w, s, p, d, groups, _hw(x)) if need[0] else None,
+             conv_dw(g, x, s, p, d, groups, _hw(w)) if need[1] else None]
+    if len(node.inputs) == 3:
+        grads.append(g.sum((0, *range(2, g.ndim))) if need[2] else None)
+    return tuple(grads)
+
+
+def _conv_dx_rule(node, u):
+    """dx = conv_dx(g, w), bilinear: d/dg = conv(u, w), d/dw = conv_dw(g, u)."""
+    g, w = node.inputs
+    s, p, d, groups, _ = _conv_geometry(node)
+    return (conv(u, w, None, s, p, d, groups, _hw(g)) if node.need[0] else None,
+            conv_dw(g, u, s, p, d, groups, _hw(w)) if node.need[1] else None)
+
+
+def _conv_dw_rule(node, v):
+    """dw = conv_dw(g, x), bilinear: d/dg = conv(x, v), d/dx = conv_dx(g, v)."""
+    g, x = node.inputs
+    s, p, d, groups, _ = _conv_geometry(node)
+    return (conv(x, v, None, s, p, d, groups, _hw(g)) if node.need[0] else None,
+            conv_dx(g, v, s, p, d, groups, _hw(x)) if node.need[1] else None)
+
+
+_RULES["conv"], _RULES["conv_dx"], _RULES["conv_dw"] = _conv_rule, _conv_dx_rule, _conv_dw_rule
 
 # ---- end of convolution ----
 

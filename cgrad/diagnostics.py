@@ -5,9 +5,10 @@
     report.layers            # the same as plain dicts
 
 For each activation layer: the fraction of dead ReLU units (zero for every example of the
-batch), the fraction of saturated sigmoid/tanh outputs (local derivative below
+batch; after a convolution a unit is a channel, dead when zero at every position of every
+example), the fraction of saturated sigmoid/tanh outputs (local derivative below
 `saturation`), the mean magnitude of the upstream gradient dL/dy arriving at the layer and
-of its local gradient dy/dx. For each Linear layer: the weight-gradient norm and, when an
+of its local gradient dy/dx. For each Linear and Conv layer: the weight-gradient norm and, when an
 optimizer is given, the update ratio |dw| / |w| of one step (taken and then undone).
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .losses import batch_loss, loss_targets, resolve_loss
 from .trainer import Callback
 
 _ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh)
+_WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
 class HealthReport:
@@ -43,10 +45,10 @@ class HealthReport:
 
 
 def _layers(model):
-    """(label, module) for every activation and Linear layer, in forward order."""
+    """(label, module) for every activation, Linear and Conv layer, in forward order."""
     out = []
     for name, m in model.named_modules():
-        if isinstance(m, _ACTIVATIONS + (nn.Linear,)):
+        if isinstance(m, _ACTIVATIONS + _WEIGHTED):
             out.append((f"{name}: {m._scope_label().split(': ', 1)[-1]}" if name else m._scope_label(), m))
     return out
 
@@ -89,7 +91,8 @@ def health(model, X, y, loss="cross_entropy", optimizer=None, saturation: float 
             x, a = captured[id(m)]
             xv, av = x.numpy(), a.numpy()
             g = a.grad.numpy() if a.grad is not None else np.zeros_like(av)
-            units = av.reshape(-1, av.shape[-1]) if av.ndim > 1 else av.reshape(1, -1)
+            # units: the features of (N, F), the channels of (N, C, L...) (dead everywhere = a dead filter)
+            units = np.moveaxis(av, 1, -1).reshape(-1, av.shape[1]) if av.ndim > 1 else av.reshape(1, -1)
             if isinstance(m, (nn.ReLU, nn.LeakyReLU)):
                 local = (xv > 0).astype(np.float64) if isinstance(m, nn.ReLU) else np.where(xv > 0, 1.0, m.negative_slope)
                 dead = float(np.mean(np.all(units <= 0, axis=0))) if isinstance(m, nn.ReLU) else 0.0
@@ -108,7 +111,7 @@ def health(model, X, y, loss="cross_entropy", optimizer=None, saturation: float 
                                     f"or the initial weights down, or use ReLU")
             row["upstream_grad"] = float(np.mean(np.abs(g)))
             row["local_grad"] = float(np.mean(np.abs(local)))
-        if isinstance(m, nn.Linear):
+        if isinstance(m, _WEIGHTED):
             gw = m.weight.grad
             row["grad_norm"] = float(np.linalg.norm(gw.numpy())) if gw is not None else 0.0
             if row["grad_norm"] < 1e-8:
@@ -118,10 +121,10 @@ def health(model, X, y, loss="cross_entropy", optimizer=None, saturation: float 
     if optimizer is not None:  # one step, measured, then undone
         state = optimizer.state_dict()
         before = [p.numpy().copy() for p in model.parameters()]
-        weights = {id(m): m.weight.numpy().copy() for _, m in layers if isinstance(m, nn.Linear)}
+        weights = {id(m): m.weight.numpy().copy() for _, m in layers if isinstance(m, _WEIGHTED)}
         optimizer.step()
         for row, (label, m) in zip(rows, layers):
-            if isinstance(m, nn.Linear):
+            if isinstance(m, _WEIGHTED):
                 w0 = weights[id(m)]
                 row["update_ratio"] = float(np.linalg.norm(m.weight.numpy() - w0)) / max(float(np.linalg.norm(w0)), 1e-12)
                 if row["update_ratio"] > 1e-1:

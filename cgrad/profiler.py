@@ -24,7 +24,8 @@ from . import _C, _state
 
 _OP_NAMES = _C.op_names()
 PHASES = {0: "forward", 1: "backward", 2: "backward dX = dZ W^T", 3: "backward dW = X^T dZ",
-          4: "backward call", 5: "optimizer"}
+          4: "backward call", 5: "optimizer", 6: "backward dX = col2im(dZ W)", 7: "backward dW = col(X)^T dZ"}
+_GEMM_PHASES = (2, 3, 6, 7)  # the GEMMs inside a backward rule, each also its own event
 
 _active = 0  # open profile() blocks
 
@@ -111,7 +112,7 @@ class profile:
         ev = self.events
         both = phase == "both"
         main = ev[self._phase_mask(phase)]
-        subs = ev[(ev["phase"] == 2) | (ev["phase"] == 3)] if phase in ("backward", "both") else ev[:0]
+        subs = ev[np.isin(ev["phase"], _GEMM_PHASES)] if phase in ("backward", "both") else ev[:0]
         # one integer key per event: (op | scope | op and node) and, for phase='both', the
         # phase; a GEMM sub-event keys as its backward node (aggregated with numpy: a long
         # profile holds a million events)
@@ -148,7 +149,7 @@ class profile:
         flops = sums(mi, main["flops"]) + sums(si, subs["flops"])
         nbytes = sums(mi, main["bytes"].astype(np.float64))
         parts: dict[int, dict[str, tuple[float, float]]] = {}
-        for part in (2, 3):
+        for part in _GEMM_PHASES:
             sel = subs["phase"] == part
             ms, pf = sums(si[sel], sdur[sel]), sums(si[sel], subs["flops"][sel])
             label = PHASES[part].replace("backward ", "")
@@ -246,7 +247,7 @@ class profile:
                 phase = int(e["phase"])
                 tid = 1 if phase == 0 else 2
                 name = "backward()" if phase == 4 else _OP_NAMES[e["op"]]
-                if phase in (2, 3):
+                if phase in _GEMM_PHASES:
                     name = PHASES[phase].replace("backward ", "")
                 args = {"layer": _state.scopes[e["scope"]] if 0 <= e["scope"] < len(_state.scopes) else "",
                         "node": int(e["node"])}

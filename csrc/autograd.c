@@ -179,6 +179,15 @@ static void *pool_zeroed(grad_pool *pool, size_t nbytes) {
     return p;
 }
 
+/* See cg_internal.h: a rule's failure, read after each rule */
+_Thread_local cg_status cg_rule_status_;
+
+cg_status cg_rule_status(void) {
+    cg_status st = cg_rule_status_;
+    cg_rule_status_ = CG_OK;
+    return st;
+}
+
 /* A buffer of nbytes with whatever it held: only for rules that write before they add. */
 static void *pool_take(grad_pool *pool, size_t nbytes) {
     for (int i = pool->n - 1; i >= 0; i--)
@@ -610,7 +619,7 @@ static inline __attribute__((always_inline)) cg_status sweep(cg_node *const *ord
          * runs its hooks, which decide the target's gradient */
         if (!grad_only || (node->wanted & 2) || cg_python_is_hooks(node)) {
             cg_ops[node->op].bwd(node, node->grad, dins);
-            if (node->op == CG_OP_PYTHON && (st = cg_python_status())) break; /* the one rule running user code */
+            if ((st = cg_rule_status())) break;
         }
         if (cg_anomaly_on && (st = check_gradients(node, dins))) break;
         if (grad_only) st = capture_targets(node, x);

@@ -152,6 +152,8 @@ typedef enum {
     CG_PHASE_BWD_DW = 3,    /* the dW = X^T dZ GEMM */
     CG_PHASE_BWD_CALL = 4,  /* one whole cg_backward call */
     CG_PHASE_OPTIMIZER = 5, /* one optimizer step over all parameters */
+    CG_PHASE_BWD_CONV_DX = 6, /* the dX = col2im(dZ W) GEMM and col2im inside a convolution's rule */
+    CG_PHASE_BWD_CONV_DW = 7, /* the dW = col(X)^T dZ GEMM */
 } cg_phase;
 typedef struct {
     uint64_t t0, t1; /* monotonic ns */
@@ -264,6 +266,17 @@ void cg_set_num_threads(int n);
 int cg_get_num_threads(void);
 
 /* ---- convolution (conv.c) ---- */
+/* x [N, C, H, W] (or [N, C, L]: 1-D, H = 1) and w [OC, C/groups, KH, KW] -> y [N, OC, OH, OW]
+ * (+ bias [OC], NULL: none). Each 2-array is (H, W): stride, padding before, dilation, and the
+ * output size out_hw, which implies the padding after (so 'same' may pad more after). */
+cg_status cg_conv(cg_tensor *x, cg_tensor *w, cg_tensor *b, const int64_t *stride, const int64_t *pad,
+                  const int64_t *dilation, int64_t groups, const int64_t *out_hw, cg_tensor **out);
+/* The adjoints, each differentiable (the taped backward): dX [N, C, H, W] from dY and w; dW
+ * [OC, C/groups, KH, KW] from dY and x. */
+cg_status cg_conv_dx(cg_tensor *G, cg_tensor *w, const int64_t *stride, const int64_t *pad, const int64_t *dilation,
+                     int64_t groups, const int64_t *in_hw, cg_tensor **out);
+cg_status cg_conv_dw(cg_tensor *G, cg_tensor *x, const int64_t *stride, const int64_t *pad, const int64_t *dilation,
+                     int64_t groups, const int64_t *k_hw, cg_tensor **out);
 
 /* ---- end of convolution ---- */
 

@@ -110,6 +110,18 @@ double cg_op_flops(int op, cg_tensor *const *inputs, int64_t out_numel);
 void cg_prof_event_add(int op, int phase, int64_t node, int32_t scope, uint64_t t0, uint64_t t1, double flops,
                        int64_t bytes);
 /* At the entry of every op: the forward time (and allocation count) runs from here to cg_record. */
+/* Time part of NODE's backward rule (a GEMM: dX or dW) as its own profiler event. */
+#define CG_PROF_PHASE(NODE, PHASE, FLOPS, ...)                                                      \
+    do {                                                                                            \
+        if (cg_prof_on) {                                                                           \
+            uint64_t t0_ = cg_now_ns();                                                             \
+            __VA_ARGS__;                                                                            \
+            cg_prof_event_add((NODE)->op, PHASE, (NODE)->id, (NODE)->scope, t0_, cg_now_ns(), FLOPS, 0); \
+        } else {                                                                                    \
+            __VA_ARGS__;                                                                            \
+        }                                                                                           \
+    } while (0)
+
 #define CG_PROF_BEGIN()                                                                         \
     do {                                                                                        \
         if (cg_prof_on) {                                                                       \
@@ -131,7 +143,12 @@ cg_status cg_backward_sorted(cg_node *const *order, size_t n, cg_tensor *root, c
 void cg_node_release(cg_node *node); /* iterative, like cg_tensor_release */
 
 /* ---- ops written in Python (pyop.c) ---- */
-cg_status cg_python_status(void); /* the last PYTHON rule's status on this thread, then cleared */
+/* Rules and replay functions return nothing: they cannot fail on checked input. The few that
+ * can (a PYTHON rule runs user code; a convolution takes scratch memory) leave their status
+ * here (cg_rule_status_, with cg_error's message); the sweep and the replay read it after each
+ * call with cg_rule_status(), which clears it. */
+extern _Thread_local cg_status cg_rule_status_;
+cg_status cg_rule_status(void);
 int cg_python_is_hooks(const cg_node *node); /* a hook node (cg_py_hook_node)? */
 /* leaf's gradient of this sweep after its hooks: a new reference in *out */
 cg_status cg_python_leaf_hooks(cg_tensor *leaf, cg_tensor *g, cg_tensor **out);

@@ -10,16 +10,7 @@
 #include <limits.h>
 
 /* Time one GEMM of a backward rule as its own profiler event (dX or dW). */
-#define PROF_GEMM(PHASE, FLOPS, ...)                                                            \
-    do {                                                                                        \
-        if (cg_prof_on) {                                                                       \
-            uint64_t t0_ = cg_now_ns();                                                         \
-            __VA_ARGS__;                                                                        \
-            cg_prof_event_add(node->op, PHASE, node->id, node->scope, t0_, cg_now_ns(), FLOPS, 0); \
-        } else {                                                                                \
-            __VA_ARGS__;                                                                        \
-        }                                                                                       \
-    } while (0)
+#define PROF_GEMM(PHASE, FLOPS, ...) CG_PROF_PHASE(node, PHASE, FLOPS, __VA_ARGS__)
 
 /* X [.., n, k] @ W [.., k, m] -> Z [.., n, m] */
 typedef struct {

@@ -23,6 +23,7 @@ int cg_op_reads(int op) { return is_op(op) ? cg_ops[op].reads : 0; }
 double cg_op_flops(int op, cg_tensor *const *inputs, int64_t out_numel) {
     if (op == CG_OP_MATMUL) return 2.0 * (double)out_numel * (double)inputs[0]->shape[inputs[0]->ndim - 1];
     if (op == CG_OP_LINEAR) return 2.0 * (double)out_numel * (double)inputs[1]->shape[1];
+    if (op == CG_OP_CONV) return 2.0 * (double)out_numel * (double)(inputs[1]->numel / inputs[1]->shape[0]);
     if (op == CG_OP_GEMM && out_numel > 0) /* m k * k n / (m n) = k^2, whichever operand is transposed */
         return 2.0 * (double)out_numel * sqrt((double)inputs[0]->numel * (double)inputs[1]->numel / (double)out_numel);
     return 0;

@@ -15,8 +15,6 @@
 static cg_py_backward_fn py_backward;
 static cg_py_leaf_hooks_fn py_leaf_hooks;
 static void (*py_release)(void *);
-/* Rules return nothing (they cannot fail on checked input); this one runs user code. */
-static _Thread_local cg_status rule_status;
 
 #define PY_FUNCTION 0 /* node->ip[0] */
 #define PY_HOOKS 1
@@ -127,11 +125,6 @@ cg_status cg_py_hook_node(cg_tensor *t, void *obj) {
     return CG_OK;
 }
 
-cg_status cg_python_status(void) {
-    cg_status st = rule_status;
-    rule_status = CG_OK;
-    return st;
-}
 
 /* What a callback handed back must have the shape of `like`: checked again here (the binding
  * checks it with a better message) since it is added into a buffer laid out like `like`. */
@@ -202,7 +195,7 @@ static cg_status python_rule(cg_node *node, void *g, void **dins) {
 }
 
 void cg_python_bwd(cg_node *node, const void *g, void **dins) {
-    rule_status = python_rule(node, (void *)g, dins); /* g is node->grad, this node's own buffer */
+    cg_rule_status_ = python_rule(node, (void *)g, dins); /* g is node->grad, this node's own buffer */
 }
 
 /* Never called: cgrad.compile refuses Python functions while recording. */

@@ -206,6 +206,8 @@ static cg_status replay_op(cg_node *node) {
     for (int i = 0; i < node->n_inputs; i++) node->versions[i] = node->inputs[i]->storage->version;
     node->versions[node->n_inputs] = node->saved_out->version;
     cg_ops[node->op].replay(node);
+    cg_status st = cg_rule_status();
+    if (st) return st;
     if (cg_prof_on)
         cg_prof_event_add(node->op, CG_PHASE_FORWARD, node->id, node->scope, t0, cg_now_ns(),
                           cg_op_flops(node->op, node->inputs, node->numel), 0);

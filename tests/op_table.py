@@ -97,6 +97,103 @@ def _tF(name, *args, **kwargs):
     return _torch(lambda torch, *xs: getattr(torch.nn.functional, name)(*xs, *args, **kwargs))
 
 
+# ---- convolution: naive numpy references, one tap at a time ----
+def _pairs(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _conv_windows(shape_hw, k_hw, stride, pad, dilation, out_hw):
+    """For each tap (i, j): the slices of the padded input under it at every output position."""
+    (s0, s1), (d0, d1) = stride, dilation
+    for i in range(k_hw[0]):
+        for j in range(k_hw[1]):
+            yield i, j, (slice(i * d0, i * d0 + s0 * (out_hw[0] - 1) + 1, s0),
+                         slice(j * d1, j * d1 + s1 * (out_hw[1] - 1) + 1, s1))
+
+
+def _conv_out(size, k, s, lo, hi, d):
+    return (size + lo + hi - d * (k - 1) - 1) // s + 1
+
+
+def np_conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """PyTorch's conv2d in numpy; padding: an int, a pair, or ((top, bottom), (left, right))."""
+    stride, dilation = _pairs(stride), _pairs(dilation)
+    pads = padding if isinstance(padding, tuple) and isinstance(padding[0], tuple) else \
+        tuple((p, p) for p in _pairs(padding))
+    xp = np.pad(x, ((0, 0), (0, 0), *pads))
+    N, C = x.shape[:2]
+    OC, CG, KH, KW = w.shape
+    out = tuple(_conv_out(x.shape[2 + a], w.shape[2 + a], stride[a], *pads[a], dilation[a]) for a in range(2))
+    y = np.zeros((N, OC, *out), x.dtype)
+    og = OC // groups
+    for g in range(groups):
+        for i, j, (si, sj) in _conv_windows(x.shape[2:], (KH, KW), stride, pads, dilation, out):
+            patch = xp[:, g * CG:(g + 1) * CG, si, sj]
+            y[:, g * og:(g + 1) * og] += np.einsum("nchw,oc->nohw", patch, w[g * og:(g + 1) * og, :, i, j])
+    return y if b is None else y + b.reshape(1, -1, 1, 1)
+
+
+def np_conv1d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    pad = padding if isinstance(padding, tuple) else (padding, padding)
+    return np_conv2d(x[:, :, None], w[:, :, None], b, (1, stride), ((0, 0), pad), (1, dilation), groups)[:, :, 0]
+
+
+def np_conv2d_dx(g, w, in_hw, stride, pad, dilation, groups):
+    """The adjoint of np_conv2d in x (padding before = pad, after implied by g's size)."""
+    N, OC, OH, OW = g.shape
+    _, CG, KH, KW = w.shape
+    full = [max(in_hw[a] + pad[a], (g.shape[2 + a] - 1) * stride[a] + dilation[a] * (w.shape[2 + a] - 1) + 1)
+            for a in range(2)]
+    dxp = np.zeros((N, CG * groups, *full), g.dtype)
+    og = OC // groups
+    for q in range(groups):
+        for i, j, (si, sj) in _conv_windows(in_hw, (KH, KW), stride, None, dilation, (OH, OW)):
+            dxp[:, q * CG:(q + 1) * CG, si, sj] += np.einsum("nohw,oc->nchw", g[:, q * og:(q + 1) * og],
+                                                             w[q * og:(q + 1) * og, :, i, j])
+    return dxp[:, :, pad[0]:pad[0] + in_hw[0], pad[1]:pad[1] + in_hw[1]]
+
+
+def np_conv2d_dw(g, x, k_hw, stride, pad, dilation, groups):
+    """The adjoint of np_conv2d in w."""
+    N, OC, OH, OW = g.shape
+    C = x.shape[1]
+    full = [max(x.shape[2 + a] + pad[a], (g.shape[2 + a] - 1) * stride[a] + dilation[a] * (k_hw[a] - 1) + 1)
+            for a in range(2)]
+    xp = np.zeros((N, C, *full), x.dtype)
+    xp[:, :, pad[0]:pad[0] + x.shape[2], pad[1]:pad[1] + x.shape[3]] = x
+    cg, og = C // groups, OC // groups
+    dw = np.zeros((OC, cg, *k_hw), x.dtype)
+    for q in range(groups):
+        for i, j, (si, sj) in _conv_windows(x.shape[2:], k_hw, stride, None, dilation, (OH, OW)):
+            dw[q * og:(q + 1) * og, :, i, j] = np.einsum("nohw,nchw->oc", g[:, q * og:(q + 1) * og],
+                                                         xp[:, q * cg:(q + 1) * cg, si, sj])
+    return dw
+
+
+def _conv_line(name, n, x_shape, w_shape, bias=True, **kw):
+    F_, ref = (F.conv2d, np_conv2d) if n == 2 else (F.conv1d, np_conv1d)
+    ref_kw = dict(kw)
+    if kw.get("padding") == "same":  # d (k - 1) in all, the odd one after
+        d = _pairs(kw.get("dilation", 1))[:n] if n == 2 else (kw.get("dilation", 1),)
+        tot = [dd * (k - 1) for dd, k in zip(d, w_shape[2:])]
+        pads = tuple((t // 2, t - t // 2) for t in tot)
+        ref_kw["padding"] = pads if n == 2 else pads[0]
+    shapes = [x_shape, w_shape] + ([(w_shape[0],)] if bias else [])
+    torch_fn = _tF(f"conv{n}d", **{k: v for k, v in kw.items()})
+    if bias:
+        return OpInfo(name, "conv", lambda x, w, b: F_(x, w, b, **kw), lambda x, w, b: ref(x, w, b, **ref_kw),
+                      shapes, torch=lambda x, w, b: torch_fn(x, w, b))
+    return OpInfo(name, "conv", lambda x, w: F_(x, w, None, **kw), lambda x, w: ref(x, w, None, **ref_kw),
+                  shapes, torch=lambda x, w: torch_fn(x, w))
+
+
+def _conv_adjoint_line(name, op, g_shape, other_shape, size, stride, pad, dilation, groups):
+    fn = getattr(cgrad._C, op)
+    ref = np_conv2d_dx if op == "conv_dx" else np_conv2d_dw
+    return OpInfo(name, op, lambda g, o: fn(g, o, stride, pad, dilation, groups, size),
+                  lambda g, o: ref(g, o, size, stride, pad, dilation, groups), [g_shape, other_shape], torch=None)
+
+
 # ---- the losses: fixed targets, drawn once ----
 _TRNG = np.random.default_rng(3)
 LS = (6, 4)
@@ -469,6 +566,21 @@ OPS = [
     _einsum_line("einsum_three", "ij,jk,kl->il", (2, 3), (3, 4), (4, 2)),
     _einsum_line("einsum_broadcast_1", "bij,bjk->bik", (2, 3, 4), (1, 4, 5)),
     # ---- convolution ----
+    _conv_line("conv2d", 2, (2, 3, 5, 4), (4, 3, 3, 2)),
+    _conv_line("conv2d_strided_padded_dilated_groups", 2, (2, 4, 7, 6), (6, 2, 3, 3), stride=(2, 1),
+               padding=(1, 2), dilation=(1, 2), groups=2),
+    _conv_line("conv2d_stride_past_kernel_batch1", 2, (1, 2, 7, 7), (3, 2, 2, 2), bias=False, stride=3),
+    _conv_line("conv2d_1x1", 2, (2, 3, 4, 5), (5, 3, 1, 1)),
+    _conv_line("conv2d_same_even_kernel", 2, (2, 2, 5, 5), (3, 2, 2, 4), padding="same"),
+    _conv_line("conv2d_depthwise", 2, (2, 4, 5, 5), (4, 1, 3, 3), padding=1, groups=4),
+    _conv_line("conv1d", 1, (3, 2, 9), (4, 2, 3), stride=2, padding=1),
+    _conv_line("conv1d_same_dilated", 1, (2, 3, 10), (2, 3, 2), bias=False, padding="same", dilation=3),
+    _conv_adjoint_line("conv_dx", "conv_dx", (2, 4, 3, 2), (4, 3, 2, 2), (6, 4), (2, 2), (1, 0), (1, 1), 1),
+    _conv_adjoint_line("conv_dx_groups_dilated", "conv_dx", (1, 4, 3, 3), (4, 1, 2, 2), (5, 5), (1, 1), (0, 1),
+                       (2, 1), 2),
+    _conv_adjoint_line("conv_dw", "conv_dw", (2, 4, 3, 2), (2, 3, 6, 4), (2, 2), (2, 2), (1, 0), (1, 1), 1),
+    _conv_adjoint_line("conv_dw_groups_dilated", "conv_dw", (1, 4, 3, 3), (1, 2, 5, 5), (2, 2), (1, 1), (0, 1),
+                       (2, 1), 2),
 
     # ---- end of convolution ----
 

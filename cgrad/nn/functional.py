@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _C
 from .._C import cross_entropy, linear  # noqa: F401  (fused C ops, exposed as they are)
 from ..tensor import Tensor, _as_tensor, _generator, cat, from_numpy, full
 
@@ -212,6 +213,94 @@ def nll_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
 
 
 # ---- convolution ----
+def _ntuple(value, n: int, what: str, op: str) -> tuple:
+    """An int or a sequence of n ints as a tuple of n ints (PyTorch's _pair/_single)."""
+    out = (value,) * n if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(out) != n or not all(isinstance(v, (int, np.integer)) for v in out):
+        raise ValueError(f"{op}: {what} must be an int or {n} ints, got {value!r}")
+    return tuple(int(v) for v in out)
+
+
+def _conv_padding(padding, kernel: tuple, stride: tuple, dilation: tuple, op: str) -> list:
+    """(before, after) per spatial dim from an int, ints, 'valid' or 'same' (which pads
+    d (k - 1) in all, the odd one after, as PyTorch)."""
+    n = len(kernel)
+    if isinstance(padding, str):
+        if padding == "valid":
+            return [(0, 0)] * n
+        if padding != "same":
+            raise ValueError(f"{op}: padding must be 'valid', 'same', an int or {n} ints, not {padding!r}")
+        if any(s != 1 for s in stride):
+            raise ValueError(f"{op}: padding='same' is not supported for strided convolutions (stride {stride})")
+        return [(d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for k, d in zip(kernel, dilation)]
+    pads = _ntuple(padding, n, "padding", op)
+    if any(p < 0 for p in pads):
+        raise ValueError(f"{op}: padding must be non-negative, got {pads}")
+    return [(p, p) for p in pads]
+
+
+def _conv(op: str, n: int, input, weight, bias, stride, padding, dilation, groups: int) -> Tensor:
+    """conv1d (n = 1) and conv2d (n = 2): checks PyTorch's arguments and shapes once, then
+    one C op (csrc/conv.c), which takes (height, width) pairs; a 1-D one has height 1."""
+    for name, t in (("input", input), ("weight", weight), ("bias", bias)):
+        if t is not None and not isinstance(t, Tensor):
+            raise TypeError(f"{op}: {name} must be a cgrad Tensor, not {type(t).__name__}")
+    if weight.ndim != n + 2:
+        raise ValueError(f"{op}: weight must be {n + 2}-D (out_channels, in_channels/groups, *kernel), "
+                         f"got shape {tuple(weight.shape)}")
+    if input.ndim not in (n + 1, n + 2):
+        raise ValueError(f"{op}: expected a {n + 1}-D (unbatched) or {n + 2}-D (batched) input, "
+                         f"got shape {tuple(input.shape)}")
+    if input.ndim == n + 1:
+        if input.shape[0] != weight.shape[1] * groups:
+            raise ValueError(f"{op}: a {n + 1}-D input {tuple(input.shape)} is read as unbatched (channels, "
+                             f"*size) and has {input.shape[0]} channels where weight {tuple(weight.shape)} "
+                             f"with groups={groups} expects {weight.shape[1] * groups}; for a batch of "
+                             f"single-channel inputs use x.unsqueeze(1)")
+        return _conv(op, n, input.unsqueeze(0), weight, bias, stride, padding, dilation, groups).squeeze(0)
+    if not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+    out_ch, in_per_group = weight.shape[0], weight.shape[1]
+    if out_ch % groups:
+        raise ValueError(f"{op}: groups={groups} does not divide the {out_ch} output channels of weight "
+                         f"{tuple(weight.shape)}")
+    if input.shape[1] != in_per_group * groups:
+        raise ValueError(f"{op}: given groups={groups}, weight of size {tuple(weight.shape)} expects input "
+                         f"{tuple(input.shape)} to have {in_per_group * groups} channels, but it has "
+                         f"{input.shape[1]}")
+    if bias is not None and tuple(bias.shape) != (out_ch,):
+        raise ValueError(f"{op}: bias of shape {tuple(bias.shape)} does not fit weight {tuple(weight.shape)} "
+                         f"(expected ({out_ch},))")
+    kernel = tuple(weight.shape[2:])
+    stride, dilation = _ntuple(stride, n, "stride", op), _ntuple(dilation, n, "dilation", op)
+    if any(s < 1 for s in stride) or any(d < 1 for d in dilation):
+        raise ValueError(f"{op}: stride and dilation must be positive, got stride {stride}, dilation {dilation}")
+    pads = _conv_padding(padding, kernel, stride, dilation, op)
+    sizes = tuple(input.shape[2:])
+    padded = tuple(s + lo + hi for s, (lo, hi) in zip(sizes, pads))
+    reach = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    if any(p < r for p, r in zip(padded, reach)):
+        raise ValueError(f"{op}: the padded input {padded} of input {tuple(input.shape)} is smaller than the "
+                         f"kernel {kernel} (dilated: {reach})")
+    out = tuple((p - r) // s + 1 for p, r, s in zip(padded, reach, stride))
+    per_dim = [(s, lo, d, o) for s, (lo, _), d, o in zip(stride, pads, dilation, out)]
+    if n == 1:
+        per_dim.insert(0, (1, 0, 1, 1))  # a 1-D convolution's height: stride 1, no padding, size 1
+    s2, pad2, d2, out2 = zip(*per_dim)
+    return _C.conv(input, weight, bias, s2, pad2, d2, int(groups), out2)
+
+
+def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
+           groups: int = 1) -> Tensor:
+    """1-D convolution over (N, C, L) or (C, L) input, weight (out, in/groups, k), PyTorch's semantics."""
+    return _conv("conv1d", 1, input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
+           groups: int = 1) -> Tensor:
+    """2-D convolution over (N, C, H, W) or (C, H, W) input, weight (out, in/groups, kh, kw)."""
+    return _conv("conv2d", 2, input, weight, bias, stride, padding, dilation, groups)
+
 
 # ---- end of convolution ----
 

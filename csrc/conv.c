@@ -1,0 +1,417 @@
+/* conv.c: convolution, 2-D (x [N, C, H, W]) and 1-D (x [N, C, L], computed as H = 1), in
+ * PyTorch's layouts: w [OC, C/G, KH, KW], y [N, OC, OH, OW], G groups.
+ *
+ * im2col plus GEMM through the provider table. colT [CK, R] (CK = C KH KW, R = N OH OW)
+ * holds in row q = (c, i, j), for each output position r = (n, oh, ow), the input under tap
+ * (i, j) of channel c, 0 in the padding. Then, one GEMM per group:
+ *   forward   Yp [OC, R] = W [OC, CK] colT, and y is Yp with its first two axes swapped, + bias
+ *   backward  dW = Gp colT^T                       the lecture's  dW = col(X)^T dZ
+ *             dX = col2im(W^T Gp)                                  dX = col2im(dZ W)
+ * where Gp is dZ in Yp's layout. One GEMM over the whole batch (not one per sample): in
+ * the MNIST-1D CNN a sample's col matrix is 10 x 75, far too small for a GEMM call each.
+ * The forward keeps colT for the backward (it reads no saved input, only w).
+ *
+ * Three ops share these loops, each the others' backward, so that the convolution is
+ * differentiable to any order (the taped sweep, create_graph=True):
+ *   conv   (x, w[, b]) -> y
+ *   conv_dx(g, w)      -> dX, the adjoint in x:  its gradient is conv(U, w) for g, conv_dw(g, U) for w
+ *   conv_dw(g, x)      -> dW, the adjoint in w:  its gradient is conv(x, V) for g, conv_dx(g, V) for x
+ * node->ip: stride (2), padding before (2), dilation (2), groups, and two sizes: the output's
+ * (conv), the input's (conv_dx) or the kernel's (conv_dw). Padding after is implied by the
+ * output size, so 'same' with an even kernel (more padding after) needs nothing more.
+ */
+#include "cg_internal.h"
+
+#include <limits.h>
+#include <string.h>
+
+typedef struct {
+    int64_t n, c, h, w, oc, kh, kw, oh, ow, sh, sw, ph, pw, dh, dw, groups;
+    int spatial; /* 1 or 2: the tensors' layout */
+} conv_geom;
+
+/* The outputs o in [0, n_out) whose tap o*s + off lies in [0, len): [*lo, *hi). */
+static void valid_range(int64_t n_out, int64_t s, int64_t off, int64_t len, int64_t *lo, int64_t *hi) {
+    int64_t a = off >= 0 ? 0 : (-off + s - 1) / s;
+    int64_t b = len - 1 - off < 0 ? 0 : (len - 1 - off) / s + 1;
+    *lo = a < n_out ? a : n_out;
+    *hi = b < *lo ? *lo : (b < n_out ? b : n_out);
+}
+
+#define CG_IMPL "conv_impl.h"
+#include "cg_each_dtype.h"
+
+static int64_t geom_cols(const conv_geom *g) { return g->c * g->kh * g->kw; }
+static int64_t geom_rows(const conv_geom *g) { return g->n * g->oh * g->ow; }
+
+/* Scratch for a rule or replay, which cannot return a status (cg_rule_status). */
+static void *scratch(size_t nbytes) {
+    void *p = cg_malloc(nbytes ? nbytes : 1);
+    if (!p) cg_rule_status_ = cg_error(CG_ERR_NOMEM, "conv: out of memory for a %zu-byte workspace", nbytes);
+    return p;
+}
+
+/* im2col(x) in scratch (NULL: out of memory) */
+static void *col_of(const conv_geom *g, cg_dtype dt, const void *x) {
+    void *colT = scratch((size_t)(geom_cols(g) * geom_rows(g)) * cg_dtype_size(dt));
+    if (!colT) return NULL;
+    if (dt == CG_F32) im2col__f32(x, g, colT);
+    else im2col__f64(x, g, colT);
+    return colT;
+}
+
+/* The compute functions, for either dtype. colT: im2col(x) (NULL: computed here); y written,
+ * or added to when add. */
+static cg_status conv_compute(const conv_geom *g, cg_dtype dt, const void *x, const void *w, const void *b,
+                              void *colT_given, int add, void *y, void **colT_out) {
+    size_t es = cg_dtype_size(dt);
+    void *colT = colT_given ? colT_given : col_of(g, dt, x);
+    void *Yp = g->n == 1 && !add && !b ? y : scratch((size_t)(g->oc * geom_rows(g)) * es); /* one sample: Yp is y */
+    if (!colT || !Yp) {
+        if (!colT_given) cg_free(colT);
+        if (Yp != y) cg_free(Yp);
+        return cg_rule_status();
+    }
+    const cg_blas_provider *blas = cg_blas_current();
+    if (dt == CG_F32) {
+        conv_gemm__f32(blas->sgemm, g, w, colT, Yp);
+        if (Yp != y) from_cnp__f32(Yp, b, g, add, y);
+    } else {
+        conv_gemm__f64(blas->dgemm, g, w, colT, Yp);
+        if (Yp != y) from_cnp__f64(Yp, b, g, add, y);
+    }
+    if (Yp != y) cg_free(Yp);
+    if (colT_out) *colT_out = colT;
+    else if (!colT_given) cg_free(colT);
+    return CG_OK;
+}
+
+/* Gp [OC, R] from G; db (NULL: none) its sums */
+static void *gp_of(const conv_geom *g, cg_dtype dt, const void *G, void *db, int db_fresh) {
+    void *Gp = scratch((size_t)(g->oc * geom_rows(g)) * cg_dtype_size(dt));
+    if (!Gp) return NULL;
+    if (dt == CG_F32) to_cnp__f32(G, g, Gp, db, db_fresh);
+    else to_cnp__f64(G, g, Gp, db, db_fresh);
+    return Gp;
+}
+
+/* dX (+)= col2im(W^T Gp): written when fresh */
+static void dx_compute(const conv_geom *g, cg_dtype dt, const void *w, const void *Gp, int fresh, void *dx) {
+    size_t es = cg_dtype_size(dt);
+    void *dcolT = scratch((size_t)(geom_cols(g) * geom_rows(g)) * es);
+    if (!dcolT) return;
+    if (fresh) memset(dx, 0, (size_t)(g->n * g->c * g->h * g->w) * es);
+    const cg_blas_provider *blas = cg_blas_current();
+    if (dt == CG_F32) {
+        conv_dcol_gemm__f32(blas->sgemm, g, w, Gp, dcolT);
+        col2im__f32(dcolT, g, dx);
+    } else {
+        conv_dcol_gemm__f64(blas->dgemm, g, w, Gp, dcolT);
+        col2im__f64(dcolT, g, dx);
+    }
+    cg_free(dcolT);
+}
+
+/* dW (+)= Gp colT^T (colT NULL: im2col(x) here) */
+static void dw_compute(const conv_geom *g, cg_dtype dt, const void *Gp, const void *colT, const void *x, int fresh,
+                       void *dW) {
+    void *own = NULL;
+    if (!colT && !(colT = own = col_of(g, dt, x))) return;
+    const cg_blas_provider *blas = cg_blas_current();
+    if (dt == CG_F32) conv_dw_gemm__f32(blas->sgemm, g, Gp, colT, fresh ? 0.0f : 1.0f, dW);
+    else conv_dw_gemm__f64(blas->dgemm, g, Gp, colT, fresh ? 0.0 : 1.0, dW);
+    cg_free(own);
+}
+
+/* ---- geometry ---- */
+static int spatial_of(const cg_tensor *t) { return t->ndim - 2; }
+
+/* x [N, C, (H,) W] or w [OC, CG, (KH,) KW]: the trailing sizes as (h, w) */
+static void hw_of(const cg_tensor *t, int64_t *h, int64_t *w) {
+    *h = t->ndim == 4 ? t->shape[2] : 1;
+    *w = t->shape[t->ndim - 1];
+}
+
+static void params_of(conv_geom *g, const int64_t *ip) {
+    g->sh = ip[0], g->sw = ip[1], g->ph = ip[2], g->pw = ip[3], g->dh = ip[4], g->dw = ip[5], g->groups = ip[6];
+}
+
+static void params_to(const conv_geom *g, int64_t a, int64_t b, int64_t *ip) {
+    int64_t v[9] = {g->sh, g->sw, g->ph, g->pw, g->dh, g->dw, g->groups, a, b};
+    memcpy(ip, v, sizeof v);
+}
+
+/* A node's geometry: conv from (x, w), conv_dx from (g, w) and the input size, conv_dw from
+ * (g, x) and the kernel size. */
+static conv_geom node_geom(const cg_node *node) {
+    conv_geom g;
+    params_of(&g, node->ip);
+    const cg_tensor *a = node->inputs[0], *b = node->inputs[1];
+    g.spatial = spatial_of(a);
+    g.n = a->shape[0];
+    if (node->op == CG_OP_CONV) {
+        g.c = a->shape[1], g.oc = b->shape[0];
+        hw_of(a, &g.h, &g.w);
+        hw_of(b, &g.kh, &g.kw);
+        g.oh = node->ip[7], g.ow = node->ip[8];
+    } else {
+        g.oc = a->shape[1];
+        hw_of(a, &g.oh, &g.ow);
+        if (node->op == CG_OP_CONV_DX) {
+            g.c = b->shape[1] * g.groups;
+            hw_of(b, &g.kh, &g.kw);
+            g.h = node->ip[7], g.w = node->ip[8];
+        } else {
+            g.c = b->shape[1];
+            hw_of(b, &g.h, &g.w);
+            g.kh = node->ip[7], g.kw = node->ip[8];
+        }
+    }
+    return g;
+}
+
+static cg_status check_params(const char *op, const conv_geom *g) {
+    if (g->sh < 1 || g->sw < 1 || g->dh < 1 || g->dw < 1 || g->ph < 0 || g->pw < 0 || g->groups < 1)
+        return cg_error(CG_ERR_VALUE, "%s: stride and dilation must be positive and padding non-negative, got "
+                                      "stride (%lld, %lld), padding (%lld, %lld), dilation (%lld, %lld), groups %lld",
+                        op, (long long)g->sh, (long long)g->sw, (long long)g->ph, (long long)g->pw, (long long)g->dh,
+                        (long long)g->dw, (long long)g->groups);
+    if (g->c % g->groups || g->oc % g->groups)
+        return cg_error(CG_ERR_VALUE, "%s: groups=%lld must divide both the input channels (%lld) and the output "
+                                      "channels (%lld)",
+                        op, (long long)g->groups, (long long)g->c, (long long)g->oc);
+    if (g->spatial == 1 && (g->h != 1 || g->kh != 1 || g->oh != 1 || g->ph != 0))
+        return cg_error(CG_ERR_SHAPE, "%s: a 1-D convolution has height 1 and no padding in it", op);
+    if (g->oh < 1 || g->ow < 1 || g->h < 1 || g->w < 1 || g->kh < 1 || g->kw < 1)
+        return cg_error(CG_ERR_SHAPE, "%s: empty sizes: input %lldx%lld, kernel %lldx%lld, output %lldx%lld", op,
+                        (long long)g->h, (long long)g->w, (long long)g->kh, (long long)g->kw, (long long)g->oh,
+                        (long long)g->ow);
+    double cols = (double)geom_cols(g), rows = (double)geom_rows(g);
+    if (cols * rows > (double)INT64_MAX / 16 || rows > INT_MAX || cols > INT_MAX || g->oc > INT_MAX)
+        return cg_error(CG_ERR_SHAPE, "%s: the im2col matrix (%.0f x %.0f) is too large", op, cols, rows);
+    return CG_OK;
+}
+
+static cg_status same_dtype(const char *op, const cg_tensor *a, const cg_tensor *b) {
+    if (a->dtype != b->dtype)
+        return cg_error(CG_ERR_DTYPE, "%s: dtypes %s and %s differ; convert one with .float() or .double()", op,
+                        cg_dtype_name(a->dtype), cg_dtype_name(b->dtype));
+    return CG_OK;
+}
+
+static void out_shape(const conv_geom *g, int64_t d1, int64_t h, int64_t w, int64_t *shape) {
+    shape[0] = g->n, shape[1] = d1;
+    if (g->spatial == 2) shape[2] = h, shape[3] = w;
+    else shape[2] = w;
+}
+
+/* Record op over ins with y and the geometry; keep (or free, with no node) extra. */
+static cg_status record(int op, int n_in, cg_tensor **ins, cg_tensor *y, const conv_geom *g, int64_t a, int64_t b,
+                        void *extra) {
+    cg_node *node;
+    cg_status st = cg_record(op, n_in, ins, y, &node);
+    if (st || !node) {
+        cg_free(extra);
+        return st;
+    }
+    params_to(g, a, b, node->ip);
+    node->extra = extra;
+    return CG_OK;
+}
+
+/* ---- conv: y = x * w + b ---- */
+cg_status cg_conv(cg_tensor *x, cg_tensor *w, cg_tensor *b, const int64_t *stride, const int64_t *pad,
+                  const int64_t *dilation, int64_t groups, const int64_t *out_hw, cg_tensor **out) {
+    CG_PROF_BEGIN();
+    CG_REQUIRE_FLOAT("conv", x);
+    CG_REQUIRE_FLOAT("conv", w);
+    if (b) CG_REQUIRE_FLOAT("conv", b);
+    cg_status st;
+    if ((st = same_dtype("conv", x, w)) || (b && (st = same_dtype("conv", x, b)))) return st;
+    char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
+    if ((x->ndim != 3 && x->ndim != 4) || w->ndim != x->ndim)
+        return cg_error(CG_ERR_SHAPE, "conv: input %s and weight %s must both be 3-D (1-D convolution) or 4-D (2-D)",
+                        cg_shape_str(x->ndim, x->shape, b1, sizeof b1), cg_shape_str(w->ndim, w->shape, b2, sizeof b2));
+    int64_t ip[9] = {stride[0], stride[1], pad[0], pad[1], dilation[0], dilation[1], groups, out_hw[0], out_hw[1]};
+    conv_geom g;
+    params_of(&g, ip);
+    g.spatial = spatial_of(x), g.n = x->shape[0], g.c = x->shape[1], g.oc = w->shape[0], g.oh = out_hw[0],
+    g.ow = out_hw[1];
+    hw_of(x, &g.h, &g.w);
+    hw_of(w, &g.kh, &g.kw);
+    if ((st = check_params("conv", &g))) return st;
+    if (w->shape[1] * groups != g.c)
+        return cg_error(CG_ERR_SHAPE, "conv: weight %s with groups=%lld expects %lld input channels, got input %s",
+                        cg_shape_str(w->ndim, w->shape, b2, sizeof b2), (long long)groups,
+                        (long long)(w->shape[1] * groups), cg_shape_str(x->ndim, x->shape, b1, sizeof b1));
+    if (b && (b->ndim != 1 || b->shape[0] != g.oc))
+        return cg_error(CG_ERR_SHAPE, "conv: bias %s does not fit weight %s (expected [%lld])",
+                        cg_shape_str(b->ndim, b->shape, b1, sizeof b1), cg_shape_str(w->ndim, w->shape, b2, sizeof b2),
+                        (long long)g.oc);
+    int64_t shape[4];
+    out_shape(&g, g.oc, g.oh, g.ow, shape);
+    cg_tensor *y;
+    if ((st = cg_tensor_empty(x->dtype, x->ndim, shape, &y))) return st;
+    void *colT = NULL;
+    if ((st = conv_compute(&g, x->dtype, x->data, w->data, b ? b->data : NULL, NULL, 0, y->data, &colT))) {
+        cg_tensor_release(y);
+        return st;
+    }
+    cg_tensor *ins[3] = {x, w, b};
+    if ((st = record(CG_OP_CONV, b ? 3 : 2, ins, y, &g, g.oh, g.ow, colT))) {
+        cg_tensor_release(y);
+        return st;
+    }
+    *out = y;
+    return CG_OK;
+}
+
+void cg_conv_replay(cg_node *node) {
+    conv_geom g = node_geom(node);
+    const cg_tensor *b = node->n_inputs == 3 ? node->inputs[2] : NULL;
+    const cg_tensor *x = node->inputs[0];
+    if (x->dtype == CG_F32) im2col__f32(x->data, &g, node->extra); /* the colT the backward reads */
+    else im2col__f64(x->data, &g, node->extra);
+    conv_compute(&g, node->dtype, NULL, node->inputs[1]->data, b ? b->data : NULL, node->extra, 0,
+                 node->saved_out->data, NULL);
+}
+
+/* dx = col2im(W^T Gp), dW = Gp colT^T (the saved colT), db = the sums of G */
+void cg_conv_bwd(cg_node *node, const void *G, void **dins) {
+    conv_geom g = node_geom(node);
+    const cg_tensor *w = node->inputs[1];
+    void *db = node->n_inputs == 3 ? dins[2] : NULL;
+    void *Gp = gp_of(&g, node->dtype, G, db, node->fresh & 4);
+    if (!Gp) return;
+    if (dins[1]) CG_PROF_PHASE(node, CG_PHASE_BWD_CONV_DW, 2.0 * (double)(g.oc * geom_rows(&g)) * (double)(geom_cols(&g) / g.groups),
+                               dw_compute(&g, node->dtype, Gp, node->extra, NULL, node->fresh & 2, dins[1]));
+    if (dins[0]) CG_PROF_PHASE(node, CG_PHASE_BWD_CONV_DX, 2.0 * (double)(g.oc * geom_rows(&g)) * (double)(geom_cols(&g) / g.groups),
+                               dx_compute(&g, node->dtype, w->data, Gp, node->fresh & 1, dins[0]));
+    cg_free(Gp);
+}
+
+/* ---- conv_dx: dX [N, C, H, W] = col2im(W^T Gp) from G [N, OC, OH, OW], the adjoint of conv in x ---- */
+static cg_status adjoint_geom(const char *op, cg_tensor *G, cg_tensor *other, const int64_t *stride, const int64_t *pad,
+                              const int64_t *dilation, int64_t groups, const int64_t *size, int op_code, conv_geom *g) {
+    CG_REQUIRE_FLOAT(op, G);
+    CG_REQUIRE_FLOAT(op, other);
+    cg_status st;
+    if ((st = same_dtype(op, G, other))) return st;
+    char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
+    if ((G->ndim != 3 && G->ndim != 4) || other->ndim != G->ndim)
+        return cg_error(CG_ERR_SHAPE, "%s: %s and %s must both be 3-D or 4-D", op,
+                        cg_shape_str(G->ndim, G->shape, b1, sizeof b1), cg_shape_str(other->ndim, other->shape, b2, sizeof b2));
+    int64_t ip[9] = {stride[0], stride[1], pad[0], pad[1], dilation[0], dilation[1], groups, size[0], size[1]};
+    params_of(g, ip);
+    g->spatial = spatial_of(G), g->n = G->shape[0], g->oc = G->shape[1];
+    hw_of(G, &g->oh, &g->ow);
+    if (op_code == CG_OP_CONV_DX) {
+        g->c = other->shape[1] * groups, g->h = size[0], g->w = size[1];
+        hw_of(other, &g->kh, &g->kw);
+        if (other->shape[0] != g->oc)
+            return cg_error(CG_ERR_SHAPE, "%s: gradient %s does not fit weight %s", op,
+                            cg_shape_str(G->ndim, G->shape, b1, sizeof b1), cg_shape_str(other->ndim, other->shape, b2, sizeof b2));
+    } else {
+        g->c = other->shape[1], g->kh = size[0], g->kw = size[1];
+        hw_of(other, &g->h, &g->w);
+        if (other->shape[0] != g->n)
+            return cg_error(CG_ERR_SHAPE, "%s: gradient %s does not fit input %s", op,
+                            cg_shape_str(G->ndim, G->shape, b1, sizeof b1), cg_shape_str(other->ndim, other->shape, b2, sizeof b2));
+    }
+    return check_params(op, g);
+}
+
+/* dX = col2im(W^T Gp) of G into dx */
+static void conv_dx_run(const conv_geom *g, cg_dtype dt, const void *G, const void *w, void *dx) {
+    void *Gp = gp_of(g, dt, G, NULL, 0);
+    if (!Gp) return;
+    dx_compute(g, dt, w, Gp, 1, dx);
+    cg_free(Gp);
+}
+
+/* dW = Gp col(x)^T of G and x into dW */
+static void conv_dw_run(const conv_geom *g, cg_dtype dt, const void *G, const void *x, void *dW) {
+    void *Gp = gp_of(g, dt, G, NULL, 0);
+    if (!Gp) return;
+    dw_compute(g, dt, Gp, NULL, x, 1, dW);
+    cg_free(Gp);
+}
+
+/* The entry of conv_dx and conv_dw: check, compute with run, record. */
+static cg_status adjoint(int op, cg_tensor *G, cg_tensor *other, const int64_t *stride, const int64_t *pad,
+                         const int64_t *dilation, int64_t groups, const int64_t *size, cg_tensor **out) {
+    const char *name = cg_op_name(op);
+    conv_geom g;
+    cg_status st = adjoint_geom(name, G, other, stride, pad, dilation, groups, size, op, &g);
+    if (st) return st;
+    int64_t shape[4];
+    if (op == CG_OP_CONV_DX) out_shape(&g, g.c, g.h, g.w, shape);
+    else {
+        shape[0] = g.oc, shape[1] = g.c / g.groups;
+        if (g.spatial == 2) shape[2] = g.kh, shape[3] = g.kw;
+        else shape[2] = g.kw;
+    }
+    cg_tensor *y;
+    if ((st = cg_tensor_empty(G->dtype, G->ndim, shape, &y))) return st;
+    if (op == CG_OP_CONV_DX) conv_dx_run(&g, G->dtype, G->data, other->data, y->data);
+    else conv_dw_run(&g, G->dtype, G->data, other->data, y->data);
+    cg_tensor *ins[2] = {G, other};
+    if ((st = cg_rule_status()) || (st = record(op, 2, ins, y, &g, size[0], size[1], NULL))) {
+        cg_tensor_release(y);
+        return st;
+    }
+    *out = y;
+    return CG_OK;
+}
+
+cg_status cg_conv_dx(cg_tensor *G, cg_tensor *w, const int64_t *stride, const int64_t *pad, const int64_t *dilation,
+                     int64_t groups, const int64_t *in_hw, cg_tensor **out) {
+    CG_PROF_BEGIN();
+    return adjoint(CG_OP_CONV_DX, G, w, stride, pad, dilation, groups, in_hw, out);
+}
+
+cg_status cg_conv_dw(cg_tensor *G, cg_tensor *x, const int64_t *stride, const int64_t *pad, const int64_t *dilation,
+                     int64_t groups, const int64_t *k_hw, cg_tensor **out) {
+    CG_PROF_BEGIN();
+    return adjoint(CG_OP_CONV_DW, G, x, stride, pad, dilation, groups, k_hw, out);
+}
+
+void cg_conv_dx_replay(cg_node *node) {
+    conv_geom g = node_geom(node);
+    conv_dx_run(&g, node->dtype, node->inputs[0]->data, node->inputs[1]->data, node->saved_out->data);
+}
+
+void cg_conv_dw_replay(cg_node *node) {
+    conv_geom g = node_geom(node);
+    conv_dw_run(&g, node->dtype, node->inputs[0]->data, node->inputs[1]->data, node->saved_out->data);
+}
+
+/* conv_dx(G, w) with upstream U (x's shape): dG = conv(U, w), dw = Gp col(U)^T */
+void cg_conv_dx_bwd(cg_node *node, const void *U, void **dins) {
+    conv_geom g = node_geom(node);
+    void *colU = NULL;
+    if (dins[0]) {
+        if (conv_compute(&g, node->dtype, U, node->inputs[1]->data, NULL, NULL, !(node->fresh & 1), dins[0],
+                         dins[1] ? &colU : NULL))
+            return;
+    } else if (!(colU = col_of(&g, node->dtype, U)))
+        return;
+    if (dins[1]) {
+        void *Gp = gp_of(&g, node->dtype, node->inputs[0]->data, NULL, 0);
+        if (Gp) dw_compute(&g, node->dtype, Gp, colU, NULL, node->fresh & 2, dins[1]);
+        cg_free(Gp);
+    }
+    cg_free(colU);
+}
+
+/* conv_dw(G, x) with upstream V (w's shape): dG = conv(x, V), dx = col2im(V^T Gp) */
+void cg_conv_dw_bwd(cg_node *node, const void *V, void **dins) {
+    conv_geom g = node_geom(node);
+    if (dins[0] && conv_compute(&g, node->dtype, node->inputs[1]->data, V, NULL, NULL, !(node->fresh & 1), dins[0], NULL))
+        return;
+    if (dins[1]) {
+        void *Gp = gp_of(&g, node->dtype, node->inputs[0]->data, NULL, 0);
+        if (Gp) dx_compute(&g, node->dtype, V, Gp, node->fresh & 2, dins[1]);
+        cg_free(Gp);
+    }
+}

@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import math
 import os
-import statistics
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _harness import table  # noqa: E402
+from _steps import jax_adam_stepper  # noqa: E402
 from networks import init_weights  # noqa: E402
 
 NAME = "Burgers PINN [2, 20x8 tanh, 1] Adam, 2000 + 100 points"
@@ -37,6 +35,10 @@ NU = 0.01 / math.pi
 LR = 1e-3
 TARGETS = {"cgrad": 0.7, "cgrad-replay": 0.5}  # of the fastest peer, from the issue
 CHECK_STEPS = 5                                # the loss of this step is compared too
+
+
+def init():
+    return init_weights(SIZES)
 
 
 def make_batch(seed=0):
@@ -133,9 +135,7 @@ def _cgrad_parts(weights):
     return cgrad, net, cgrad.optim.Adam(net.parameters(), lr=LR)
 
 
-# Each maker returns (step, sync): step() runs one training step and returns the loss
-# without waiting for it; sync(loss) waits for it and gives it as a Python float. The timing
-# loop calls sync once at the end of each repeat.
+# Each maker returns (step, sync), as benchmarks/_steps.py describes.
 
 def _eager(lib, parts, batch):
     step = torch_like_step(*parts)
@@ -178,8 +178,8 @@ def torch_compile_step(batch, weights):
 
 def jax_step(batch, weights):
     """The whole step under one jax.jit, as JAX users write a PINN: u(params, x, t) of one
-    point, its derivatives by nested jax.grad, vmap over the points, value_and_grad of the
-    loss, and Adam written out in jnp; parameters and Adam's state are threaded through."""
+    point, its derivatives by nested jax.grad, vmap over the points, then value_and_grad of
+    the loss and Adam (benchmarks/_steps.py, jax_adam_stepper)."""
     import jax
     import jax.numpy as jnp
 
@@ -202,156 +202,11 @@ def jax_step(batch, weights):
         pred = jax.vmap(u, in_axes=(None, 0, 0))(params, xu[:, 0], xu[:, 1])
         return jnp.mean((pred - uu[:, 0]) ** 2) + jnp.mean(f ** 2)
 
-    b1, b2, eps = 0.9, 0.999, 1e-8
-
-    @jax.jit
-    def train_step(params, m, v, count, xf, xu, uu):
-        loss, grads = jax.value_and_grad(loss_fn)(params, xf, xu, uu)
-        count = count + 1
-        m = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, m, grads)
-        v = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, v, grads)
-        c1, c2 = 1 - b1 ** count, 1 - b2 ** count
-        params = jax.tree_util.tree_map(lambda p, m, v: p - LR * (m / c1) / (jnp.sqrt(v / c2) + eps),
-                                        params, m, v)
-        return params, m, v, count, loss
-
     params = [(jnp.asarray(w), jnp.asarray(b)) for w, b in weights]
-    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-    state = {"s": (params, zeros, zeros, jnp.zeros((), jnp.float32))}
-    xf, xu, uu = (jnp.asarray(a) for a in batch)
-
-    def step():
-        *s, loss = train_step(*state["s"], xf, xu, uu)
-        state["s"] = tuple(s)
-        return loss
-    return step, (lambda loss: float(loss.block_until_ready()))
+    return jax_adam_stepper(loss_fn, params, batch, LR)
 
 
 FRAMEWORKS = {"cgrad": cgrad_step, "cgrad-replay": cgrad_replay_step, "torch": torch_step, "jax": jax_step}
-PEERS = ("torch", "jax")
-
-
-# ---------------------------------------------------------------- measuring
-
-def _error_line(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}".strip()
-    for line in text.splitlines():  # the line that says why (dynamo wraps it in context)
-        if "double backward" in line or "support" in line:
-            return line.strip()[:160]
-    return text.splitlines()[0][:160]
-
-
-def try_torch_compile(batch, weights):
-    """torch.compile over the step: ((step, sync), its first loss, None) when it takes it,
-    else (None, None, the error's line)."""
-    try:
-        step, sync = torch_compile_step(batch, weights)
-        return (step, sync), sync(step()), None  # compiles (or raises) on this first call
-    except Exception as exc:  # noqa: BLE001 - any failure to compile is the finding
-        return None, None, _error_line(exc)
-
-
-def measure(frameworks, quick: bool, torch_compile: bool = True) -> dict:
-    """Times the steps of the named frameworks (keys of FRAMEWORKS; torch.compile is tried
-    beside torch when torch_compile is set), their repeats interleaved so that the machine's
-    drift hits them alike; medians and min-max per step. Returns the JSON-able result."""
-    batch, weights = make_batch(), init_weights(SIZES)
-    out = {"workload": NAME, "gemm_flops": gemm_flops(), "frameworks": {}}
-    steps = {k: make(batch, weights) for k, make in FRAMEWORKS.items() if k in frameworks}
-    first = {}
-    if torch_compile and "torch" in steps:
-        compiled, first["torch.compile"], error = try_torch_compile(batch, weights)
-        out["torch_compile"] = {"compiles": compiled is not None, "error": error}
-        if compiled:
-            steps["torch.compile"] = compiled
-    # the first CHECK_STEPS steps of each (which also record, compile and warm up): the check
-    for k, (step, sync) in steps.items():
-        losses = [first[k]] if k in first else []
-        losses += [sync(step()) for _ in range(len(losses), CHECK_STEPS)]
-        out["frameworks"][k] = {"first_loss": losses[0], "check_loss": losses[-1]}
-    # steps per repeat: about 0.1 s (quick: 0.01 s) of the slowest framework, so that each
-    # runs several steps back to back as in training, not one step after another's in cache
-    t0 = time.perf_counter()
-    for step, sync in steps.values():
-        sync(step())
-    slowest = (time.perf_counter() - t0) / len(steps) * 2
-    number = max(1, int((0.01 if quick else 0.1) / max(slowest, 1e-7)))
-    repeat = 3 if quick else 21
-    samples = {k: [] for k in steps}
-    last = {}
-    for _ in range(repeat):
-        for k, (step, sync) in steps.items():
-            t0 = time.perf_counter()
-            for _ in range(number):
-                loss = step()
-            last[k] = sync(loss)  # once per repeat: JAX waits here for the dispatched steps
-            samples[k].append((time.perf_counter() - t0) / number)
-    out["calls_per_repeat"], out["repeats"] = number, repeat
-    for k, s in samples.items():
-        f = out["frameworks"][k]
-        f.update(median_us=statistics.median(s) * 1e6, min_us=min(s) * 1e6, max_us=max(s) * 1e6, last_loss=last[k],
-                 loss_down=bool(last[k] < f["check_loss"]))
-    return out
-
-
-def agreement(res: dict) -> list[str]:
-    """The loss check, as printed lines: every framework's first-step (and CHECK_STEPS-th
-    step) loss against the first framework's."""
-    fw = res["frameworks"]
-    ref = next(iter(fw))
-    lines = []
-    for key, what, tol in (("first_loss", "first-step loss", 1e-4), ("check_loss", f"step-{CHECK_STEPS} loss", 1e-3)):
-        worst = max(abs(v[key] - fw[ref][key]) / abs(fw[ref][key]) for v in fw.values())
-        vals = ", ".join(f"{k} {v[key]:.7g}" for k, v in fw.items())
-        lines.append(f"{what}: {vals}; largest relative difference {worst:.1e} "
-                     f"({'agree' if worst <= tol else 'DISAGREE'}, tolerance {tol:g})")
-    return lines
-
-
-LABELS = {"cgrad": "cgrad eager", "cgrad-replay": "cgrad replay (cgrad.compile)", "torch": "PyTorch eager",
-          "torch.compile": "PyTorch torch.compile", "jax": "JAX jit"}
-
-
-def markdown(res: dict, fma_peak_gflops=None, sgemm_gflops=None) -> str:
-    """One row per framework: median step time [min-max], the ratio to the fastest peer
-    of the run (with the issue's target for cgrad), the check losses; then the physical
-    limit: the step's GEMM FLOPs at the core's FMA peak (at the sgemm speed without it)."""
-    fw = res["frameworks"]
-    peers = [k for k in fw if k in PEERS or k == "torch.compile"]
-    fastest = min(peers, key=lambda k: fw[k]["median_us"]) if peers else None
-    vs = f"vs fastest peer ({LABELS[fastest]})" if fastest else "vs fastest peer"
-    ms = lambda us: f"{us / 1e3:.2f}"  # noqa: E731
-    rows = []
-    for k, v in fw.items():
-        row = {"step": LABELS[k], "ms/step": ms(v["median_us"]),
-               "min-max": f"{v['min_us'] / 1e3:.1f}-{v['max_us'] / 1e3:.1f}",
-               f"first-step loss": f"{v['first_loss']:.7g}", f"step-{CHECK_STEPS} loss": f"{v['check_loss']:.7g}",
-               "loss down": "yes" if v["loss_down"] else "NO"}
-        if fastest:
-            ratio = v["median_us"] / fw[fastest]["median_us"]
-            row[vs] = f"{ratio:.2f}x"
-            if k in TARGETS:
-                row["target"] = f"<= {TARGETS[k]}x: {'met' if ratio <= TARGETS[k] else 'missed'}"
-        rows.append(row)
-        if k == "torch" and "torch_compile" in res and not res["torch_compile"]["compiles"]:
-            rows.append({"step": LABELS["torch.compile"], "ms/step": "does not compile"})
-    peak, what = (fma_peak_gflops, "FMA peak") if fma_peak_gflops else (sgemm_gflops, "sgemm")
-    if peak:
-        limit = res["gemm_flops"] / peak / 1e3  # us
-        row = {"step": f"limit: {res['gemm_flops'] / 1e6:.0f} MFLOP of GEMMs at the {what}, {peak:.0f} GFLOP/s",
-               "ms/step": ms(limit)}
-        if fastest:
-            row[vs] = f"{limit / fw[fastest]['median_us']:.2f}x"
-        rows.append(row)
-    columns = ["step", "ms/step", "min-max"] + [vs, "target"] * bool(fastest) + \
-        ["first-step loss", f"step-{CHECK_STEPS} loss", "loss down"]
-    notes = agreement(res)
-    if "torch_compile" in res and not res["torch_compile"]["compiles"]:
-        notes.append(f"torch.compile does not compile the step: {res['torch_compile']['error']}")
-    return "\n".join([table(rows, columns), ""] + notes + [
-        f"{res['calls_per_repeat']} step(s) per repeat, {res['repeats']} repeats, interleaved; medians; "
-        f"ratios from this run. No step can be faster than the limit row: its matrix products alone at the "
-        f"core's peak (benchmarks/pinn.py, gemm_flops)."])
 
 
 def main() -> None:

@@ -30,7 +30,8 @@ and the step's GEMM FLOPs at the FMA peak. Its name contains "PINN", so
 
     python -m benchmarks --threads 1 --networks PINN --no-digits     # the PINN alone
 
-and --no-pinn leaves it out.
+and --no-pinn leaves it out. The same for the CNN steps (benchmarks/cnn.py: the MNIST-1D
+CNN and the digits CNN, also beside torch.compile): --networks CNN, --no-cnn.
 
 Nothing here fails for being slow.
 """
@@ -50,7 +51,12 @@ sys.path.insert(0, HERE)
 from _harness import measure_together, rss_bytes, table  # noqa: E402
 from networks import (NETWORKS, cgrad_replay_step, cgrad_step, gemm_floor, gemm_flops, init_weights,  # noqa: E402
                       jax_step, make_data, numpy_step, torch_step)
-import pinn as pinn_workload  # noqa: E402
+import _steps  # noqa: E402
+import cnn  # noqa: E402
+import pinn  # noqa: E402
+
+# the step workloads (benchmarks/_steps.py): all frameworks of one in one process, interleaved
+STEP_WORKLOADS = (pinn, *cnn.WORKLOADS)
 
 def cgrad_one_thread_step(sizes, act, loss, X, y, weights):
     """cgrad eager switched to one thread inside a run at more: the same-process baseline
@@ -182,7 +188,7 @@ def measure_network(net, makers, quick: bool) -> dict:
     return row
 
 
-def child(threads: int, networks: list, quick: bool, sklearn: bool, only=None, pinn=False) -> dict:
+def child(threads: int, networks: list, quick: bool, sklearn: bool, only=None, steps=()) -> dict:
     """Measure at one thread count; returns the JSON-able result."""
     if hasattr(os, "sched_setaffinity"):  # n threads = n cores, also for JAX (see the docstring)
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:threads])
@@ -202,9 +208,10 @@ def child(threads: int, networks: list, quick: bool, sklearn: bool, only=None, p
     for net in networks:
         print(f"# {threads} thread(s): {net[0]}", file=sys.stderr, flush=True)
         out["rows"].append(measure_network(net, makers, quick))
-    if pinn:  # the one-thread run's: all its frameworks in this process, interleaved
-        print(f"# {threads} thread(s): {pinn_workload.NAME}", file=sys.stderr, flush=True)
-        out["pinn"] = pinn_workload.measure(list(makers), quick)
+    out["steps"] = []
+    for workload in steps:  # the one-thread run's: all its frameworks in this process, interleaved
+        print(f"# {threads} thread(s): {workload.NAME}", file=sys.stderr, flush=True)
+        out["steps"].append(_steps.measure(workload, list(makers), quick))
     if sklearn:  # the one-thread run's extras
         out["digits"] = digits_fit(quick)
         out["steady_state"] = steady_state(quick)
@@ -283,7 +290,7 @@ def merge(parts: list) -> dict:
     out["rows"] = [dict(r, frameworks={}) for r in parts[0]["rows"]]
     for p in parts:
         for k, v in p.items():
-            if k.endswith("_version") or k in ("digits", "steady_state", "pinn"):
+            if k.endswith("_version") or k in ("digits", "steady_state") or (k == "steps" and v):
                 out[k] = v
         for row, prow in zip(out["rows"], p["rows"]):
             row["frameworks"].update(prow["frameworks"])
@@ -328,13 +335,14 @@ def markdown(results: list) -> str:
             [c for c in ("cgrad/torch", "cgrad/jax", "cgrad/numpy", "replay/jax", "cgrad/cgrad@1") if c in rows[0]] + \
             ["GFLOP/s", "of sgemm", "GEMM floor us"] + ["floor/torch"] * ("floor/torch" in rows[0]) + \
             ["loss down"] if rows else []
-        if rows or "pinn" not in res:
+        if rows or not res.get("steps"):
             parts += [head, "", table(rows, columns) if rows else "(no rows)", ""]
         else:
             parts += [head, ""]
-        if "pinn" in res:
-            parts += [f"{pinn_workload.NAME}, {res['threads']} thread(s):", "",
-                      pinn_workload.markdown(res["pinn"], res.get("fma_peak_gflops"), res.get("sgemm_gflops")), ""]
+        for step_res in res.get("steps", []):
+            workload = next(w for w in STEP_WORKLOADS if w.NAME == step_res["workload"])
+            parts += [f"{workload.NAME}, {res['threads']} thread(s):", "",
+                      _steps.markdown(workload, step_res, res.get("fma_peak_gflops"), res.get("sgemm_gflops")), ""]
         if "digits" in res:
             d = res["digits"]
             drows = [{"estimator": k, "fit s": f"{v['fit_s']:.3f} [{v['min_s']:.3f}-{v['max_s']:.3f}]",
@@ -364,6 +372,7 @@ def main(argv=None) -> None:
     parser.add_argument("--networks", default="", help="only networks whose name contains this")
     parser.add_argument("--no-digits", action="store_true", help="skip the scikit-learn digits comparison")
     parser.add_argument("--no-pinn", action="store_true", help="skip the Burgers PINN step (benchmarks/pinn.py)")
+    parser.add_argument("--no-cnn", action="store_true", help="skip the CNN steps (benchmarks/cnn.py)")
     parser.add_argument("--json", help="write the results to this file")
     parser.add_argument("--markdown", help="write the tables to this file")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
@@ -371,10 +380,12 @@ def main(argv=None) -> None:
     parser.add_argument("--child-only", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     networks = [n for n in NETWORKS if args.networks in n[0]]
-    pinn = not args.no_pinn and args.networks in pinn_workload.NAME
+    skipped = {pinn} if args.no_pinn else set()
+    skipped |= set(cnn.WORKLOADS) if args.no_cnn else set()
+    steps = [w for w in STEP_WORKLOADS if args.networks in w.NAME and w not in skipped]
     if args.child:
         only = args.child_only.split(",") if args.child_only else None
-        result = child(args.child, networks, args.quick, not args.no_digits, only, pinn and args.child == 1)
+        result = child(args.child, networks, args.quick, not args.no_digits, only, steps if args.child == 1 else ())
         with open(args.child_out, "w") as f:
             json.dump(result, f)
         return
@@ -388,7 +399,7 @@ def main(argv=None) -> None:
                        "--networks", args.networks] + ["--quick"] * args.quick
                 # the digits fit: at one thread, beside scikit-learn
                 cmd += ["--no-digits"] * (args.no_digits or n > 1)
-                cmd += ["--no-pinn"] * args.no_pinn  # (the child runs it at one thread only)
+                cmd += ["--no-pinn"] * args.no_pinn + ["--no-cnn"] * args.no_cnn  # (run at one thread only)
                 cmd += ["--child-only", ",".join(group)] if group else []
                 subprocess.run(cmd, env=thread_env(n), check=True)
                 with open(out) as f:

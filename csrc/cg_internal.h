@@ -27,6 +27,13 @@
 #define CG_TLS_FAST _Thread_local __attribute__((tls_model("initial-exec")))
 
 /* ---- the one counting allocator (alloc.c; docs/architecture.md, "Memory") ---- */
+/* Short copy loops stay loops: GCC would turn each into a memcpy/memset call, which costs
+ * more than a copy of ten values. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define CG_NO_MEMCPY_CALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define CG_NO_MEMCPY_CALLS
+#endif
 void *cg_malloc(size_t nbytes); /* NULL on failure or on nbytes that overflow */
 void cg_free(void *p);
 
@@ -240,6 +247,7 @@ void cg_bcast_init(cg_bcast *bc, int nout, const int64_t *out, int na, const int
     } while (0)
 
 /* ---- skinny float32 GEMMs (skinny_gemm.c): 1 when it computed C, 0 for a shape it does not take ---- */
+int cg_skinny_isa(void); /* the one in effect: CG_SKINNY_AVX512 or CG_SKINNY_OFF (also for conv.c) */
 int cg_skinny_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 /* OpenBLAS's provider's linear_f32 (cg.h) */

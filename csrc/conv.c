@@ -30,19 +30,190 @@ typedef struct {
     int spatial; /* 1 or 2: the tensors' layout */
 } conv_geom;
 
-/* The outputs o in [0, n_out) whose tap o*s + off lies in [0, len): [*lo, *hi). */
-static void valid_range(int64_t n_out, int64_t s, int64_t off, int64_t len, int64_t *lo, int64_t *hi) {
-    int64_t a = off >= 0 ? 0 : (-off + s - 1) / s;
-    int64_t b = len - 1 - off < 0 ? 0 : (len - 1 - off) / s + 1;
-    *lo = a < n_out ? a : n_out;
-    *hi = b < *lo ? *lo : (b < n_out ? b : n_out);
+typedef struct {
+    int64_t hp, wq, rs, plane;
+} conv_view;
+
+/* Where tap column j starts in a view row: its stride phase, then its offset in the phase */
+static int64_t view_tap(const conv_geom *g, const conv_view *v, int64_t j) {
+    int64_t k = j * g->dw;
+    return k % g->sw * v->wq + k / g->sw;
 }
 
 #define CG_IMPL "conv_impl.h"
 #include "cg_each_dtype.h"
 
+/* ---- float32 data movement in AVX-512, where the CPU has it (and cgrad._C.skinny_isa allows) ----
+ * The loops above move runs of OW (or P) values, 5 to 20 in a small CNN: one masked load and
+ * store per run here, where the compiler's vector loops spend more on their prologues and
+ * tails than on the copy. Strides 1 and 2 only; the others take the loops above. */
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define AVX512 __attribute__((target("avx512f")))
+#define HAVE_CONV_AVX512 1
+
+/* lanes l of [0, 16) with lo <= l < hi */
+AVX512 static inline __mmask16 lanes(int64_t lo, int64_t hi) {
+    lo = lo < 0 ? 0 : lo;
+    hi = hi > 16 ? 16 : hi;
+    return hi <= lo ? 0 : (__mmask16)(((1u << (hi - lo)) - 1) << lo);
+}
+
+AVX512 static inline void copy_run(float *d, const float *s, int64_t n) {
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16) _mm512_storeu_ps(d + k, _mm512_loadu_ps(s + k));
+    if (k < n) {
+        __mmask16 m = lanes(0, n - k);
+        _mm512_mask_storeu_ps(d + k, m, _mm512_maskz_loadu_ps(m, s + k));
+    }
+}
+
+AVX512 static inline void add_run(float *d, const float *s, int64_t n) {
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16) _mm512_storeu_ps(d + k, _mm512_add_ps(_mm512_loadu_ps(d + k), _mm512_loadu_ps(s + k)));
+    if (k < n) {
+        __mmask16 m = lanes(0, n - k);
+        _mm512_mask_storeu_ps(d + k, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, d + k), _mm512_maskz_loadu_ps(m, s + k)));
+    }
+}
+
+/* 16 values of row[k0 + l] for l < 16, 0 where k0 + l is outside [0, len) (no read there) */
+AVX512 static inline __m512 load_window(const float *row, int64_t k0, int64_t len) {
+    return _mm512_maskz_loadu_ps(lanes(-k0, len - k0), row + k0);
+}
+
+AVX512 static void im2col_avx512(const float *src, const conv_geom *g, const conv_view *v, float *colT) {
+    for (int64_t c = 0; c < g->c; c++)
+        for (int64_t i = 0; i < g->kh; i++)
+            for (int64_t j = 0; j < g->kw; j++) {
+                const float *base = src + c * v->plane + i * g->dh * v->rs + view_tap(g, v, j);
+                for (int64_t n = 0; n < g->n; n++)
+                    for (int64_t oh = 0; oh < g->oh; oh++, colT += g->ow)
+                        copy_run(colT, base + n * g->c * v->plane + oh * g->sh * v->rs, g->ow);
+            }
+}
+
+AVX512 static void col2im_avx512(const float *dcolT, const conv_geom *g, const conv_view *v, float *dst) {
+    for (int64_t c = 0; c < g->c; c++)
+        for (int64_t i = 0; i < g->kh; i++)
+            for (int64_t j = 0; j < g->kw; j++) {
+                float *base = dst + c * v->plane + i * g->dh * v->rs + view_tap(g, v, j);
+                for (int64_t n = 0; n < g->n; n++)
+                    for (int64_t oh = 0; oh < g->oh; oh++, dcolT += g->ow)
+                        add_run(base + n * g->c * v->plane + oh * g->sh * v->rs, dcolT, g->ow);
+            }
+}
+
+/* pad_'s view of one input row xr (W values) into row: sw phases of wq values */
+AVX512 static void pad_row_avx512(const float *xr, const conv_geom *g, const conv_view *v, float *row) {
+    int64_t wq = v->wq, pw = g->pw;
+    if (g->sw == 1) {
+        for (int64_t t = 0; t < wq; t += 16)
+            _mm512_mask_storeu_ps(row + t, lanes(0, wq - t), load_window(xr, t - pw, g->w));
+        return;
+    }
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    for (int64_t t = 0; t < wq; t += 16) { /* padded columns 2t .. 2t + 31 */
+        __m512 a = load_window(xr, 2 * t - pw, g->w), b = load_window(xr, 2 * t + 16 - pw, g->w);
+        __mmask16 m = lanes(0, wq - t);
+        _mm512_mask_storeu_ps(row + t, m, _mm512_permutex2var_ps(a, even, b));
+        _mm512_mask_storeu_ps(row + wq + t, m, _mm512_permutex2var_ps(a, odd, b));
+    }
+}
+
+AVX512 static void pad_avx512(const float *x, const conv_geom *g, const conv_view *v, float *xv) {
+    for (int64_t nc = 0; nc < g->n * g->c; nc++)
+        for (int64_t u = 0; u < v->hp; u++) {
+            float *row = xv + nc * v->plane + u * v->rs;
+            int64_t h = u - g->ph;
+            if (h < 0 || h >= g->h)
+                for (int64_t k = 0; k < v->rs; k += 16) _mm512_mask_storeu_ps(row + k, lanes(0, v->rs - k), _mm512_setzero_ps());
+            else
+                pad_row_avx512(x + (nc * g->h + h) * g->w, g, v, row);
+        }
+}
+
+/* dx row xr (+)= the input's part of one view row */
+AVX512 static void unpad_row_avx512(const float *row, const conv_geom *g, const conv_view *v, int fresh, float *xr) {
+    int64_t wq = v->wq, pw = g->pw, W = g->w;
+    if (g->sw == 1) {
+        for (int64_t w = 0; w < W; w += 16) {
+            __mmask16 m = lanes(0, W - w);
+            __m512 d = load_window(row, w + pw, wq);
+            if (!fresh) d = _mm512_add_ps(d, _mm512_maskz_loadu_ps(m, xr + w));
+            _mm512_mask_storeu_ps(xr + w, m, d);
+        }
+        return;
+    }
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    for (int64_t k = 0; k < W + pw; k += 32) { /* padded columns k .. k + 31, phases' entries k/2 .. k/2 + 15 */
+        __m512 p0 = load_window(row, k / 2, wq), p1 = load_window(row + wq, k / 2, wq);
+        __m512 halves[2] = {_mm512_permutex2var_ps(p0, lo, p1), _mm512_permutex2var_ps(p0, hi, p1)};
+        for (int h = 0; h < 2; h++) {
+            int64_t w0 = k + 16 * h - pw; /* input column of lane 0 */
+            __mmask16 m = lanes(-w0, W - w0);
+            if (!m) continue;
+            __m512 d = halves[h];
+            if (!fresh) d = _mm512_add_ps(d, _mm512_maskz_loadu_ps(m, xr + w0));
+            _mm512_mask_storeu_ps(xr + w0, m, d);
+        }
+    }
+}
+
+AVX512 static void unpad_avx512(const float *dxv, const conv_geom *g, const conv_view *v, int fresh, float *dx) {
+    for (int64_t nc = 0; nc < g->n * g->c; nc++)
+        for (int64_t h = 0; h < g->h; h++) {
+            float *xr = dx + (nc * g->h + h) * g->w;
+            int64_t u = h + g->ph;
+            if (u < v->hp) unpad_row_avx512(dxv + nc * v->plane + u * v->rs, g, v, fresh, xr);
+            else if (fresh) /* a row no tap reaches */
+                for (int64_t w = 0; w < g->w; w += 16) _mm512_mask_storeu_ps(xr + w, lanes(0, g->w - w), _mm512_setzero_ps());
+        }
+}
+
+AVX512 static void from_cnp_avx512(const float *Yp, const float *bias, const conv_geom *g, int add, float *y) {
+    const int64_t P = g->oh * g->ow, R = g->n * P;
+    for (int64_t n = 0; n < g->n; n++)
+        for (int64_t o = 0; o < g->oc; o++) {
+            const float *src = Yp + o * R + n * P;
+            float *dst = y + (n * g->oc + o) * P;
+            __m512 b = _mm512_set1_ps(bias ? bias[o] : 0.0f);
+            for (int64_t p = 0; p < P; p += 16) {
+                __mmask16 m = lanes(0, P - p);
+                __m512 val = _mm512_add_ps(_mm512_maskz_loadu_ps(m, src + p), b);
+                if (add) val = _mm512_add_ps(val, _mm512_maskz_loadu_ps(m, dst + p));
+                _mm512_mask_storeu_ps(dst + p, m, val);
+            }
+        }
+}
+
+AVX512 static void to_cnp_avx512(const float *G, const conv_geom *g, float *Gp) {
+    const int64_t P = g->oh * g->ow, R = g->n * P;
+    for (int64_t n = 0; n < g->n; n++)
+        for (int64_t o = 0; o < g->oc; o++) copy_run(Gp + o * R + n * P, G + (n * g->oc + o) * P, P);
+}
+
+/* 1: the float32 movements of this geometry run here */
+static int conv_avx512(const conv_geom *g) { return g->sw <= 2 && cg_skinny_isa() == CG_SKINNY_AVX512; }
+#else
+#define HAVE_CONV_AVX512 0
+#endif
+
 static int64_t geom_cols(const conv_geom *g) { return g->c * g->kh * g->kw; }
 static int64_t geom_rows(const conv_geom *g) { return g->n * g->oh * g->ow; }
+
+/* The float32 movements: AVX-512 where conv_avx512 says, else the loops of conv_impl.h */
+#if HAVE_CONV_AVX512
+#define F32_MOVE(name, g, ...)                                                                 \
+    do {                                                                                       \
+        if (conv_avx512(g)) name##_avx512(__VA_ARGS__);                                        \
+        else name##__f32(__VA_ARGS__);                                                         \
+    } while (0)
+#else
+#define F32_MOVE(name, g, ...) name##__f32(__VA_ARGS__)
+#endif
 
 /* Scratch for a rule or replay, which cannot return a status (cg_rule_status). */
 static void *scratch(size_t nbytes) {
@@ -51,12 +222,66 @@ static void *scratch(size_t nbytes) {
     return p;
 }
 
+/* How im2col reads the input: x itself (stride 1 and every tap inside it) or a copy padded
+ * to every tap's extent (hp rows) with each row split into its sw stride phases of wq values,
+ * so that a tap's values for consecutive outputs are adjacent. plane and rs: the strides of
+ * (n, c) and of a row. */
+static int conv_view_of(const conv_geom *g, conv_view *v) {
+    v->hp = (g->oh - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+    int64_t wp = (g->ow - 1) * g->sw + (g->kw - 1) * g->dw + 1;
+    int copy = g->ph || g->pw || v->hp > g->h || wp > g->w || g->sw > 1;
+    v->wq = copy ? (wp + g->sw - 1) / g->sw : g->w;
+    v->rs = copy ? g->sw * v->wq : g->w;
+    v->plane = copy ? v->hp * v->rs : g->h * g->w;
+    return copy;
+}
+
+/* colT = im2col(x), through the view's copy when there is one; 0 when out of memory */
+static int im2col(const conv_geom *g, cg_dtype dt, const void *x, void *colT) {
+    conv_view v;
+    void *xv = NULL;
+    if (conv_view_of(g, &v)) {
+        if (!(xv = scratch((size_t)(g->n * g->c * v.plane) * cg_dtype_size(dt)))) return 0;
+        if (dt == CG_F32) F32_MOVE(pad, g, x, g, &v, xv);
+        else pad__f64(x, g, &v, xv);
+    }
+    if (dt == CG_F32) F32_MOVE(im2col, g, xv ? xv : x, g, &v, colT);
+    else im2col__f64(xv ? xv : x, g, &v, colT);
+    cg_free(xv);
+    return 1;
+}
+
+/* dx (+)= col2im(dcolT) (written when fresh), through a view's copy when im2col used one */
+static void col2im(const conv_geom *g, cg_dtype dt, const void *dcolT, int fresh, void *dx) {
+    conv_view v;
+    size_t es = cg_dtype_size(dt);
+    if (!conv_view_of(g, &v)) {
+        if (fresh) memset(dx, 0, (size_t)(g->n * g->c * g->h * g->w) * es);
+        if (dt == CG_F32) F32_MOVE(col2im, g, dcolT, g, &v, dx);
+        else col2im__f64(dcolT, g, &v, dx);
+        return;
+    }
+    size_t nbytes = (size_t)(g->n * g->c * v.plane) * es;
+    void *dxv = scratch(nbytes);
+    if (!dxv) return;
+    memset(dxv, 0, nbytes);
+    if (dt == CG_F32) {
+        F32_MOVE(col2im, g, dcolT, g, &v, dxv);
+        F32_MOVE(unpad, g, dxv, g, &v, fresh, dx);
+    } else {
+        col2im__f64(dcolT, g, &v, dxv);
+        unpad__f64(dxv, g, &v, fresh, dx);
+    }
+    cg_free(dxv);
+}
+
 /* im2col(x) in scratch (NULL: out of memory) */
 static void *col_of(const conv_geom *g, cg_dtype dt, const void *x) {
     void *colT = scratch((size_t)(geom_cols(g) * geom_rows(g)) * cg_dtype_size(dt));
-    if (!colT) return NULL;
-    if (dt == CG_F32) im2col__f32(x, g, colT);
-    else im2col__f64(x, g, colT);
+    if (colT && !im2col(g, dt, x, colT)) {
+        cg_free(colT);
+        return NULL;
+    }
     return colT;
 }
 
@@ -75,7 +300,7 @@ static cg_status conv_compute(const conv_geom *g, cg_dtype dt, const void *x, co
     const cg_blas_provider *blas = cg_blas_current();
     if (dt == CG_F32) {
         conv_gemm__f32(blas->sgemm, g, w, colT, Yp);
-        if (Yp != y) from_cnp__f32(Yp, b, g, add, y);
+        if (Yp != y) F32_MOVE(from_cnp, g, Yp, b, g, add, y);
     } else {
         conv_gemm__f64(blas->dgemm, g, w, colT, Yp);
         if (Yp != y) from_cnp__f64(Yp, b, g, add, y);
@@ -90,8 +315,13 @@ static cg_status conv_compute(const conv_geom *g, cg_dtype dt, const void *x, co
 static void *gp_of(const conv_geom *g, cg_dtype dt, const void *G, void *db, int db_fresh) {
     void *Gp = scratch((size_t)(g->oc * geom_rows(g)) * cg_dtype_size(dt));
     if (!Gp) return NULL;
-    if (dt == CG_F32) to_cnp__f32(G, g, Gp, db, db_fresh);
-    else to_cnp__f64(G, g, Gp, db, db_fresh);
+    if (dt == CG_F32) {
+        F32_MOVE(to_cnp, g, G, g, Gp);
+        if (db) cnp_sums__f32(Gp, g, db, db_fresh);
+    } else {
+        to_cnp__f64(G, g, Gp);
+        if (db) cnp_sums__f64(Gp, g, db, db_fresh);
+    }
     return Gp;
 }
 
@@ -100,15 +330,10 @@ static void dx_compute(const conv_geom *g, cg_dtype dt, const void *w, const voi
     size_t es = cg_dtype_size(dt);
     void *dcolT = scratch((size_t)(geom_cols(g) * geom_rows(g)) * es);
     if (!dcolT) return;
-    if (fresh) memset(dx, 0, (size_t)(g->n * g->c * g->h * g->w) * es);
     const cg_blas_provider *blas = cg_blas_current();
-    if (dt == CG_F32) {
-        conv_dcol_gemm__f32(blas->sgemm, g, w, Gp, dcolT);
-        col2im__f32(dcolT, g, dx);
-    } else {
-        conv_dcol_gemm__f64(blas->dgemm, g, w, Gp, dcolT);
-        col2im__f64(dcolT, g, dx);
-    }
+    if (dt == CG_F32) conv_dcol_gemm__f32(blas->sgemm, g, w, Gp, dcolT);
+    else conv_dcol_gemm__f64(blas->dgemm, g, w, Gp, dcolT);
+    col2im(g, dt, dcolT, fresh, dx);
     cg_free(dcolT);
 }
 
@@ -269,9 +494,7 @@ cg_status cg_conv(cg_tensor *x, cg_tensor *w, cg_tensor *b, const int64_t *strid
 void cg_conv_replay(cg_node *node) {
     conv_geom g = node_geom(node);
     const cg_tensor *b = node->n_inputs == 3 ? node->inputs[2] : NULL;
-    const cg_tensor *x = node->inputs[0];
-    if (x->dtype == CG_F32) im2col__f32(x->data, &g, node->extra); /* the colT the backward reads */
-    else im2col__f64(x->data, &g, node->extra);
+    if (!im2col(&g, node->dtype, node->inputs[0]->data, node->extra)) return; /* the colT the backward reads */
     conv_compute(&g, node->dtype, NULL, node->inputs[1]->data, b ? b->data : NULL, node->extra, 0,
                  node->saved_out->data, NULL);
 }

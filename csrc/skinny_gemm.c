@@ -119,7 +119,7 @@ int cg_skinny_set_isa(int want) {
     return isa;
 }
 
-static int current_isa(void) {
+int cg_skinny_isa(void) {
     if (isa < 0) isa = best_isa();
     return isa;
 }
@@ -147,7 +147,7 @@ static void rows(int tb, int64_t M, int64_t N, int64_t K, float alpha, const flo
 
 int cg_skinny_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    if (current_isa() == CG_SKINNY_OFF || N > W || N < 1) return 0;
+    if (cg_skinny_isa() == CG_SKINNY_OFF || N > W || N < 1) return 0;
     if (!ta && K <= W && M >= 64) {
         rows(tb, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc);
         return 1;
@@ -163,7 +163,7 @@ int cg_skinny_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, f
 
 int cg_skinny_linear(int64_t rows_, int64_t nin, int64_t nout, const float *X, const float *Wt, const float *bias,
                      float *Y) {
-    if (current_isa() == CG_SKINNY_OFF || nout > W || nout < 1 || nin > W || rows_ < 64) return 0;
+    if (cg_skinny_isa() == CG_SKINNY_OFF || nout > W || nout < 1 || nin > W || rows_ < 64) return 0;
     rows(1, rows_, nout, nin, 1.0f, X, nin, Wt, nin, bias, 0.0f, Y, nout);
     return 1;
 }
@@ -178,4 +178,5 @@ int cg_skinny_linear(int64_t rows, int64_t nin, int64_t nout, const float *X, co
     return 0;
 }
 int cg_skinny_set_isa(int want) { return CG_SKINNY_OFF; }
+int cg_skinny_isa(void) { return CG_SKINNY_OFF; }
 #endif

@@ -256,3 +256,42 @@ def test_anomaly_mode_names_the_convolution():
     with cgrad.autograd.detect_anomaly():
         with pytest.raises(RuntimeError, match="conv"):
             layer(x)
+
+
+@pytest.fixture(params=["avx512", "off"])
+def float32_kernels(request):
+    """Both ways of moving float32 data (csrc/conv.c): AVX-512 masked runs, and the plain
+    loops that every other CPU and float64 use."""
+    got = cgrad._C.skinny_isa(request.param)
+    if got != request.param:
+        cgrad._C.skinny_isa("best")
+        pytest.skip(f"this CPU has no {request.param}")
+    yield got
+    cgrad._C.skinny_isa("best")
+
+
+# strides 1, 2 (the AVX-512 paths) and 3 (the loops), padding and dilation, and widths that
+# end inside a 16-lane vector and past two of them
+GEOMETRIES = [(w, k, s, p, d) for w in (7, 16, 37) for k, s, p, d in
+              ((3, 1, 0, 1), (3, 1, 2, 1), (5, 2, 1, 1), (3, 2, 0, 2), (2, 2, 3, 1), (4, 3, 1, 1))]
+
+
+@pytest.mark.parametrize("w, k, s, p, d", GEOMETRIES)
+def test_float32_movements_match_float64_both_ways(float32_kernels, w, k, s, p, d, rng):
+    """Forward, dX, dW and db of float32 convolutions against the float64 ones, 1-D and 2-D."""
+    for n in (1, 2):
+        x = rng.normal(size=(3, 4) + ((5,) if n == 2 else ()) + (w,))
+        wt = rng.normal(size=(6, 4) + ((2,) if n == 2 else ()) + (k,))
+        b = rng.normal(size=6)
+        kw = dict(stride=s, padding=p, dilation=d) if n == 1 else dict(stride=(1, s), padding=(1, p),
+                                                                      dilation=(1, d))
+        conv = F.conv1d if n == 1 else F.conv2d
+        grads = {}
+        for dtype in (np.float64, np.float32):
+            ts = [cgrad.tensor(a.astype(dtype), requires_grad=True) for a in (x, wt, b)]
+            y = conv(*ts, **kw)
+            u = cgrad.tensor(np.cos(np.arange(y.numel())).reshape(y.shape).astype(dtype))
+            (y * u).sum().backward()
+            grads[dtype] = [y.numpy()] + [t.grad.numpy() for t in ts]
+        for got, want in zip(grads[np.float32], grads[np.float64]):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())

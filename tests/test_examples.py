@@ -80,3 +80,36 @@ def test_burgers_pinn_runs_unchanged_on_pytorch(tmp_path):
     out = run_example(BURGERS, "--quick", "--torch", tmp_path=tmp_path)
     assert "PyTorch" in header(out)
     assert math.isfinite(relative_error(out))
+
+
+MNIST1D = EXAMPLES / "mnist1d_cnn.py"
+
+
+def accuracy(out):
+    found = re.findall(r"^test accuracy: (\S+)", out, re.M)
+    assert len(found) == 1, f"no accuracy line in:\n{out}"
+    return float(found[0])
+
+
+def test_the_mnist1d_paper_recipe_reaches_92_percent(tmp_path):
+    """The convolution issue's bar: the paper's CNN and recipe (6,000 Adam steps) at least 92%
+    test accuracy (the paper reports 94%; seeds 0-3 give 92.2-94.4% here, PyTorch 93.3% at
+    seed 0). Replayed, so that it costs seconds."""
+    out = run_example(MNIST1D, "--compile", tmp_path=tmp_path)
+    assert "compiled" in header(out)
+    assert accuracy(out) >= 0.92
+
+
+def test_mnist1d_example_eager_equals_compiled(tmp_path):
+    a = run_example(MNIST1D, "--quick", tmp_path=tmp_path)
+    b = run_example(MNIST1D, "--quick", "--compile", tmp_path=tmp_path)
+    assert [line for line in a.splitlines() if line.startswith("step")] == \
+        [line for line in b.splitlines() if line.startswith("step")]
+    assert accuracy(a) == accuracy(b)
+
+
+def test_mnist1d_example_runs_unchanged_on_pytorch(tmp_path):
+    pytest.importorskip("torch")
+    out = run_example(MNIST1D, "--quick", "--torch", tmp_path=tmp_path)
+    assert "PyTorch" in header(out)
+    assert 0.3 < accuracy(out) <= 1.0

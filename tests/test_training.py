@@ -345,3 +345,17 @@ def test_steady_state_training_makes_no_malloc_calls():
     for _ in range(20):
         step()
     assert cgrad._C.fresh_alloc_count() == before
+
+
+def test_cli_trains_the_mnist1d_cnn(tmp_path):
+    out = _run_cli("train", "--dataset", "mnist1d", "--model", "cnn", "--epochs", "2", "--replay", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "Conv1d(1, 25, kernel_size=(5,), stride=(2,), padding=(1,))" in out.stdout
+    assert "4000 training and 1000 test examples of shape (1, 40)" in out.stdout
+    acc = float(out.stdout.split("test accuracy ")[1].split(",")[0])
+    assert acc > 0.4  # two epochs of the paper's recipe: far above chance (0.1)
+
+
+def test_cli_model_cnn_needs_an_image_or_signal_dataset(tmp_path):
+    out = _run_cli("train", "--dataset", "spirals", "--model", "cnn", cwd=tmp_path)
+    assert out.returncode != 0 and "--model cnn is for the digits and mnist1d" in out.stderr

@@ -211,5 +211,9 @@ def _grad(roots: list[Any], seeds: list[Any], targets: list[Any], retain_graph: 
 # ---- end of pooling ----
 
 # ---- normalisation ----
+def batch_norm(input: TensorBase, weight: TensorBase | None, bias: TensorBase | None,
+               running_mean: TensorBase | None, running_var: TensorBase | None,
+               num_batches_tracked: TensorBase | None, training: bool, momentum: float | None,
+               eps: float) -> Any: ...
 
 # ---- end of normalisation ----

@@ -477,6 +477,33 @@ OPS = [
     # ---- end of pooling ----
 
     # ---- normalisation ----
-
+    # batch norm in training, batch statistics: one C op on the leaves (its reads bits are
+    # checked); with fresh running statistics (updated, not read); weight only; none, batch 2
+    OpInfo("batch_norm_train", "batch_norm", lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
+           lambda x, w, b: (x - x.mean((0, 2), keepdims=True)) / np.sqrt(x.var((0, 2), keepdims=True) + 1e-5)
+           * w[:, None] + b[:, None], [(4, 3, 5), (3,), (3,)],
+           torch=_torch(lambda torch, x, w, b: torch.nn.functional.batch_norm(x, None, None, w, b, training=True))),
+    OpInfo("batch_norm_train_running", "batch_norm",
+           lambda x, w, b: F.batch_norm(x, cgrad.zeros(3, dtype=x.dtype), cgrad.ones(3, dtype=x.dtype), w, b,
+                                        training=True, momentum=0.3),
+           lambda x, w, b: (x - x.mean((0, 2, 3), keepdims=True)) / np.sqrt(x.var((0, 2, 3), keepdims=True) + 1e-5)
+           * w[:, None, None] + b[:, None, None], [(2, 3, 2, 3), (3,), (3,)],
+           torch=_torch(lambda torch, x, w, b: torch.nn.functional.batch_norm(
+               x, torch.zeros(3, dtype=x.dtype), torch.ones(3, dtype=x.dtype), w, b, training=True, momentum=0.3))),
+    OpInfo("batch_norm_2d_weight_only", "batch_norm", lambda x, w: F.batch_norm(x, None, None, w, training=True),
+           lambda x, w: (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-5) * w, [(5, 3), (3,)],
+           torch=_torch(lambda torch, x, w: torch.nn.functional.batch_norm(x, None, None, w, training=True))),
+    OpInfo("batch_norm_no_affine_batch_2", "batch_norm", lambda x: F.batch_norm(x, None, None, training=True),
+           lambda x: (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-5), [(2, 4)],
+           torch=_tF("batch_norm", None, None, training=True)),
+    # evaluation: the running statistics given, as constants
+    OpInfo("batch_norm_eval", "batch_norm",
+           lambda x, w, b: F.batch_norm(x, cgrad.tensor([0.3, -0.2, 0.5], dtype=x.dtype),
+                                        cgrad.tensor([0.8, 1.5, 0.4], dtype=x.dtype), w, b),
+           lambda x, w, b: (x - np.array([0.3, -0.2, 0.5])[:, None]) / np.sqrt(np.array([0.8, 1.5, 0.4])[:, None]
+                                                                               + 1e-5) * w[:, None] + b[:, None],
+           [(2, 3, 4), (3,), (3,)],
+           torch=_torch(lambda torch, x, w, b: torch.nn.functional.batch_norm(
+               x, torch.tensor([0.3, -0.2, 0.5], dtype=x.dtype), torch.tensor([0.8, 1.5, 0.4], dtype=x.dtype), w, b))),
     # ---- end of normalisation ----
 ]

@@ -222,5 +222,27 @@ def nll_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
 
 
 # ---- normalisation ----
+# batch norm is one fused C op (csrc/norm.c): forward, the closed-form backward, and in
+# training the in-place update of the running statistics, which a replayed step redoes
+import math  # noqa: E402
+
+from .._C import batch_norm as _fused_batch_norm  # noqa: E402
+
+
+def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None = None,
+               bias: Tensor | None = None, training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """(x - mean) / sqrt(var + eps) * weight + bias per channel of x (N, C, *): the batch's
+    mean and biased variance in training, which also updates running_mean and running_var
+    in place (when given) with the unbiased variance; the running statistics otherwise."""
+    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, None)
+
+
+def _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, num_batches_tracked):
+    """batch_norm, and the BatchNorm layers' count of batches (their momentum=None averages over it)."""
+    if training and input.ndim >= 2 and input.shape[0] * math.prod(input.shape[2:]) == 1:
+        raise ValueError(f"batch_norm: Expected more than 1 value per channel when training, got input of shape "
+                         f"{input.shape}")
+    return _fused_batch_norm(input, weight, bias, running_mean, running_var, num_batches_tracked, training, momentum,
+                             eps)
 
 # ---- end of normalisation ----

@@ -217,5 +217,9 @@ def conv_dw(g: TensorBase, x: TensorBase, stride: Sequence[int], pad: Sequence[i
 # ---- end of pooling ----
 
 # ---- normalisation ----
+def batch_norm(input: TensorBase, weight: TensorBase | None, bias: TensorBase | None,
+               running_mean: TensorBase | None, running_var: TensorBase | None,
+               num_batches_tracked: TensorBase | None, training: bool, momentum: float | None,
+               eps: float) -> Any: ...
 
 # ---- end of normalisation ----

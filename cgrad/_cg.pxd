@@ -161,5 +161,8 @@ cdef extern from "cg.h" nogil:
     # ---- end of pooling ----
 
     # ---- normalisation (norm.c) ----
+    cg_status cg_batch_norm(cg_tensor *x, cg_tensor *weight, cg_tensor *bias, cg_tensor *running_mean,
+                            cg_tensor *running_var, cg_tensor *num_batches_tracked, int training,
+                            double momentum, int cumulative, double eps, cg_tensor **out)
 
     # ---- end of normalisation ----

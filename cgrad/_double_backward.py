@@ -349,6 +349,42 @@ _RULES["conv"], _RULES["conv_dx"], _RULES["conv_dw"] = _conv_rule, _conv_dx_rule
 # ---- end of pooling ----
 
 # ---- normalisation ----
+_BN_WEIGHT, _BN_BIAS, _BN_RUNNING, _BN_TRAINING = 1, 2, 4, 32  # node.ip[3], as csrc/norm.c
+
+
+def _batch_norm(node, g):
+    """batch_norm's closed form in ops, with xhat and invstd recomputed from x (training),
+    so that the gradient depends on x as the statistics do: dx = w invstd (g - mean(g) -
+    xhat mean(g xhat)), dw = sum g xhat, db = sum g; in evaluation dx = w invstd g."""
+    x = node.inputs[0]
+    n, c, s, flags = node.ip[:4]
+    eps = node.p0
+    rest = iter(node.inputs[1:])
+    w = next(rest) if flags & _BN_WEIGHT else None
+    b = next(rest) if flags & _BN_BIAS else None
+    x3, g3 = x.reshape(n, c, s), g.reshape(n, c, s)
+    if flags & _BN_TRAINING:
+        xc = x3 - x3.mean((0, 2), keepdims=True)
+        invstd = ((xc * xc).mean((0, 2), keepdims=True) + eps).rsqrt()
+    else:
+        rm, rv = next(rest), next(rest)
+        xc = x3 - rm.reshape(1, c, 1)
+        invstd = (rv.reshape(1, c, 1) + eps).rsqrt()
+    xhat = xc * invstd
+    grads: list = [None] * len(node.inputs)
+    if node.need[0]:
+        scale = invstd if w is None else invstd * w.reshape(1, c, 1)
+        if flags & _BN_TRAINING:
+            g3 = g3 - g3.mean((0, 2), keepdims=True) - xhat * (g3 * xhat).mean((0, 2), keepdims=True)
+        grads[0] = (scale * g3).reshape(x.shape)
+    if w is not None and node.need[1]:
+        grads[1] = (g.reshape(n, c, s) * xhat).sum((0, 2))
+    if b is not None and node.need[2 if w is not None else 1]:
+        grads[2 if w is not None else 1] = g.reshape(n, c, s).sum((0, 2))
+    return tuple(grads)
+
+
+_RULES["batch_norm"] = _batch_norm
 
 # ---- end of normalisation ----
 

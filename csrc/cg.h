@@ -286,6 +286,14 @@ cg_status cg_conv_dw(cg_tensor *G, cg_tensor *x, const int64_t *stride, const in
 /* ---- end of pooling ---- */
 
 /* ---- normalisation (norm.c) ---- */
+/* y = (x - mean_c) / sqrt(var_c + eps) w_c + b_c over x [N, C, *]; weight, bias [C] or NULL.
+ * training: the batch's statistics (biased variance), and running_mean/running_var [C] (both
+ * or NULL) updated in place: num_batches_tracked (one int64, or NULL) += 1, then
+ * r = f stat + (1 - f) r with the unbiased variance, f = momentum, or 1 / num_batches_tracked
+ * when cumulative. Otherwise the running statistics are used as they are. */
+cg_status cg_batch_norm(cg_tensor *x, cg_tensor *weight, cg_tensor *bias, cg_tensor *running_mean,
+                        cg_tensor *running_var, cg_tensor *num_batches_tracked, int training, double momentum,
+                        int cumulative, double eps, cg_tensor **out);
 
 /* ---- end of normalisation ---- */
 

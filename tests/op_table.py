@@ -589,6 +589,54 @@ OPS = [
     # ---- end of pooling ----
 
     # ---- normalisation ----
-
+    # batch norm in training, batch statistics: one C op on the leaves (its reads bits are
+    # checked); with fresh running statistics (updated, not read); weight only; none, batch 2
+    OpInfo("batch_norm_train", "batch_norm", lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
+           lambda x, w, b: (x - x.mean((0, 2), keepdims=True)) / np.sqrt(x.var((0, 2), keepdims=True) + 1e-5)
+           * w[:, None] + b[:, None], [(4, 3, 5), (3,), (3,)],
+           torch=_torch(lambda torch, x, w, b: torch.nn.functional.batch_norm(x, None, None, w, b, training=True))),
+    OpInfo("batch_norm_train_running", "batch_norm",
+           lambda x, w, b: F.batch_norm(x, cgrad.zeros(3, dtype=x.dtype), cgrad.ones(3, dtype=x.dtype), w, b,
+                                        training=True, momentum=0.3),
+           lambda x, w, b: (x - x.mean((0, 2, 3), keepdims=True)) / np.sqrt(x.var((0, 2, 3), keepdims=True) + 1e-5)
+           * w[:, None, None] + b[:, None, None], [(2, 3, 2, 3), (3,), (3,)],
+           torch=_torch(lambda torch, x, w, b: torch.nn.functional.batch_norm(
+               x, torch.zeros(3, dtype=x.dtype), torch.ones(3, dtype=x.dtype), w, b, training=True, momentum=0.3))),
+    OpInfo("batch_norm_2d_weight_only", "batch_norm", lambda x, w: F.batch_norm(x, None, None, w, training=True),
+           lambda x, w: (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-5) * w, [(5, 3), (3,)],
+           torch=_torch(lambda torch, x, w: torch.nn.functional.batch_norm(x, None, None, w, training=True))),
+    OpInfo("batch_norm_no_affine_batch_2", "batch_norm", lambda x: F.batch_norm(x, None, None, training=True),
+           lambda x: (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-5), [(2, 4)],
+           torch=_tF("batch_norm", None, None, training=True)),
+    # evaluation: the running statistics given, as constants
+    OpInfo("batch_norm_eval", "batch_norm",
+           lambda x, w, b: F.batch_norm(x, cgrad.tensor([0.3, -0.2, 0.5], dtype=x.dtype),
+                                        cgrad.tensor([0.8, 1.5, 0.4], dtype=x.dtype), w, b),
+           lambda x, w, b: (x - np.array([0.3, -0.2, 0.5])[:, None]) / np.sqrt(np.array([0.8, 1.5, 0.4])[:, None]
+                                                                               + 1e-5) * w[:, None] + b[:, None],
+           [(2, 3, 4), (3,), (3,)],
+           torch=_torch(lambda torch, x, w, b: torch.nn.functional.batch_norm(
+               x, torch.tensor([0.3, -0.2, 0.5], dtype=x.dtype), torch.tensor([0.8, 1.5, 0.4], dtype=x.dtype), w, b))),
+    # group norm: batch norm of (1, N * groups, rest), then weight and bias
+    OpInfo("group_norm", None, lambda x, w, b: F.group_norm(x, 2, w, b),
+           lambda x, w, b: (((g := x.reshape(2, 2, 6)) - g.mean(2, keepdims=True)) / np.sqrt(g.var(2, keepdims=True)
+                                                                                           + 1e-5)).reshape(x.shape)
+           * w[:, None] + b[:, None], [(2, 4, 3), (4,), (4,)],
+           torch=_torch(lambda torch, x, w, b: torch.nn.functional.group_norm(x, 2, w, b))),
+    OpInfo("group_norm_4d_no_affine", None, lambda x: F.group_norm(x, 3),
+           lambda x: (((g := x.reshape(2, 3, 8)) - g.mean(2, keepdims=True)) / np.sqrt(g.var(2, keepdims=True)
+                                                                                    + 1e-5)).reshape(x.shape),
+           [(2, 6, 2, 2)], torch=_tF("group_norm", 3)),
+    OpInfo("dropout2d_eval", None, lambda x: F.dropout2d(x, 0.3, training=False), lambda x: x, [(2, 3, 2, 2)],
+           torch=_tF("dropout2d", 0.3, training=False)),
+    OpInfo("dropout1d_p0", None, lambda x: F.dropout1d(x, 0.0), lambda x: x, [(2, 3, 4)],
+           torch=_tF("dropout1d", 0.0)),
+    # nearest: source floor(i * in / out) (a doubling repeats each value twice)
+    OpInfo("interpolate_1d_size", None, lambda x: F.interpolate(x, size=7), lambda x: x[:, :, [0, 0, 1, 2, 2, 3, 4]],
+           [(2, 3, 5)], torch=_tF("interpolate", size=7)),
+    OpInfo("interpolate_2d_scale_2", None, lambda x: F.interpolate(x, scale_factor=2),
+           lambda x: x.repeat(2, 2).repeat(2, 3), [(1, 2, 2, 3)], torch=_tF("interpolate", scale_factor=2)),
+    OpInfo("interpolate_2d_size_down", None, lambda x: F.interpolate(x, size=(2, 5)),
+           lambda x: x[:, :, [0, 1]][:, :, :, [0, 0, 1, 1, 2]], [(2, 1, 3, 3)], torch=_tF("interpolate", size=(2, 5))),
     # ---- end of normalisation ----
 ]

@@ -311,5 +311,149 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
 
 
 # ---- normalisation ----
+# batch norm is one fused C op (csrc/norm.c): forward, the closed-form backward, and in
+# training the in-place update of the running statistics, which a replayed step redoes
+import math  # noqa: E402
+import warnings  # noqa: E402
+
+from .._C import batch_norm as _fused_batch_norm, gather as _gather  # noqa: E402
+
+
+def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None = None,
+               bias: Tensor | None = None, training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """(x - mean) / sqrt(var + eps) * weight + bias per channel of x (N, C, *): the batch's
+    mean and biased variance in training, which also updates running_mean and running_var
+    in place (when given) with the unbiased variance; the running statistics otherwise."""
+    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, None)
+
+
+def _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, num_batches_tracked):
+    """batch_norm, and the BatchNorm layers' count of batches (their momentum=None averages over it)."""
+    if training and input.ndim >= 2 and input.shape[0] * math.prod(input.shape[2:]) == 1:
+        raise ValueError(f"batch_norm: Expected more than 1 value per channel when training, got input of shape "
+                         f"{input.shape}")
+    return _fused_batch_norm(input, weight, bias, running_mean, running_var, num_batches_tracked, training, momentum,
+                             eps)
+
+
+def _per_channel(t: Tensor, ndim: int) -> Tensor:
+    """A (C,) tensor shaped (1, C, 1, ...) to broadcast over an (N, C, *) input of ndim dims."""
+    return t.reshape((1, t.shape[0]) + (1,) * (ndim - 2))
+
+
+def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,
+               eps: float = 1e-5) -> Tensor:
+    """Each sample's channels in num_groups groups, each normalised by its own mean and biased
+    variance, then weight and bias per channel. A (sample, group) pair is a channel of the
+    fused batch norm over a batch of one: x (N, C, *) seen as (1, N * num_groups, rest)."""
+    if input.ndim < 2:
+        raise ValueError(f"group_norm: expected an input of at least 2 dims (N, C, ...), got shape {input.shape}")
+    n, c = input.shape[:2]
+    if num_groups <= 0 or c % num_groups:
+        raise ValueError(f"group_norm: Expected number of channels in input to be divisible by num_groups, but got "
+                         f"input of shape {input.shape} and num_groups={num_groups}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.shape != (c,):
+            raise ValueError(f"group_norm: {name} of shape {t.shape} does not fit the input of shape {input.shape} "
+                             f"(expected ({c},): one value per channel)")
+    groups = input.reshape(1, n * num_groups, (c // num_groups) * math.prod(input.shape[2:]))
+    out = _fused_batch_norm(groups, None, None, None, None, None, True, 0.0, eps).reshape(input.shape)
+    if weight is not None:
+        out = out * _per_channel(weight, input.ndim)
+    if bias is not None:
+        out = out + _per_channel(bias, input.ndim)
+    return out
+
+
+def _channel_dropout(op: str, x: Tensor, p: float, training: bool, inplace: bool, mask_shape) -> Tensor:
+    """Inverted dropout of whole channels: x times a 0 or 1/(1-p) per entry of mask_shape
+    (x's shape with 1 for the dims each channel spans)."""
+    if not 0 <= p <= 1:
+        raise ValueError(f"{op}: dropout probability has to be between 0 and 1, but got {p}")
+    if inplace:
+        raise NotImplementedError(f"{op}: inplace=True is not supported; cgrad's dropout makes a new tensor")
+    if not training or p == 0:
+        return x
+    if p == 1:
+        return x * 0.0
+    keep = (_generator().random(mask_shape) >= p) / (1 - p)
+    return x * keep.astype(x.dtype)
+
+
+def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero each channel of (N, C, L) or (C, L) with probability p, scale the rest by 1/(1-p)."""
+    if input.ndim not in (2, 3):
+        raise RuntimeError(f"dropout1d: Expected 2D or 3D input, but received a {input.ndim}D input of shape "
+                           f"{input.shape}")
+    return _channel_dropout("dropout1d", input, p, training, inplace, input.shape[:-1] + (1,))
+
+
+def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero each channel of (N, C, H, W) with probability p, scale the rest by 1/(1-p). A 3-D
+    input is taken as (N, C, L), as PyTorch does today (with its warning)."""
+    if input.ndim not in (3, 4):
+        raise RuntimeError(f"dropout2d: Expected 3D or 4D input, but received a {input.ndim}D input of shape "
+                           f"{input.shape}")
+    if input.ndim == 3:
+        warnings.warn("dropout2d: Received a 3D input to dropout2d and assuming that channel-wise 1D dropout "
+                      "behavior is desired - input is interpreted as shape (N, C, L), where C is the channel dim. "
+                      "Use dropout1d for that.", stacklevel=2)
+    return _channel_dropout("dropout2d", input, p, training, inplace, input.shape[:2] + (1,) * (input.ndim - 2))
+
+
+def _nearest_source(n_in: int, n_out: int, scale: float | None) -> np.ndarray:
+    """PyTorch's 'nearest' source index of each output index: min(floor(dst * s), n_in - 1),
+    s = 1 / scale_factor when one was given, else n_in / n_out, in float32 as PyTorch's
+    kernel (exact integer arithmetic differs from it: 2 -> 82 first)."""
+    s = np.float32(1.0 / scale) if scale is not None and scale > 0 else np.float32(n_in) / np.float32(n_out)
+    return np.minimum(np.floor(np.arange(n_out, dtype=np.float32) * s).astype(np.int64), n_in - 1)
+
+
+def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "nearest", align_corners=None,
+                recompute_scale_factor=None, antialias: bool = False) -> Tensor:
+    """Resize the spatial dims of (N, C, L) or (N, C, H, W) to `size`, or by `scale_factor`
+    (output floor(in * scale_factor)); mode 'nearest' only: output[i] = input[floor(i * s)].
+    One gather of the flat input, so backward adds each output's gradient to its source."""
+    if mode != "nearest":
+        raise NotImplementedError(f"interpolate: mode {mode!r} is not implemented; cgrad has mode='nearest' only")
+    if align_corners is not None:
+        raise ValueError("interpolate: align_corners option can only be set with the interpolating modes: "
+                         "linear | bilinear | bicubic | trilinear")
+    if antialias:
+        raise ValueError("interpolate: the anti-alias option is restricted to bilinear and bicubic modes")
+    if input.ndim not in (3, 4):
+        raise NotImplementedError(f"interpolate: only 3-D (N, C, L) and 4-D (N, C, H, W) inputs are supported, "
+                                  f"got shape {input.shape}")
+    spatial = input.shape[2:]
+    dims = len(spatial)
+    if (size is None) == (scale_factor is None):
+        raise ValueError("interpolate: " + ("only one of size or scale_factor should be defined" if size is not None
+                                            else "either size or scale_factor should be defined"))
+    if size is not None:
+        if recompute_scale_factor:
+            raise ValueError("interpolate: recompute_scale_factor is not meaningful with an explicit size")
+        sizes = list(size) if isinstance(size, (list, tuple)) else [size] * dims
+        scales: list = [None] * dims
+        what = f"output size of {size}"
+    else:
+        scales = list(scale_factor) if isinstance(scale_factor, (list, tuple)) else [scale_factor] * dims
+        sizes = [int(n * float(f)) for n, f in zip(spatial, scales)] if len(scales) == dims else []
+        if recompute_scale_factor:
+            scales = [None] * dims
+        what = f"scale_factor of {scale_factor}"
+    if len(sizes) != dims:
+        raise ValueError(f"interpolate: input and output must have the same number of spatial dimensions, but got "
+                         f"input of shape {input.shape} and {what}")
+    if any(int(o) != o or o <= 0 for o in sizes) or 0 in spatial:
+        raise ValueError(f"interpolate: input and output sizes should be greater than 0, but got input of shape "
+                         f"{input.shape} and output size {tuple(sizes)}")
+    sizes = [int(o) for o in sizes]
+    # the flat position of each output element's source: rows (n, c) times the spatial offsets
+    pos = np.arange(input.shape[0] * input.shape[1]) * math.prod(spatial)
+    stride = math.prod(spatial)
+    for n_in, n_out, scale in zip(spatial, sizes, scales):
+        stride //= n_in
+        pos = pos[..., None] + _nearest_source(n_in, n_out, scale) * stride
+    return _gather(input.reshape(-1), pos.reshape(-1)).reshape(tuple(input.shape[:2]) + tuple(sizes))
 
 # ---- end of normalisation ----

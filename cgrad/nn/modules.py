@@ -199,8 +199,8 @@ class Module:
                 for name, p in list(m._parameters.items()):
                     if p is not None and p.dtype != dtype:
                         setattr(m, name, Parameter(p.to(dtype), requires_grad=p.requires_grad))
-                for name, b in list(m._buffers.items()):
-                    if b is not None and b.dtype != dtype:
+                for name, b in list(m._buffers.items()):  # float buffers only, as PyTorch (not a count)
+                    if b is not None and b.is_floating_point() and b.dtype != dtype:
                         setattr(m, name, b.to(dtype))
         return self
 

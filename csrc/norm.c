@@ -1,0 +1,215 @@
+/* norm.c: batch normalisation as one fused op (forward, backward and replay).
+ *
+ * y = (x - mean_c) invstd_c w_c + b_c over x [N, C, *], invstd = 1 / sqrt(var + eps): the
+ * statistics of channel c are the mean and biased variance of its M = N * prod(*) values
+ * (training) or the running estimates given (evaluation). With xhat = (x - mean) invstd,
+ * backward is the closed form
+ *     dx = w invstd / M (M g - sum g - xhat sum(g xhat)),  dw = sum g xhat,  db = sum g
+ * in training, and dx = w invstd g in evaluation, where the statistics are constants.
+ *
+ * In training the op itself updates the running estimates in place, so that cgrad.compile,
+ * whose replay reruns only C ops, updates them as eager code does (PyTorch's rule):
+ *     num_batches_tracked += 1
+ *     running_mean = f mean + (1 - f) running_mean
+ *     running_var  = f sq / (M - 1) + (1 - f) running_var    (the unbiased variance)
+ * with f = momentum, or 1 / num_batches_tracked (a cumulative average: momentum None). An
+ * empty batch updates nothing but the count. The three tensors are inputs of the node that
+ * need no gradient (the node's references keep them alive). What backward needs per channel
+ * (mean, invstd and w invstd) is kept in the node's extra, so the rule reads only x
+ * (R_IN0): another forward updating the statistics, or an optimizer's step on w, does not
+ * change this node's gradient. A channel of one value normalises to 0 (group norm of one
+ * value per group, as PyTorch); batch norm's refusal of it in training is the facade's
+ * check, as in PyTorch (its running variance would be 0 / 0).
+ */
+#include "cg_internal.h"
+
+#include <math.h>
+
+/* node->ip[3]: which inputs follow x, and the mode */
+enum { BN_WEIGHT = 1, BN_BIAS = 2, BN_RUNNING = 4, BN_COUNT = 8, BN_CUMULATIVE = 16, BN_TRAINING = 32 };
+
+#define CG_IMPL "norm_impl.h"
+#include "cg_each_dtype.h"
+
+/* The node's inputs: x, then weight, bias, running_mean and running_var, num_batches_tracked
+ * where the flags say they were given. */
+typedef struct {
+    cg_tensor *x, *w, *b, *rm, *rv, *count;
+} bn_args;
+
+static bn_args bn_unpack(cg_tensor *const *ins, int flags) {
+    bn_args a = {ins[0], NULL, NULL, NULL, NULL, NULL};
+    int i = 1;
+    if (flags & BN_WEIGHT) a.w = ins[i++];
+    if (flags & BN_BIAS) a.b = ins[i++];
+    if (flags & BN_RUNNING) {
+        a.rm = ins[i++];
+        a.rv = ins[i++];
+    }
+    if (flags & BN_COUNT) a.count = ins[i++];
+    return a;
+}
+
+#define BN_DISPATCH(dtype, fn, ...)                                                             \
+    do {                                                                                        \
+        if ((dtype) == CG_F32) fn##_f32(__VA_ARGS__);                                          \
+        else fn##_f64(__VA_ARGS__);                                                            \
+    } while (0)
+
+/* The forward, shared by the entry and replay (so replays are bitwise eager). stats: 5 C
+ * doubles, the node's extra: mean, invstd, scale = w invstd (what backward reads), then two
+ * rows of scratch. x [N, C, S] -> y. */
+static void bn_run(const bn_args *a, int flags, int64_t N, int64_t C, int64_t S, double momentum, double eps,
+                   double *stats, void *y) {
+    cg_dtype dt = a->x->dtype;
+    double *mean = stats, *invstd = stats + C, *scale = stats + 2 * C, *sq = stats + 3 * C, *w = stats + 4 * C;
+    double M = (double)(N * S);
+    if (flags & BN_TRAINING) {
+        BN_DISPATCH(dt, bn_stats_, N, C, S, a->x->data, mean, sq);
+        for (int64_t c = 0; c < C; c++) invstd[c] = 1 / sqrt(sq[c] / M + eps);
+        if (a->count) {
+            ++*(int64_t *)a->count->data;
+            cg_storage_bump(a->count->storage);
+        }
+        if (a->rm && M > 0) {
+            double f = flags & BN_CUMULATIVE ? 1.0 / (double)*(int64_t *)a->count->data : momentum;
+            BN_DISPATCH(dt, bn_running_, C, a->rm->data, mean, 1.0, f);
+            BN_DISPATCH(dt, bn_running_, C, a->rv->data, sq, M - 1, f);
+            cg_storage_bump(a->rm->storage);
+            cg_storage_bump(a->rv->storage);
+        }
+    } else {
+        BN_DISPATCH(dt, bn_load_, C, a->rm->data, mean);
+        BN_DISPATCH(dt, bn_load_, C, a->rv->data, sq);
+        for (int64_t c = 0; c < C; c++) invstd[c] = 1 / sqrt(sq[c] + eps);
+    }
+    if (a->w) BN_DISPATCH(dt, bn_load_, C, a->w->data, w);
+    for (int64_t c = 0; c < C; c++) scale[c] = a->w ? invstd[c] * w[c] : invstd[c];
+    BN_DISPATCH(dt, bn_apply_, N, C, S, a->x->data, mean, scale, a->b ? a->b->data : NULL, y);
+}
+
+void cg_batch_norm_replay(cg_node *node) {
+    int flags = (int)node->ip[3];
+    bn_args a = bn_unpack(node->inputs, flags);
+    bn_run(&a, flags, node->ip[0], node->ip[1], node->ip[2], node->p[1], node->p[0], node->extra,
+           node->saved_out->data);
+}
+
+/* weight, bias, running_mean, running_var: [C] of x's dtype, or NULL */
+static cg_status bn_check_channel(const char *name, const cg_tensor *t, const cg_tensor *x, int running) {
+    char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
+    if (!t) return CG_OK;
+    CG_REQUIRE_FLOAT("batch_norm", t);
+    if (t->dtype != x->dtype)
+        return cg_error(CG_ERR_DTYPE, "batch_norm: %s is %s but the input is %s", name, cg_dtype_name(t->dtype),
+                        cg_dtype_name(x->dtype));
+    if (t->ndim != 1 || t->shape[0] != x->shape[1])
+        return cg_error(CG_ERR_SHAPE, "batch_norm: %s of shape %s does not fit the input of shape %s "
+                                      "(expected (%lld,): one value per channel)",
+                        name, cg_shape_str(t->ndim, t->shape, b1, sizeof b1),
+                        cg_shape_str(x->ndim, x->shape, b2, sizeof b2), (long long)x->shape[1]);
+    if (running && cg_tensor_needs_grad(t))
+        return cg_error(CG_ERR_RUNTIME, "batch_norm: %s requires grad, but the running statistics take no "
+                                        "gradient (the op updates them in place)", name);
+    return CG_OK;
+}
+
+cg_status cg_batch_norm(cg_tensor *x, cg_tensor *weight, cg_tensor *bias, cg_tensor *running_mean,
+                        cg_tensor *running_var, cg_tensor *num_batches_tracked, int training, double momentum,
+                        int cumulative, double eps, cg_tensor **out) {
+    CG_PROF_BEGIN();
+    CG_REQUIRE_FLOAT("batch_norm", x);
+    char b1[CG_SHAPE_BUF];
+    cg_status st;
+    if (x->ndim < 2)
+        return cg_error(CG_ERR_SHAPE, "batch_norm: expected an input of at least 2 dims (N, C, ...), got shape %s",
+                        cg_shape_str(x->ndim, x->shape, b1, sizeof b1));
+    if ((st = bn_check_channel("weight", weight, x, 0)) || (st = bn_check_channel("bias", bias, x, 0)) ||
+        (st = bn_check_channel("running_mean", running_mean, x, 1)) ||
+        (st = bn_check_channel("running_var", running_var, x, 1)))
+        return st;
+    if (!running_mean != !running_var)
+        return cg_error(CG_ERR_VALUE, "batch_norm: running_mean and running_var go together: give both or neither");
+    if (!training && !running_mean)
+        return cg_error(CG_ERR_VALUE, "batch_norm: running_mean and running_var must be given in evaluation mode "
+                                      "(training=False)");
+    int flags = (weight ? BN_WEIGHT : 0) | (bias ? BN_BIAS : 0) | (running_mean ? BN_RUNNING : 0) |
+                (training ? BN_TRAINING : 0);
+    if (training && running_mean) { /* the count takes part only where the statistics are updated */
+        if (num_batches_tracked) {
+            if (num_batches_tracked->dtype != CG_I64 || num_batches_tracked->numel != 1)
+                return cg_error(CG_ERR_VALUE, "batch_norm: num_batches_tracked must be one int64 value, got %s of "
+                                              "shape %s", cg_dtype_name(num_batches_tracked->dtype),
+                                cg_shape_str(num_batches_tracked->ndim, num_batches_tracked->shape, b1, sizeof b1));
+            flags |= BN_COUNT;
+        }
+        if (cumulative) {
+            if (!num_batches_tracked)
+                return cg_error(CG_ERR_VALUE, "batch_norm: momentum None (a cumulative average) needs "
+                                              "num_batches_tracked");
+            flags |= BN_CUMULATIVE;
+        }
+    }
+    int64_t N = x->shape[0], C = x->shape[1], S = cg_numel(x->ndim - 2, x->shape + 2);
+    double *stats = cg_malloc((size_t)(C ? 5 * C : 1) * sizeof(double));
+    if (!stats) return cg_error(CG_ERR_NOMEM, "batch_norm: out of memory");
+    cg_tensor *y;
+    if ((st = cg_tensor_empty(x->dtype, x->ndim, x->shape, &y))) {
+        cg_free(stats);
+        return st;
+    }
+    cg_tensor *ins[6];
+    int n = 0;
+    ins[n++] = x;
+    if (weight) ins[n++] = weight;
+    if (bias) ins[n++] = bias;
+    if (flags & BN_RUNNING) {
+        ins[n++] = running_mean;
+        ins[n++] = running_var;
+    }
+    if (flags & BN_COUNT) ins[n++] = num_batches_tracked;
+    bn_args a = bn_unpack(ins, flags);
+    bn_run(&a, flags, N, C, S, momentum, eps, stats, y->data);
+    cg_node *node;
+    if ((st = cg_record(CG_OP_BATCH_NORM, n, ins, y, &node))) {
+        cg_free(stats);
+        return st;
+    }
+    if (node) {
+        node->extra = stats;
+        node->ip[0] = N;
+        node->ip[1] = C;
+        node->ip[2] = S;
+        node->ip[3] = flags;
+        node->p[0] = eps;
+        node->p[1] = momentum;
+    } else {
+        cg_free(stats);
+    }
+    *out = y;
+    return CG_OK;
+}
+
+/* Backward, from the forward's per-channel values; the scratch rows take sum g and
+ * sum g (x - mean), then the factors of dx = scale (g - k1 - (x - mean) k2). */
+void cg_batch_norm_bwd(cg_node *node, const void *g, void **dins) {
+    int flags = (int)node->ip[3];
+    int64_t N = node->ip[0], C = node->ip[1], S = node->ip[2];
+    double *stats = node->extra, M = (double)(N * S);
+    double *mean = stats, *invstd = stats + C, *scale = stats + 2 * C, *k1 = stats + 3 * C, *k2 = stats + 4 * C;
+    int iw = 1, ib = flags & BN_WEIGHT ? 2 : 1;
+    void *dw = flags & BN_WEIGHT ? dins[iw] : NULL, *db = flags & BN_BIAS ? dins[ib] : NULL;
+    cg_dtype dt = node->dtype;
+    const void *X = node->inputs[0]->data;
+    BN_DISPATCH(dt, bn_grad_sums_, N, C, S, X, g, mean, k1, k2);
+    for (int64_t c = 0; c < C; c++) k2[c] *= invstd[c]; /* sum g xhat */
+    if (dw) BN_DISPATCH(dt, bn_channel_out_, C, k2, dw, node->fresh >> iw & 1);
+    if (db) BN_DISPATCH(dt, bn_channel_out_, C, k1, db, node->fresh >> ib & 1);
+    if (!dins[0]) return;
+    int train = flags & BN_TRAINING;
+    for (int64_t c = 0; c < C; c++) {
+        k1[c] = train ? k1[c] / M : 0;
+        k2[c] = train ? k2[c] * invstd[c] / M : 0;
+    }
+    BN_DISPATCH(dt, bn_dx_, N, C, S, X, g, mean, scale, k1, k2, dins[0], node->fresh & 1);
+}

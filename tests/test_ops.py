@@ -70,6 +70,7 @@ def test_table_names_only_registered_ops():
 FAMILY_INPUTS = {"unary": 1, "binary": 2, "where": 2, "reduce": 1, "softmax": 1, "matmul": 2,
                  "reshape": 1, "strided": 1, "gather": 1, "concat": 7, "cross_entropy": 1, "linear": 3,
                  "cast": 1, "scatter_add": 2, "python": 7, "gemm": 2}
+FAMILY_INPUTS["pool"] = 2  # pooling (csrc/pool.c): max_pool_backward(g, x), max_pool_select(u, x)
 READS_OUTPUT = 128
 
 

@@ -26,8 +26,12 @@ typedef struct {
     int64_t planes;      /* the product of the dims before the spatial ones */
     int64_t *win[2];     /* per dim, 3 int64 per output index: first input index, taps, divisor factor */
     int64_t *argmax;     /* max ops: planes x out plane, flat indices in the input plane; else NULL */
+    int64_t full_lo, full_hi; /* the output columns whose windows hold all kernel[1] taps (plain dims) */
 } pool_data;
 
+/* The loops' helpers are inlined into their CG_SIMD callers, so that each clone vectorises
+ * them for its instruction set (called out of line, they ran the baseline's scalar code). */
+#define CG_POOL_INLINE __attribute__((always_inline))
 #define CG_IMPL "pool_impl.h"
 #include "cg_each_dtype.h"
 
@@ -112,6 +116,13 @@ static cg_status plan(const char *op, const cg_pool_geom *geom, const cg_tensor 
     pd->argmax = argmax ? pd->win[1] + 3 * g.out_size[1] : NULL;
     dim_windows(&g, 0, pd->win[0]);
     dim_windows(&g, 1, pd->win[1]);
+    /* full windows are consecutive: those that start inside the input and end inside it */
+    pd->full_lo = pd->full_hi = 0;
+    for (int64_t j = 0; g.kernel[1] > 0 && j < g.out_size[1]; j++)
+        if (pd->win[1][3 * j + 1] == g.kernel[1]) {
+            if (pd->full_hi == pd->full_lo) pd->full_lo = j;
+            pd->full_hi = j + 1;
+        }
     *out = pd;
     return CG_OK;
 }

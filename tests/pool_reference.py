@@ -53,30 +53,53 @@ def windows(shape, spatial, kernel=None, stride=None, padding=0, dilation=1, cei
             for n, kk, ss, pp, dd in zip(sizes, k, s, _dims(padding, spatial), _dims(dilation, spatial))]
 
 
-def pool(x, mode, spatial, divisor_override=None, **geometry):
-    """mode 'max' -> (values, indices), 'avg' -> values; geometry: windows()'s keywords."""
-    x = np.asarray(x)
+def _routes(x, mode, spatial, divisor_override=None, **geometry):
+    """The output's shape, and per output element (plane, its index, value, [(input index,
+    weight)]): max routes to its arg-max with weight 1 (and names it, -1 for no tap), the
+    average to each tap with weight 1 / divisor."""
     wins = windows(x.shape, spatial, **geometry)
     lead, sizes = x.shape[:x.ndim - spatial], x.shape[x.ndim - spatial:]
     out_shape = lead + tuple(len(w) for w in wins)
-    values = np.zeros(out_shape, x.dtype)
-    indices = np.zeros(out_shape, np.int64)
+    routes = []
     for plane in np.ndindex(*lead):
         for at in np.ndindex(*out_shape[len(lead):]):
             per_dim = [wins[d][at[d]] for d in range(spatial)]
             taps = list(itertools.product(*[t for t, _ in per_dim]))
             if mode == "max":
-                best, arg = -np.inf, (np.ravel_multi_index(taps[0], sizes) if taps else -1)
+                best, arg = -np.inf, (taps[0] if taps else None)
                 for tap in taps:  # PyTorch's rule: a larger value or a NaN takes over
                     v = x[plane + tap]
                     if v > best or np.isnan(v):
-                        best, arg = v, np.ravel_multi_index(tap, sizes)
-                values[plane + at], indices[plane + at] = best, arg
+                        best, arg = v, tap
+                routes.append((plane + at, best, [] if arg is None else [(plane + arg, 1.0)],
+                               -1 if arg is None else np.ravel_multi_index(arg, sizes)))
             else:
                 total = sum((x[plane + tap] for tap in taps), x.dtype.type(0))
                 div = divisor_override or int(np.prod([c for _, c in per_dim]))
-                values[plane + at] = total / div if taps else 0
+                routes.append((plane + at, total / div if taps else 0, [(plane + t, 1.0 / div) for t in taps], 0))
+    return out_shape, routes
+
+
+def pool(x, mode, spatial, divisor_override=None, **geometry):
+    """mode 'max' -> (values, indices), 'avg' -> values; geometry: windows()'s keywords."""
+    x = np.asarray(x)
+    out_shape, routes = _routes(x, mode, spatial, divisor_override, **geometry)
+    values = np.zeros(out_shape, x.dtype)
+    indices = np.zeros(out_shape, np.int64)
+    for at, value, _, index in routes:
+        values[at], indices[at] = value, index
     return (values, indices) if mode == "max" else values
+
+
+def pool_grad(x, g, mode, spatial, divisor_override=None, **geometry):
+    """d(sum(g * pool(x)))/dx: g routed back along each output's taps."""
+    x = np.asarray(x)
+    _, routes = _routes(x, mode, spatial, divisor_override, **geometry)
+    dx = np.zeros(x.shape, np.float64)
+    for at, _, taps, _ in routes:
+        for tap, weight in taps:
+            dx[tap] += g[at] * weight
+    return dx
 
 
 def max_pool(x, spatial, **geometry):

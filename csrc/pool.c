@@ -94,7 +94,7 @@ static cg_status plan(const char *op, const cg_pool_geom *geom, const cg_tensor 
             g.pad[d] = 0;
         }
         /* every o * stride and (o + 1) * in below stays far from overflow */
-        if (in < 0 || o < 0 || k < 0 || in > ((int64_t)1 << 40) || o > ((int64_t)1 << 40) ||
+        if (in < 0 || o < 0 || k < 0 || in > ((int64_t)1 << 31) || o > ((int64_t)1 << 31) ||
             (plain && (g.stride[d] < 1 || g.stride[d] > ((int64_t)1 << 20) || g.pad[d] < 0 || g.pad[d] > k ||
                        g.dilation[d] < 1 || k > ((int64_t)1 << 20) || g.dilation[d] > ((int64_t)1 << 20))))
             return cg_error(CG_ERR_VALUE, "%s: bad window geometry for dim %d: input %lld, output %lld, kernel "
@@ -104,8 +104,10 @@ static cg_status plan(const char *op, const cg_pool_geom *geom, const cg_tensor 
     }
     if (!argmax && (g.dilation[0] != 1 || g.dilation[1] != 1)) /* the loops and divisors assume none */
         return cg_error(CG_ERR_VALUE, "%s: averages take no dilation", op);
-    int64_t planes = cg_numel(t->ndim - sp, t->shape);
-    int64_t n_out = planes * g.out_size[0] * g.out_size[1];
+    int64_t planes = cg_numel(t->ndim - sp, t->shape), n_out;
+    if (__builtin_mul_overflow(planes, g.out_size[0] * g.out_size[1], &n_out) || n_out > ((int64_t)1 << 56))
+        return cg_error(CG_ERR_NOMEM, "%s: an output of %lld planes of %lld x %lld is too large", op,
+                        (long long)planes, (long long)g.out_size[0], (long long)g.out_size[1]);
     size_t words = (size_t)(3 * (g.out_size[0] + g.out_size[1]) + (argmax ? n_out : 0));
     pool_data *pd = cg_malloc(sizeof *pd + words * sizeof(int64_t));
     if (!pd) return cg_error(CG_ERR_NOMEM, "%s: out of memory", op);

@@ -213,6 +213,24 @@ def conv_dw(g: TensorBase, x: TensorBase, stride: Sequence[int], pad: Sequence[i
 # ---- end of convolution ----
 
 # ---- pooling ----
+from typing import NamedTuple
+
+class PoolGeometry(NamedTuple):
+    spatial: int
+    in_size: tuple[int, ...]
+    out_size: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    count_include_pad: bool
+    divisor: int
+def max_pool(x: TensorBase, geom: PoolGeometry, return_indices: bool = ...) -> Any: ...
+def avg_pool(x: TensorBase, geom: PoolGeometry) -> Any: ...
+def avg_pool_backward(g: TensorBase, geom: PoolGeometry) -> Any: ...
+def max_pool_backward(g: TensorBase, x: TensorBase, geom: PoolGeometry) -> Any: ...
+def max_pool_select(u: TensorBase, x: TensorBase, geom: PoolGeometry) -> Any: ...
+def pool_geometry(t: TensorBase) -> PoolGeometry: ...
 
 # ---- end of pooling ----
 

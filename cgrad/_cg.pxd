@@ -157,6 +157,22 @@ cdef extern from "cg.h" nogil:
     # ---- end of convolution ----
 
     # ---- pooling (pool.c) ----
+    ctypedef struct cg_pool_geom:
+        int spatial
+        int count_include_pad
+        int64_t divisor
+        int64_t in_size[2]
+        int64_t out_size[2]
+        int64_t kernel[2]
+        int64_t stride[2]
+        int64_t pad[2]
+        int64_t dilation[2]
+    cg_status cg_max_pool(cg_tensor *x, const cg_pool_geom *geom, cg_tensor **out, cg_tensor **indices)
+    cg_status cg_avg_pool(cg_tensor *x, const cg_pool_geom *geom, cg_tensor **out)
+    cg_status cg_avg_pool_backward(cg_tensor *g, const cg_pool_geom *geom, cg_tensor **out)
+    cg_status cg_max_pool_backward(cg_tensor *g, cg_tensor *x, const cg_pool_geom *geom, cg_tensor **out)
+    cg_status cg_max_pool_select(cg_tensor *u, cg_tensor *x, const cg_pool_geom *geom, cg_tensor **out)
+    int cg_pool_node_geom(const cg_tensor *t, cg_pool_geom *geom)
 
     # ---- end of pooling ----
 

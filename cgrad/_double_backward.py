@@ -345,6 +345,40 @@ _RULES["conv"], _RULES["conv_dx"], _RULES["conv_dw"] = _conv_rule, _conv_dx_rule
 # ---- end of convolution ----
 
 # ---- pooling ----
+# Average pooling is linear: its gradient is its adjoint (avg_pool_backward), whose gradient
+# is the average again. Max pooling's gradient routes g to the arg-maxes of x's windows
+# (max_pool_backward); that is linear in g, with select (read at the arg-maxes) as its
+# adjoint, and constant in x where the arg-maxes are, so its x gets no gradient. All read
+# the geometry from the node and recompute the arg-maxes from x in C, so a replayed step
+# (cgrad.compile) follows x.
+from ._C import avg_pool, avg_pool_backward, max_pool_backward, max_pool_select, pool_geometry
+
+
+def _avg_pool(node, g):
+    return (avg_pool_backward(g, pool_geometry(node.out)),)
+
+
+def _avg_pool_backward(node, g):
+    return (avg_pool(g, pool_geometry(node.out)),)
+
+
+def _max_pool(node, g):
+    return (max_pool_backward(g, node.inputs[0], pool_geometry(node.out)),)
+
+
+def _max_pool_backward(node, g):
+    return max_pool_select(g, node.inputs[1], pool_geometry(node.out)), None
+
+
+def _max_pool_select(node, g):
+    return max_pool_backward(g, node.inputs[1], pool_geometry(node.out)), None
+
+
+_RULES["avg_pool"] = _avg_pool
+_RULES["avg_pool_backward"] = _avg_pool_backward
+_RULES["max_pool"] = _max_pool
+_RULES["max_pool_backward"] = _max_pool_backward
+_RULES["max_pool_select"] = _max_pool_select
 
 # ---- end of pooling ----
 

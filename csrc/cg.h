@@ -282,6 +282,34 @@ cg_status cg_conv_dw(cg_tensor *G, cg_tensor *x, const int64_t *stride, const in
 /* ---- end of convolution ---- */
 
 /* ---- pooling (pool.c) ---- */
+/* Pooling over the last `spatial` dims (1 or 2) of a tensor; the dims before them are planes
+ * pooled alike ([N, C, H, W], [C, H, W], [N, C, L], ...). Per spatial dim d (for 1-D, d = 1
+ * is the length and d = 0 a dummy of size 1, filled in by the core): the input and output
+ * sizes, and a kernel > 0 (output o reads o * stride - pad + k * dilation, k < kernel, where
+ * that lies in the input) or kernel 0, adaptive (o reads [floor(o in / out),
+ * ceil((o + 1) in / out))). Averages divide by `divisor` when it is not 0, else by the
+ * window's size: with the padding (clipped at the padded end) if count_include_pad, else
+ * the input elements it covers. The caller computes the output sizes (PyTorch's formula). */
+typedef struct {
+    int spatial;
+    int count_include_pad;
+    int64_t divisor;
+    int64_t in_size[2], out_size[2], kernel[2], stride[2], pad[2], dilation[2];
+} cg_pool_geom;
+/* y = the max of each window, x [..., in] -> [..., out]. indices (NULL: not wanted): an
+ * int64 tensor of y's shape, each max's flat index in its input plane (PyTorch's; ties go
+ * to the first in scan order, a NaN wins; -1 for a window that covers no input element). */
+cg_status cg_max_pool(cg_tensor *x, const cg_pool_geom *geom, cg_tensor **out, cg_tensor **indices);
+cg_status cg_avg_pool(cg_tensor *x, const cg_pool_geom *geom, cg_tensor **out);
+/* avg_pool's adjoint: g [..., out] -> [..., in], each g spread evenly over its window */
+cg_status cg_avg_pool_backward(cg_tensor *g, const cg_pool_geom *geom, cg_tensor **out);
+/* g [..., out] added at the arg-maxes of x's windows -> x's shape (no gradient for x) */
+cg_status cg_max_pool_backward(cg_tensor *g, cg_tensor *x, const cg_pool_geom *geom, cg_tensor **out);
+/* u (x's shape) read at the arg-maxes of x's windows -> [..., out] (no gradient for x) */
+cg_status cg_max_pool_select(cg_tensor *u, cg_tensor *x, const cg_pool_geom *geom, cg_tensor **out);
+/* The geometry of the pooling op that made t, for the taped rules: its op code, -1 if t was
+ * not made by one. */
+int cg_pool_node_geom(const cg_tensor *t, cg_pool_geom *geom);
 
 /* ---- end of pooling ---- */
 

@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 import cgrad
+import pool_reference as _pool
 from cgrad.nn import functional as F
 
 
@@ -585,6 +586,62 @@ OPS = [
     # ---- end of convolution ----
 
     # ---- pooling ----
+    # windows with padding, stride > kernel, dilation, ceil_mode's partial last window,
+    # non-square, unbatched, adaptive sizes that do not divide (or exceed) the input
+    OpInfo("max_pool2d", "max_pool", lambda x: F.max_pool2d(x, 3, stride=2, padding=1),
+           lambda x: _pool.max_pool(x, 2, kernel=3, stride=2, padding=1)[0], [(2, 2, 5, 6)],
+           torch=_tF("max_pool2d", 3, stride=2, padding=1)),
+    OpInfo("max_pool2d_ceil_dilation", "max_pool",
+           lambda x: F.max_pool2d(x, (2, 3), (3, 1), (1, 0), (2, 1), ceil_mode=True),
+           lambda x: _pool.max_pool(x, 2, kernel=(2, 3), stride=(3, 1), padding=(1, 0), dilation=(2, 1),
+                                    ceil_mode=True)[0], [(1, 2, 6, 5)],
+           torch=_tF("max_pool2d", (2, 3), (3, 1), (1, 0), (2, 1), ceil_mode=True)),
+    OpInfo("max_pool1d_stride_over_kernel", "max_pool", lambda x: F.max_pool1d(x, 2, 3, 1, ceil_mode=True),
+           lambda x: _pool.max_pool(x, 1, kernel=2, stride=3, padding=1, ceil_mode=True)[0], [(2, 3, 8)],
+           torch=_tF("max_pool1d", 2, 3, 1, ceil_mode=True)),
+    OpInfo("max_pool2d_unbatched", "max_pool", lambda x: F.max_pool2d(x, 2),
+           lambda x: _pool.max_pool(x, 2, kernel=2)[0], [(3, 4, 5)], torch=_tF("max_pool2d", 2)),
+    OpInfo("adaptive_max_pool2d", "max_pool", lambda x: F.adaptive_max_pool2d(x, (3, 2)),
+           lambda x: _pool.max_pool(x, 2, output_size=(3, 2))[0], [(2, 2, 5, 7)],
+           torch=_tF("adaptive_max_pool2d", (3, 2))),
+    OpInfo("adaptive_max_pool1d_larger", "max_pool", lambda x: F.adaptive_max_pool1d(x, 7),
+           lambda x: _pool.max_pool(x, 1, output_size=7)[0], [(2, 2, 5)], torch=_tF("adaptive_max_pool1d", 7)),
+    OpInfo("avg_pool2d_ceil", "avg_pool", lambda x: F.avg_pool2d(x, 3, stride=2, padding=1, ceil_mode=True),
+           lambda x: _pool.avg_pool(x, 2, kernel=3, stride=2, padding=1, ceil_mode=True), [(2, 2, 5, 6)],
+           torch=_tF("avg_pool2d", 3, stride=2, padding=1, ceil_mode=True)),
+    OpInfo("avg_pool2d_exclude_pad", "avg_pool",
+           lambda x: F.avg_pool2d(x, (3, 2), (2, 1), (1, 1), ceil_mode=True, count_include_pad=False),
+           lambda x: _pool.avg_pool(x, 2, kernel=(3, 2), stride=(2, 1), padding=(1, 1), ceil_mode=True,
+                                    count_include_pad=False), [(1, 2, 6, 5)],
+           torch=_tF("avg_pool2d", (3, 2), (2, 1), (1, 1), ceil_mode=True, count_include_pad=False)),
+    OpInfo("avg_pool2d_divisor", "avg_pool", lambda x: F.avg_pool2d(x, 2, divisor_override=3),
+           lambda x: _pool.avg_pool(x, 2, kernel=2, divisor_override=3), [(2, 1, 4, 5)],
+           torch=_tF("avg_pool2d", 2, divisor_override=3)),
+    OpInfo("avg_pool1d", "avg_pool", lambda x: F.avg_pool1d(x, 3, 2, 1, count_include_pad=False),
+           lambda x: _pool.avg_pool(x, 1, kernel=3, stride=2, padding=1, count_include_pad=False), [(2, 3, 7)],
+           torch=_tF("avg_pool1d", 3, 2, 1, count_include_pad=False)),
+    OpInfo("adaptive_avg_pool2d", "avg_pool", lambda x: F.adaptive_avg_pool2d(x, (None, 3)),
+           lambda x: _pool.avg_pool(x, 2, output_size=(None, 3)), [(2, 2, 4, 7)],
+           torch=_tF("adaptive_avg_pool2d", (None, 3))),
+    OpInfo("adaptive_avg_pool1d_larger_unbatched", "avg_pool", lambda x: F.adaptive_avg_pool1d(x, 6),
+           lambda x: _pool.avg_pool(x, 1, output_size=6), [(3, 4)], torch=_tF("adaptive_avg_pool1d", 6)),
+    OpInfo("global_avg_pool", "avg_pool", lambda x: F.adaptive_avg_pool2d(x, 1),
+           lambda x: _pool.avg_pool(x, 2, output_size=1), [(2, 3, 4, 4)], torch=_tF("adaptive_avg_pool2d", 1)),
+    # the taped rules' maps (no public name), on the geometry of max_pool2d(3, 2, 1, ceil_mode)
+    OpInfo("avg_pool_backward", "avg_pool_backward", lambda g: cgrad._C.avg_pool_backward(g, _pool.taped_geometry()),
+           lambda g: _pool.adjoint(lambda x: _pool.avg_pool(x, 2, **_pool.TAPED_ARGS), (2, 2, 5, 6), g), [(2, 2, 3, 4)],
+           torch=_torch(lambda torch, g: torch.ops.aten.avg_pool2d_backward(
+               g, torch.zeros(2, 2, 5, 6, dtype=g.dtype), 3, 2, 1, True, True, None))),
+    OpInfo("max_pool_backward", "max_pool_backward", lambda g, x: cgrad._C.max_pool_backward(g, x, _pool.taped_geometry()),
+           lambda g, x: _pool.scatter_at(_pool.max_pool(x, 2, **_pool.TAPED_ARGS)[1], g, x.shape, 2),
+           [(2, 2, 3, 4), (2, 2, 5, 6)],
+           torch=_torch(lambda torch, g, x: torch.ops.aten.max_pool2d_with_indices_backward(
+               g, x, 3, 2, 1, 1, True, torch.nn.functional.max_pool2d(x, 3, 2, 1, ceil_mode=True,
+                                                                       return_indices=True)[1]))),
+    OpInfo("max_pool_select", "max_pool_select", lambda u, x: cgrad._C.max_pool_select(u, x, _pool.taped_geometry()),
+           lambda u, x: _pool.gather_at(_pool.max_pool(x, 2, **_pool.TAPED_ARGS)[1], u, 2),
+           [(2, 2, 5, 6), (2, 2, 5, 6)],
+           torch=_torch(_pool.torch_select)),
 
     # ---- end of pooling ----
 

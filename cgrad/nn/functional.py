@@ -306,6 +306,168 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
 
 
 # ---- pooling ----
+# Max, average and adaptive pooling over [N, C, L] / [N, C, H, W] (or unbatched [C, L] /
+# [C, H, W]), with PyTorch's arguments, output sizes and errors. Each call becomes one
+# PoolGeometry (cached by input shape and arguments) and one C op (csrc/pool.c).
+from functools import lru_cache as _lru_cache
+
+from .._C import PoolGeometry as _PoolGeometry, avg_pool as _avg_pool, max_pool as _max_pool
+
+
+def _pool_tuple(value, n: int, name: str, op: str) -> tuple:
+    """An int, or a sequence of 1 or n ints, as n ints."""
+    if isinstance(value, (tuple, list)):
+        if len(value) == 1:
+            value = tuple(value) * n
+        if len(value) != n or not all(isinstance(v, (int, np.integer)) for v in value):
+            raise ValueError(f"{op}: {name} must be an int or a tuple of {n} ints, got {value!r}")
+        return tuple(int(v) for v in value)
+    if not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{op}: {name} must be an int or a tuple of {n} ints, got {value!r}")
+    return (int(value),) * n
+
+
+def _pool_input(op: str, shape: tuple, spatial: int, empty_channels: bool = False) -> None:
+    """PyTorch's check: [C, *spatial] or [N, C, *spatial], only the batch (and, with
+    empty_channels, the channels) may be empty."""
+    rank = "2-D or 3-D" if spatial == 1 else "3-D or 4-D"
+    batched = len(shape) == spatial + 2
+    if len(shape) not in (spatial + 1, spatial + 2) or any(
+            d == 0 for i, d in enumerate(shape[int(batched):]) if not (i == 0 and empty_channels)):
+        raise ValueError(f"{op}: expected a {rank} (batched) input whose dims other than the batch are "
+                         f"not empty, got shape {shape}")
+
+
+def _pool_out_size(n: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
+    """PyTorch's output size; with ceil_mode the last window must start inside the input or
+    the left padding."""
+    out = (n + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= n + p:
+        out -= 1
+    return out
+
+
+@_lru_cache(maxsize=256)
+def _window_geometry(op: str, spatial: int, shape: tuple, kernel_size, stride, padding, dilation,
+                     ceil_mode: bool, count_include_pad: bool, divisor) -> _PoolGeometry:
+    _pool_input(op, shape, spatial)
+    k = _pool_tuple(kernel_size, spatial, "kernel_size", op)
+    s = k if stride is None or stride == () else _pool_tuple(stride, spatial, "stride", op)
+    p = _pool_tuple(padding, spatial, "padding", op)
+    d = _pool_tuple(dilation, spatial, "dilation", op)
+    for name, values, low in (("kernel_size", k, 1), ("stride", s, 1), ("dilation", d, 1), ("padding", p, 0)):
+        if min(values) < low:
+            raise ValueError(f"{op}: {name} must be {'positive' if low else 'non-negative'}, got "
+                             f"{values if spatial > 1 else values[0]}")
+    for pi, ki in zip(p, k):
+        if pi > ki // 2:
+            raise ValueError(f"{op}: pad should be at most half of kernel size, but got padding={pi} and "
+                             f"kernel_size={ki}")
+    if divisor is not None and divisor == 0:
+        raise ValueError(f"{op}: divisor must be not zero")
+    size = shape[-spatial:]
+    out = tuple(_pool_out_size(*a, ceil_mode) for a in zip(size, k, s, p, d))
+    if min(out) < 1:
+        raise ValueError(f"{op}: given an input of shape {shape}, the calculated output shape "
+                         f"{shape[:-spatial] + out} is too small")
+    return _PoolGeometry(spatial, size, out, k, s, p, d, count_include_pad, int(divisor or 0))
+
+
+@_lru_cache(maxsize=256)
+def _adaptive_geometry(op: str, spatial: int, shape: tuple, output_size, empty_channels: bool) -> _PoolGeometry:
+    _pool_input(op, shape, spatial, empty_channels)
+    size = shape[-spatial:]
+    wanted = output_size if isinstance(output_size, (tuple, list)) else (output_size,) * spatial
+    if len(wanted) != spatial or not all(o is None or isinstance(o, (int, np.integer)) for o in wanted):
+        raise ValueError(f"{op}: output_size must be an int or a tuple of {spatial} ints or None, "
+                         f"got {output_size!r}")
+    out = tuple(n if o is None else int(o) for n, o in zip(size, wanted))
+    if min(out) < 0:
+        raise ValueError(f"{op}: output_size must be non-negative, got {output_size!r}")
+    one = (1,) * spatial
+    return _PoolGeometry(spatial, size, out, (0,) * spatial, one, (0,) * spatial, one, True, 0)
+
+
+def _hashable(v):
+    return tuple(v) if isinstance(v, list) else v
+
+
+def _max_pool_nd(op, spatial, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
+    geom = _window_geometry(op, spatial, input.shape, _hashable(kernel_size), _hashable(stride),
+                            _hashable(padding), _hashable(dilation), bool(ceil_mode), True, None)
+    return _max_pool(input, geom, return_indices)
+
+
+def max_pool1d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+               return_indices: bool = False):
+    """The max of each window of [N, C, L] (or [C, L]); with return_indices also (values,
+    indices): each max's position along L (int64), as PyTorch's."""
+    return _max_pool_nd("max_pool1d", 1, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+               return_indices: bool = False):
+    """The max of each window of [N, C, H, W] (or [C, H, W]); with return_indices also
+    (values, indices): each max's flat index h * W + w in its plane (int64), as PyTorch's.
+    Ties go to the first in scan order; a NaN in a window wins."""
+    return _max_pool_nd("max_pool2d", 2, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def max_pool1d_with_indices(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
+                            ceil_mode: bool = False, return_indices: bool = True):
+    return max_pool1d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
+
+
+def max_pool2d_with_indices(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
+                            ceil_mode: bool = False, return_indices: bool = True):
+    return max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
+
+
+def avg_pool1d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True) -> Tensor:
+    """The mean of each window of [N, C, L] (or [C, L]); the zero padding counts when
+    count_include_pad (windows clipped at the padded end, as PyTorch)."""
+    geom = _window_geometry("avg_pool1d", 1, input.shape, _hashable(kernel_size), _hashable(stride),
+                            _hashable(padding), 1, bool(ceil_mode), bool(count_include_pad), None)
+    return _avg_pool(input, geom)
+
+
+def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
+    """The mean of each window of [N, C, H, W] (or [C, H, W]), or its sum over
+    divisor_override when given."""
+    geom = _window_geometry("avg_pool2d", 2, input.shape, _hashable(kernel_size), _hashable(stride),
+                            _hashable(padding), 1, bool(ceil_mode), bool(count_include_pad), divisor_override)
+    return _avg_pool(input, geom)
+
+
+def adaptive_avg_pool1d(input: Tensor, output_size) -> Tensor:
+    """The mean over windows [floor(i L / O), ceil((i + 1) L / O)) for O = output_size outputs."""
+    return _avg_pool(input, _adaptive_geometry("adaptive_avg_pool1d", 1, input.shape, _hashable(output_size), True))
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
+    """Adaptive averages to output_size (an int, or (H, W) where None keeps that input size);
+    output_size 1 is global average pooling."""
+    return _avg_pool(input, _adaptive_geometry("adaptive_avg_pool2d", 2, input.shape, _hashable(output_size), True))
+
+
+def adaptive_max_pool1d(input: Tensor, output_size, return_indices: bool = False):
+    geom = _adaptive_geometry("adaptive_max_pool1d", 1, input.shape, _hashable(output_size), False)
+    return _max_pool(input, geom, return_indices)
+
+
+def adaptive_max_pool2d(input: Tensor, output_size, return_indices: bool = False):
+    geom = _adaptive_geometry("adaptive_max_pool2d", 2, input.shape, _hashable(output_size), False)
+    return _max_pool(input, geom, return_indices)
+
+
+def adaptive_max_pool1d_with_indices(input: Tensor, output_size, return_indices: bool = True):
+    return adaptive_max_pool1d(input, output_size, return_indices=True)
+
+
+def adaptive_max_pool2d_with_indices(input: Tensor, output_size, return_indices: bool = True):
+    return adaptive_max_pool2d(input, output_size, return_indices=True)
 
 # ---- end of pooling ----
 

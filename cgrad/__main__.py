@@ -44,9 +44,14 @@ def cnn_for(dataset: str, nn):
     raise SystemExit(f"cgrad train: --model cnn is for the digits and mnist1d, not {dataset}")
 
 
-# The MNIST-1D paper's recipe (Adam 1e-2, batch 100, 6,000 steps = 150 epochs, batches in
-# order): the defaults of `cgrad train --dataset mnist1d`
-MNIST1D_DEFAULTS: dict[str, float] = {"lr": 1e-2, "batch_size": 100, "epochs": 150}
+# Defaults of `cgrad train` where the arguments leave them open: on mnist1d the paper's
+# recipe (Adam 1e-2, batch 100, 6,000 steps = 150 epochs, batches in order); the digits CNN
+# trains at 3e-3 (at 1e-3 it reaches 97.8% in 30 epochs, below the MLP's 98.4%; at 3e-3 99.1%)
+DEFAULTS: dict[tuple, dict[str, float]] = {
+    ("mnist1d", "cnn"): {"lr": 1e-2, "batch_size": 100, "epochs": 150},
+    ("mnist1d", "mlp"): {"lr": 1e-2, "batch_size": 100, "epochs": 150},
+    ("digits", "cnn"): {"lr": 3e-3},
+}
 
 
 def train(args) -> int:
@@ -57,13 +62,9 @@ def train(args) -> int:
 
     cgrad.manual_seed(args.seed)
     cgrad.set_num_threads(args.threads)
-    shuffle = True
-    if args.dataset == "mnist1d":
-        for k, v in MNIST1D_DEFAULTS.items():
-            if getattr(args, k, None) is None:
-                setattr(args, k, v)
-        shuffle = False  # the paper's batches come in order
-    for k, v in {"lr": 1e-3, "batch_size": 32, "epochs": 30}.items():
+    shuffle = args.dataset != "mnist1d"  # the paper's batches come in order
+    defaults = {"lr": 1e-3, "batch_size": 32, "epochs": 30, **DEFAULTS.get((args.dataset, args.model), {})}
+    for k, v in defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
     if args.dataset == "digits":
@@ -151,7 +152,7 @@ def main(argv=None) -> int:
     t.add_argument("--hidden", type=int, nargs="*", default=[128], help="hidden layer sizes")
     t.add_argument("--activation", default="relu", choices=["relu", "tanh", "sigmoid", "leaky_relu"])
     t.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
-    t.add_argument("--lr", type=float, help="learning rate (default 1e-3; mnist1d: 1e-2)")
+    t.add_argument("--lr", type=float, help="learning rate (default 1e-3; mnist1d: 1e-2; the digits CNN: 3e-3)")
     t.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     t.add_argument("--epochs", type=int, help="default 30; mnist1d: 150 (the paper's 6,000 steps)")
     t.add_argument("--batch-size", type=int, help="default 32; mnist1d: 100")

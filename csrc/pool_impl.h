@@ -102,7 +102,9 @@ CG_SIMD static void FN(max_pool_fwd_)(const pool_data *pd, const T *X, T *Y, int
     for (int64_t p = 0; p < pd->planes; p++, X += H * W)
         for (int64_t i = 0; i < OH; i++) {
             int64_t h0 = wh[3 * i], nh = wh[3 * i + 1], o = (p * OH + i) * OW;
-            int full = nh > 0 && jl < jh;
+            /* a few columns (8 x 8 digits pooled by 2: 4) take the window loop, whose running max
+             * stays in a register; the columns' loop keeps one per column in memory */
+            int full = nh > 0 && jh - jl >= 16;
             if (full) { /* strides 1 and 2 as constants: contiguous or paired loads, not gathers */
                 int64_t s = g->stride[1], pad = g->pad[1], kw = g->kernel[1];
                 T *y = Y ? Y + o : NULL;

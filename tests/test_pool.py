@@ -395,3 +395,39 @@ def test_the_profiler_and_anomaly_mode_name_the_pooling_ops(rng):
     with cgrad.detect_anomaly():
         with pytest.raises(RuntimeError, match=r"op 'max_pool' produced nan"):
             F.max_pool2d(cgrad.tensor(bad), 2)
+
+
+@pytest.fixture(params=["avx512", "off"])
+def float32_kernels(request):
+    """Both float32 max-pooling paths (csrc/pool.c): AVX-512 gathers for windows that are all
+    full, and the loops of pool_impl.h that every other case and CPU use."""
+    got = cgrad._C.skinny_isa(request.param)
+    if got != request.param:
+        cgrad._C.skinny_isa("best")
+        pytest.skip(f"this CPU has no {request.param}")
+    yield got
+    cgrad._C.skinny_isa("best")
+
+
+@pytest.mark.parametrize("name, spatial, shape, kwargs", [c for c, _ in MAX_CONFIGS], ids=[i for _, i in MAX_CONFIGS])
+def test_float32_max_pooling_paths_agree_with_the_naive_loops(float32_kernels, name, spatial, shape, kwargs, rng):
+    """Ties, NaN and -inf through either path: the same values, indices and gradients as the
+    reference (the full-window geometries take the gathers when the CPU has AVX-512)."""
+    x = _ties_and_nans(rng, shape, np.float32)
+    want, want_idx, want_grad = _reference(name, spatial, x, kwargs)
+    g = rng.standard_normal(want.shape)
+    got, got_idx, got_grad = _run(name, x, kwargs, g)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got_idx, want_idx)
+    np.testing.assert_allclose(got_grad, want_grad(g), **_tol(np.float32))
+
+
+@pytest.mark.parametrize("shape, k, s, d", [((3, 5, 8, 8), 2, 2, 1), ((2, 3, 9, 40), 3, 1, 1), ((2, 2, 11, 13), 2, 3, 2),
+                                            ((1, 1, 5, 70), (2, 3), (1, 2), 1)])
+def test_float32_full_windows_of_more_than_16_outputs(float32_kernels, shape, k, s, d, rng):
+    x = _ties_and_nans(rng, shape, np.float32)
+    kwargs = dict(kernel_size=k, stride=s, dilation=d)
+    want, want_idx, _ = _reference("max_pool2d", 2, x, kwargs)
+    got, got_idx, _ = _run("max_pool2d", x, kwargs, np.ones(want.shape))
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got_idx, want_idx)

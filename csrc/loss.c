@@ -5,8 +5,6 @@
 #include "cg_internal.h"
 #include "cg_math.h"
 
-#include <float.h>
-
 /* node->extra: N int64 targets, then N doubles of logsumexp; ip = N, C, reduction */
 /* Rows are taken in blocks of up to CE_BLOCK values: the maxes first, then every
  * exp(x - max) of the block in one flat loop (vectorised even for 10 classes, where a

@@ -50,14 +50,7 @@ CG_SIMD static void FN(ce_fwd_)(int64_t N, int64_t C, const T *X, const int64_t 
 }
 
 /* As the forward: a block of rows' exps in one flat loop, then dx += g (softmax - onehot).
- * fresh: D is uninitialised and is written (Note [First write]).
- * g p below the smallest normal number (1.2e-38 in float32: a logit some 87 below the row's
- * largest) is written as 0. Such a subnormal changes no update an optimizer makes, but every
- * GEMM of the backward that reads it takes a microcode assist per product: a confident
- * MNIST-1D CNN spent 50 us in its 100 x 125 x 10 classifier's backward instead of 8. JAX
- * flushes all subnormals (FTZ/DAZ); this is the one place cgrad does. */
-#undef CE_TINY
-#define CE_TINY _Generic((T)0, float: FLT_MIN, double: DBL_MIN)
+ * fresh: D is uninitialised and is written (Note [First write]). */
 CG_SIMD static void FN(ce_bwd_)(int64_t N, int64_t C, const T *X, const int64_t *tgt, const double *lses,
                                 int reduction, const T *G, T *D, int fresh) {
     T buf[CE_BLOCK];
@@ -74,14 +67,10 @@ CG_SIMD static void FN(ce_bwd_)(int64_t N, int64_t C, const T *X, const int64_t 
                 int64_t i = i0 + r;
                 T gi = reduction == CG_REDUCE_NONE ? G[i] : g_all;
                 T *drow = D + i * C + j0;
-                for (int64_t j = 0; j < nj; j++) {
-                    T v = gi * buf[r * nj + j];
-                    buf[r * nj + j] = FABS(v) < CE_TINY ? (T)0 : v;
-                }
                 if (fresh)
-                    for (int64_t j = 0; j < nj; j++) drow[j] = (T)0 + buf[r * nj + j];
+                    for (int64_t j = 0; j < nj; j++) drow[j] = (T)0 + gi * buf[r * nj + j];
                 else
-                    for (int64_t j = 0; j < nj; j++) drow[j] += buf[r * nj + j];
+                    for (int64_t j = 0; j < nj; j++) drow[j] += gi * buf[r * nj + j];
             }
         }
         for (int64_t i = i0; i < i0 + nr; i++) D[i * C + tgt[i]] -= reduction == CG_REDUCE_NONE ? G[i] : g_all;

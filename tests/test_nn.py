@@ -143,24 +143,6 @@ def test_cross_entropy_backward_is_softmax_minus_onehot_over_n():
     np.testing.assert_allclose(x.grad.numpy(), expected / 6, rtol=1e-12)
 
 
-@pytest.mark.parametrize("dtype, tiny", [(np.float32, np.finfo(np.float32).tiny), (np.float64, np.finfo(np.float64).tiny)])
-def test_cross_entropy_gradient_flushes_subnormals_to_zero(dtype, tiny):
-    """softmax - onehot over N, except that an entry below the smallest normal number is 0
-    (loss.c, ce_bwd_): a subnormal there only slows the backward's GEMMs down."""
-    gap = 95.0 if dtype == np.float32 else 720.0  # exp(-gap) / N: subnormal in the dtype
-    x = np.array([[0.0, -gap, -1.0, -gap - 200.0], [3.0, 0.0, -gap, 1.0]], dtype)
-    xt = cgrad.tensor(x, requires_grad=True)
-    F.cross_entropy(xt, np.array([0, 3])).backward()
-    want = np.exp(x - np.log(np.exp(x.astype(np.float64) - x.max(1, keepdims=True)).sum(1, keepdims=True))
-                  - x.max(1, keepdims=True)) / 2
-    want[[0, 1], [0, 3]] -= 0.5
-    assert 0 < abs(want[0, 1]) < tiny and 0 < abs(want[1, 2]) < tiny  # the subnormal entries
-    got = xt.grad.numpy()
-    assert got[0, 1] == 0 and got[1, 2] == 0 and got[0, 3] == 0
-    normal = np.abs(want) >= tiny
-    np.testing.assert_allclose(got[normal], want[normal], rtol=1e-6)
-
-
 @pytest.mark.parametrize("n, c", [(300, 7), (3, 1500)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_cross_entropy_row_blocks_and_wide_rows(n, c, dtype, rng):

@@ -43,6 +43,13 @@ def set_num_threads(int n):
 def get_num_threads():
     return cg_get_num_threads()
 
+def set_flush_denormal(bint mode):
+    """PyTorch's torch.set_flush_denormal: with mode True, subnormal floats are read and
+    written as zero on this thread (x86 FTZ and DAZ), which spares the arithmetic a slow
+    microcode assist for each (a confident classifier's softmax makes them). Returns True
+    when the CPU has the switch. Off by default, as in PyTorch; JAX runs with it on."""
+    return bool(cg_set_flush_denormal(mode))
+
 cg_set_num_threads(1)  # small ops gain nothing from threads (docs/architecture.md, "Build")
 
 # A GEMM of at least this many multiply-adds runs without the GIL, so that other Python

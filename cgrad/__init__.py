@@ -91,6 +91,7 @@ del _name
 
 set_num_threads = _C.set_num_threads
 get_num_threads = _C.get_num_threads
+set_flush_denormal = _C.set_flush_denormal
 
 
 def set_blas(name: str) -> None:

@@ -144,6 +144,7 @@ cdef extern from "cg.h" nogil:
     int cg_skinny_set_isa(int want)
     const char *cg_build_info()
     void cg_set_num_threads(int n)
+    int cg_set_flush_denormal(int on)
     int cg_get_num_threads()
 
     # ---- convolution (conv.c) ----

@@ -103,6 +103,17 @@ cg_status cg_blas_select(const char *name) {
     return cg_error(CG_ERR_VALUE, "set_blas: no provider named '%s' in this build", name);
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <pmmintrin.h>
+int cg_set_flush_denormal(int on) {
+    _MM_SET_FLUSH_ZERO_MODE(on ? _MM_FLUSH_ZERO_ON : _MM_FLUSH_ZERO_OFF);
+    _MM_SET_DENORMALS_ZERO_MODE(on ? _MM_DENORMALS_ZERO_ON : _MM_DENORMALS_ZERO_OFF);
+    return 1;
+}
+#else
+int cg_set_flush_denormal(int on) { return 0; }
+#endif
+
 void cg_set_num_threads(int n) {
     num_threads = n < 1 ? 1 : n;
     for (int i = 0; i < N_PROVIDERS; i++) providers[i].set_num_threads(num_threads);

@@ -264,6 +264,9 @@ int cg_skinny_set_isa(int want);
 /* Compiler, flags and the CPU features this machine offers, for show_config(). */
 const char *cg_build_info(void);
 void cg_set_num_threads(int n);
+/* Subnormal inputs and results read and written as zero (x86's FTZ and DAZ) on the calling
+ * thread, where cgrad's kernels and a one-thread BLAS run; 1 when the CPU has the switch. */
+int cg_set_flush_denormal(int on);
 int cg_get_num_threads(void);
 
 /* ---- convolution (conv.c) ---- */

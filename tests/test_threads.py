@@ -3,6 +3,7 @@ after the other (the GIL is released in backward and in large matmuls)."""
 import threading
 
 import numpy as np
+import pytest
 
 import cgrad
 from cgrad import nn
@@ -62,3 +63,19 @@ def test_grad_mode_is_per_thread():
         t.join()
         assert not (cgrad.tensor([1.0], requires_grad=True) * 2.0).requires_grad
     assert seen == [True]
+
+
+def test_set_flush_denormal_reads_and_writes_subnormals_as_zero():
+    """PyTorch's switch (off by default): on, a subnormal input reads as zero and a result
+    below the smallest normal number is written as zero; off, both are kept."""
+    tiny = np.float32(np.finfo(np.float32).tiny)
+    sub = np.array([tiny / 4, 1.0], np.float32)
+    try:
+        if not cgrad.set_flush_denormal(True):
+            pytest.skip("this CPU has no flush-to-zero switch")
+        assert (cgrad.tensor(sub) * 1.0).numpy()[0] == 0           # DAZ: the input reads as 0
+        assert (cgrad.tensor([tiny]) * 0.25).numpy()[0] == 0         # FTZ: the result is written as 0
+    finally:
+        cgrad.set_flush_denormal(False)
+    assert (cgrad.tensor(sub) * 1.0).numpy()[0] == sub[0]
+    assert (cgrad.tensor([tiny]) * 0.25).numpy()[0] == tiny / 4

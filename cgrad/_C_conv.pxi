@@ -11,7 +11,7 @@ cdef int _pairs(object stride, object pad, object dilation, object size, int64_t
         out[6 + i] = size[i]
     return 0
 
-def conv(TensorBase x, TensorBase w, TensorBase b, stride, pad, dilation, int64_t groups, out_hw):
+def conv(TensorBase x not None, TensorBase w not None, TensorBase b, stride, pad, dilation, int64_t groups, out_hw):
     """Convolution y = x * w (+ b) in PyTorch's layouts; out_hw implies the padding after."""
     cdef int64_t p[8]
     cdef cg_tensor *out = NULL
@@ -26,7 +26,7 @@ def conv(TensorBase x, TensorBase w, TensorBase b, stride, pad, dilation, int64_
     _check(st)
     return _wrap(out)
 
-def conv_dx(TensorBase g, TensorBase w, stride, pad, dilation, int64_t groups, in_hw):
+def conv_dx(TensorBase g not None, TensorBase w not None, stride, pad, dilation, int64_t groups, in_hw):
     """The convolution's adjoint in its input: col2im(dY W), of the input's shape."""
     cdef int64_t p[8]
     cdef cg_tensor *out = NULL
@@ -34,7 +34,7 @@ def conv_dx(TensorBase g, TensorBase w, stride, pad, dilation, int64_t groups, i
     _check(cg_conv_dx(g.t, w.t, p, p + 2, p + 4, groups, p + 6, &out))
     return _wrap(out)
 
-def conv_dw(TensorBase g, TensorBase x, stride, pad, dilation, int64_t groups, k_hw):
+def conv_dw(TensorBase g not None, TensorBase x not None, stride, pad, dilation, int64_t groups, k_hw):
     """The convolution's adjoint in its weight: dY^T col(x), of the weight's shape."""
     cdef int64_t p[8]
     cdef cg_tensor *out = NULL

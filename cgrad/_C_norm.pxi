@@ -1,6 +1,6 @@
 # Normalisation: the entry points of csrc/norm.c.
 
-def batch_norm(TensorBase input, TensorBase weight, TensorBase bias, TensorBase running_mean,
+def batch_norm(TensorBase input not None, TensorBase weight, TensorBase bias, TensorBase running_mean,
                TensorBase running_var, TensorBase num_batches_tracked, bint training, momentum, double eps):
     """The fused batch norm over input [N, C, *] (nn.functional.batch_norm and the BatchNorm
     layers call it): batch statistics in training, updating running_mean/running_var in

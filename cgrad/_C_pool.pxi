@@ -28,7 +28,7 @@ cdef int _pool_geom(object geom, cg_pool_geom *g) except -1:
         g.dilation[d] = dilation[i]
     return 0
 
-def max_pool(TensorBase x, geom, bint return_indices=False):
+def max_pool(TensorBase x not None, geom, bint return_indices=False):
     """The max of each window of x's last geom.spatial dims; with return_indices also each
     max's flat index in its input plane (int64), as PyTorch's."""
     cdef cg_pool_geom g
@@ -40,14 +40,14 @@ def max_pool(TensorBase x, geom, bint return_indices=False):
         return _wrap(out), _wrap(idx)
     return _wrap(out)
 
-def avg_pool(TensorBase x, geom):
+def avg_pool(TensorBase x not None, geom):
     cdef cg_pool_geom g
     cdef cg_tensor *out = NULL
     _pool_geom(geom, &g)
     _check(cg_avg_pool(x.t, &g, &out))
     return _wrap(out)
 
-def avg_pool_backward(TensorBase g, geom):
+def avg_pool_backward(TensorBase g not None, geom):
     """avg_pool's adjoint: g (shaped like its output) spread over the windows (shaped like its input)."""
     cdef cg_pool_geom pg
     cdef cg_tensor *out = NULL
@@ -55,7 +55,7 @@ def avg_pool_backward(TensorBase g, geom):
     _check(cg_avg_pool_backward(g.t, &pg, &out))
     return _wrap(out)
 
-def max_pool_backward(TensorBase g, TensorBase x, geom):
+def max_pool_backward(TensorBase g not None, TensorBase x not None, geom):
     """g (shaped like max_pool(x)) added at the arg-max of each of x's windows; x gets no gradient."""
     cdef cg_pool_geom pg
     cdef cg_tensor *out = NULL
@@ -63,7 +63,7 @@ def max_pool_backward(TensorBase g, TensorBase x, geom):
     _check(cg_max_pool_backward(g.t, x.t, &pg, &out))
     return _wrap(out)
 
-def max_pool_select(TensorBase u, TensorBase x, geom):
+def max_pool_select(TensorBase u not None, TensorBase x not None, geom):
     """u (shaped like x) read at the arg-max of each of x's windows; x gets no gradient."""
     cdef cg_pool_geom pg
     cdef cg_tensor *out = NULL
@@ -71,7 +71,7 @@ def max_pool_select(TensorBase u, TensorBase x, geom):
     _check(cg_max_pool_select(u.t, x.t, &pg, &out))
     return _wrap(out)
 
-def pool_geometry(TensorBase t):
+def pool_geometry(TensorBase t not None):
     """The PoolGeometry of the pooling op that made t (for the taped rules)."""
     cdef cg_pool_geom g
     if cg_pool_node_geom(t.t, &g) < 0:

@@ -45,6 +45,8 @@ const char *cg_shape_str(int ndim, const int64_t *shape, char *buf, size_t n);
 #define CG_SHAPE_BUF 96
 /* The dtype check every op makes first (integer and bool tensors are storage only). */
 cg_status cg_float_only(const char *op, const cg_tensor *t);
+/* An op's operands that must share a dtype (the binding promotes before the core sees them) */
+cg_status cg_same_dtype(const char *op, const cg_tensor *a, const cg_tensor *b);
 #define CG_REQUIRE_FLOAT(op, t)                                           \
     do {                                                                  \
         if (__builtin_expect((t)->dtype > CG_F64, 0)) return cg_float_only(op, t); \

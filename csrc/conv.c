@@ -425,6 +425,11 @@ static cg_status check_params(const char *op, const conv_geom *g) {
                                       "stride (%lld, %lld), padding (%lld, %lld), dilation (%lld, %lld), groups %lld",
                         op, (long long)g->sh, (long long)g->sw, (long long)g->ph, (long long)g->pw, (long long)g->dh,
                         (long long)g->dw, (long long)g->groups);
+    const int64_t big = (int64_t)1 << 31;
+    if (g->sh > big || g->sw > big || g->dh > big || g->dw > big || g->ph > big || g->pw > big || g->groups > big ||
+        g->n > big || g->c > big || g->oc > big || g->h > big || g->w > big || g->kh > big || g->kw > big ||
+        g->oh > big || g->ow > big)
+        return cg_error(CG_ERR_SHAPE, "%s: a size, stride, padding or dilation exceeds 2^31", op);
     if (g->c % g->groups || g->oc % g->groups)
         return cg_error(CG_ERR_VALUE, "%s: groups=%lld must divide both the input channels (%lld) and the output "
                                       "channels (%lld)",
@@ -435,16 +440,14 @@ static cg_status check_params(const char *op, const conv_geom *g) {
         return cg_error(CG_ERR_SHAPE, "%s: empty sizes: input %lldx%lld, kernel %lldx%lld, output %lldx%lld", op,
                         (long long)g->h, (long long)g->w, (long long)g->kh, (long long)g->kw, (long long)g->oh,
                         (long long)g->ow);
-    double cols = (double)geom_cols(g), rows = (double)geom_rows(g);
-    if (cols * rows > (double)INT64_MAX / 16 || rows > INT_MAX || cols > INT_MAX || g->oc > INT_MAX)
+    double cols = (double)g->c * (double)g->kh * (double)g->kw, rows = (double)g->n * (double)g->oh * (double)g->ow;
+    if (cols * rows > 0x1p40 || rows > INT_MAX || cols > INT_MAX || g->oc > INT_MAX)
         return cg_error(CG_ERR_SHAPE, "%s: the im2col matrix (%.0f x %.0f) is too large", op, cols, rows);
-    return CG_OK;
-}
-
-static cg_status same_dtype(const char *op, const cg_tensor *a, const cg_tensor *b) {
-    if (a->dtype != b->dtype)
-        return cg_error(CG_ERR_DTYPE, "%s: dtypes %s and %s differ; convert one with .float() or .double()", op,
-                        cg_dtype_name(a->dtype), cg_dtype_name(b->dtype));
+    /* the padded copy of the input: every tap's extent */
+    double hp = (double)(g->oh - 1) * (double)g->sh + (double)(g->kh - 1) * (double)g->dh + 1;
+    double wp = (double)(g->ow - 1) * (double)g->sw + (double)(g->kw - 1) * (double)g->dw + 1 + (double)g->sw;
+    if ((double)g->n * (double)g->c * (hp + (double)g->h) * (wp + (double)g->w) > 0x1p40)
+        return cg_error(CG_ERR_SHAPE, "%s: the taps' extent (%.0f x %.0f) is too large", op, hp, wp);
     return CG_OK;
 }
 
@@ -476,7 +479,7 @@ cg_status cg_conv(cg_tensor *x, cg_tensor *w, cg_tensor *b, const int64_t *strid
     CG_REQUIRE_FLOAT("conv", w);
     if (b) CG_REQUIRE_FLOAT("conv", b);
     cg_status st;
-    if ((st = same_dtype("conv", x, w)) || (b && (st = same_dtype("conv", x, b)))) return st;
+    if ((st = cg_same_dtype("conv", x, w)) || (b && (st = cg_same_dtype("conv", x, b)))) return st;
     char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
     if ((x->ndim != 3 && x->ndim != 4) || w->ndim != x->ndim)
         return cg_error(CG_ERR_SHAPE, "conv: input %s and weight %s must both be 3-D (1-D convolution) or 4-D (2-D)",
@@ -507,10 +510,7 @@ cg_status cg_conv(cg_tensor *x, cg_tensor *w, cg_tensor *b, const int64_t *strid
         return st;
     }
     cg_tensor *ins[3] = {x, w, b};
-    if ((st = record(CG_OP_CONV, b ? 3 : 2, ins, y, &g, g.oh, g.ow, colT))) {
-        cg_tensor_release(y);
-        return st;
-    }
+    if ((st = record(CG_OP_CONV, b ? 3 : 2, ins, y, &g, g.oh, g.ow, colT))) return st; /* cg_record released y */
     *out = y;
     return CG_OK;
 }
@@ -543,7 +543,7 @@ static cg_status adjoint_geom(const char *op, cg_tensor *G, cg_tensor *other, co
     CG_REQUIRE_FLOAT(op, G);
     CG_REQUIRE_FLOAT(op, other);
     cg_status st;
-    if ((st = same_dtype(op, G, other))) return st;
+    if ((st = cg_same_dtype(op, G, other))) return st;
     char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
     if ((G->ndim != 3 && G->ndim != 4) || other->ndim != G->ndim)
         return cg_error(CG_ERR_SHAPE, "%s: %s and %s must both be 3-D or 4-D", op,
@@ -603,10 +603,11 @@ static cg_status adjoint(int op, cg_tensor *G, cg_tensor *other, const int64_t *
     if (op == CG_OP_CONV_DX) conv_dx_run(&g, G->dtype, G->data, other->data, y->data);
     else conv_dw_run(&g, G->dtype, G->data, other->data, y->data);
     cg_tensor *ins[2] = {G, other};
-    if ((st = cg_rule_status()) || (st = record(op, 2, ins, y, &g, size[0], size[1], NULL))) {
+    if ((st = cg_rule_status())) {
         cg_tensor_release(y);
         return st;
     }
+    if ((st = record(op, 2, ins, y, &g, size[0], size[1], NULL))) return st; /* cg_record released y */
     *out = y;
     return CG_OK;
 }

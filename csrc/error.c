@@ -34,6 +34,12 @@ const char *cg_shape_str(int ndim, const int64_t *shape, char *buf, size_t n) {
     return buf;
 }
 
+cg_status cg_same_dtype(const char *op, const cg_tensor *a, const cg_tensor *b) {
+    if (a->dtype == b->dtype) return CG_OK;
+    return cg_error(CG_ERR_DTYPE, "%s: dtypes %s and %s differ; convert one with .float() or .double()", op,
+                    cg_dtype_name(a->dtype), cg_dtype_name(b->dtype));
+}
+
 cg_status cg_float_only(const char *op, const cg_tensor *t) {
     char b1[CG_SHAPE_BUF];
     return cg_error(CG_ERR_DTYPE, "%s: needs a float32 or float64 tensor, got %s of shape %s; convert it "

@@ -126,7 +126,8 @@ static cg_status plan(const char *op, const cg_pool_geom *geom, const cg_tensor 
             if (pd->full_hi == pd->full_lo) pd->full_lo = j;
             pd->full_hi = j + 1;
         }
-    pd->all_full = pd->full_lo == 0 && pd->full_hi == g.out_size[1];
+    pd->all_full = pd->full_lo == 0 && pd->full_hi == g.out_size[1] && g.kernel[0] > 0 && g.kernel[1] > 0 &&
+                   g.in_size[0] > 0 && g.in_size[1] > 0; /* then every gathered tap is inside the plane */
     for (int64_t i = 0; i < g.out_size[0]; i++) pd->all_full &= pd->win[0][3 * i + 1] == g.kernel[0];
     *out = pd;
     return CG_OK;
@@ -137,12 +138,6 @@ static void shape_with(const cg_tensor *t, const pool_data *pd, const int64_t *s
     int sp = pd->geom.spatial;
     memcpy(shape, t->shape, sizeof t->shape);
     for (int d = 2 - sp; d < 2; d++) shape[t->ndim - 2 + d] = sizes[d];
-}
-
-static cg_status same_dtype(const char *op, const cg_tensor *a, const cg_tensor *b) {
-    if (a->dtype == b->dtype) return CG_OK;
-    return cg_error(CG_ERR_DTYPE, "%s: the tensors are %s and %s", op, cg_dtype_name(a->dtype),
-                    cg_dtype_name(b->dtype));
 }
 
 /* Record y (inputs ins); the node keeps pd, or pd is freed. */
@@ -358,7 +353,7 @@ static cg_status at_argmax(int op, cg_tensor *a, cg_tensor *x, const cg_pool_geo
     char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
     CG_REQUIRE_FLOAT(name, a);
     CG_REQUIRE_FLOAT(name, x);
-    cg_status st = same_dtype(name, a, x);
+    cg_status st = cg_same_dtype(name, a, x);
     if (st) return st;
     pool_data *pd;
     if ((st = plan(name, geom, x, 0, 1, &pd))) return st;

@@ -295,3 +295,22 @@ def test_float32_movements_match_float64_both_ways(float32_kernels, w, k, s, p, 
             grads[dtype] = [y.numpy()] + [t.grad.numpy() for t in ts]
         for got, want in zip(grads[np.float32], grads[np.float64]):
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("stride, pad, dilation, out", [
+    ((1, 1), (0, 0), (1, 2 ** 61), (1, 1)),    # taps' extent past any memory
+    ((1, 1), (0, 0), (1, 2 ** 40), (1, 1)),
+    ((2 ** 40, 1), (0, 0), (1, 1), (3, 3)),
+    ((1, 1), (2 ** 40, 0), (1, 1), (1, 1)),
+])
+def test_the_core_refuses_geometries_too_large_to_hold(stride, pad, dilation, out):
+    """The C entry points check what nn.functional would never pass (cgrad._C is reachable)."""
+    x, w = cgrad.zeros(1, 1, 4, 4), cgrad.zeros(1, 1, 2, 2)
+    g = cgrad.zeros(1, 1, *out)
+    for call in (lambda: cgrad._C.conv(x, w, None, stride, pad, dilation, 1, out),
+                 lambda: cgrad._C.conv_dx(g, w, stride, pad, dilation, 1, (4, 4)),
+                 lambda: cgrad._C.conv_dw(g, x, stride, pad, dilation, 1, (2, 2))):
+        with pytest.raises(ValueError, match="exceeds 2\\^31|too large"):
+            call()
+    with pytest.raises(TypeError):
+        cgrad._C.conv(None, w, None, (1, 1), (0, 0), (1, 1), 1, (3, 3))

@@ -431,3 +431,10 @@ def test_float32_full_windows_of_more_than_16_outputs(float32_kernels, shape, k,
     got, got_idx, _ = _run("max_pool2d", x, kwargs, np.ones(want.shape))
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(got_idx, want_idx)
+
+
+def test_an_empty_adaptive_dim_beside_a_plain_one_reads_nothing(float32_kernels):
+    """No window holds a tap, so none may be gathered (csrc/pool.c, all_full)."""
+    geom = cgrad._C.PoolGeometry(2, (0, 4), (2, 2), (0, 2), (1, 2), (0, 0), (1, 1), True, 0)
+    y, idx = cgrad._C.max_pool(cgrad.zeros(1, 1, 0, 4), geom, True)
+    assert np.all(y.numpy() == -np.inf) and np.all(idx.numpy() == -1)

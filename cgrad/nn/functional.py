@@ -1,14 +1,22 @@
 """Activations, dropout, the linear map and the losses, as functions (PyTorch names).
 
-Losses take reduction='mean' | 'sum' | 'none'. cross_entropy is one fused C op (a stable
+Also the convolution, pooling and normalisation layers' forms (conv1d/2d, max_pool*,
+avg_pool*, adaptive_*, batch_norm, group_norm, dropout1d/2d, interpolate), each in its
+section. Losses take reduction='mean' | 'sum' | 'none'. cross_entropy is one fused C op (a stable
 log-softmax and the negative log-likelihood; backward (softmax - onehot) / N); the others
 are compositions of core ops, so their gradients come from the core's rules.
 """
 from __future__ import annotations
 
+import math
+import warnings
+from functools import lru_cache as _lru_cache
+
 import numpy as np
 
 from .. import _C
+from .._C import PoolGeometry as _PoolGeometry, avg_pool as _avg_pool, max_pool as _max_pool
+from .._C import batch_norm as _fused_batch_norm, gather as _gather
 from .._C import cross_entropy, linear  # noqa: F401  (fused C ops, exposed as they are)
 from ..tensor import Tensor, _as_tensor, _generator, cat, from_numpy, full
 
@@ -309,9 +317,6 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
 # Max, average and adaptive pooling over [N, C, L] / [N, C, H, W] (or unbatched [C, L] /
 # [C, H, W]), with PyTorch's arguments, output sizes and errors. Each call becomes one
 # PoolGeometry (cached by input shape and arguments) and one C op (csrc/pool.c).
-from functools import lru_cache as _lru_cache
-
-from .._C import PoolGeometry as _PoolGeometry, avg_pool as _avg_pool, max_pool as _max_pool
 
 
 def _pool_tuple(value, n: int, name: str, op: str) -> tuple:
@@ -475,10 +480,6 @@ def adaptive_max_pool2d_with_indices(input: Tensor, output_size, return_indices:
 # ---- normalisation ----
 # batch norm is one fused C op (csrc/norm.c): forward, the closed-form backward, and in
 # training the in-place update of the running statistics, which a replayed step redoes
-import math  # noqa: E402
-import warnings  # noqa: E402
-
-from .._C import batch_norm as _fused_batch_norm, gather as _gather  # noqa: E402
 
 
 def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None = None,
@@ -563,10 +564,14 @@ def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
     return _channel_dropout("dropout2d", input, p, training, inplace, input.shape[:2] + (1,) * (input.ndim - 2))
 
 
-def _nearest_source(n_in: int, n_out: int, scale: float | None) -> np.ndarray:
+def _nearest_source(n_in: int, n_out: int, scale: float | None, shortcuts: bool) -> np.ndarray:
     """PyTorch's 'nearest' source index of each output index: min(floor(dst * s), n_in - 1),
     s = 1 / scale_factor when one was given, else n_in / n_out, in float32 as PyTorch's
-    kernel (exact integer arithmetic differs from it: 2 -> 82 first)."""
+    kernel computes it (exact arithmetic would differ from it, from 2 -> 82 on). Its 2-D
+    kernel (shortcuts) takes an output size equal to the input's as a copy and twice it as
+    dst // 2, whatever the scale factor says (scale_factor=2.01 on 5 columns gives 10 of them)."""
+    if shortcuts and n_out in (n_in, 2 * n_in):
+        return np.arange(n_out) // (n_out // n_in)
     s = np.float32(1.0 / scale) if scale is not None and scale > 0 else np.float32(n_in) / np.float32(n_out)
     return np.minimum(np.floor(np.arange(n_out, dtype=np.float32) * s).astype(np.int64), n_in - 1)
 
@@ -615,7 +620,7 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
     stride = math.prod(spatial)
     for n_in, n_out, scale in zip(spatial, sizes, scales):
         stride //= n_in
-        pos = pos[..., None] + _nearest_source(n_in, n_out, scale) * stride
+        pos = pos[..., None] + _nearest_source(n_in, n_out, scale, dims == 2) * stride
     return _gather(input.reshape(-1), pos.reshape(-1)).reshape(tuple(input.shape[:2]) + tuple(sizes))
 
 # ---- end of normalisation ----

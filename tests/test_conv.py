@@ -176,8 +176,8 @@ def test_bad_arguments_are_clear_errors():
         nn.Conv1d(1, 1, 3, padding="full")
     with pytest.raises(ValueError, match="kernel_size must be an int or 2 ints"):
         nn.Conv2d(1, 1, (3, 3, 3))
-    with pytest.raises(NotImplementedError, match="padding_mode='reflect'"):
-        nn.Conv2d(1, 1, 3, padding_mode="reflect")
+    with pytest.raises(ValueError, match="padding_mode must be 'zeros', 'reflect', 'replicate' or 'circular'"):
+        nn.Conv2d(1, 1, 3, padding_mode="mirror")
     w = cgrad.zeros(4, 2, 3, 3)
     with pytest.raises(ValueError, match="stride and dilation must be positive"):
         F.conv2d(cgrad.zeros(1, 2, 5, 5), w, stride=0)
@@ -314,3 +314,51 @@ def test_the_core_refuses_geometries_too_large_to_hold(stride, pad, dilation, ou
             call()
     with pytest.raises(TypeError):
         cgrad._C.conv(None, w, None, (1, 1), (0, 0), (1, 1), 1, (3, 3))
+
+
+NP_PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+@pytest.mark.parametrize("mode", list(NP_PAD_MODES))
+@pytest.mark.parametrize("shape, pads", [((2, 3, 5), (2, 1)), ((3, 5), (1, 3)), ((2, 2, 4, 5), (1, 2, 3, 0)),
+                                         ((1, 2, 3, 4, 5), (1, 1, 2, 0, 1, 1))])
+def test_pad_modes_match_numpy_and_route_the_gradient(mode, shape, pads, rng):
+    k = len(pads) // 2
+    width = [(0, 0)] * (len(shape) - k) + [(pads[2 * i], pads[2 * i + 1]) for i in range(k)][::-1]
+    x = rng.normal(size=shape)
+    xt = cgrad.tensor(x, requires_grad=True)
+    y = F.pad(xt, pads, mode=mode)
+    np.testing.assert_array_equal(y.numpy(), np.pad(x, width, mode=NP_PAD_MODES[mode]))
+    # the gradient is the adjoint: <pad(x), u> = <x, pad^T(u)>, checked along a random x
+    u = rng.normal(size=y.shape)
+    (y * cgrad.tensor(u)).sum().backward()
+    d = rng.normal(size=shape)
+    assert np.sum(xt.grad.numpy() * d) == pytest.approx(np.sum(np.pad(d, width, mode=NP_PAD_MODES[mode]) * u))
+
+
+def test_pad_mode_errors():
+    with pytest.raises(ValueError, match="smaller than the padded dims"):
+        F.pad(cgrad.zeros(1, 2, 3), (3, 0), mode="reflect")
+    with pytest.raises(ValueError, match="no negative padding"):
+        F.pad(cgrad.zeros(1, 2, 3), (-1, 0), mode="replicate")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        F.pad(cgrad.zeros(1, 2, 3), (1, 1), mode="mirror")
+
+
+@needs_torch
+@pytest.mark.parametrize("mode", list(NP_PAD_MODES))
+@pytest.mark.parametrize("n, kw", [(1, dict(kernel_size=3, padding=2, stride=2)), (2, dict(kernel_size=(3, 2), padding="same")),
+                                   (2, dict(kernel_size=3, padding=(1, 2), dilation=(2, 1)))])
+def test_padding_modes_agree_with_pytorch(mode, n, kw, rng):
+    tl = (torch.nn.Conv1d if n == 1 else torch.nn.Conv2d)(2, 3, padding_mode=mode, **kw).double()
+    cl = (nn.Conv1d if n == 1 else nn.Conv2d)(2, 3, padding_mode=mode, dtype="float64", **kw)
+    cl.load_state_dict({k: cgrad.tensor(v.detach().numpy()) for k, v in tl.state_dict().items()})
+    x = rng.normal(size=(2, 2, 7) if n == 1 else (2, 2, 6, 7))
+    xt, xc = torch.tensor(x, requires_grad=True), cgrad.tensor(x, requires_grad=True)
+    yt, yc = tl(xt), cl(xc)
+    np.testing.assert_allclose(yc.numpy(), yt.detach().numpy(), rtol=1e-10, atol=1e-12)
+    yt.square().sum().backward()
+    yc.square().sum().backward()
+    np.testing.assert_allclose(xc.grad.numpy(), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(cl.weight.grad.numpy(), tl.weight.grad.numpy(), rtol=1e-10, atol=1e-12)
+    assert repr(cl).split("  [")[0] == repr(tl)

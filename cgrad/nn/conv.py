@@ -21,9 +21,9 @@ class _ConvNd(Module):
         if groups < 1 or in_channels % groups or out_channels % groups:
             raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} and "
                              f"out_channels={out_channels}")
-        if padding_mode != "zeros":
-            raise NotImplementedError(f"{name}: padding_mode={padding_mode!r} is not supported yet; "
-                                      "only 'zeros'")
+        if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
+            raise ValueError(f"{name}: padding_mode must be 'zeros', 'reflect', 'replicate' or 'circular', "
+                             f"not {padding_mode!r}")
         n = self._n
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = F._ntuple(kernel_size, n, "kernel_size", name)
@@ -43,18 +43,25 @@ class _ConvNd(Module):
         self.bias = Parameter(tensor(rng.uniform(-bound, bound, out_channels), dtype=dt)) if bias else None
 
     def forward(self, x):
-        return type(self)._fn(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        if self.padding_mode == "zeros":
+            return type(self)._fn(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        # as PyTorch: pad the input in the mode, then convolve without padding
+        pads = F._conv_padding(self.padding, self.kernel_size, self.stride, self.dilation, type(self).__name__)
+        x = F.pad(x, [p for lo_hi in reversed(pads) for p in lo_hi], mode=self.padding_mode)
+        return type(self)._fn(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
         if self.padding != (0,) * self._n:
-            s += f", padding={self.padding!r}"
+            s += f", padding={self.padding}"
         if self.dilation != (1,) * self._n:
             s += f", dilation={self.dilation}"
         if self.groups != 1:
             s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode}"
         return s
 
 

@@ -121,13 +121,54 @@ def one_hot(tensor, num_classes: int = -1) -> Tensor:
     return from_numpy((idx[..., None] == np.arange(num_classes)).astype(np.int64))
 
 
+_PAD_MODES = ("constant", "reflect", "replicate", "circular")
+
+
+def _pad_source(n: int, lo: int, hi: int, mode: str) -> np.ndarray:
+    """The source index of each of the n + lo + hi padded positions along one dim."""
+    i = np.arange(-lo, n + hi)
+    if mode == "replicate":
+        return np.clip(i, 0, n - 1)
+    if mode == "circular":
+        return i % n
+    i = np.abs(i)  # reflect: about the first and the last element, which are not repeated
+    return np.where(i > n - 1, 2 * (n - 1) - i, i)
+
+
 def pad(input: Tensor, pad, mode: str = "constant", value: float = 0.0) -> Tensor:
-    """Constant padding, PyTorch's order: (left, right) of the last dim, then of the one
-    before, ...; differentiable in input. Negative amounts crop."""
-    if mode != "constant":
-        raise ValueError(f"pad: only mode='constant' is supported, not {mode!r}")
+    """PyTorch's F.pad: (left, right) of the last dim, then of the one before, ...;
+    differentiable in input. 'constant' (negative amounts crop), and 'reflect', 'replicate'
+    and 'circular' over the last 1-3 dims of a batched (or unbatched) input as PyTorch
+    takes them, each one gather of the flat input, so backward adds into the sources."""
+    if mode not in _PAD_MODES:
+        raise ValueError(f"pad: mode must be one of {_PAD_MODES}, not {mode!r}")
     if len(pad) % 2 or len(pad) // 2 > input.ndim:
         raise ValueError(f"pad: {len(pad)} padding values do not fit a tensor of shape {input.shape}")
+    if mode != "constant":
+        k = len(pad) // 2
+        if k > 3 or input.ndim not in (k + 1, k + 2):
+            raise NotImplementedError(f"pad: mode {mode!r} pads the last 1-3 dims of a (batched) input with "
+                                      f"1 or 2 dims before them; got {len(pad)} values for shape {input.shape}")
+        pads = [(int(pad[2 * i]), int(pad[2 * i + 1])) for i in range(k)][::-1]  # first padded dim first
+        spatial = input.shape[input.ndim - k:]
+        for size, (lo, hi) in zip(spatial, pads):
+            if lo < 0 or hi < 0:
+                raise ValueError(f"pad: mode {mode!r} takes no negative padding, got {tuple(pad)}")
+            if mode == "reflect" and (lo >= size or hi >= size):
+                raise ValueError(f"pad: padding {tuple(pad)} must be smaller than the padded dims {spatial} "
+                                 f"for mode 'reflect' (input shape {input.shape})")
+            if mode == "circular" and (lo > size or hi > size):
+                raise ValueError(f"pad: padding {tuple(pad)} must be at most the padded dims {spatial} "
+                                 f"for mode 'circular' (input shape {input.shape})")
+        lead = math.prod(input.shape[:input.ndim - k])
+        stride = math.prod(spatial)
+        pos = np.arange(lead) * stride
+        sizes = []
+        for size, (lo, hi) in zip(spatial, pads):
+            stride //= size
+            pos = pos[..., None] + _pad_source(size, lo, hi, mode) * stride
+            sizes.append(size + lo + hi)
+        return _gather(input.reshape(-1), pos.reshape(-1)).reshape(tuple(input.shape[:input.ndim - k]) + tuple(sizes))
     out = input
     for i in range(len(pad) // 2):
         d = input.ndim - 1 - i

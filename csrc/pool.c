@@ -309,40 +309,33 @@ cg_status cg_max_pool(cg_tensor *x, const cg_pool_geom *geom, cg_tensor **out, c
     return st;
 }
 
-/* x [..., in] -> y [..., out] */
-cg_status cg_avg_pool(cg_tensor *x, const cg_pool_geom *geom, cg_tensor **out) {
+/* The average and its adjoint: avg_pool x [..., in] -> y [..., out], avg_pool_backward
+ * g [..., out] -> y [..., in]; they differ only in which sizes the input has */
+static cg_status avg_map(int op, cg_tensor *a, const cg_pool_geom *geom, cg_tensor **out) {
     CG_PROF_BEGIN();
-    CG_REQUIRE_FLOAT("avg_pool", x);
+    const char *name = cg_op_name(op);
+    int backward = op == CG_OP_AVG_POOL_BACKWARD;
+    CG_REQUIRE_FLOAT(name, a);
     pool_data *pd;
-    cg_status st = plan("avg_pool", geom, x, 0, 0, &pd);
+    cg_status st = plan(name, geom, a, backward, 0, &pd);
     if (st) return st;
     int64_t shape[CG_MAX_DIMS];
-    shape_with(x, pd, pd->geom.out_size, shape);
+    shape_with(a, pd, backward ? pd->geom.in_size : pd->geom.out_size, shape);
     cg_tensor *y;
-    if ((st = cg_tensor_empty(x->dtype, x->ndim, shape, &y))) {
+    if ((st = cg_tensor_empty(a->dtype, a->ndim, shape, &y))) {
         cg_free(pd);
         return st;
     }
-    pool_run(CG_OP_AVG_POOL, pd, &x, y->data, y->numel);
-    return finish(CG_OP_AVG_POOL, 1, &x, y, pd, NULL, out);
+    pool_run(op, pd, &a, y->data, y->numel);
+    return finish(op, 1, &a, y, pd, NULL, out);
 }
 
-/* g [..., out] -> y [..., in] */
+cg_status cg_avg_pool(cg_tensor *x, const cg_pool_geom *geom, cg_tensor **out) {
+    return avg_map(CG_OP_AVG_POOL, x, geom, out);
+}
+
 cg_status cg_avg_pool_backward(cg_tensor *g, const cg_pool_geom *geom, cg_tensor **out) {
-    CG_PROF_BEGIN();
-    CG_REQUIRE_FLOAT("avg_pool_backward", g);
-    pool_data *pd;
-    cg_status st = plan("avg_pool_backward", geom, g, 1, 0, &pd);
-    if (st) return st;
-    int64_t shape[CG_MAX_DIMS];
-    shape_with(g, pd, pd->geom.in_size, shape);
-    cg_tensor *y;
-    if ((st = cg_tensor_empty(g->dtype, g->ndim, shape, &y))) {
-        cg_free(pd);
-        return st;
-    }
-    pool_run(CG_OP_AVG_POOL_BACKWARD, pd, &g, y->data, y->numel);
-    return finish(CG_OP_AVG_POOL_BACKWARD, 1, &g, y, pd, NULL, out);
+    return avg_map(CG_OP_AVG_POOL_BACKWARD, g, geom, out);
 }
 
 /* The two maps at x's arg-maxes: backward g [..., out] -> [..., in] (x's shape), select

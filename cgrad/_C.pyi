@@ -237,6 +237,10 @@ def pool_geometry(t: TensorBase) -> PoolGeometry: ...
 # ---- end of pooling ----
 
 # ---- normalisation ----
+BN_WEIGHT: int
+BN_BIAS: int
+BN_RUNNING: int
+BN_TRAINING: int
 def batch_norm(input: TensorBase, weight: TensorBase | None, bias: TensorBase | None,
                running_mean: TensorBase | None, running_var: TensorBase | None,
                num_batches_tracked: TensorBase | None, training: bool, momentum: float | None,

@@ -1,5 +1,8 @@
 # Normalisation: the entry points of csrc/norm.c.
 
+# batch_norm's node flags (node_params' ip[3]), for its taped rule
+BN_WEIGHT, BN_BIAS, BN_RUNNING, BN_TRAINING = CG_BN_WEIGHT, CG_BN_BIAS, CG_BN_RUNNING, CG_BN_TRAINING
+
 def batch_norm(TensorBase input not None, TensorBase weight, TensorBase bias, TensorBase running_mean,
                TensorBase running_var, TensorBase num_batches_tracked, bint training, momentum, double eps):
     """The fused batch norm over input [N, C, *] (nn.functional.batch_norm and the BatchNorm

@@ -178,6 +178,11 @@ cdef extern from "cg.h" nogil:
     # ---- end of pooling ----
 
     # ---- normalisation (norm.c) ----
+    enum:
+        CG_BN_WEIGHT
+        CG_BN_BIAS
+        CG_BN_RUNNING
+        CG_BN_TRAINING
     cg_status cg_batch_norm(cg_tensor *x, cg_tensor *weight, cg_tensor *bias, cg_tensor *running_mean,
                             cg_tensor *running_var, cg_tensor *num_batches_tracked, int training,
                             double momentum, int cumulative, double eps, cg_tensor **out)

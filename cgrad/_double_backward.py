@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from ._C import BN_BIAS as _BN_BIAS, BN_RUNNING as _BN_RUNNING, BN_TRAINING as _BN_TRAINING, BN_WEIGHT as _BN_WEIGHT
 from ._C import (cast, conv, conv_dw, conv_dx, copy_from_array, gather, gemm, graph_node, node_params,
                  python_node_owner, scatter_add, tanh_backward, tensor_key, where, zeros)
 
@@ -383,7 +384,6 @@ _RULES["max_pool_select"] = _max_pool_select
 # ---- end of pooling ----
 
 # ---- normalisation ----
-_BN_WEIGHT, _BN_BIAS, _BN_RUNNING, _BN_TRAINING = 1, 2, 4, 32  # node.ip[3], as csrc/norm.c
 
 
 def _batch_norm(node, g):

@@ -317,6 +317,8 @@ int cg_pool_node_geom(const cg_tensor *t, cg_pool_geom *geom);
 /* ---- end of pooling ---- */
 
 /* ---- normalisation (norm.c) ---- */
+/* batch_norm's node->ip[3]: which inputs follow x, and the mode (also the taped rule's to read) */
+enum { CG_BN_WEIGHT = 1, CG_BN_BIAS = 2, CG_BN_RUNNING = 4, CG_BN_COUNT = 8, CG_BN_CUMULATIVE = 16, CG_BN_TRAINING = 32 };
 /* y = (x - mean_c) / sqrt(var_c + eps) w_c + b_c over x [N, C, *]; weight, bias [C] or NULL.
  * training: the batch's statistics (biased variance), and running_mean/running_var [C] (both
  * or NULL) updated in place: num_batches_tracked (one int64, or NULL) += 1, then

@@ -25,8 +25,7 @@
 
 #include <math.h>
 
-/* node->ip[3]: which inputs follow x, and the mode */
-enum { BN_WEIGHT = 1, BN_BIAS = 2, BN_RUNNING = 4, BN_COUNT = 8, BN_CUMULATIVE = 16, BN_TRAINING = 32 };
+/* node->ip[3]: which inputs follow x, and the mode (CG_BN_*, cg.h) */
 
 #define CG_IMPL "norm_impl.h"
 #include "cg_each_dtype.h"
@@ -40,13 +39,13 @@ typedef struct {
 static bn_args bn_unpack(cg_tensor *const *ins, int flags) {
     bn_args a = {ins[0], NULL, NULL, NULL, NULL, NULL};
     int i = 1;
-    if (flags & BN_WEIGHT) a.w = ins[i++];
-    if (flags & BN_BIAS) a.b = ins[i++];
-    if (flags & BN_RUNNING) {
+    if (flags & CG_BN_WEIGHT) a.w = ins[i++];
+    if (flags & CG_BN_BIAS) a.b = ins[i++];
+    if (flags & CG_BN_RUNNING) {
         a.rm = ins[i++];
         a.rv = ins[i++];
     }
-    if (flags & BN_COUNT) a.count = ins[i++];
+    if (flags & CG_BN_COUNT) a.count = ins[i++];
     return a;
 }
 
@@ -64,7 +63,7 @@ static void bn_run(const bn_args *a, int flags, int64_t N, int64_t C, int64_t S,
     cg_dtype dt = a->x->dtype;
     double *mean = stats, *invstd = stats + C, *scale = stats + 2 * C, *sq = stats + 3 * C, *w = stats + 4 * C;
     double M = (double)(N * S);
-    if (flags & BN_TRAINING) {
+    if (flags & CG_BN_TRAINING) {
         BN_DISPATCH(dt, bn_stats_, N, C, S, a->x->data, mean, sq);
         for (int64_t c = 0; c < C; c++) invstd[c] = 1 / sqrt(sq[c] / M + eps);
         if (a->count) {
@@ -72,7 +71,7 @@ static void bn_run(const bn_args *a, int flags, int64_t N, int64_t C, int64_t S,
             cg_storage_bump(a->count->storage);
         }
         if (a->rm && M > 0) {
-            double f = flags & BN_CUMULATIVE ? 1.0 / (double)*(int64_t *)a->count->data : momentum;
+            double f = flags & CG_BN_CUMULATIVE ? 1.0 / (double)*(int64_t *)a->count->data : momentum;
             BN_DISPATCH(dt, bn_running_, C, a->rm->data, mean, 1.0, f);
             BN_DISPATCH(dt, bn_running_, C, a->rv->data, sq, M - 1, f);
             cg_storage_bump(a->rm->storage);
@@ -133,21 +132,21 @@ cg_status cg_batch_norm(cg_tensor *x, cg_tensor *weight, cg_tensor *bias, cg_ten
     if (!training && !running_mean)
         return cg_error(CG_ERR_VALUE, "batch_norm: running_mean and running_var must be given in evaluation mode "
                                       "(training=False)");
-    int flags = (weight ? BN_WEIGHT : 0) | (bias ? BN_BIAS : 0) | (running_mean ? BN_RUNNING : 0) |
-                (training ? BN_TRAINING : 0);
+    int flags = (weight ? CG_BN_WEIGHT : 0) | (bias ? CG_BN_BIAS : 0) | (running_mean ? CG_BN_RUNNING : 0) |
+                (training ? CG_BN_TRAINING : 0);
     if (training && running_mean) { /* the count takes part only where the statistics are updated */
         if (num_batches_tracked) {
             if (num_batches_tracked->dtype != CG_I64 || num_batches_tracked->numel != 1)
                 return cg_error(CG_ERR_VALUE, "batch_norm: num_batches_tracked must be one int64 value, got %s of "
                                               "shape %s", cg_dtype_name(num_batches_tracked->dtype),
                                 cg_shape_str(num_batches_tracked->ndim, num_batches_tracked->shape, b1, sizeof b1));
-            flags |= BN_COUNT;
+            flags |= CG_BN_COUNT;
         }
         if (cumulative) {
             if (!num_batches_tracked)
                 return cg_error(CG_ERR_VALUE, "batch_norm: momentum None (a cumulative average) needs "
                                               "num_batches_tracked");
-            flags |= BN_CUMULATIVE;
+            flags |= CG_BN_CUMULATIVE;
         }
     }
     int64_t N = x->shape[0], C = x->shape[1], S = cg_numel(x->ndim - 2, x->shape + 2);
@@ -163,11 +162,11 @@ cg_status cg_batch_norm(cg_tensor *x, cg_tensor *weight, cg_tensor *bias, cg_ten
     ins[n++] = x;
     if (weight) ins[n++] = weight;
     if (bias) ins[n++] = bias;
-    if (flags & BN_RUNNING) {
+    if (flags & CG_BN_RUNNING) {
         ins[n++] = running_mean;
         ins[n++] = running_var;
     }
-    if (flags & BN_COUNT) ins[n++] = num_batches_tracked;
+    if (flags & CG_BN_COUNT) ins[n++] = num_batches_tracked;
     bn_args a = bn_unpack(ins, flags);
     bn_run(&a, flags, N, C, S, momentum, eps, stats, y->data);
     cg_node *node;
@@ -197,8 +196,8 @@ void cg_batch_norm_bwd(cg_node *node, const void *g, void **dins) {
     int64_t N = node->ip[0], C = node->ip[1], S = node->ip[2];
     double *stats = node->extra, M = (double)(N * S);
     double *mean = stats, *invstd = stats + C, *scale = stats + 2 * C, *k1 = stats + 3 * C, *k2 = stats + 4 * C;
-    int iw = 1, ib = flags & BN_WEIGHT ? 2 : 1;
-    void *dw = flags & BN_WEIGHT ? dins[iw] : NULL, *db = flags & BN_BIAS ? dins[ib] : NULL;
+    int iw = 1, ib = flags & CG_BN_WEIGHT ? 2 : 1;
+    void *dw = flags & CG_BN_WEIGHT ? dins[iw] : NULL, *db = flags & CG_BN_BIAS ? dins[ib] : NULL;
     cg_dtype dt = node->dtype;
     const void *X = node->inputs[0]->data;
     BN_DISPATCH(dt, bn_grad_sums_, N, C, S, X, g, mean, k1, k2);
@@ -206,7 +205,7 @@ void cg_batch_norm_bwd(cg_node *node, const void *g, void **dins) {
     if (dw) BN_DISPATCH(dt, bn_channel_out_, C, k2, dw, node->fresh >> iw & 1);
     if (db) BN_DISPATCH(dt, bn_channel_out_, C, k1, db, node->fresh >> ib & 1);
     if (!dins[0]) return;
-    int train = flags & BN_TRAINING;
+    int train = flags & CG_BN_TRAINING;
     for (int64_t c = 0; c < C; c++) {
         k1[c] = train ? k1[c] / M : 0;
         k2[c] = train ? k2[c] * invstd[c] / M : 0;

@@ -26,19 +26,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _steps import jax_adam_stepper  # noqa: E402
 
+from cgrad.__main__ import cnn_for  # noqa: E402  (the command line's CNNs, which take nn: cgrad.nn or torch.nn)
+
 
 def mnist1d_net(nn):
-    """The same code for cgrad and PyTorch."""
-    return nn.Sequential(nn.Conv1d(1, 25, 5, stride=2, padding=1), nn.ReLU(),
-                         nn.Conv1d(25, 25, 3, stride=2, padding=1), nn.ReLU(),
-                         nn.Conv1d(25, 25, 3, stride=2, padding=1), nn.ReLU(),
-                         nn.Flatten(), nn.Linear(125, 10))
+    """The same code for cgrad and PyTorch: `cgrad train --dataset mnist1d --model cnn`'s network."""
+    return cnn_for("mnist1d", nn)
 
 
 def digits_net(nn):
-    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Flatten(), nn.Linear(128, 10))
+    return cnn_for("digits", nn)
 
 
 def _mnist1d_batch():

@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from ._C import BN_BIAS as _BN_BIAS, BN_RUNNING as _BN_RUNNING, BN_TRAINING as _BN_TRAINING, BN_WEIGHT as _BN_WEIGHT
+from ._C import avg_pool, avg_pool_backward, max_pool_backward, max_pool_select, pool_geometry
 from ._C import (cast, conv, conv_dw, conv_dx, copy_from_array, gather, gemm, graph_node, node_params,
                  python_node_owner, scatter_add, tanh_backward, tensor_key, where, zeros)
 
@@ -352,7 +353,6 @@ _RULES["conv"], _RULES["conv_dx"], _RULES["conv_dw"] = _conv_rule, _conv_dx_rule
 # adjoint, and constant in x where the arg-maxes are, so its x gets no gradient. All read
 # the geometry from the node and recompute the arg-maxes from x in C, so a replayed step
 # (cgrad.compile) follows x.
-from ._C import avg_pool, avg_pool_backward, max_pool_backward, max_pool_select, pool_geometry
 
 
 def _avg_pool(node, g):

@@ -10,6 +10,7 @@ import cgrad
 from cgrad import nn
 from cgrad.nn import functional as F
 from op_table import np_conv1d, np_conv2d
+from train_steps import assert_same, train_step
 
 try:
     import torch
@@ -201,23 +202,14 @@ def _cnn(seed):
 
 def test_a_compiled_cnn_step_replays_bit_for_bit(rng):
     m1, m2 = _cnn(0), _cnn(0)
-    o1, o2 = cgrad.optim.Adam(m1.parameters(), lr=1e-2), cgrad.optim.Adam(m2.parameters(), lr=1e-2)
-
-    def step(model, opt, x, y):
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-
-    compiled = cgrad.compile(lambda x, y: step(m2, o2, x, y))
+    eager = train_step(m1, cgrad.optim.Adam(m1.parameters(), lr=1e-2))
+    compiled = cgrad.compile(train_step(m2, cgrad.optim.Adam(m2.parameters(), lr=1e-2)))
     for _ in range(5):
         x = rng.normal(size=(8, 1, 20)).astype(np.float32)
         y = rng.integers(0, 4, 8)
-        assert step(m1, o1, cgrad.tensor(x), y).item() == compiled(x, y).item()
+        assert eager(cgrad.tensor(x), y).item() == compiled(x, y).item()
     assert compiled.recordings == 1
-    for p, q in zip(m1.parameters(), m2.parameters()):
-        assert np.array_equal(p.numpy(), q.numpy())
+    assert_same(m1, m2)
 
 
 def test_the_profiler_names_the_convolutions_backward_gemms(rng):

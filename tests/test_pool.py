@@ -7,6 +7,7 @@ import pytest
 
 import cgrad
 import pool_reference as ref
+from train_steps import assert_same, train_step
 from cgrad import nn
 from cgrad.nn import functional as F
 
@@ -325,22 +326,13 @@ def _models(dtype, act="relu"):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_replayed_cnn_training_steps_equal_eager_ones_bitwise(dtype, rng):
     m1, m2 = _models(dtype)
-    o1, o2 = cgrad.optim.SGD(m1.parameters(), lr=0.1, momentum=0.9), cgrad.optim.SGD(m2.parameters(), lr=0.1, momentum=0.9)
-
-    def step(model, opt, x, y):
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-
-    compiled = cgrad.compile(lambda x, y: step(m2, o2, x, y))
+    eager = train_step(m1, cgrad.optim.SGD(m1.parameters(), lr=0.1, momentum=0.9))
+    compiled = cgrad.compile(train_step(m2, cgrad.optim.SGD(m2.parameters(), lr=0.1, momentum=0.9)))
     for _ in range(4):
         x, y = rng.standard_normal((6, 3, 9, 8)).astype(dtype), rng.integers(0, 5, 6)
-        assert step(m1, o1, cgrad.tensor(x), y).item() == compiled(x, y).item()
+        assert eager(cgrad.tensor(x), y).item() == compiled(x, y).item()
     assert compiled.recordings == 1
-    for p1, p2 in zip(m1.parameters(), m2.parameters()):
-        assert np.array_equal(p1.numpy(), p2.numpy()) and np.array_equal(p1.grad.numpy(), p2.grad.numpy())
+    assert_same(m1, m2)
 
 
 def test_replayed_double_backward_through_pooling_equals_eager(rng):

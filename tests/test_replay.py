@@ -5,6 +5,7 @@ import pytest
 import cgrad
 from cgrad import nn
 from cgrad.nn import functional as F
+from train_steps import assert_same, train_step
 
 
 def _model(sizes, act, dtype, seed=0):
@@ -19,26 +20,6 @@ def _data(rng, steps, batch, n_in, n_out, loss, dtype):
     else:
         Y = rng.standard_normal((steps, batch, n_out)).astype(dtype)
     return X, Y
-
-
-def _assert_same(m1, m2):
-    for (name, p1), p2 in zip(m1.named_parameters(), m2.parameters()):
-        assert np.array_equal(p1.numpy(), p2.numpy()), name
-        g1, g2 = p1.grad, p2.grad
-        assert (g1 is None) == (g2 is None), name
-        if g1 is not None:
-            assert np.array_equal(g1.numpy(), g2.numpy()), name
-
-
-def _train_step(model, opt, lossfn=F.cross_entropy):
-    """The plain step (zero_grad, loss, backward, step) as a function of one batch."""
-    def step(x, y):
-        opt.zero_grad()
-        out = lossfn(model(x), y)
-        out.backward()
-        opt.step()
-        return out
-    return step
 
 
 CASES = [
@@ -70,7 +51,7 @@ def test_replayed_steps_are_bitwise_equal_to_eager_steps(sizes, act, loss, make_
         a = step(m1, o1, cgrad.tensor(x), y).item()
         b = compiled(x, y).item()
         assert a == b
-    _assert_same(m1, m2)
+    assert_same(m1, m2)
     assert compiled.recordings == 1
     (stats,) = compiled.stats().values()
     assert stats["python_calls"] == 3  # zero_grad, clip_grad_norm_, step
@@ -80,14 +61,14 @@ def test_a_new_input_shape_records_again_and_the_cache_is_bounded(rng):
     m1, m2 = _model([3, 5, 2], "relu", np.float32), _model([3, 5, 2], "relu", np.float32)
     o1, o2 = cgrad.optim.SGD(m1.parameters(), lr=0.1), cgrad.optim.SGD(m2.parameters(), lr=0.1)
 
-    eager, compiled = _train_step(m1, o1), cgrad.compile(cache_size=2)(_train_step(m2, o2))
+    eager, compiled = train_step(m1, o1), cgrad.compile(cache_size=2)(train_step(m2, o2))
     for n in (8, 8, 3, 8, 3, 5, 8):  # 5 evicts 8's recording (least recently used)
         x = rng.standard_normal((n, 3)).astype(np.float32)
         y = rng.integers(0, 2, n)
         assert eager(cgrad.tensor(x), y).item() == compiled(x, y).item()
     assert compiled.recordings == 4
     assert len(compiled.stats()) == 2
-    _assert_same(m1, m2)
+    assert_same(m1, m2)
 
 
 def test_a_learning_rate_schedule_applies_to_replayed_steps(rng):
@@ -96,13 +77,13 @@ def test_a_learning_rate_schedule_applies_to_replayed_steps(rng):
     opts = [cgrad.optim.SGD(m.parameters(), lr=0.5, momentum=0.5) for m in ms]
     scheds = [cgrad.optim.StepLR(o, step_size=3, gamma=0.5) for o in opts]
 
-    eager, compiled = _train_step(ms[0], opts[0]), cgrad.compile(_train_step(ms[1], opts[1]))
+    eager, compiled = train_step(ms[0], opts[0]), cgrad.compile(train_step(ms[1], opts[1]))
     for x, y in zip(X, Y):
         eager(cgrad.tensor(x), y)
         compiled(x, y)
         for s in scheds:
             s.step()
-    _assert_same(ms[0], ms[1])
+    assert_same(ms[0], ms[1])
 
 
 def test_python_in_the_step_runs_only_while_recording_and_results_are_copies(rng):
@@ -133,7 +114,7 @@ def test_integer_targets_are_checked_at_every_replay_and_nothing_runs_on_a_bad_o
     m = _model([3, 4, 3], "relu", np.float32)
     opt = cgrad.optim.SGD(m.parameters(), lr=0.1)
 
-    step = cgrad.compile(_train_step(m, opt))
+    step = cgrad.compile(train_step(m, opt))
 
     x = rng.standard_normal((5, 3)).astype(np.float32)
     step(x, np.array([0, 1, 2, 0, 1]))
@@ -195,7 +176,7 @@ def test_replay_makes_no_allocation_in_the_steady_state(rng):
     m = _model([16, 32, 10], "relu", np.float32)
     opt = cgrad.optim.Adam(m.parameters(), lr=1e-3)
 
-    step = cgrad.compile(_train_step(m, opt))
+    step = cgrad.compile(train_step(m, opt))
 
     x = rng.standard_normal((8, 16)).astype(np.float32)
     y = rng.integers(0, 10, 8)
@@ -226,7 +207,7 @@ def test_a_replayed_step_shows_in_the_profiler_and_anomaly_mode_checks_it(rng):
     m = _model([3, 8, 2], "relu", np.float32)
     opt = cgrad.optim.SGD(m.parameters(), lr=0.1)
 
-    step = cgrad.compile(_train_step(m, opt, F.mse_loss))
+    step = cgrad.compile(train_step(m, opt, F.mse_loss))
 
     x = rng.standard_normal((4, 3)).astype(np.float32)
     y = rng.standard_normal((4, 2)).astype(np.float32)

@@ -188,14 +188,17 @@ def measure_network(net, makers, quick: bool) -> dict:
     return row
 
 
-def child(threads: int, networks: list, quick: bool, sklearn: bool, only=None, steps=()) -> dict:
+def child(threads: int, networks: list, quick: bool, sklearn: bool, only=None, steps=(),
+          flush_denormal=False) -> dict:
     """Measure at one thread count; returns the JSON-able result."""
     if hasattr(os, "sched_setaffinity"):  # n threads = n cores, also for JAX (see the docstring)
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:threads])
     import cgrad
+    # the calling thread's FTZ/DAZ: every framework of the process computes on it
+    flush_denormal = flush_denormal and cgrad.set_flush_denormal(True)
     makers = available(threads, only)
     out = {"threads": threads, "frameworks": list(makers), "cgrad_version": cgrad.__version__,
-           "blas": cgrad._C.blas_current()}
+           "blas": cgrad._C.blas_current(), "flush_denormal": flush_denormal}
     for mod in ("numpy", "torch", "jax"):
         try:
             out[f"{mod}_version"] = __import__(mod).__version__
@@ -309,7 +312,8 @@ def markdown(results: list) -> str:
         head = (f"### {res['threads']} thread(s): cgrad {res['cgrad_version']} ({res['blas']}); "
                 + ", ".join(f"{m} {res[m + '_version']}" for m in ("numpy", "torch", "jax") if m + "_version" in res)
                 + f"; sgemm {res['sgemm_gflops']:.0f} GFLOP/s"
-                + (f" (FMA peak of one core {res['fma_peak_gflops']:.0f})" if res.get("fma_peak_gflops") else ""))
+                + (f" (FMA peak of one core {res['fma_peak_gflops']:.0f})" if res.get("fma_peak_gflops") else "")
+                + ("; subnormals flushed to zero (--flush-denormal)" if res.get("flush_denormal") else ""))
         rows = []
         for r in res["rows"]:
             f = r["frameworks"]
@@ -373,6 +377,8 @@ def main(argv=None) -> None:
     parser.add_argument("--no-digits", action="store_true", help="skip the scikit-learn digits comparison")
     parser.add_argument("--no-pinn", action="store_true", help="skip the Burgers PINN step (benchmarks/pinn.py)")
     parser.add_argument("--no-cnn", action="store_true", help="skip the CNN steps (benchmarks/cnn.py)")
+    parser.add_argument("--flush-denormal", action="store_true",
+                        help="cgrad.set_flush_denormal(True) in each measuring process (it acts on every framework there)")
     parser.add_argument("--json", help="write the results to this file")
     parser.add_argument("--markdown", help="write the tables to this file")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
@@ -385,7 +391,8 @@ def main(argv=None) -> None:
     steps = [w for w in STEP_WORKLOADS if args.networks in w.NAME and w not in skipped]
     if args.child:
         only = args.child_only.split(",") if args.child_only else None
-        result = child(args.child, networks, args.quick, not args.no_digits, only, steps if args.child == 1 else ())
+        result = child(args.child, networks, args.quick, not args.no_digits, only, steps if args.child == 1 else (),
+                       args.flush_denormal)
         with open(args.child_out, "w") as f:
             json.dump(result, f)
         return
@@ -400,6 +407,7 @@ def main(argv=None) -> None:
                 # the digits fit: at one thread, beside scikit-learn
                 cmd += ["--no-digits"] * (args.no_digits or n > 1)
                 cmd += ["--no-pinn"] * args.no_pinn + ["--no-cnn"] * args.no_cnn  # (run at one thread only)
+                cmd += ["--flush-denormal"] * args.flush_denormal
                 cmd += ["--child-only", ",".join(group)] if group else []
                 subprocess.run(cmd, env=thread_env(n), check=True)
                 with open(out) as f:

@@ -26,15 +26,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _steps import jax_adam_stepper  # noqa: E402
 
-from cgrad.__main__ import cnn_for  # noqa: E402  (the command line's CNNs, which take nn: cgrad.nn or torch.nn)
-
 
 def mnist1d_net(nn):
-    """The same code for cgrad and PyTorch: `cgrad train --dataset mnist1d --model cnn`'s network."""
+    """`cgrad train --dataset mnist1d --model cnn`'s network, built with nn (cgrad.nn or
+    torch.nn). cgrad is imported when a step is made, as everywhere in benchmarks/: run.py
+    sets up the process (threads, pinning) first."""
+    from cgrad.__main__ import cnn_for
     return cnn_for("mnist1d", nn)
 
 
 def digits_net(nn):
+    from cgrad.__main__ import cnn_for
     return cnn_for("digits", nn)
 
 

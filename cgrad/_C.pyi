@@ -247,3 +247,15 @@ def batch_norm(input: TensorBase, weight: TensorBase | None, bias: TensorBase | 
                eps: float) -> Any: ...
 
 # ---- end of normalisation ----
+
+# ---- embedding and losses ----
+
+# ---- end of embedding and losses ----
+
+# ---- recurrent ----
+
+# ---- end of recurrent ----
+
+# ---- attention ----
+
+# ---- end of attention ----

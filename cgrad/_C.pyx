@@ -32,3 +32,6 @@ include "_C_function.pxi" # autograd.Function, tensor hooks, autograd.grad: the 
 include "_C_conv.pxi"     # convolution: conv forward and its two adjoints
 include "_C_pool.pxi"     # pooling: max, average, adaptive
 include "_C_norm.pxi"     # normalisation: batch norm
+include "_C_embedding.pxi" # embedding and the sequence losses
+include "_C_rnn.pxi"      # recurrent layers: RNN, GRU, LSTM over whole sequences
+include "_C_attention.pxi" # scaled dot-product attention

@@ -188,3 +188,15 @@ cdef extern from "cg.h" nogil:
                             double momentum, int cumulative, double eps, cg_tensor **out)
 
     # ---- end of normalisation ----
+
+    # ---- embedding and losses (embedding.c, loss.c) ----
+
+    # ---- end of embedding and losses ----
+
+    # ---- recurrent (rnn.c) ----
+
+    # ---- end of recurrent ----
+
+    # ---- attention (attention.c) ----
+
+    # ---- end of attention ----

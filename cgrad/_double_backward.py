@@ -422,6 +422,18 @@ _RULES["batch_norm"] = _batch_norm
 
 # ---- end of normalisation ----
 
+# ---- embedding and losses ----
+
+# ---- end of embedding and losses ----
+
+# ---- recurrent ----
+
+# ---- end of recurrent ----
+
+# ---- attention ----
+
+# ---- end of attention ----
+
 
 def _order(roots, wanted=None) -> list:
     """Nodes reachable from the roots, each after every node that uses its output. With

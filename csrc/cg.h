@@ -330,4 +330,16 @@ cg_status cg_batch_norm(cg_tensor *x, cg_tensor *weight, cg_tensor *bias, cg_ten
 
 /* ---- end of normalisation ---- */
 
+/* ---- embedding and losses (embedding.c, loss.c) ---- */
+
+/* ---- end of embedding and losses ---- */
+
+/* ---- recurrent (rnn.c) ---- */
+
+/* ---- end of recurrent ---- */
+
+/* ---- attention (attention.c) ---- */
+
+/* ---- end of attention ---- */
+
 #endif

@@ -696,4 +696,10 @@ OPS = [
     OpInfo("interpolate_2d_size_down", None, lambda x: F.interpolate(x, size=(2, 5)),
            lambda x: x[:, :, [0, 1]][:, :, :, [0, 0, 1, 1, 2]], [(2, 1, 3, 3)], torch=_tF("interpolate", size=(2, 5))),
     # ---- end of normalisation ----
+    # ---- embedding and losses ----
+    # ---- end of embedding and losses ----
+    # ---- recurrent ----
+    # ---- end of recurrent ----
+    # ---- attention ----
+    # ---- end of attention ----
 ]

@@ -71,7 +71,14 @@ FAMILY_INPUTS = {"unary": 1, "binary": 2, "where": 2, "reduce": 1, "softmax": 1,
                  "reshape": 1, "strided": 1, "gather": 1, "concat": 7, "cross_entropy": 1, "linear": 3,
                  "cast": 1, "scatter_add": 2, "python": 7, "gemm": 2,
                  "conv": 3, "conv_dx": 2, "conv_dw": 2, "pool": 2,
-                 "batch_norm": 6}  # x, weight, bias, running_mean, running_var, the count
+                 "batch_norm": 6,  # x, weight, bias, running_mean, running_var, the count
+                 # ---- embedding and losses ----
+                 # ---- end of embedding and losses ----
+                 # ---- recurrent ----
+                 # ---- end of recurrent ----
+                 # ---- attention ----
+                 # ---- end of attention ----
+                 }
 READS_OUTPUT = 128
 
 

@@ -665,3 +665,15 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
     return _gather(input.reshape(-1), pos.reshape(-1)).reshape(tuple(input.shape[:2]) + tuple(sizes))
 
 # ---- end of normalisation ----
+
+# ---- embedding and losses ----
+
+# ---- end of embedding and losses ----
+
+# ---- recurrent ----
+
+# ---- end of recurrent ----
+
+# ---- attention ----
+
+# ---- end of attention ----

@@ -1,0 +1,1 @@
+# Attention: the entry points of csrc/attention.c.

@@ -1,0 +1,1 @@
+# Recurrent layers: the entry points of csrc/rnn.c.

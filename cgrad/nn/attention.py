@@ -1,0 +1,3 @@
+"""Attention layers: MultiheadAttention and the Transformer encoder layer."""
+
+__all__: list = []

@@ -1,0 +1,3 @@
+"""Recurrent layers: RNN, GRU, LSTM and their cells."""
+
+__all__: list = []

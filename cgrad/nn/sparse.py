@@ -1,0 +1,3 @@
+"""Embedding layers (PyTorch's torch.nn.modules.sparse)."""
+
+__all__: list = []

@@ -3,7 +3,9 @@
 Synthetic sets (xor, moons, spirals, blobs) are drawn from a seeded generator; `digits` is
 the UCI handwritten digits (1,797 8x8 images) shipped inside the package (CC BY 4.0, see
 cgrad/datasets/DIGITS_LICENSE.txt), and `mnist1d` the canonical MNIST-1D split (Apache-2.0,
-cgrad/datasets/MNIST1D_LICENSE.txt). Each returns numpy arrays: X float32, y int64.
+cgrad/datasets/MNIST1D_LICENSE.txt). Each returns numpy arrays: X float32, y int64. The
+texts for character-level language models are bundled too: `names` (makemore's list, MIT)
+and `tinyshakespeare` (public domain).
 """
 from __future__ import annotations
 
@@ -100,10 +102,14 @@ def blobs(n: int = 300, centers: int = 3, std: float = 1.0, dim: int = 2, seed: 
     return (c[y] + std * rng.standard_normal((n, dim))).astype(np.float32), y.astype(np.int64)
 
 
+def _bundled(name: str) -> str:
+    return os.path.join(os.path.dirname(__file__), "datasets", name)
+
+
 def digits(flatten: bool = True):
     """The UCI handwritten digits as (X_train, y_train, X_test, y_test), with a fixed
     split of 1,347 training and 450 test images; pixels scaled to [0, 1]."""
-    path = os.path.join(os.path.dirname(__file__), "datasets", "digits.npz")
+    path = _bundled("digits.npz")
     with np.load(path, allow_pickle=False) as f:
         images, target = f["images"], f["target"]
     X = (images.reshape(len(images), -1) if flatten else images).astype(np.float32) / 16.0
@@ -115,10 +121,26 @@ def mnist1d():
     of 4,000 training and 1,000 test signals of length 40 (float32, shape (n, 40)) with
     int64 labels 0..9, as the paper's models use them (for a Conv1d, add the channel:
     X[:, None, :]). Bundled, Apache-2.0: see cgrad/datasets/MNIST1D_LICENSE.txt."""
-    path = os.path.join(os.path.dirname(__file__), "datasets", "mnist1d.npz")
+    path = _bundled("mnist1d.npz")
     with np.load(path, allow_pickle=False) as f:
         return (f["x"].astype(np.float32), f["y"].astype(np.int64), f["x_test"].astype(np.float32),
                 f["y_test"].astype(np.int64))
+
+
+def names() -> list[str]:
+    """The 32,033 lower-case names of makemore (Karpathy; the US Social Security baby-names
+    data, 2018), one string each, in the file's order: the character-level language
+    model exercise's data. Bundled, MIT: see cgrad/datasets/NAMES_LICENSE.txt."""
+    with open(_bundled("names.txt"), encoding="utf-8") as f:
+        return f.read().split()
+
+
+def tinyshakespeare() -> str:
+    """Tiny Shakespeare (char-rnn; 1,115,394 characters, 65 distinct), the text nanoGPT's
+    character-level GPT trains on, as one string. Bundled, public domain: see
+    cgrad/datasets/TINYSHAKESPEARE_LICENSE.txt."""
+    with open(_bundled("tinyshakespeare.txt"), encoding="utf-8") as f:
+        return f.read()
 
 
 # name -> generator(n=..., seed=...) returning (X, y)

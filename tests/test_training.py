@@ -76,6 +76,24 @@ def test_mnist1d_is_the_canonical_split_and_an_mlp_learns_it():
     assert accuracy >= 0.60, accuracy
 
 
+def test_bundled_texts_are_makemores_names_and_tiny_shakespeare():
+    """The sizes and alphabets the sources give (makemore has 32,033 names; ../shared/data/README.md says 32,032), and makemore's counting bigram model:
+    228,146 bigrams (with the end token), average negative log-likelihood about 2.45 with
+    add-one smoothing in the makemore lecture."""
+    words = data.names()
+    assert len(words) == 32033 and words[:3] == ["emma", "olivia", "ava"]
+    assert sorted(set("".join(words))) == [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    counts = np.ones((27, 27))
+    pairs = [(0 if a == "." else ord(a) - 96, 0 if b == "." else ord(b) - 96)
+             for w in words for a, b in zip("." + w, w + ".")]
+    np.add.at(counts, tuple(np.array(pairs).T), 1)
+    logp = np.log(counts / counts.sum(1, keepdims=True))
+    nll = -np.mean([logp[a, b] for a, b in pairs])
+    assert len(pairs) == 228146 and 2.45 < nll < 2.46, (len(pairs), nll)
+    text = data.tinyshakespeare()
+    assert len(text) == 1115394 and len(set(text)) == 65 and text.startswith("First Citizen:")
+
+
 def test_datasets_are_seeded():
     for name, fn in data.DATASETS.items():
         a, b = fn(seed=3), fn(seed=3)

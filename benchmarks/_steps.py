@@ -1,5 +1,5 @@
 """One training step timed across frameworks, interleaved: the harness of the step
-workloads (benchmarks/pinn.py, benchmarks/cnn.py) inside `python -m benchmarks`.
+workloads (benchmarks/pinn.py, cnn.py, sequence.py) inside `python -m benchmarks`.
 
 A workload is any object (a module, an instance) with:
     NAME, TARGETS ({framework: ratio to the fastest peer}), CHECK_STEPS
@@ -178,3 +178,109 @@ def jax_adam_stepper(loss_fn, params, batch, lr: float):
         state["s"] = tuple(s)
         return loss
     return step, (lambda loss: float(loss.block_until_ready()))
+
+
+def jax_sgd_stepper(loss_fn, params, batch, lr: float):
+    """(step, sync) of loss_fn(params, *batch) trained by plain SGD under one jax.jit."""
+    import jax
+    import jax.numpy as jnp
+
+    @jax.jit
+    def train_step(params, *batch):
+        loss, grads = jax.value_and_grad(loss_fn)(params, *batch)
+        return jax.tree_util.tree_map(lambda p, g: p - lr * g, params, grads), loss
+
+    state = {"p": params}
+    batch = tuple(jnp.asarray(a) for a in batch)
+
+    def step():
+        state["p"], loss = train_step(state["p"], *batch)
+        return loss
+    return step, (lambda loss: float(loss.block_until_ready()))
+
+
+class ClassifierWorkload:
+    """One classifier's training step (cross-entropy; Adam, or SGD with optimizer="sgd"):
+    its builder (of an `nn`), batch maker, learning rate, the network as a jnp function of
+    its parameters (named as its state_dict), and its GEMM FLOPs. init() gives every
+    framework the weights cgrad's own initialisation draws (seed 0); a subclass may draw
+    them otherwise."""
+    CHECK_STEPS = 5
+    TARGETS: dict = {}
+
+    def __init__(self, name, build, batch, lr, jax_forward, flops, optimizer="adam", targets=None):
+        self.NAME, self.build, self._batch, self.lr, self.optimizer = name, build, batch, lr, optimizer
+        if targets is not None:
+            self.TARGETS = targets
+        self._jax_forward, self._flops = jax_forward, flops
+        self.FRAMEWORKS = {"cgrad": self.cgrad_step, "cgrad-replay": self.cgrad_replay_step,
+                           "torch": self.torch_step, "jax": self.jax_step}
+
+    def make_batch(self):
+        return self._batch()
+
+    def init(self):
+        import cgrad
+        cgrad.manual_seed(0)
+        return {k: v.numpy().copy() for k, v in self.build(cgrad.nn).state_dict().items()}
+
+    def gemm_flops(self) -> int:
+        return self._flops()
+
+    # ---- the steps ----
+    def _parts(self, lib, weights, as_tensor):
+        net = self.build(lib.nn)
+        net.load_state_dict({k: as_tensor(v) for k, v in weights.items()})
+        opt = lib.optim.SGD if self.optimizer == "sgd" else lib.optim.Adam
+        return net, opt(net.parameters(), lr=self.lr)
+
+    @staticmethod
+    def torch_like_step(lib, net, opt):
+        """The step as a PyTorch user writes it (the same code for cgrad and PyTorch)."""
+        def step(x, y):
+            opt.zero_grad()
+            loss = lib.nn.functional.cross_entropy(net(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+        return step
+
+    def _eager(self, lib, weights, batch, as_tensor, compile_=None):
+        step = self.torch_like_step(lib, *self._parts(lib, weights, as_tensor))
+        if compile_:
+            step = compile_(step)
+        x, y = as_tensor(batch[0]), as_tensor(batch[1])
+        return (lambda: step(x, y)), (lambda loss: loss.item())
+
+    def cgrad_step(self, batch, weights):
+        import cgrad
+        return self._eager(cgrad, weights, batch, cgrad.from_numpy)
+
+    def cgrad_replay_step(self, batch, weights):
+        """Recorded on the first call, replayed in C after; the batch comes in as numpy
+        arrays, as a compiled step's inputs are its arguments."""
+        import cgrad
+        step = cgrad.compile(self.torch_like_step(cgrad, *self._parts(cgrad, weights, cgrad.from_numpy)))
+        return (lambda: step(*batch)), (lambda loss: loss.item())
+
+    def torch_step(self, batch, weights):
+        import torch
+        return self._eager(torch, weights, batch, torch.from_numpy)
+
+    def torch_compile_step(self, batch, weights):
+        import torch
+        return self._eager(torch, weights, batch, torch.from_numpy, compile_=torch.compile)
+
+    def jax_step(self, batch, weights):
+        """The network as a jnp function of its parameters, cross-entropy, and the whole
+        Adam step under one jax.jit (benchmarks/_steps.py, jax_adam_stepper)."""
+        import jax
+        import jax.numpy as jnp
+
+        def loss_fn(params, x, y):
+            logp = jax.nn.log_softmax(self._jax_forward(params, x), axis=-1)
+            return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+        params = {k: jnp.asarray(v) for k, v in weights.items()}
+        stepper = jax_sgd_stepper if self.optimizer == "sgd" else jax_adam_stepper
+        return stepper(loss_fn, params, batch, self.lr)

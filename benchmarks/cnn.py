@@ -24,7 +24,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _steps import jax_adam_stepper  # noqa: E402
+from _steps import ClassifierWorkload  # noqa: E402
 
 
 def mnist1d_net(nn):
@@ -56,23 +56,12 @@ def _conv_out(size, k, s, p):
     return (size + 2 * p - k) // s + 1
 
 
-class CNNWorkload:
-    """One network: its builder, batch, optimizer's learning rate and the JAX forward."""
-    CHECK_STEPS = 5
+class CNNWorkload(ClassifierWorkload):
+    """A CNN classifier step; every layer starts from PyTorch's default init (U(+-1/sqrt(fan_in))
+    for weights and biases), drawn with numpy in state_dict order."""
     TARGETS = {"cgrad": 1.0, "cgrad-replay": 0.5}
 
-    def __init__(self, name, build, batch, lr, jax_forward, flops):
-        self.NAME, self.build, self._batch, self.lr = name, build, batch, lr
-        self._jax_forward, self._flops = jax_forward, flops
-        self.FRAMEWORKS = {"cgrad": self.cgrad_step, "cgrad-replay": self.cgrad_replay_step,
-                           "torch": self.torch_step, "jax": self.jax_step}
-
-    def make_batch(self):
-        return self._batch()
-
     def init(self):
-        """PyTorch's default init of every layer (U(+-1/sqrt(fan_in)) for weights and
-        biases), drawn with numpy in state_dict order: {name: float32 array}."""
         import cgrad
         import numpy as np
         rng = np.random.default_rng(0)
@@ -83,65 +72,6 @@ class CNNWorkload:
             bound = 1 / math.sqrt(fan_in)
             out[k] = rng.uniform(-bound, bound, shape).astype(np.float32)
         return out
-
-    def gemm_flops(self) -> int:
-        return self._flops()
-
-    # ---- the steps ----
-    def _parts(self, lib, weights, as_tensor):
-        net = self.build(lib.nn)
-        net.load_state_dict({k: as_tensor(v) for k, v in weights.items()})
-        return net, lib.optim.Adam(net.parameters(), lr=self.lr)
-
-    @staticmethod
-    def torch_like_step(lib, net, opt):
-        """The step as a PyTorch user writes it (the same code for cgrad and PyTorch)."""
-        def step(x, y):
-            opt.zero_grad()
-            loss = lib.nn.functional.cross_entropy(net(x), y)
-            loss.backward()
-            opt.step()
-            return loss
-        return step
-
-    def _eager(self, lib, weights, batch, as_tensor, compile_=None):
-        step = self.torch_like_step(lib, *self._parts(lib, weights, as_tensor))
-        if compile_:
-            step = compile_(step)
-        x, y = as_tensor(batch[0]), as_tensor(batch[1])
-        return (lambda: step(x, y)), (lambda loss: loss.item())
-
-    def cgrad_step(self, batch, weights):
-        import cgrad
-        return self._eager(cgrad, weights, batch, cgrad.from_numpy)
-
-    def cgrad_replay_step(self, batch, weights):
-        """Recorded on the first call, replayed in C after; the batch comes in as numpy
-        arrays, as a compiled step's inputs are its arguments."""
-        import cgrad
-        step = cgrad.compile(self.torch_like_step(cgrad, *self._parts(cgrad, weights, cgrad.from_numpy)))
-        return (lambda: step(*batch)), (lambda loss: loss.item())
-
-    def torch_step(self, batch, weights):
-        import torch
-        return self._eager(torch, weights, batch, torch.from_numpy)
-
-    def torch_compile_step(self, batch, weights):
-        import torch
-        return self._eager(torch, weights, batch, torch.from_numpy, compile_=torch.compile)
-
-    def jax_step(self, batch, weights):
-        """The network as a jnp function of its parameters, cross-entropy, and the whole
-        Adam step under one jax.jit (benchmarks/_steps.py, jax_adam_stepper)."""
-        import jax
-        import jax.numpy as jnp
-
-        def loss_fn(params, x, y):
-            logp = jax.nn.log_softmax(self._jax_forward(params, x), axis=-1)
-            return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
-
-        params = {k: jnp.asarray(v) for k, v in weights.items()}
-        return jax_adam_stepper(loss_fn, params, batch, self.lr)
 
 
 def _jax_conv(x, w, b, stride, padding):

@@ -31,7 +31,9 @@ and the step's GEMM FLOPs at the FMA peak. Its name contains "PINN", so
     python -m benchmarks --threads 1 --networks PINN --no-digits     # the PINN alone
 
 and --no-pinn leaves it out. The same for the CNN steps (benchmarks/cnn.py: the MNIST-1D
-CNN and the digits CNN, also beside torch.compile): --networks CNN, --no-cnn.
+CNN and the digits CNN, also beside torch.compile): --networks CNN, --no-cnn; and for the
+sequence steps (benchmarks/sequence.py: the MNIST-1D biGRU, makemore's names MLP and
+nanoGPT's character GPT): --networks seq:, --no-seq.
 
 Nothing here fails for being slow.
 """
@@ -54,9 +56,10 @@ from networks import (NETWORKS, cgrad_replay_step, cgrad_step, gemm_floor, gemm_
 import _steps  # noqa: E402
 import cnn  # noqa: E402
 import pinn  # noqa: E402
+import sequence  # noqa: E402
 
 # the step workloads (benchmarks/_steps.py): all frameworks of one in one process, interleaved
-STEP_WORKLOADS = (pinn, *cnn.WORKLOADS)
+STEP_WORKLOADS = (pinn, *cnn.WORKLOADS, *sequence.WORKLOADS)
 
 def cgrad_one_thread_step(sizes, act, loss, X, y, weights):
     """cgrad eager switched to one thread inside a run at more: the same-process baseline
@@ -377,6 +380,7 @@ def main(argv=None) -> None:
     parser.add_argument("--no-digits", action="store_true", help="skip the scikit-learn digits comparison")
     parser.add_argument("--no-pinn", action="store_true", help="skip the Burgers PINN step (benchmarks/pinn.py)")
     parser.add_argument("--no-cnn", action="store_true", help="skip the CNN steps (benchmarks/cnn.py)")
+    parser.add_argument("--no-seq", action="store_true", help="skip the sequence steps (benchmarks/sequence.py)")
     parser.add_argument("--flush-denormal", action="store_true",
                         help="cgrad.set_flush_denormal(True) in each measuring process (it acts on every framework there)")
     parser.add_argument("--json", help="write the results to this file")
@@ -388,6 +392,7 @@ def main(argv=None) -> None:
     networks = [n for n in NETWORKS if args.networks in n[0]]
     skipped = {pinn} if args.no_pinn else set()
     skipped |= set(cnn.WORKLOADS) if args.no_cnn else set()
+    skipped |= set(sequence.WORKLOADS) if args.no_seq else set()
     steps = [w for w in STEP_WORKLOADS if args.networks in w.NAME and w not in skipped]
     if args.child:
         only = args.child_only.split(",") if args.child_only else None
@@ -406,7 +411,7 @@ def main(argv=None) -> None:
                        "--networks", args.networks] + ["--quick"] * args.quick
                 # the digits fit: at one thread, beside scikit-learn
                 cmd += ["--no-digits"] * (args.no_digits or n > 1)
-                cmd += ["--no-pinn"] * args.no_pinn + ["--no-cnn"] * args.no_cnn  # (run at one thread only)
+                cmd += ["--no-pinn"] * args.no_pinn + ["--no-cnn"] * args.no_cnn + ["--no-seq"] * args.no_seq  # (one thread only)
                 cmd += ["--flush-denormal"] * args.flush_denormal
                 cmd += ["--child-only", ",".join(group)] if group else []
                 subprocess.run(cmd, env=thread_env(n), check=True)

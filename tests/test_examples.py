@@ -82,7 +82,7 @@ def test_burgers_pinn_runs_unchanged_on_pytorch(tmp_path):
     assert math.isfinite(relative_error(out))
 
 
-MNIST1D = EXAMPLES / "mnist1d_cnn.py"
+MNIST1D = EXAMPLES / "mnist1d.py"
 
 
 def accuracy(out):

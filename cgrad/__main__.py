@@ -4,6 +4,8 @@
     cgrad train --dataset spirals --hidden 64 64 --activation tanh --epochs 200
     cgrad train --model cnn          a LeNet-style CNN on the digits
     cgrad train --dataset mnist1d --model cnn    the MNIST-1D paper's CNN and recipe (~92-94%)
+    cgrad train --dataset mnist1d --model gru    the paper's bidirectional GRU
+    cgrad train --model gpt [--text FILE]        nanoGPT's character-level GPT (Tiny Shakespeare)
     cgrad profile                    per-layer backward times, gradient health, a Chrome trace
     cgrad example                    the lecture's worked example, forward and backward
     cgrad info                       version, BLAS provider, threads
@@ -51,7 +53,92 @@ DEFAULTS: dict[tuple, dict[str, float]] = {
     ("mnist1d", "cnn"): {"lr": 1e-2, "batch_size": 100, "epochs": 150},
     ("mnist1d", "mlp"): {"lr": 1e-2, "batch_size": 100, "epochs": 150},
     ("digits", "cnn"): {"lr": 3e-3},
+    ("mnist1d", "gru"): {"lr": 1e-2, "batch_size": 100, "epochs": 150},
 }
+# nanoGPT's CPU recipe (its README): the defaults of `cgrad train --model gpt`
+GPT_DEFAULTS = {"lr": 1e-3, "batch_size": 12, "iters": 2000}
+
+
+def train_gpt(args) -> int:
+    """nanoGPT's character-level recipe on any text: a 90/10 split of its characters, AdamW
+    (groups, warm-up and cosine decay), clipping; losses every 250 iterations, the final
+    validation loss on 200 batches, 200 sampled characters."""
+    import numpy as np
+
+    import cgrad
+    from cgrad.models import char_gpt, gpt_lr, gpt_param_groups
+
+    for k, v in GPT_DEFAULTS.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    if args.text:
+        with open(args.text, encoding="utf-8") as f:
+            text = f.read()
+    else:
+        text = cgrad.data.tinyshakespeare()
+    chars = sorted(set(text))
+    if len(text) < 10 * (args.block_size + 1):
+        raise SystemExit(f"cgrad train: the text has {len(text)} characters, too few for blocks of {args.block_size}")
+    stoi = {c: i for i, c in enumerate(chars)}
+    data = np.array([stoi[c] for c in text], np.int64)
+    n = int(0.9 * len(data))
+    splits = {"train": data[:n], "val": data[n:]}
+    cgrad.manual_seed(args.seed)
+    cgrad.set_num_threads(args.threads)
+    rng = np.random.default_rng(args.seed)
+
+    def batch(split):
+        d = splits[split]
+        ix = rng.integers(0, len(d) - args.block_size, args.batch_size)[:, None] + np.arange(args.block_size)
+        return d[ix], d[ix + 1]
+
+    model = char_gpt(cgrad, len(chars), block_size=args.block_size)
+    opt = cgrad.optim.AdamW(gpt_param_groups(model, 0.1), lr=args.lr, betas=(0.9, 0.99))
+
+    def step(x, y):
+        _, loss = model(x, y)
+        loss.backward()
+        cgrad.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad()
+        return loss
+
+    def estimate(k):
+        model.eval()
+        with cgrad.no_grad():
+            out = {s: float(np.mean([model(*map(cgrad.from_numpy, batch(s)))[1].item() for _ in range(k)]))
+                   for s in splits}
+        model.train()
+        return out
+
+    if args.replay:
+        step = cgrad.compile(step)
+    print(f"text: {len(text):,} characters, {len(chars)} distinct; GPT of "
+          f"{model.num_parameters() / 1e6:.2f}M parameters, {args.iters} iterations of {args.batch_size}x{args.block_size}")
+    elapsed = 0.0
+    for it in range(args.iters):
+        if it % 250 == 0 and not args.quiet:
+            losses = estimate(20)
+            print(f"iter {it:5d}  train loss {losses['train']:.4f}  val loss {losses['val']:.4f}", flush=True)
+        for group in opt.param_groups:
+            group["lr"] = gpt_lr(it, lr=args.lr, min_lr=args.lr / 10, decay_iters=args.iters)
+        t0 = time.perf_counter()
+        step(*batch("train"))
+        elapsed += time.perf_counter() - t0
+    print(f"val loss {estimate(200)['val']:.4f}")
+    print(f"trained {args.iters} iterations in {elapsed:.1f} s ({elapsed / args.iters * 1e3:.1f} ms per iteration)")
+    model.eval()
+    idx = np.zeros((1, 1), np.int64)
+    with cgrad.no_grad():
+        for _ in range(200):
+            logits, _ = model(cgrad.from_numpy(idx[:, -args.block_size:]))
+            probs = cgrad.nn.functional.softmax(logits[:, -1, :], dim=-1)
+            idx = np.concatenate([idx, cgrad.multinomial(probs, 1).numpy()], axis=1)
+    print("sample:\n" + "".join(chars[i] for i in idx[0]))
+    if args.save:
+        cgrad.save(model.state_dict(), args.save)
+        print(f"saved the model's state dict to {args.save}")
+    return 0
 
 
 def train(args) -> int:
@@ -60,6 +147,10 @@ def train(args) -> int:
     import cgrad
     from cgrad import data
 
+    if args.model == "gpt":
+        return train_gpt(args)
+    if args.text:
+        raise SystemExit("cgrad train: --text is for --model gpt")
     cgrad.manual_seed(args.seed)
     cgrad.set_num_threads(args.threads)
     shuffle = args.dataset != "mnist1d"  # the paper's batches come in order
@@ -78,6 +169,11 @@ def train(args) -> int:
     if args.model == "cnn":
         model = cnn_for(args.dataset, cgrad.nn)
         X_tr, X_te = X_tr[:, None], X_te[:, None]  # the channel axis
+    elif args.model == "gru":
+        if args.dataset != "mnist1d":
+            raise SystemExit(f"cgrad train: --model gru is for mnist1d (a sequence of 40 samples), not {args.dataset}")
+        from cgrad.models import mnist1d_gru
+        model = mnist1d_gru(cgrad.nn)
     else:
         model = cgrad.nn.MLP([X_tr.shape[1], *args.hidden, n_classes], activation=args.activation)
     opt: cgrad.optim.Optimizer
@@ -144,18 +240,24 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="cgrad", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
-    t = sub.add_parser("train", help="train an MLP or CNN classifier (the bundled digits by default)")
+    t = sub.add_parser("train", help="train an MLP, CNN or GRU classifier (the bundled digits by default), "
+                                     "or a character-level GPT on a text (--model gpt)")
     t.add_argument("--dataset", default="digits", choices=["digits", "mnist1d", "xor", "moons", "spirals", "blobs"])
-    t.add_argument("--model", default="mlp", choices=["mlp", "cnn"],
-                   help="an MLP (--hidden, --activation) or the dataset's CNN (digits, mnist1d)")
+    t.add_argument("--model", default="mlp", choices=["mlp", "cnn", "gru", "gpt"],
+                   help="an MLP (--hidden, --activation), the dataset's CNN (digits, mnist1d), the MNIST-1D "
+                        "paper's GRU (mnist1d), or nanoGPT's character GPT (--text)")
+    t.add_argument("--text", metavar="FILE", help="--model gpt: the text to train on (default: Tiny Shakespeare)")
+    t.add_argument("--iters", type=int, help="--model gpt: training iterations (default 2000)")
+    t.add_argument("--block-size", type=int, default=64, help="--model gpt: characters of context")
     t.add_argument("--samples", type=int, default=600, help="size of a synthetic dataset")
     t.add_argument("--hidden", type=int, nargs="*", default=[128], help="hidden layer sizes")
     t.add_argument("--activation", default="relu", choices=["relu", "tanh", "sigmoid", "leaky_relu"])
     t.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
-    t.add_argument("--lr", type=float, help="learning rate (default 1e-3; mnist1d: 1e-2; the digits CNN: 3e-3)")
+    t.add_argument("--lr", type=float, help="learning rate (default 1e-3; mnist1d: 1e-2; the digits CNN: 3e-3; "
+                                            "the GPT: 1e-3, the peak of its schedule)")
     t.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     t.add_argument("--epochs", type=int, help="default 30; mnist1d: 150 (the paper's 6,000 steps)")
-    t.add_argument("--batch-size", type=int, help="default 32; mnist1d: 100")
+    t.add_argument("--batch-size", type=int, help="default 32; mnist1d: 100; the GPT: 12")
     t.add_argument("--replay", action="store_true", help="record the step once and replay it (cgrad.compile)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=1, help="BLAS threads")

@@ -20,8 +20,9 @@ from typing import Any
 
 
 def mnist1d_gru(nn: Any, hidden: int = 6, steps: int = 40) -> Any:
+    Module: Any = nn.Module  # cgrad's or torch's
 
-    class GRUClassifier(nn.Module):
+    class GRUClassifier(Module):
         def __init__(self):
             super().__init__()
             self.rnn = nn.GRU(1, hidden, batch_first=True, bidirectional=True)
@@ -41,8 +42,9 @@ def names_mlp(nn: Any, vocab: int = 27, context: int = 3, embed: int = 10, hidde
 def char_gpt(lib: Any, vocab_size: int, block_size: int = 64, n_layer: int = 4, n_head: int = 4,
              n_embd: int = 128, dropout: float = 0.0, bias: bool = False) -> Any:
     nn, F = lib.nn, lib.nn.functional
+    Module: Any = nn.Module  # cgrad's or torch's
 
-    class CausalSelfAttention(nn.Module):
+    class CausalSelfAttention(Module):
         def __init__(self):
             super().__init__()
             self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)
@@ -56,7 +58,7 @@ def char_gpt(lib: Any, vocab_size: int, block_size: int = 64, n_layer: int = 4, 
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout if self.training else 0.0, is_causal=True)
             return self.resid_dropout(self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
 
-    class MLP(nn.Module):
+    class MLP(Module):
         def __init__(self):
             super().__init__()
             self.c_fc = nn.Linear(n_embd, 4 * n_embd, bias=bias)
@@ -67,7 +69,7 @@ def char_gpt(lib: Any, vocab_size: int, block_size: int = 64, n_layer: int = 4, 
         def forward(self, x):
             return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
 
-    class Block(nn.Module):
+    class Block(Module):
         def __init__(self):
             super().__init__()
             self.ln_1 = nn.LayerNorm(n_embd, bias=bias)
@@ -79,7 +81,7 @@ def char_gpt(lib: Any, vocab_size: int, block_size: int = 64, n_layer: int = 4, 
             x = x + self.attn(self.ln_1(x))
             return x + self.mlp(self.ln_2(x))
 
-    class GPT(nn.Module):
+    class GPT(Module):
         def __init__(self):
             super().__init__()
             self.block_size = block_size

@@ -165,6 +165,52 @@ def test_schedulers_set_every_groups_lr_as_torch(kind):
     np.testing.assert_allclose(lrs["cgrad"], lrs["torch"], rtol=1e-12)
 
 
+def _closed_form_schedule(optim, opt, kind):
+    sch = optim.lr_scheduler
+    return {"lambda": lambda: sch.LambdaLR(opt, lambda e: 0.9 ** e + 0.1 * (e % 3)),
+            "lambdas": lambda: sch.LambdaLR(opt, [lambda e: 1 / (e + 1), lambda e: 0.5 + 0.1 * e]),
+            "linear": lambda: sch.LinearLR(opt, start_factor=0.1, total_iters=4),
+            "exponential": lambda: sch.ExponentialLR(opt, gamma=0.8),
+            "multistep": lambda: sch.MultiStepLR(opt, milestones=[2, 5, 7], gamma=0.5),
+            "warmup_cosine": lambda: sch.SequentialLR(opt, [sch.LinearLR(opt, start_factor=0.2, total_iters=3),
+                                                            sch.CosineAnnealingLR(opt, T_max=6, eta_min=0.05)],
+                                                      milestones=[3])}[kind]()
+
+
+@pytest.mark.parametrize("kind", ["lambda", "lambdas", "linear", "exponential", "multistep", "warmup_cosine"])
+def test_closed_form_schedulers_match_torch_from_construction(kind):
+    """Including the lr the constructor sets (epoch 0's), and SequentialLR's restart of the
+    second schedule at its milestone."""
+    torch = pytest.importorskip("torch")
+    lrs = {}
+    for lib, optim in (("cgrad", cgrad.optim), ("torch", torch.optim)):
+        ps = _cg_params() if lib == "cgrad" else _torch_params(torch)
+        opt = optim.SGD([{"params": ps[:2]}, {"params": ps[2:], "lr": 0.3}], lr=1.0)
+        sched = _closed_form_schedule(optim, opt, kind)
+        seen = [[g["lr"] for g in opt.param_groups]]
+        for _ in range(10):
+            opt.step()
+            sched.step()
+            seen.append(list(sched.get_last_lr()) + [g["lr"] for g in opt.param_groups])
+        lrs[lib] = seen
+    for a, b in zip(lrs["cgrad"], lrs["torch"]):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_warmup_then_cosine_hand_computed():
+    opt = cgrad.optim.SGD(_cg_params(), lr=1.0)
+    sch = cgrad.optim.lr_scheduler
+    s = sch.SequentialLR(opt, [sch.LinearLR(opt, start_factor=0.25, total_iters=2),
+                               sch.CosineAnnealingLR(opt, T_max=2)], milestones=[2])
+    seen = [opt.param_groups[0]["lr"]]
+    for _ in range(5):
+        s.step()
+        seen.append(opt.param_groups[0]["lr"])
+    np.testing.assert_allclose(seen, [0.25, 0.625, 1.0, 0.5, 0.0, 0.5], atol=1e-15)
+    with pytest.raises(ValueError, match="SequentialLR: 2 schedulers need 1 milestones"):
+        sch.SequentialLR(opt, [sch.LinearLR(opt), sch.LinearLR(opt)], milestones=[])
+
+
 # ---------------------------------------------------------------- fixed expectations (no torch)
 
 def _quadratic_grads(ps, coef):

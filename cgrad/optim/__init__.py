@@ -83,5 +83,6 @@ class AdamW(Adam):
 
 
 from . import lr_scheduler  # noqa: E402
-from .lr_scheduler import CosineAnnealingLR, ReduceLROnPlateau, StepLR  # noqa: E402,F401
+from .lr_scheduler import (CosineAnnealingLR, ExponentialLR, LambdaLR, LinearLR, MultiStepLR,  # noqa: E402,F401
+                           ReduceLROnPlateau, SequentialLR, StepLR)
 from .lbfgs import LBFGS  # noqa: E402,F401

@@ -1,10 +1,13 @@
 """Learning-rate schedules: call step() once per epoch (ReduceLROnPlateau: step(metric)).
 Each acts on every param group of the optimizer, from that group's own base lr, as
-PyTorch's do; get_last_lr() gives one value per group."""
+PyTorch's do; get_last_lr() gives one value per group. The closed-form ones (an lr that is
+a function of the epoch and the base lr) also set epoch 0's lr when made, as PyTorch's do,
+and can be chained by SequentialLR (warm-up, then cosine decay, say)."""
 from __future__ import annotations
 
+import bisect
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -70,20 +73,111 @@ class StepLR(_Scheduler):
             self._last_lr = [g["lr"] for g in groups]
 
 
-class CosineAnnealingLR(_Scheduler):
-    """Each group's lr follows half a cosine from its base lr down to eta_min over T_max
-    epochs (and stays at eta_min after)."""
+class _ClosedForm(_Scheduler):
+    """A schedule whose lr at epoch t is a function of t and each group's base lr."""
 
-    def __init__(self, optimizer, T_max: int, eta_min: float = 0.0):
-        T_max = _positive_int(T_max, "CosineAnnealingLR: T_max")
+    def __init__(self, optimizer):
         super().__init__(optimizer)
-        self.T_max, self.eta_min = T_max, eta_min
+        self._set_lrs(self._lrs_at(0))
+
+    def _lrs_at(self, t: int) -> list:
+        raise NotImplementedError
 
     def step(self) -> None:
         self.last_epoch += 1
-        t = min(self.last_epoch, self.T_max)
+        self._set_lrs(self._lrs_at(self.last_epoch))
+
+
+class CosineAnnealingLR(_ClosedForm):
+    """Each group's lr follows half a cosine from its base lr down to eta_min over T_max
+    epochs; after T_max the cosine goes on (back up over the next T_max), as PyTorch's does."""
+
+    def __init__(self, optimizer, T_max: int, eta_min: float = 0.0):
+        self.T_max, self.eta_min = _positive_int(T_max, "CosineAnnealingLR: T_max"), eta_min
+        super().__init__(optimizer)
+
+    def _lrs_at(self, t: int) -> list:
         c = (1 + math.cos(math.pi * t / self.T_max)) / 2
-        self._set_lrs([self.eta_min + (base - self.eta_min) * c for base in self._base_lrs()])
+        return [self.eta_min + (base - self.eta_min) * c for base in self._base_lrs()]
+
+
+class LambdaLR(_ClosedForm):
+    """Each group's lr is its base lr times lr_lambda(epoch): one function, or one per group."""
+
+    def __init__(self, optimizer, lr_lambda: Callable[[int], float] | list):
+        n = len(optimizer.param_groups)
+        fns = list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * n
+        if len(fns) != n:
+            raise ValueError(f"LambdaLR: {len(fns)} lr_lambdas for {n} param groups")
+        if not all(callable(f) for f in fns):
+            raise TypeError("LambdaLR: lr_lambda must be a function of the epoch (or a list of them)")
+        self.lr_lambdas = fns
+        super().__init__(optimizer)
+
+    def _lrs_at(self, t: int) -> list:
+        return [base * f(t) for base, f in zip(self._base_lrs(), self.lr_lambdas)]
+
+
+class LinearLR(_ClosedForm):
+    """The lr goes linearly from base * start_factor to base * end_factor over total_iters
+    epochs (a warm-up, with the defaults), then stays."""
+
+    def __init__(self, optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0, total_iters: int = 5):
+        if not 0 < start_factor <= 1 or not 0 <= end_factor <= 1:
+            raise ValueError(f"LinearLR: start_factor must be in (0, 1] and end_factor in [0, 1], "
+                             f"got {start_factor} and {end_factor}")
+        self.start_factor, self.end_factor = start_factor, end_factor
+        self.total_iters = _positive_int(total_iters, "LinearLR: total_iters")
+        super().__init__(optimizer)
+
+    def _lrs_at(self, t: int) -> list:
+        f = self.start_factor + (self.end_factor - self.start_factor) * min(t, self.total_iters) / self.total_iters
+        return [base * f for base in self._base_lrs()]
+
+
+class ExponentialLR(_ClosedForm):
+    """lr = base * gamma ** epoch."""
+
+    def __init__(self, optimizer, gamma: float):
+        self.gamma = gamma
+        super().__init__(optimizer)
+
+    def _lrs_at(self, t: int) -> list:
+        return [base * self.gamma ** t for base in self._base_lrs()]
+
+
+class MultiStepLR(_ClosedForm):
+    """lr = base * gamma ** (the number of milestones reached)."""
+
+    def __init__(self, optimizer, milestones, gamma: float = 0.1):
+        self.milestones, self.gamma = sorted(int(m) for m in milestones), gamma
+        super().__init__(optimizer)
+
+    def _lrs_at(self, t: int) -> list:
+        return [base * self.gamma ** bisect.bisect_right(self.milestones, t) for base in self._base_lrs()]
+
+
+class SequentialLR(_Scheduler):
+    """schedulers[0] until milestones[0], then schedulers[1] from its own epoch 0, and so
+    on (closed-form schedulers of the same optimizer)."""
+
+    def __init__(self, optimizer, schedulers: list, milestones: list):
+        if len(milestones) != len(schedulers) - 1:
+            raise ValueError(f"SequentialLR: {len(schedulers)} schedulers need {len(schedulers) - 1} milestones, "
+                             f"got {len(milestones)}")
+        for sch in schedulers:
+            if not isinstance(sch, _ClosedForm) or sch.optimizer is not optimizer:
+                raise ValueError("SequentialLR: every scheduler must be a closed-form one (LambdaLR, LinearLR, "
+                                 "CosineAnnealingLR, ExponentialLR, MultiStepLR) of the same optimizer")
+        self.schedulers, self.milestones = list(schedulers), [int(m) for m in milestones]
+        super().__init__(optimizer)
+        self._set_lrs(self.schedulers[0]._lrs_at(0))
+
+    def step(self) -> None:
+        self.last_epoch += 1
+        i = bisect.bisect_right(self.milestones, self.last_epoch)
+        start = self.milestones[i - 1] if i else 0
+        self._set_lrs(self.schedulers[i]._lrs_at(self.last_epoch - start))
 
 
 class ReduceLROnPlateau(_Scheduler):

@@ -74,3 +74,8 @@ def scope_name(sid: int) -> str:
 def scoping_changed(delta: int) -> None:
     global scoping
     scoping += delta
+
+
+# ---- sequence layers, watched by diagnostics.health() and profile() (profiler.SequenceWatch) ----
+attention_watchers: list = []  # fn(query, key, attn_mask, is_causal, scale): each scaled_dot_product_attention call
+recurrent_watchers: list = []  # fn(module): each recurrent layer's forward

@@ -10,6 +10,11 @@ example), the fraction of saturated sigmoid/tanh outputs (local derivative below
 `saturation`), the mean magnitude of the upstream gradient dL/dy arriving at the layer and
 of its local gradient dy/dx. For each Linear and Conv layer: the weight-gradient norm and, when an
 optimizer is given, the update ratio |dw| / |w| of one step (taken and then undone).
+For sequence models: the gradient norm |dL/dh_t| per time step through each recurrent layer
+(where the gradient vanishes, step by step) and the attention entropy per head of every
+attention call (collapsed or uniform heads); see profiler.SequenceWatch. X may be token ids
+(an integer array), and a model may return (logits, ...) as language models do: the loss
+is then taken of the first output, with (N, T, C) logits flattened to (N*T, C).
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from . import nn
 from .autograd import no_grad
 from .tensor import from_numpy
 from .losses import batch_loss, loss_targets, resolve_loss
+from .profiler import SequenceWatch, sequence_table, sequence_warnings
 from .trainer import Callback
 
 _ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh)
@@ -26,8 +32,9 @@ _WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
 class HealthReport:
-    def __init__(self, layers: list, warnings: list):
+    def __init__(self, layers: list, warnings: list, recurrent: list | None = None, attention: list | None = None):
         self.layers, self.warnings = layers, warnings
+        self.recurrent, self.attention = recurrent or [], attention or []
 
     def __str__(self):
         head = f"{'layer':<34} {'dead':>6} {'satur.':>7} {'|upstream|':>11} {'|local|':>9} {'|grad w|':>10} {'|dw|/|w|':>9}"
@@ -38,6 +45,8 @@ class HealthReport:
                          f"{fmt(r.get('saturated_fraction'), '7.0%'):>7} {fmt(r.get('upstream_grad'), '11.2e'):>11} "
                          f"{fmt(r.get('local_grad'), '9.3f'):>9} {fmt(r.get('grad_norm'), '10.2e'):>10} "
                          f"{fmt(r.get('update_ratio'), '9.1e'):>9}")
+        if self.recurrent or self.attention:
+            lines += ["", sequence_table(self.recurrent, self.attention), ""]
         lines += [f"warning: {w}" for w in self.warnings] or ["no warnings"]
         return "\n".join(lines)
 
@@ -57,7 +66,8 @@ def health(model, X, y, loss="cross_entropy", optimizer=None, saturation: float 
     """Run one forward and backward pass on (X, y) and measure each layer's gradient health.
     The model's gradients are left as that backward made them."""
     loss_fn, loss_name = resolve_loss(loss)
-    X = np.asarray(X, dtype=np.float32)
+    X = np.asarray(X)
+    X = X if X.dtype.kind in "iub" else X.astype(np.float32)  # token ids stay integers
     y = loss_targets(loss_name, y)
     captured = {}
     layers = _layers(model)
@@ -77,8 +87,13 @@ def health(model, X, y, loss="cross_entropy", optimizer=None, saturation: float 
             m.__dict__["forward"] = forward
     try:
         model.zero_grad()
-        out = model(from_numpy(X))
-        batch_loss(loss_fn, loss_name, out, y).backward()
+        with SequenceWatch() as watch:
+            out = model(from_numpy(X))
+            if isinstance(out, tuple):  # (logits, loss) of a language model
+                out = out[0]
+            if loss_name in ("cross_entropy", "nll_loss") and out.dim() == 3 and y.ndim == 2:
+                out, y = out.reshape(-1, out.shape[-1]), y.reshape(-1)  # per token
+            batch_loss(loss_fn, loss_name, out, y).backward()
     finally:
         for label, m in layers:
             if id(m) in originals:
@@ -134,7 +149,8 @@ def health(model, X, y, loss="cross_entropy", optimizer=None, saturation: float 
             for p, b in zip(model.parameters(), before):
                 p.copy_(b)
         optimizer.load_state_dict(state)
-    return HealthReport(rows, warnings)
+    recurrent, attention = watch.recurrent(), watch.attention()
+    return HealthReport(rows, warnings + sequence_warnings(recurrent, attention), recurrent, attention)
 
 
 class GradientHealth(Callback):

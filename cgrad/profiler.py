@@ -10,6 +10,12 @@ The C core stamps every op's forward kernel, every node's backward rule, the dX 
 GEMMs of each linear/matmul backward, and each whole backward call with a monotonic clock.
 Nodes carry the scope (layer) that was current when they were recorded: nn.Module.__call__
 opens one per module while profiling, and `cgrad.profiler.record("name")` opens your own.
+
+Sequence layers get two more views (`prof.sequence_table()`): the gradient norm per time
+step through each recurrent layer in the last backward (the lecture's vanishing gradient,
+step by step), and the attention entropy per head of every scaled_dot_product_attention call
+(a head near 0 nats attends to one position: collapsed; one near the uniform maximum
+attends to all alike: its scores carry nothing).
 """
 from __future__ import annotations
 
@@ -61,6 +67,7 @@ class profile:
         self.dropped = 0
         self.shapes: dict = {}
         self.wall_ns = 0
+        self._watch = SequenceWatch()
 
     def __enter__(self):
         global _active
@@ -70,6 +77,7 @@ class profile:
         _C.set_record_shapes(self.record_shapes)
         _active += 1
         _state.scoping_changed(1)
+        self._watch = SequenceWatch().__enter__()
         self._t0 = time.perf_counter_ns()
         return self
 
@@ -78,6 +86,7 @@ class profile:
         self.wall_ns = time.perf_counter_ns() - self._t0
         _active -= 1
         _state.scoping_changed(-1)
+        self._watch.__exit__()
         self.events, self.dropped = _C.profile_take()
         _C.set_record_shapes(False)
         self.shapes = _C.take_shapes()
@@ -228,6 +237,13 @@ class profile:
                  "backward by op:", self.table(by="op", top=10)]
         return "\n".join(parts)
 
+    def sequence_table(self) -> str:
+        """The recurrent layers' gradient norm per time step (from the last backward) and
+        the attention entropy per head (mean over the calls), with their warnings."""
+        rec, att = self._watch.recurrent(), self._watch.attention()
+        warnings = sequence_warnings(rec, att)
+        return sequence_table(rec, att) + "".join(f"\nwarning: {w}" for w in warnings)
+
     def to_pandas(self, by: str = "op", phase: str = "backward"):
         import pandas as pd  # optional
         return pd.DataFrame([{k: v for k, v in r.items() if k != "parts"} for r in self.rows(by, phase)])
@@ -270,3 +286,131 @@ class profile:
             trace = {"traceEvents": out, "displayTimeUnit": "ms"}
         with open(path, "w") as f:
             json.dump(trace, f)
+
+
+# ---- sequence layers: the gradient per time step, the attention entropy per head ----
+def attention_entropy(query, key, attn_mask=None, is_causal: bool = False, scale=None) -> tuple:
+    """(entropy, uniform) per head, in nats: the mean over batch and query rows of
+    -sum_j p_ij log p_ij for the attention weights p = softmax(q k^T scale + mask), and of
+    the uniform distribution's over the same allowed positions (log of their count).
+    query [..., L, E] and key [..., S, E]: the head is the axis before L (one head for 2-D)."""
+    q = np.asarray(query.detach().numpy() if hasattr(query, "detach") else query, np.float64)
+    k = np.asarray(key.detach().numpy() if hasattr(key, "detach") else key, np.float64)
+    scale = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
+    scores = q @ np.swapaxes(k, -1, -2) * scale
+    allowed = np.ones(scores.shape, bool)
+    if is_causal:
+        allowed &= np.tril(np.ones(scores.shape[-2:], bool))
+    if attn_mask is not None:
+        m = np.asarray(attn_mask.detach().numpy() if hasattr(attn_mask, "detach") else attn_mask)
+        if m.dtype == bool:
+            allowed &= m
+        else:
+            scores = scores + m
+            allowed &= np.isfinite(m) | (m > 0)
+    scores = np.where(allowed, scores, -np.inf)
+    scores = scores - np.max(np.where(allowed, scores, -np.inf), -1, keepdims=True)
+    p = np.where(allowed, np.exp(scores), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = p / p.sum(-1, keepdims=True)
+        ent = -np.sum(np.where(p > 0, p * np.log(p), 0.0), -1)
+    uniform = np.log(np.maximum(allowed.sum(-1), 1)).astype(np.float64)
+    rows = allowed.any(-1)  # a fully masked row has no distribution
+    ent, uniform = np.where(rows, ent, np.nan), np.where(rows, uniform, np.nan)
+    if ent.ndim == 1:
+        return np.array([np.nanmean(ent)]), np.array([np.nanmean(uniform)])
+    axes = tuple(i for i in range(ent.ndim) if i != ent.ndim - 2)
+    return np.nanmean(ent, axis=axes), np.nanmean(uniform, axis=axes)
+
+
+class SequenceWatch:
+    """While open: labels layers (as the profiler does), keeps the recurrent layers whose
+    forward ran, and averages each attention call's entropy per head by the layer (scope)
+    it ran in. Read after the backward: recurrent() and attention()."""
+
+    def __init__(self):
+        self._recurrent: dict = {}  # id -> (label, module)
+        self._attention: dict = {}  # label -> [sum of entropies, sum of uniform, calls]
+
+    def __enter__(self):
+        _state.attention_watchers.append(self._on_attention)
+        _state.recurrent_watchers.append(self._on_recurrent)
+        _state.scoping_changed(1)
+        return self
+
+    def __exit__(self, *exc):
+        _state.attention_watchers.remove(self._on_attention)
+        _state.recurrent_watchers.remove(self._on_recurrent)
+        _state.scoping_changed(-1)
+        return False
+
+    @staticmethod
+    def _label(default: str) -> str:
+        return _state.scope_name(_C.get_scope()) or default
+
+    def _on_recurrent(self, module) -> None:
+        self._recurrent.setdefault(id(module), (self._label(type(module).__name__), module))
+
+    def _on_attention(self, query, key, attn_mask, is_causal, scale) -> None:
+        ent, uni = attention_entropy(query, key, attn_mask, is_causal, scale)
+        acc = self._attention.setdefault(self._label("scaled_dot_product_attention"), [0.0, 0.0, 0])
+        acc[0], acc[1], acc[2] = acc[0] + ent, acc[1] + uni, acc[2] + 1
+
+    def recurrent(self) -> list:
+        """[{'layer', 'step_grad_norms' [layers x directions, T]}] for each recurrent layer
+        whose forward ran and whose backward since filled them."""
+        return [{"layer": label, "step_grad_norms": np.asarray(m.step_grad_norms)}
+                for label, m in self._recurrent.values() if getattr(m, "step_grad_norms", None) is not None]
+
+    def attention(self) -> list:
+        """[{'layer', 'entropy' [heads], 'uniform' [heads], 'calls'}], means over the calls."""
+        return [{"layer": label, "entropy": e / n, "uniform": u / n, "calls": n}
+                for label, (e, u, n) in self._attention.items()]
+
+
+def sequence_warnings(recurrent: list, attention: list, vanish: float = 1e-3, collapsed: float = 0.05,
+                      flat: float = 0.98) -> list:
+    """Plain-language warnings: gradients that vanish through time (the norm at some step
+    below `vanish` of the largest), collapsed heads (entropy below `collapsed` of the
+    uniform's) and flat ones (above `flat` of it)."""
+    out = []
+    for r in recurrent:
+        for i, norms in enumerate(r["step_grad_norms"]):
+            top = float(np.max(norms)) if norms.size else 0.0
+            if top > 0 and float(np.min(norms)) < vanish * top:
+                t = int(np.argmin(norms))
+                out.append(f"{r['layer']} (layer/direction {i}): the gradient vanishes through time: |dL/dh_t| at "
+                           f"step {t} is {float(norms[t]) / top:.1e} of its largest; an LSTM/GRU, a shorter "
+                           f"sequence or gradient clipping help")
+    for a in attention:
+        frac = a["entropy"] / np.where(a["uniform"] > 0, a["uniform"], np.nan)
+        for h, f in enumerate(frac):
+            if np.isfinite(f) and f < collapsed:
+                out.append(f"{a['layer']}: head {h} has collapsed (entropy {a['entropy'][h]:.3f} nats, "
+                           f"{f:.0%} of uniform): it attends to a single position")
+            elif np.isfinite(f) and f > flat:
+                out.append(f"{a['layer']}: head {h} attends uniformly (entropy {f:.0%} of the maximum): "
+                           f"its scores carry no information")
+    return out
+
+
+def sequence_table(recurrent: list, attention: list, steps_shown: int = 8) -> str:
+    """The gradient norm at a few time steps of each recurrent layer, and each attention
+    layer's entropy per head (nats, and as a fraction of uniform attention)."""
+    lines = []
+    for r in recurrent:
+        norms = r["step_grad_norms"]
+        T = norms.shape[-1]
+        shown = sorted(set(np.linspace(0, T - 1, min(steps_shown, T)).round().astype(int).tolist()))
+        lines.append(f"{r['layer']}: |dL/dh_t| by time step t")
+        lines.append("  " + f"{'layer/dir':<10}" + "".join(f"{'t=' + str(t):>10}" for t in shown))
+        for i, row in enumerate(norms):
+            lines.append("  " + f"{i:<10}" + "".join(f"{float(row[t]):>10.2e}" for t in shown))
+    for a in attention:
+        heads = len(a["entropy"])
+        lines.append(f"{a['layer']}: attention entropy per head (mean of {a['calls']} call(s))")
+        lines.append("  " + f"{'':<10}" + "".join(f"{'head ' + str(h):>10}" for h in range(heads)))
+        lines.append("  " + f"{'nats':<10}" + "".join(f"{float(e):>10.3f}" for e in a["entropy"]))
+        frac = a["entropy"] / np.where(a["uniform"] > 0, a["uniform"], np.nan)
+        lines.append("  " + f"{'/ uniform':<10}" + "".join(f"{float(f):>10.0%}" for f in frac))
+    return "\n".join(lines) if lines else "no recurrent or attention layers ran"

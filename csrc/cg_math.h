@@ -5,7 +5,8 @@
  * before expanding them: CG_MATH picks the function by the argument's exact type with
  * _Generic and no default, so an argument of the other type (a double literal in a float32
  * expression) is a compile error instead of a silent round trip through double.
- * float32 exp, tanh and sigmoid are the vectorisable ones of fastmath.h.
+ * float32 exp, tanh, sigmoid and erf are the vectorisable ones of fastmath.h (EXP_NEG: exp
+ * of an argument <= 0, the cheaper float path).
  */
 #ifndef CG_MATH_H
 #define CG_MATH_H
@@ -23,6 +24,10 @@
 #define CG_INV_SQRT_2PI 0.39894228040143267794 /* 1 / sqrt(2 pi) */
 #define CG_SELU_ALPHA 1.6732632423543772848170429916717
 #define CG_SELU_SCALE 1.0507009873554804934193349852946
+
+/* 1 + erf(x); erfc(-x) below 0, where 1 + erf cancels */
+static inline double cg_erf1p_d(double x) { return x < 0 ? erfc(-x) : 1.0 + erf(x); }
+static inline double cg_exp_neg_d(double x) { return exp(x); }
 
 static inline double cg_sigmoid_d(double x) {
     if (x >= 0) return 1.0 / (1.0 + exp(-x));
@@ -58,7 +63,9 @@ static inline double cg_softplus_d(double x) { return x > 0 ? x + log1p(exp(-x))
 #define SINH(x)     CG_MATH(sinhf,        sinh,          x)(x)
 #define COSH(x)     CG_MATH(coshf,        cosh,          x)(x)
 #define TANH(x)     CG_MATH(cg_tanhf,     tanh,          x)(x)
-#define ERF(x)      CG_MATH(erff,         erf,           x)(x)
+#define ERF(x)      CG_MATH(cg_erff,      erf,           x)(x)
+#define ERF1P(x)    CG_MATH(cg_erf1pf,    cg_erf1p_d,    x)(x)
+#define EXP_NEG(x)  CG_MATH(cg_exp_neg_f, cg_exp_neg_d,  x)(x)
 #define FLOOR(x)    CG_MATH(floorf,       floor,         x)(x)
 #define CEIL(x)     CG_MATH(ceilf,        ceil,          x)(x)
 #define RINT(x)     CG_MATH(rintf,        rint,          x)(x)

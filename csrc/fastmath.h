@@ -59,7 +59,7 @@ static inline float cg_expf(float x) {
     return x != x ? x : (float)e;
 }
 
-/* exp(y) in float for y in [0, 20]: y = k ln2 + r, |r| <= ln2/2, exp(r) by its Taylor
+/* exp(y) in float for y in [-87, 20]: y = k ln2 + r, |r| <= ln2/2, exp(r) by its Taylor
  * series to r^7 (truncation < 1e-8 relative), 2^k in the exponent bits; k is rounded with
  * the 1.5 * 2^23 trick, so the loop needs no float->int conversion. */
 static inline float cg_exp_small_f(float y) {
@@ -114,6 +114,69 @@ static inline float cg_tanhf(float x) {
 static inline float cg_sigmoidf(float x) {
     double e = cg_exp_d(cg_clamp_d(-(double)x, -110.0, 110.0));
     return x != x ? x : (float)(1.0 / (1.0 + e));
+}
+
+/* erf in float arithmetic (libm's erff is a call per element). Coefficients fitted here
+ * (weighted least squares toward minimax, in double, rounded to float):
+ *   |x| < 0.84:        erf(x) = x + x g(x^2), g of degree 5 (relative error of erf)
+ *   0.84 <= |x| < 3.92: erfc(x) = exp(-x^2) h(1/x), h of degree 8 (relative error of erfc)
+ *   3.92 <= |x| <= 9.3: erfc(x) = exp(-x^2) q(1/x^2) / x, q of degree 4; 0 beyond.
+ * Measured over dense sweeps (tests/test_ops.py): erf within 2 ulp of float64 erf rounded
+ * to float, erfc (hence 1 + erf(x) for x < 0) within 1e-6 relative. */
+static inline float cg_erf_small_f(float a) {
+    float u = a * a;
+    float g = -6.341382395e-04f;
+    g = g * u + 5.055217538e-03f;
+    g = g * u - 2.680477686e-02f;
+    g = g * u + 1.128276587e-01f;
+    g = g * u - 3.761257529e-01f;
+    g = g * u + 1.283791661e-01f;
+    return a + a * g;
+}
+/* erfc(a) for a >= 0.84, one exp for both pieces */
+static inline float cg_erfc_big_f(float a) {
+    float c = a > 9.3f ? 9.3f : a;
+    float v = 1.0f / c;
+    float h = 1.118304092e-03f;
+    h = h * v - 2.400884777e-02f;
+    h = h * v + 1.349228770e-01f;
+    h = h * v - 3.722357154e-01f;
+    h = h * v + 5.893903971e-01f;
+    h = h * v - 5.121695399e-01f;
+    h = h * v + 5.271403491e-02f;
+    h = h * v + 5.574864149e-01f;
+    h = h * v + 3.656341287e-04f;
+    float w = v * v;
+    float q = 1.800458074e+00f;
+    q = q * w - 9.442293048e-01f;
+    q = q * w + 4.196721315e-01f;
+    q = q * w - 2.820445001e-01f;
+    q = q * w + 5.641893148e-01f;
+    float e = cg_exp_small_f(-c * c) * (c < 3.92f ? h : q * v);
+    return a > 9.3f ? 0.0f : e;
+}
+static inline float cg_erff(float x) {
+    float a = x < 0 ? -x : x;
+    float small = cg_erf_small_f(a < 0.84f ? a : 0.84f);
+    float big = 1.0f - cg_erfc_big_f(a < 0.84f ? 0.84f : a);
+    float r = a < 0.84f ? small : big;
+    r = x < 0 ? -r : r;
+    return x != x ? x : r;
+}
+/* 1 + erf(x), without the cancellation of 1 + erf for x << 0 (GELU's x Phi(x)) */
+static inline float cg_erf1pf(float x) {
+    float a = x < 0 ? -x : x;
+    float s = cg_erf_small_f(a < 0.84f ? a : 0.84f);
+    float c = cg_erfc_big_f(a < 0.84f ? 0.84f : a);
+    float pos = a < 0.84f ? 1.0f + s : 2.0f - c;
+    float neg = a < 0.84f ? 1.0f - s : c;
+    float r = x < 0 ? neg : pos;
+    return x != x ? x : r;
+}
+/* exp(y) for y <= 0, 0 below -87 (where 2^k leaves the normal range) */
+static inline float cg_exp_neg_f(float y) {
+    float r = cg_exp_small_f(y < -87.0f ? -87.0f : y);
+    return y < -87.0f ? 0.0f : r;
 }
 
 #endif

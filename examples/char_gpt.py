@@ -34,7 +34,7 @@ BLOCK, BATCH = 64, 12
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--iters", type=int, default=2000)
+    p.add_argument("--iters", type=int, help="default 2,000 (--quick: 50)")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="50 iterations: a smoke test")
@@ -48,7 +48,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    iters = 50 if args.quick else args.iters
+    iters = args.iters or (50 if args.quick else 2000)
     eval_interval, eval_iters, final_eval_iters = (25, 2, 5) if args.quick else (250, 20, 200)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)

@@ -113,3 +113,57 @@ def test_mnist1d_example_runs_unchanged_on_pytorch(tmp_path):
     out = run_example(MNIST1D, "--quick", "--torch", tmp_path=tmp_path)
     assert "PyTorch" in header(out)
     assert 0.3 < accuracy(out) <= 1.0
+
+
+def test_mnist1d_gru_example_trains_and_replays_as_eager(tmp_path):
+    a = run_example(MNIST1D, "--model", "gru", "--quick", tmp_path=tmp_path)
+    b = run_example(MNIST1D, "--model", "gru", "--quick", "--compile", tmp_path=tmp_path)
+    assert "MNIST-1D GRU" in header(a)
+    assert [line for line in a.splitlines() if line.startswith("step")] == \
+        [line for line in b.splitlines() if line.startswith("step")]
+    assert 0.2 < accuracy(a) == accuracy(b)
+
+
+NAMES = EXAMPLES / "names_mlp.py"
+GPT = EXAMPLES / "char_gpt.py"
+
+
+def _value(out, what):
+    found = re.findall(rf"^{what}: (\S+)", out, re.M)
+    assert len(found) == 1, f"no {what} line in:\n{out}"
+    return float(found[0])
+
+
+def test_names_mlp_example_learns_and_samples(tmp_path):
+    """1,000 SGD steps take the dev loss from log(27) = 3.30 to well under 2.6; samples are
+    lower-case names."""
+    out = run_example(NAMES, "--quick", "--compile", tmp_path=tmp_path)
+    assert "names MLP on cgrad (compiled): 11,897 parameters" in header(out)
+    assert _value(out, "dev loss") < 2.6
+    samples = re.findall(r"^samples: (.*)$", out, re.M)[0].split()
+    assert len(samples) >= 8 and all(w.isalpha() and w.islower() for w in samples)
+
+
+def test_names_mlp_example_runs_unchanged_on_pytorch(tmp_path):
+    pytest.importorskip("torch")
+    out = run_example(NAMES, "--quick", "--torch", tmp_path=tmp_path)
+    assert "PyTorch" in header(out) and _value(out, "dev loss") < 2.6
+
+
+def test_char_gpt_example_learns_and_samples(tmp_path):
+    out = run_example(GPT, "--quick", tmp_path=tmp_path)
+    assert "char GPT on cgrad: 0.80M parameters" in header(out)
+    assert _value(out, "val loss") < 3.3  # from log(65) = 4.17 in 50 iterations
+    assert len(out.split("sample:\n", 1)[1]) >= 190
+
+
+def test_char_gpt_example_compiled_equals_eager(tmp_path):
+    a = run_example(GPT, "--quick", "--iters", "10", tmp_path=tmp_path)
+    b = run_example(GPT, "--quick", "--iters", "10", "--compile", tmp_path=tmp_path)
+    assert _value(a, "val loss") == _value(b, "val loss")
+
+
+def test_char_gpt_example_runs_unchanged_on_pytorch(tmp_path):
+    pytest.importorskip("torch")
+    out = run_example(GPT, "--quick", "--torch", tmp_path=tmp_path)
+    assert "PyTorch" in header(out) and _value(out, "val loss") < 3.3

@@ -1,4 +1,6 @@
 """Generic op tests driven by op_table.OPS, each over several seeds (seeded_rng)."""
+import math
+
 import numpy as np
 import pytest
 
@@ -230,6 +232,28 @@ def test_every_elementwise_op_is_compared_with_pytorch():
     elementwise = {name for name, family, _ in _C.op_table() if family in ("unary", "binary")}
     compared = {op.covers for op in OPS if op.torch is not None}
     assert not elementwise - compared, sorted(elementwise - compared)
+
+
+def test_float32_erf_and_gelu_on_a_dense_sweep():
+    """float32 erf runs in float arithmetic (csrc/fastmath.h: a polynomial below 0.84, erfc
+    as exp(-x^2) times fitted functions above): within 1 ulp of float64 erf rounded to float
+    over both pieces and their seams. GELU takes 1 + erf(x / sqrt 2) as erfc for x < 0, so
+    it keeps its relative accuracy where 1 + erf would cancel (torch's float GELU loses it)."""
+    x = np.concatenate([np.linspace(-12, 12, 400_001), np.geomspace(1e-30, 12, 100_001),
+                        np.linspace(0.83, 0.85, 10_001), np.linspace(3.9, 3.94, 10_001),
+                        np.linspace(9.2, 9.4, 1001)]).astype(np.float32)
+    x = np.concatenate([x, -x, [0.0, -0.0, np.inf, -np.inf, np.nan]]).astype(np.float32)
+    want = np.array([math.erf(v) for v in x.astype(np.float64)]).astype(np.float32)
+    got = cgrad.tensor(x).erf().numpy()
+    assert _ulps(got, want).max() <= 1, x[_ulps(got, want).argmax()]
+    z = x[np.isfinite(x) & (x > -12)].astype(np.float64)
+    phi = np.array([math.erfc(-v / math.sqrt(2)) for v in z]) / 2
+    want_gelu, want_grad = z * phi, phi + z * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    t = cgrad.tensor(z.astype(np.float32), requires_grad=True)
+    y = t.gelu()
+    y.sum().backward()
+    np.testing.assert_allclose(y.numpy(), want_gelu, rtol=2e-5, atol=1e-37)
+    np.testing.assert_allclose(t.grad.numpy(), want_grad, rtol=1e-5, atol=2e-7)
 
 
 def test_float32_tanh_is_correctly_rounded_on_a_dense_sweep():

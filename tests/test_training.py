@@ -374,6 +374,30 @@ def test_cli_trains_the_mnist1d_cnn(tmp_path):
     assert acc > 0.4  # two epochs of the paper's recipe: far above chance (0.1)
 
 
+def test_cli_trains_the_mnist1d_gru(tmp_path):
+    out = _run_cli("train", "--dataset", "mnist1d", "--model", "gru", "--epochs", "2", "--replay", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "GRU(1, 6, batch_first=True, bidirectional=True)" in out.stdout
+    assert "4000 training and 1000 test examples of shape (40,)" in out.stdout
+    acc = float(out.stdout.split("test accuracy ")[1].split(",")[0])
+    assert acc > 0.2  # two epochs (80 steps) of the paper's recipe: above chance (0.1)
+
+
+def test_cli_trains_a_gpt_on_any_text(tmp_path):
+    text = tmp_path / "tiny.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 200)
+    out = _run_cli("train", "--model", "gpt", "--text", str(text), "--iters", "30", "--block-size", "16",
+                   "--save", str(tmp_path / "gpt.npz"), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "9,000 characters, 28 distinct" in out.stdout
+    first = float(out.stdout.split("val loss ")[1].split()[0])  # at iteration 0: about log(28) = 3.33
+    final = float(out.stdout.split("\nval loss ")[1].split()[0])
+    assert abs(first - np.log(28)) < 0.3 and final < first - 0.5, out.stdout
+    assert "sample:" in out.stdout and "lm_head.weight" in cgrad.load(tmp_path / "gpt.npz")
+    refused = _run_cli("train", "--model", "mlp", "--text", str(text), cwd=tmp_path)
+    assert refused.returncode != 0 and "--text is for --model gpt" in refused.stderr
+
+
 def test_cli_model_cnn_needs_an_image_or_signal_dataset(tmp_path):
     out = _run_cli("train", "--dataset", "spirals", "--model", "cnn", cwd=tmp_path)
     assert out.returncode != 0 and "--model cnn is for the digits and mnist1d" in out.stderr

@@ -37,9 +37,16 @@ void cg_reshape_bwd(cg_node *node, const void *g, void **dins) {
         int64_t n_ = (nd) ? (shape)[last_] : 1, s_ = (nd) ? (strides)[last_] : 0;               \
         for (int64_t row_ = 0; n_ > 0 && row_ < total_ / n_; row_++) {                          \
             int64_t oy = row_ * n_;                                                             \
-            for (int64_t j = 0; j < n_; j++) {                                                  \
-                int64_t ox = off + j * s_;                                                      \
-                __VA_ARGS__;                                                                    \
+            if (s_ == 1) { /* contiguous runs (a head's slice, a row of a slice): vectorises */   \
+                for (int64_t j = 0; j < n_; j++) {                                              \
+                    int64_t ox = off + j;                                                       \
+                    __VA_ARGS__;                                                                \
+                }                                                                               \
+            } else {                                                                            \
+                for (int64_t j = 0; j < n_; j++) {                                              \
+                    int64_t ox = off + j * s_;                                                  \
+                    __VA_ARGS__;                                                                \
+                }                                                                               \
             }                                                                                   \
             for (int d_ = last_ - 1; d_ >= 0; d_--) {                                           \
                 off += (strides)[d_];                                                           \

@@ -2,12 +2,12 @@
  * shape.c once per dtype with T and SFX defined (STRIDED_WALK comes from shape.c). */
 
 
-static void FN(strided_fwd_)(int nd, const int64_t *shape, const int64_t *strides, int64_t base, const T *X,
+CG_SIMD static void FN(strided_fwd_)(int nd, const int64_t *shape, const int64_t *strides, int64_t base, const T *X,
                              T *Y) {
     STRIDED_WALK(nd, shape, strides, base, Y[oy + j] = X[ox]);
 }
 
-static void FN(strided_bwd_)(int nd, const int64_t *shape, const int64_t *strides, int64_t base, const T *G,
+CG_SIMD static void FN(strided_bwd_)(int nd, const int64_t *shape, const int64_t *strides, int64_t base, const T *G,
                              T *D) {
     STRIDED_WALK(nd, shape, strides, base, D[ox] += G[oy + j]);
 }

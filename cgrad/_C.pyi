@@ -257,5 +257,7 @@ def batch_norm(input: TensorBase, weight: TensorBase | None, bias: TensorBase | 
 # ---- end of recurrent ----
 
 # ---- attention ----
+def scaled_dot_product_attention(query: TensorBase, key: TensorBase, value: TensorBase, mask: TensorBase | None,
+                                 is_causal: bool, scale: float, entropy: TensorBase | None = ...) -> Any: ...
 
 # ---- end of attention ----

@@ -198,5 +198,7 @@ cdef extern from "cg.h" nogil:
     # ---- end of recurrent ----
 
     # ---- attention (attention.c) ----
+    cg_status cg_scaled_dot_product_attention(cg_tensor *q, cg_tensor *k, cg_tensor *v, cg_tensor *mask,
+                                              int is_causal, double scale, cg_tensor *entropy, cg_tensor **out)
 
     # ---- end of attention ----

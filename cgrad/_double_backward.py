@@ -432,6 +432,46 @@ _RULES["batch_norm"] = _batch_norm
 
 # ---- attention ----
 
+# node.ip[5] of scaled_dot_product_attention (csrc/attention.c): a mask input, causal
+_SD_MASK, _SD_CAUSAL = 1, 2
+
+
+def _scaled_dot_product_attention(node, g):
+    """The fused attention's gradient in ops, P recomputed from q and k so that it depends
+    on them: dV = P^T g, dS = P (dP - rowsum(P dP)) with dP = g V^T, dQ = scale dS K,
+    dK = scale dS^T Q, and the mask's gradient dS summed to its shape."""
+    q, k, v = node.inputs[:3]
+    flags, scale = node.ip[5], node.p0
+    mask = node.inputs[3] if flags & _SD_MASK else None
+    s = q.matmul(k.transpose(-2, -1)) * scale
+    if mask is not None:
+        s = s + mask
+    if flags & _SD_CAUSAL:
+        n, m = q.shape[-2], k.shape[-2]
+        s = s + copy_from_array(np.where(np.tril(np.ones((n, m), bool)), 0.0, -np.inf), s.dtype)
+    # rows masked out entirely are 0 in the op (PyTorch's CPU result); softmax would make NaN
+    alive = np.isfinite(s.detach().numpy()).any(-1, keepdims=True)
+    if alive.all():
+        p = s.softmax(-1)
+    else:
+        p = where(np.broadcast_to(alive, s.shape), s, copy_from_array(np.zeros(s.shape), s.dtype)).softmax(-1) * copy_from_array(alive, s.dtype)
+    grads: list = [None] * len(node.inputs)
+    if node.need[2]:
+        grads[2] = p.transpose(-2, -1).matmul(g)
+    if any(node.need[:2]) or (mask is not None and node.need[3]):
+        dp = g.matmul(v.transpose(-2, -1))
+        ds = p * (dp - (dp * p).sum(-1, keepdims=True))
+        if node.need[0]:
+            grads[0] = ds.matmul(k) * scale
+        if node.need[1]:
+            grads[1] = ds.transpose(-2, -1).matmul(q) * scale
+        if mask is not None and node.need[3]:
+            grads[3] = _unbroadcast(ds, mask.shape)
+    return tuple(grads)
+
+
+_RULES["scaled_dot_product_attention"] = _scaled_dot_product_attention
+
 # ---- end of attention ----
 
 

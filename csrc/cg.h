@@ -339,6 +339,12 @@ cg_status cg_batch_norm(cg_tensor *x, cg_tensor *weight, cg_tensor *bias, cg_ten
 /* ---- end of recurrent ---- */
 
 /* ---- attention (attention.c) ---- */
+/* y [*, L, Ev] = softmax(scale q k^T + mask) v for q [*, L, E], k [*, S, E], v [*, S, Ev] (the
+ * same batch dims *). mask: additive, q's dtype, broadcastable to [*, L, S], or NULL; is_causal:
+ * row i sees columns 0..i (not with a mask). entropy: NULL, or prod(*) values of q's dtype into
+ * which the forward writes each block's mean row entropy (nats). */
+cg_status cg_scaled_dot_product_attention(cg_tensor *q, cg_tensor *k, cg_tensor *v, cg_tensor *mask, int is_causal,
+                                          double scale, cg_tensor *entropy, cg_tensor **out);
 
 /* ---- end of attention ---- */
 

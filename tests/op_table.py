@@ -235,6 +235,45 @@ def _einsum_line(name, equation, *shapes):
                   list(shapes), torch=_torch(lambda torch, *xs: torch.einsum(equation, *xs)))
 
 
+# ---- attention: a naive reference, one row at a time ----
+def _np_sdpa(q, k, v, mask=None, causal=False, scale=None):
+    """softmax(q k^T scale + mask) v with loops over the batch and rows; a bool mask keeps
+    True; a fully masked row gives 0 (as PyTorch's CPU kernels)."""
+    scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
+    batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    L, S = q.shape[-2], k.shape[-2]
+    out = np.zeros(batch + (L, v.shape[-1]))
+    for b in np.ndindex(*batch):
+        qb, kb, vb = (np.broadcast_to(t, batch + t.shape[-2:])[b] for t in (q, k, v))
+        mb = None if mask is None else np.broadcast_to(mask, batch + (L, S))[b]
+        for i in range(L):
+            s = np.array([qb[i] @ kb[j] * scale for j in range(S)])
+            if mb is not None:
+                s = np.where(mb[i], s, -np.inf) if mb.dtype == bool else s + mb[i]
+            if causal:
+                s[i + 1:] = -np.inf
+            if np.all(s == -np.inf):
+                continue
+            e = np.exp(s - s.max())
+            out[b + (i,)] = (e / e.sum()) @ vb
+    return out
+
+
+_SDPA_BOOL = np.random.default_rng(5).random((3, 5)) > 0.4
+_SDPA_BOOL[1] = False  # a fully masked row
+
+
+def _sdpa_line(name, fn, shapes, mask=None, causal=False, scale=None):
+    """An OpInfo of the fused attention: a fourth input is a float mask."""
+    def ref(q, k, v, m=None):
+        return _np_sdpa(q, k, v, m if m is not None else mask, causal, scale)
+
+    def torch_fn(torch, q, k, v, m=None):
+        am = m if m is not None else (None if mask is None else torch.as_tensor(mask))
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=am, is_causal=causal, scale=scale)
+    return OpInfo(name, "scaled_dot_product_attention", fn, ref, shapes, torch=_torch(torch_fn))
+
+
 S = (3, 4)
 OPS = [
     # ---- unary elementwise ----
@@ -701,5 +740,24 @@ OPS = [
     # ---- recurrent ----
     # ---- end of recurrent ----
     # ---- attention ----
+    # the fused op: 3-D and 4-D, L != S, causal (L < S and L > S), a fixed bool mask with a
+    # fully masked row, a float mask (an input, broadcast over batch and heads), a scale
+    _sdpa_line("sdpa", lambda q, k, v: F.scaled_dot_product_attention(q, k, v), [(2, 3, 4), (2, 5, 4), (2, 5, 3)]),
+    _sdpa_line("sdpa_4d_scale", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, scale=0.7),
+               [(2, 2, 3, 4), (2, 2, 4, 4), (2, 2, 4, 5)], scale=0.7),
+    _sdpa_line("sdpa_causal", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+               [(1, 2, 4, 3), (1, 2, 4, 3), (1, 2, 4, 2)], causal=True),
+    _sdpa_line("sdpa_causal_l_lt_s", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+               [(2, 3, 4), (2, 5, 4), (2, 5, 3)], causal=True),
+    _sdpa_line("sdpa_causal_l_gt_s", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+               [(2, 5, 3), (2, 3, 3), (2, 3, 2)], causal=True),
+    _sdpa_line("sdpa_bool_mask", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=cgrad.tensor(
+        _SDPA_BOOL)), [(2, 3, 4), (2, 5, 4), (2, 5, 3)], mask=_SDPA_BOOL),
+    _sdpa_line("sdpa_float_mask", lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m),
+               [(2, 2, 3, 4), (2, 2, 5, 4), (2, 2, 5, 3), (1, 3, 5)]),
+    # one query (a decoding step); L = S = 1 makes P constant, so the in-place check cannot
+    # see its reads: tests/test_attention.py checks that case's gradients
+    _sdpa_line("sdpa_one_query", lambda q, k, v: F.scaled_dot_product_attention(q, k, v),
+               [(3, 1, 4), (3, 4, 4), (3, 4, 2)]),
     # ---- end of attention ----
 ]

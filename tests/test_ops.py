@@ -77,6 +77,7 @@ FAMILY_INPUTS = {"unary": 1, "binary": 2, "where": 2, "reduce": 1, "softmax": 1,
                  # ---- recurrent ----
                  # ---- end of recurrent ----
                  # ---- attention ----
+                 "attention": 5,  # q, k, v, the mask, the entropy buffer
                  # ---- end of attention ----
                  }
 READS_OUTPUT = 128

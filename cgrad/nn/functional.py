@@ -746,6 +746,10 @@ def _sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa,
             n, s = query.shape[-2], key.shape[-2]
             mask = from_numpy(np.where(np.tril(np.ones((n, s), bool)), 0.0, -np.inf).astype(query.dtype))
         weights = (scores if mask is None else scores + mask).softmax(-1)
+        if entropy is not None:  # this path draws dropout, so it never replays: numpy may fill it
+            p = weights.numpy().astype(np.float64)
+            plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+            entropy.numpy()[...] = -plogp.sum(-1).mean(-1).reshape(-1)
         return dropout(weights, dropout_p, training=True) @ value
     return _C.scaled_dot_product_attention(query, key, value, mask, is_causal, scale, entropy)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _C
-from ..tensor import Tensor, empty, from_numpy, tensor
+from ..tensor import Tensor, _resolve_dtype, empty, from_numpy, tensor
 from . import functional as F
 from . import init
 from .modules import Linear, Module, Parameter
@@ -61,6 +61,7 @@ class MultiheadAttention(Module):
         self._qkv_same_embed_dim = self.kdim == embed_dim and self.vdim == embed_dim
         self.head_dim = embed_dim // num_heads
         self.bias_k = self.bias_v = None
+        dtype = _resolve_dtype(dtype)
         self.add_zero_attn = False
         # PyTorch's _reset_parameters: xavier_uniform_ projections, zero biases; out_proj's
         # weight keeps Linear's initialisation

@@ -187,6 +187,12 @@ cdef extern from "cg.h" nogil:
                             cg_tensor *running_var, cg_tensor *num_batches_tracked, int training,
                             double momentum, int cumulative, double eps, cg_tensor **out)
 
+    enum:
+        CG_LN_WEIGHT
+        CG_LN_BIAS
+    cg_status cg_layer_norm(cg_tensor *x, int nd, const int64_t *nshape, cg_tensor *weight, cg_tensor *bias,
+                            double eps, int rms, cg_tensor **out)
+
     # ---- end of normalisation ----
 
     # ---- embedding and losses (embedding.c, loss.c) ----

@@ -328,6 +328,14 @@ cg_status cg_batch_norm(cg_tensor *x, cg_tensor *weight, cg_tensor *bias, cg_ten
                         cg_tensor *running_var, cg_tensor *num_batches_tracked, int training, double momentum,
                         int cumulative, double eps, cg_tensor **out);
 
+/* layer_norm's and rms_norm's node->ip[2]: which inputs follow x (also the taped rule's to read) */
+enum { CG_LN_WEIGHT = 1, CG_LN_BIAS = 2 };
+/* x [*, S], S = nshape (nd >= 1 dims): each row of prod(S) values normalised by its mean and
+ * biased variance (rms: by its root mean square, no mean subtracted, no bias), then times
+ * weight and plus bias (each of shape S, or NULL). */
+cg_status cg_layer_norm(cg_tensor *x, int nd, const int64_t *nshape, cg_tensor *weight, cg_tensor *bias, double eps,
+                        int rms, cg_tensor **out);
+
 /* ---- end of normalisation ---- */
 
 /* ---- embedding and losses (embedding.c, loss.c) ---- */

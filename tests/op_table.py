@@ -235,6 +235,22 @@ def _einsum_line(name, equation, *shapes):
                   list(shapes), torch=_torch(lambda torch, *xs: torch.einsum(equation, *xs)))
 
 
+
+# ---- layer norm and RMS norm over the last k dims ----
+def _np_ln(x, k, eps=1e-5):
+    axes = tuple(range(x.ndim - k, x.ndim))
+    return (x - x.mean(axes, keepdims=True)) / np.sqrt(x.var(axes, keepdims=True) + eps)
+
+
+def _tnorm(name, shape, **kwargs):
+    """torch.nn.functional.<name>(x, shape, *params, **kwargs): the shape comes second."""
+    return _torch(lambda torch, x, *ps: getattr(torch.nn.functional, name)(x, shape, *ps, **kwargs))
+
+
+def _np_rms(x, k, eps):
+    axes = tuple(range(x.ndim - k, x.ndim))
+    return x / np.sqrt((x * x).mean(axes, keepdims=True) + eps)
+
 S = (3, 4)
 OPS = [
     # ---- unary elementwise ----
@@ -695,6 +711,23 @@ OPS = [
            lambda x: x.repeat(2, 2).repeat(2, 3), [(1, 2, 2, 3)], torch=_tF("interpolate", scale_factor=2)),
     OpInfo("interpolate_2d_size_down", None, lambda x: F.interpolate(x, size=(2, 5)),
            lambda x: x[:, :, [0, 1]][:, :, :, [0, 0, 1, 1, 2]], [(2, 1, 3, 3)], torch=_tF("interpolate", size=(2, 5))),
+    # layer norm over the last dims (one and two), with and without weight and bias; RMS norm
+    OpInfo("layer_norm", "layer_norm", lambda x, w, b: F.layer_norm(x, (5,), w, b), lambda x, w, b: _np_ln(x, 1) * w + b,
+           [(2, 3, 5), (5,), (5,)], torch=_tnorm("layer_norm", (5,))),
+    OpInfo("layer_norm_2d_shape", "layer_norm", lambda x, w, b: F.layer_norm(x, (3, 4), w, b, eps=1e-3),
+           lambda x, w, b: _np_ln(x, 2, 1e-3) * w + b, [(2, 3, 4), (3, 4), (3, 4)],
+           torch=_tnorm("layer_norm", (3, 4), eps=1e-3)),
+    OpInfo("layer_norm_no_affine_one_row", "layer_norm", lambda x: F.layer_norm(x, 6), lambda x: _np_ln(x, 1),
+           [(1, 6)], torch=_tnorm("layer_norm", (6,))),
+    OpInfo("layer_norm_weight_only", "layer_norm", lambda x, w: F.layer_norm(x, [4], w), lambda x, w: _np_ln(x, 1) * w,
+           [(3, 4), (4,)], torch=_tnorm("layer_norm", [4])),
+    OpInfo("layer_norm_bias_only", "layer_norm", lambda x, b: F.layer_norm(x, (4,), None, b),
+           lambda x, b: _np_ln(x, 1) + b, [(3, 4), (4,)],
+           torch=_torch(lambda torch, x, b: torch.nn.functional.layer_norm(x, (4,), None, b))),
+    OpInfo("rms_norm", "rms_norm", lambda x, w: F.rms_norm(x, (5,), w, eps=1e-6), lambda x, w: _np_rms(x, 1, 1e-6) * w,
+           [(2, 3, 5), (5,)], torch=_tnorm("rms_norm", (5,), eps=1e-6)),
+    OpInfo("rms_norm_2d_no_weight", "rms_norm", lambda x: F.rms_norm(x, (2, 3)),
+           lambda x: _np_rms(x, 2, np.finfo(x.dtype).eps), [(4, 2, 3)], torch=_tnorm("rms_norm", (2, 3))),
     # ---- end of normalisation ----
     # ---- embedding and losses ----
     # ---- end of embedding and losses ----

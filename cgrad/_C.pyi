@@ -257,6 +257,11 @@ def rms_norm(input: TensorBase, normalized_shape: int | Sequence[int], weight: T
 
 # ---- embedding and losses ----
 
+EMB_SCALE_FREQ: int
+def embedding(input: Any, weight: TensorBase, padding_idx: int | None = ..., max_norm: float | None = ...,
+              norm_type: float = ..., scale_grad_by_freq: bool = ..., sparse: bool = ...) -> Any: ...
+def embedding_node_ids(t: TensorBase) -> np.ndarray: ...
+
 # ---- end of embedding and losses ----
 
 # ---- recurrent ----

@@ -197,6 +197,12 @@ cdef extern from "cg.h" nogil:
 
     # ---- embedding and losses (embedding.c, loss.c) ----
 
+    enum:
+        CG_EMB_MAX_NORM
+        CG_EMB_SCALE_FREQ
+    cg_status cg_embedding(cg_tensor *weight, const int64_t *ids, int ids_ndim, const int64_t *ids_shape,
+                           int64_t padding_idx, double max_norm, double norm_type, int flags, cg_tensor **out)
+
     # ---- end of embedding and losses ----
 
     # ---- recurrent (rnn.c) ----

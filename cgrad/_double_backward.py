@@ -455,6 +455,26 @@ _RULES["rms_norm"] = _layer_norm
 # ---- end of normalisation ----
 
 # ---- embedding and losses ----
+from ._C import EMB_SCALE_FREQ as _EMB_SCALE_FREQ, embedding_node_ids as _embedding_node_ids  # noqa: E402
+
+
+def _embedding(node, g):
+    """dW = g's rows added into zeros at the ids (scatter_add, linear in g), each row times
+    0 at padding_idx and 1 / its id's count with scale_grad_by_freq."""
+    w = node.inputs[0]
+    n, d, pad, v, flags = node.ip[:5]
+    ids = _embedding_node_ids(node.out)
+    g2 = g.reshape(n, d)
+    if pad >= 0 or flags & _EMB_SCALE_FREQ:
+        scale = np.ones(n)
+        if flags & _EMB_SCALE_FREQ:
+            scale /= np.bincount(ids, minlength=v)[ids]
+        scale[ids == pad] = 0.0
+        g2 = g2 * copy_from_array(scale.reshape(n, 1), g.dtype)
+    return (scatter_add(zeros((v, d), w.dtype), ids, g2),)
+
+
+_RULES["embedding"] = _embedding
 
 # ---- end of embedding and losses ----
 

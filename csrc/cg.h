@@ -340,6 +340,13 @@ cg_status cg_layer_norm(cg_tensor *x, int nd, const int64_t *nshape, cg_tensor *
 
 /* ---- embedding and losses (embedding.c, loss.c) ---- */
 
+/* embedding's flags (node->ip[4]): max_norm given, scale_grad_by_freq */
+enum { CG_EMB_MAX_NORM = 1, CG_EMB_SCALE_FREQ = 2 };
+/* y [ids_shape..., D] = weight [V, D] at the ids (n int64 in [0, V)); padding_idx -1: none.
+ * flags CG_EMB_MAX_NORM: the used rows renormalised in place to norm_type-norm <= max_norm. */
+cg_status cg_embedding(cg_tensor *weight, const int64_t *ids, int ids_ndim, const int64_t *ids_shape,
+                       int64_t padding_idx, double max_norm, double norm_type, int flags, cg_tensor **out);
+
 /* ---- end of embedding and losses ---- */
 
 /* ---- recurrent (rnn.c) ---- */

@@ -72,7 +72,8 @@ def _sigmoid(x):
 
 _np_erf = np.vectorize(math.erf, otypes=[np.float64])
 _MASK = np.array([True, False, True, False])
-_IDX = np.array([[0, 3], [1, 1], [2, 0]])  # gather/scatter_add along dim 1 of a (3, 4)
+_IDX = np.array([[0, 3], [1, 1], [2, 0]])
+_IDS = np.array([[0, 2, 6, 2], [5, 5, 2, 1]])  # embedding ids into a table of 7 rows  # gather/scatter_add along dim 1 of a (3, 4)
 
 
 def _np_scatter_add(x, index, src, axis):
@@ -730,6 +731,16 @@ OPS = [
            lambda x: _np_rms(x, 2, np.finfo(x.dtype).eps), [(4, 2, 3)], torch=_tnorm("rms_norm", (2, 3))),
     # ---- end of normalisation ----
     # ---- embedding and losses ----
+    # embedding: rows of a (7, 3) table at fixed ids (repeats add up in backward), of 2-D int64,
+    # 1-D int32 and 0-dim ids (padding_idx, whose row gets no gradient by design, is tested in
+    # test_embedding.py: finite differences would disagree)
+    OpInfo("embedding", "embedding", lambda w: F.embedding(_IDS, w), lambda w: w[_IDS], [(7, 3)],
+           torch=_torch(lambda torch, w: torch.nn.functional.embedding(torch.as_tensor(_IDS), w))),
+    OpInfo("embedding_int32_1d", "embedding", lambda w: F.embedding(_IDS.reshape(-1).astype(np.int32), w),
+           lambda w: w[_IDS.reshape(-1)], [(7, 1)],
+           torch=_torch(lambda torch, w: torch.nn.functional.embedding(torch.as_tensor(_IDS.reshape(-1)), w))),
+    OpInfo("embedding_0d_ids", "embedding", lambda w: F.embedding(cgrad.tensor(4), w), lambda w: w[4], [(5, 2)],
+           torch=_torch(lambda torch, w: torch.nn.functional.embedding(torch.tensor(4), w))),
     # ---- end of embedding and losses ----
     # ---- recurrent ----
     # ---- end of recurrent ----

@@ -675,6 +675,10 @@ rms_norm = _C.rms_norm
 
 # ---- embedding and losses ----
 
+# embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,
+# sparse=False): one C op (csrc/embedding.c), exposed as it is
+embedding = _C.embedding
+
 # ---- end of embedding and losses ----
 
 # ---- recurrent ----

@@ -664,9 +664,20 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
         pos = pos[..., None] + _nearest_source(n_in, n_out, scale, dims == 2) * stride
     return _gather(input.reshape(-1), pos.reshape(-1)).reshape(tuple(input.shape[:2]) + tuple(sizes))
 
+
+# layer norm and RMS norm are one fused C op each (csrc/norm.c), exposed as they are:
+# layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5) and
+# rms_norm(input, normalized_shape, weight=None, eps=None)
+layer_norm = _C.layer_norm
+rms_norm = _C.rms_norm
+
 # ---- end of normalisation ----
 
 # ---- embedding and losses ----
+
+# embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,
+# sparse=False): one C op (csrc/embedding.c), exposed as it is
+embedding = _C.embedding
 
 # ---- end of embedding and losses ----
 

@@ -246,9 +246,21 @@ def batch_norm(input: TensorBase, weight: TensorBase | None, bias: TensorBase | 
                num_batches_tracked: TensorBase | None, training: bool, momentum: float | None,
                eps: float) -> Any: ...
 
+LN_WEIGHT: int
+LN_BIAS: int
+def layer_norm(input: TensorBase, normalized_shape: int | Sequence[int], weight: TensorBase | None = ...,
+               bias: TensorBase | None = ..., eps: float = ...) -> Any: ...
+def rms_norm(input: TensorBase, normalized_shape: int | Sequence[int], weight: TensorBase | None = ...,
+             eps: float | None = ...) -> Any: ...
+
 # ---- end of normalisation ----
 
 # ---- embedding and losses ----
+
+EMB_SCALE_FREQ: int
+def embedding(input: Any, weight: TensorBase, padding_idx: int | None = ..., max_norm: float | None = ...,
+              norm_type: float = ..., scale_grad_by_freq: bool = ..., sparse: bool = ...) -> Any: ...
+def embedding_node_ids(t: TensorBase) -> np.ndarray: ...
 
 # ---- end of embedding and losses ----
 
@@ -257,5 +269,7 @@ def batch_norm(input: TensorBase, weight: TensorBase | None, bias: TensorBase | 
 # ---- end of recurrent ----
 
 # ---- attention ----
+def scaled_dot_product_attention(query: TensorBase, key: TensorBase, value: TensorBase, mask: TensorBase | None,
+                                 is_causal: bool, scale: float, entropy: TensorBase | None = ...) -> Any: ...
 
 # ---- end of attention ----

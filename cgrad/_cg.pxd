@@ -187,9 +187,21 @@ cdef extern from "cg.h" nogil:
                             cg_tensor *running_var, cg_tensor *num_batches_tracked, int training,
                             double momentum, int cumulative, double eps, cg_tensor **out)
 
+    enum:
+        CG_LN_WEIGHT
+        CG_LN_BIAS
+    cg_status cg_layer_norm(cg_tensor *x, int nd, const int64_t *nshape, cg_tensor *weight, cg_tensor *bias,
+                            double eps, int rms, cg_tensor **out)
+
     # ---- end of normalisation ----
 
     # ---- embedding and losses (embedding.c, loss.c) ----
+
+    enum:
+        CG_EMB_MAX_NORM
+        CG_EMB_SCALE_FREQ
+    cg_status cg_embedding(cg_tensor *weight, const int64_t *ids, int ids_ndim, const int64_t *ids_shape,
+                           int64_t padding_idx, double max_norm, double norm_type, int flags, cg_tensor **out)
 
     # ---- end of embedding and losses ----
 
@@ -198,5 +210,7 @@ cdef extern from "cg.h" nogil:
     # ---- end of recurrent ----
 
     # ---- attention (attention.c) ----
+    cg_status cg_scaled_dot_product_attention(cg_tensor *q, cg_tensor *k, cg_tensor *v, cg_tensor *mask,
+                                              int is_causal, double scale, cg_tensor *entropy, cg_tensor **out)
 
     # ---- end of attention ----

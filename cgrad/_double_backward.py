@@ -420,9 +420,61 @@ def _batch_norm(node, g):
 
 _RULES["batch_norm"] = _batch_norm
 
+from ._C import LN_BIAS as _LN_BIAS, LN_WEIGHT as _LN_WEIGHT  # noqa: E402
+
+
+def _layer_norm(node, g):
+    """layer_norm's and rms_norm's closed form in ops, with xhat and rstd recomputed from x
+    (rows of D): dx = rstd (gw - mean(gw) - xhat mean(gw xhat)) with gw = g w (RMS norm: no
+    mean subtracted, no mean(gw) term), dw = sum g xhat, db = sum g over the rows."""
+    x = node.inputs[0]
+    m, d, flags = node.ip[:3]
+    rms = node.op == "rms_norm"
+    rest = iter(node.inputs[1:])
+    w = next(rest) if flags & _LN_WEIGHT else None
+    b = next(rest) if flags & _LN_BIAS else None
+    x2, g2 = x.reshape(m, d), g.reshape(m, d)
+    xc = x2 if rms else x2 - x2.mean(1, keepdims=True)
+    rstd = ((xc * xc).mean(1, keepdims=True) + node.p0).rsqrt()
+    xhat = xc * rstd
+    grads: list = [None] * len(node.inputs)
+    if node.need[0]:
+        gw = g2 if w is None else g2 * w.reshape(1, d)
+        inner = gw - xhat * (gw * xhat).mean(1, keepdims=True)
+        grads[0] = (rstd * (inner if rms else inner - gw.mean(1, keepdims=True))).reshape(x.shape)
+    if w is not None and node.need[1]:
+        grads[1] = (g2 * xhat).sum(0).reshape(w.shape)
+    if b is not None and node.need[len(node.inputs) - 1]:
+        grads[-1] = g2.sum(0).reshape(b.shape)
+    return tuple(grads)
+
+
+_RULES["layer_norm"] = _layer_norm
+_RULES["rms_norm"] = _layer_norm
+
 # ---- end of normalisation ----
 
 # ---- embedding and losses ----
+from ._C import EMB_SCALE_FREQ as _EMB_SCALE_FREQ, embedding_node_ids as _embedding_node_ids  # noqa: E402
+
+
+def _embedding(node, g):
+    """dW = g's rows added into zeros at the ids (scatter_add, linear in g), each row times
+    0 at padding_idx and 1 / its id's count with scale_grad_by_freq."""
+    w = node.inputs[0]
+    n, d, pad, v, flags = node.ip[:5]
+    ids = _embedding_node_ids(node.out)
+    g2 = g.reshape(n, d)
+    if pad >= 0 or flags & _EMB_SCALE_FREQ:
+        scale = np.ones(n)
+        if flags & _EMB_SCALE_FREQ:
+            scale /= np.bincount(ids, minlength=v)[ids]
+        scale[ids == pad] = 0.0
+        g2 = g2 * copy_from_array(scale.reshape(n, 1), g.dtype)
+    return (scatter_add(zeros((v, d), w.dtype), ids, g2),)
+
+
+_RULES["embedding"] = _embedding
 
 # ---- end of embedding and losses ----
 
@@ -431,6 +483,46 @@ _RULES["batch_norm"] = _batch_norm
 # ---- end of recurrent ----
 
 # ---- attention ----
+
+# node.ip[5] of scaled_dot_product_attention (csrc/attention.c): a mask input, causal
+_SD_MASK, _SD_CAUSAL = 1, 2
+
+
+def _scaled_dot_product_attention(node, g):
+    """The fused attention's gradient in ops, P recomputed from q and k so that it depends
+    on them: dV = P^T g, dS = P (dP - rowsum(P dP)) with dP = g V^T, dQ = scale dS K,
+    dK = scale dS^T Q, and the mask's gradient dS summed to its shape."""
+    q, k, v = node.inputs[:3]
+    flags, scale = node.ip[5], node.p0
+    mask = node.inputs[3] if flags & _SD_MASK else None
+    s = q.matmul(k.transpose(-2, -1)) * scale
+    if mask is not None:
+        s = s + mask
+    if flags & _SD_CAUSAL:
+        n, m = q.shape[-2], k.shape[-2]
+        s = s + copy_from_array(np.where(np.tril(np.ones((n, m), bool)), 0.0, -np.inf), s.dtype)
+    # rows masked out entirely are 0 in the op (PyTorch's CPU result); softmax would make NaN
+    alive = np.isfinite(s.detach().numpy()).any(-1, keepdims=True)
+    if alive.all():
+        p = s.softmax(-1)
+    else:
+        p = where(np.broadcast_to(alive, s.shape), s, copy_from_array(np.zeros(s.shape), s.dtype)).softmax(-1) * copy_from_array(alive, s.dtype)
+    grads: list = [None] * len(node.inputs)
+    if node.need[2]:
+        grads[2] = p.transpose(-2, -1).matmul(g)
+    if any(node.need[:2]) or (mask is not None and node.need[3]):
+        dp = g.matmul(v.transpose(-2, -1))
+        ds = p * (dp - (dp * p).sum(-1, keepdims=True))
+        if node.need[0]:
+            grads[0] = ds.matmul(k) * scale
+        if node.need[1]:
+            grads[1] = ds.transpose(-2, -1).matmul(q) * scale
+        if mask is not None and node.need[3]:
+            grads[3] = _unbroadcast(ds, mask.shape)
+    return tuple(grads)
+
+
+_RULES["scaled_dot_product_attention"] = _scaled_dot_product_attention
 
 # ---- end of attention ----
 

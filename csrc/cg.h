@@ -328,9 +328,24 @@ cg_status cg_batch_norm(cg_tensor *x, cg_tensor *weight, cg_tensor *bias, cg_ten
                         cg_tensor *running_var, cg_tensor *num_batches_tracked, int training, double momentum,
                         int cumulative, double eps, cg_tensor **out);
 
+/* layer_norm's and rms_norm's node->ip[2]: which inputs follow x (also the taped rule's to read) */
+enum { CG_LN_WEIGHT = 1, CG_LN_BIAS = 2 };
+/* x [*, S], S = nshape (nd >= 1 dims): each row of prod(S) values normalised by its mean and
+ * biased variance (rms: by its root mean square, no mean subtracted, no bias), then times
+ * weight and plus bias (each of shape S, or NULL). */
+cg_status cg_layer_norm(cg_tensor *x, int nd, const int64_t *nshape, cg_tensor *weight, cg_tensor *bias, double eps,
+                        int rms, cg_tensor **out);
+
 /* ---- end of normalisation ---- */
 
 /* ---- embedding and losses (embedding.c, loss.c) ---- */
+
+/* embedding's flags (node->ip[4]): max_norm given, scale_grad_by_freq */
+enum { CG_EMB_MAX_NORM = 1, CG_EMB_SCALE_FREQ = 2 };
+/* y [ids_shape..., D] = weight [V, D] at the ids (n int64 in [0, V)); padding_idx -1: none.
+ * flags CG_EMB_MAX_NORM: the used rows renormalised in place to norm_type-norm <= max_norm. */
+cg_status cg_embedding(cg_tensor *weight, const int64_t *ids, int ids_ndim, const int64_t *ids_shape,
+                       int64_t padding_idx, double max_norm, double norm_type, int flags, cg_tensor **out);
 
 /* ---- end of embedding and losses ---- */
 
@@ -339,6 +354,12 @@ cg_status cg_batch_norm(cg_tensor *x, cg_tensor *weight, cg_tensor *bias, cg_ten
 /* ---- end of recurrent ---- */
 
 /* ---- attention (attention.c) ---- */
+/* y [*, L, Ev] = softmax(scale q k^T + mask) v for q [*, L, E], k [*, S, E], v [*, S, Ev] (the
+ * same batch dims *). mask: additive, q's dtype, broadcastable to [*, L, S], or NULL; is_causal:
+ * row i sees columns 0..i (not with a mask). entropy: NULL, or prod(*) values of q's dtype into
+ * which the forward writes each block's mean row entropy (nats). */
+cg_status cg_scaled_dot_product_attention(cg_tensor *q, cg_tensor *k, cg_tensor *v, cg_tensor *mask, int is_causal,
+                                          double scale, cg_tensor *entropy, cg_tensor **out);
 
 /* ---- end of attention ---- */
 

@@ -212,3 +212,111 @@ void cg_batch_norm_bwd(cg_node *node, const void *g, void **dins) {
     }
     BN_DISPATCH(dt, bn_dx_, N, C, S, X, g, mean, scale, k1, k2, dins[0], node->fresh & 1);
 }
+
+/* ---- layer norm and RMS norm (one family, "layer_norm") ----
+ * x [*, S] with S the normalized shape (nd dims), seen as M rows of D = prod(S) values:
+ *     layer_norm: y = (x - mean) rstd w + b,  rstd = 1 / sqrt(var + eps)
+ *     rms_norm:   y = x rstd w,               rstd = 1 / sqrt(mean(x^2) + eps)
+ * with the row's mean and biased variance. The node's extra keeps, as doubles, each row's
+ * mean and rstd, a copy of w (taken by the forward, so that replay refreshes it) and two
+ * rows of scratch for the column sums dw, db: backward reads only x (R_IN0), like batch norm,
+ * so an optimizer's step on w between forward and backward does not make it refuse. */
+
+typedef struct {
+    int64_t M, D;
+    double *mean, *rstd, *w, *sw, *sb;
+} ln_layout;
+
+static ln_layout ln_lay(int64_t M, int64_t D, double *extra) {
+    ln_layout l = {M, D, extra, extra + M, extra + 2 * M, extra + 2 * M + D, extra + 2 * M + 2 * D};
+    return l;
+}
+
+/* The forward, shared by the entry and replay. ins: x, then weight and bias as flags say. */
+static void ln_run(cg_tensor *const *ins, int flags, int rms, double eps, const ln_layout *l, void *y) {
+    const cg_tensor *x = ins[0], *w = flags & CG_LN_WEIGHT ? ins[1] : NULL;
+    const cg_tensor *b = flags & CG_LN_BIAS ? ins[flags & CG_LN_WEIGHT ? 2 : 1] : NULL;
+    if (w) BN_DISPATCH(x->dtype, bn_load_, l->D, w->data, l->w);
+    BN_DISPATCH(x->dtype, ln_fwd_, l->M, l->D, rms, eps, x->data, w ? l->w : NULL, b ? b->data : NULL, l->mean,
+                l->rstd, y);
+}
+
+void cg_layer_norm_replay(cg_node *node) {
+    ln_layout l = ln_lay(node->ip[0], node->ip[1], node->extra);
+    ln_run(node->inputs, (int)node->ip[2], node->op == CG_OP_RMS_NORM, node->p[0], &l, node->saved_out->data);
+}
+
+/* weight or bias: the normalized shape exactly, in x's dtype */
+static cg_status ln_check_param(const char *op, const char *name, const cg_tensor *t, const cg_tensor *x, int nd,
+                                const int64_t *nshape) {
+    char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
+    CG_REQUIRE_FLOAT(op, t);
+    if (t->dtype != x->dtype)
+        return cg_error(CG_ERR_DTYPE, "%s: %s is %s but the input is %s", op, name, cg_dtype_name(t->dtype),
+                        cg_dtype_name(x->dtype));
+    if (t->ndim != nd || memcmp(t->shape, nshape, (size_t)nd * sizeof(int64_t)))
+        return cg_error(CG_ERR_SHAPE, "%s: %s of shape %s does not match normalized_shape %s", op, name,
+                        cg_shape_str(t->ndim, t->shape, b1, sizeof b1), cg_shape_str(nd, nshape, b2, sizeof b2));
+    return CG_OK;
+}
+
+cg_status cg_layer_norm(cg_tensor *x, int nd, const int64_t *nshape, cg_tensor *weight, cg_tensor *bias, double eps,
+                        int rms, cg_tensor **out) {
+    CG_PROF_BEGIN();
+    const char *op = rms ? "rms_norm" : "layer_norm";
+    CG_REQUIRE_FLOAT(op, x);
+    char b1[CG_SHAPE_BUF], b2[CG_SHAPE_BUF];
+    cg_status st;
+    if (nd < 1 || nd > x->ndim || memcmp(x->shape + x->ndim - nd, nshape, (size_t)nd * sizeof(int64_t)))
+        return cg_error(CG_ERR_SHAPE, "%s: normalized_shape %s does not match the last dims of the input of "
+                                      "shape %s (expected an input of shape (*, %s))",
+                        op, cg_shape_str(nd, nshape, b1, sizeof b1), cg_shape_str(x->ndim, x->shape, b2, sizeof b2),
+                        nd >= 1 ? cg_shape_str(nd, nshape, b1, sizeof b1) : "...");
+    if (rms && bias) return cg_error(CG_ERR_VALUE, "rms_norm: takes no bias");
+    if ((weight && (st = ln_check_param(op, "weight", weight, x, nd, nshape))) ||
+        (bias && (st = ln_check_param(op, "bias", bias, x, nd, nshape))))
+        return st;
+    int64_t D = cg_numel(nd, nshape), M = D ? x->numel / D : 0;
+    int flags = (weight ? CG_LN_WEIGHT : 0) | (bias ? CG_LN_BIAS : 0);
+    double *extra = cg_malloc((size_t)(2 * M + 3 * D + 1) * sizeof(double));
+    if (!extra) return cg_error(CG_ERR_NOMEM, "%s: out of memory", op);
+    cg_tensor *y;
+    if ((st = cg_tensor_empty(x->dtype, x->ndim, x->shape, &y))) {
+        cg_free(extra);
+        return st;
+    }
+    cg_tensor *ins[3] = {x, NULL, NULL};
+    int n = 1;
+    if (weight) ins[n++] = weight;
+    if (bias) ins[n++] = bias;
+    ln_layout l = ln_lay(M, D, extra);
+    ln_run(ins, flags, rms, eps, &l, y->data);
+    cg_node *node;
+    if ((st = cg_record(rms ? CG_OP_RMS_NORM : CG_OP_LAYER_NORM, n, ins, y, &node))) {
+        cg_free(extra);
+        return st;
+    }
+    if (node) {
+        node->extra = extra;
+        node->ip[0] = M;
+        node->ip[1] = D;
+        node->ip[2] = flags;
+        node->p[0] = eps;
+    } else {
+        cg_free(extra);
+    }
+    *out = y;
+    return CG_OK;
+}
+
+void cg_layer_norm_bwd(cg_node *node, const void *g, void **dins) {
+    ln_layout l = ln_lay(node->ip[0], node->ip[1], node->extra);
+    int flags = (int)node->ip[2], rms = node->op == CG_OP_RMS_NORM;
+    int iw = 1, ib = flags & CG_LN_WEIGHT ? 2 : 1;
+    void *dw = flags & CG_LN_WEIGHT ? dins[iw] : NULL, *db = flags & CG_LN_BIAS ? dins[ib] : NULL;
+    for (int64_t j = 0; j < l.D; j++) l.sw[j] = l.sb[j] = 0;
+    BN_DISPATCH(node->dtype, ln_bwd_, l.M, l.D, rms, node->inputs[0]->data, g, flags & CG_LN_WEIGHT ? l.w : NULL,
+                l.mean, l.rstd, dins[0], node->fresh & 1, dw ? l.sw : NULL, db ? l.sb : NULL);
+    if (dw) BN_DISPATCH(node->dtype, bn_channel_out_, l.D, l.sw, dw, node->fresh >> iw & 1);
+    if (db) BN_DISPATCH(node->dtype, bn_channel_out_, l.D, l.sb, db, node->fresh >> ib & 1);
+}

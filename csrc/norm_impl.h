@@ -90,3 +90,63 @@ static void FN(bn_running_)(int64_t C, T *R, const double *v, double div, double
 static void FN(bn_load_)(int64_t C, const T *R, double *v) {
     for (int64_t c = 0; c < C; c++) v[c] = (double)R[c];
 }
+
+/* ---- layer norm and RMS norm: rows of D values, x [M, D] ---- */
+
+/* Each row's statistics (mean 0 for RMS norm; the variance about it: two passes, in double),
+ * then y = (x - mean) rstd w + b. W (D doubles) and B (T) may be NULL. */
+CG_SIMD static void FN(ln_fwd_)(int64_t M, int64_t D, int rms, double eps, const T *X, const double *W, const T *B,
+                                double *mean, double *rstd, T *Y) {
+    for (int64_t i = 0; i < M; i++) {
+        const T *x = X + i * D;
+        T *y = Y + i * D;
+        double m = 0, q = 0;
+        if (!rms) {
+            for (int64_t j = 0; j < D; j++) m += (double)x[j];
+            m /= (double)D;
+        }
+        for (int64_t j = 0; j < D; j++) {
+            double d = (double)x[j] - m;
+            q += d * d;
+        }
+        double r = 1 / sqrt(q / (double)D + eps);
+        mean[i] = m;
+        rstd[i] = r;
+        if (W && B)
+            for (int64_t j = 0; j < D; j++) y[j] = (T)(((double)x[j] - m) * r * W[j] + (double)B[j]);
+        else if (W)
+            for (int64_t j = 0; j < D; j++) y[j] = (T)(((double)x[j] - m) * r * W[j]);
+        else if (B)
+            for (int64_t j = 0; j < D; j++) y[j] = (T)(((double)x[j] - m) * r + (double)B[j]);
+        else
+            for (int64_t j = 0; j < D; j++) y[j] = (T)(((double)x[j] - m) * r);
+    }
+}
+
+/* The closed form per row, with xhat = (x - mean) rstd and gw = g w:
+ *     dx = rstd (gw - mean(gw) - xhat mean(gw xhat))     (RMS norm: no mean(gw) term)
+ * and the column sums dw += g xhat, db += g into SW, SB (D doubles each, or NULL).
+ * DX NULL: x needs no gradient; fresh: DX is written, else added to. */
+CG_SIMD static void FN(ln_bwd_)(int64_t M, int64_t D, int rms, const T *X, const T *G, const double *W,
+                                const double *mean, const double *rstd, T *DX, int fresh, double *SW, double *SB) {
+    for (int64_t i = 0; i < M; i++) {
+        const T *x = X + i * D, *g = G + i * D;
+        double m = mean[i], r = rstd[i], a = 0, c = 0;
+        for (int64_t j = 0; j < D; j++) {
+            double gw = W ? (double)g[j] * W[j] : (double)g[j], xh = ((double)x[j] - m) * r;
+            a += gw;
+            c += gw * xh;
+            if (SW) SW[j] += (double)g[j] * xh;
+            if (SB) SB[j] += (double)g[j];
+        }
+        if (!DX) continue;
+        a = rms ? 0 : a / (double)D;
+        c /= (double)D;
+        T *dx = DX + i * D;
+        for (int64_t j = 0; j < D; j++) {
+            double gw = W ? (double)g[j] * W[j] : (double)g[j], xh = ((double)x[j] - m) * r;
+            T v = (T)(r * (gw - a - xh * c));
+            dx[j] = fresh ? v : dx[j] + v;
+        }
+    }
+}

@@ -72,7 +72,8 @@ def _sigmoid(x):
 
 _np_erf = np.vectorize(math.erf, otypes=[np.float64])
 _MASK = np.array([True, False, True, False])
-_IDX = np.array([[0, 3], [1, 1], [2, 0]])  # gather/scatter_add along dim 1 of a (3, 4)
+_IDX = np.array([[0, 3], [1, 1], [2, 0]])
+_IDS = np.array([[0, 2, 6, 2], [5, 5, 2, 1]])  # embedding ids into a table of 7 rows  # gather/scatter_add along dim 1 of a (3, 4)
 
 
 def _np_scatter_add(x, index, src, axis):
@@ -233,6 +234,61 @@ def _joined(pieces, dim, cat):
 def _einsum_line(name, equation, *shapes):
     return OpInfo(name, None, lambda *xs: cgrad.einsum(equation, *xs), lambda *xs: np.einsum(equation, *xs),
                   list(shapes), torch=_torch(lambda torch, *xs: torch.einsum(equation, *xs)))
+
+
+# ---- attention: a naive reference, one row at a time ----
+def _np_sdpa(q, k, v, mask=None, causal=False, scale=None):
+    """softmax(q k^T scale + mask) v with loops over the batch and rows; a bool mask keeps
+    True; a fully masked row gives 0 (as PyTorch's CPU kernels)."""
+    scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
+    batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    L, S = q.shape[-2], k.shape[-2]
+    out = np.zeros(batch + (L, v.shape[-1]))
+    for b in np.ndindex(*batch):
+        qb, kb, vb = (np.broadcast_to(t, batch + t.shape[-2:])[b] for t in (q, k, v))
+        mb = None if mask is None else np.broadcast_to(mask, batch + (L, S))[b]
+        for i in range(L):
+            s = np.array([qb[i] @ kb[j] * scale for j in range(S)])
+            if mb is not None:
+                s = np.where(mb[i], s, -np.inf) if mb.dtype == bool else s + mb[i]
+            if causal:
+                s[i + 1:] = -np.inf
+            if np.all(s == -np.inf):
+                continue
+            e = np.exp(s - s.max())
+            out[b + (i,)] = (e / e.sum()) @ vb
+    return out
+
+
+_SDPA_BOOL = np.random.default_rng(5).random((3, 5)) > 0.4
+_SDPA_BOOL[1] = False  # a fully masked row
+
+
+def _sdpa_line(name, fn, shapes, mask=None, causal=False, scale=None):
+    """An OpInfo of the fused attention: a fourth input is a float mask."""
+    def ref(q, k, v, m=None):
+        return _np_sdpa(q, k, v, m if m is not None else mask, causal, scale)
+
+    def torch_fn(torch, q, k, v, m=None):
+        am = m if m is not None else (None if mask is None else torch.as_tensor(mask))
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=am, is_causal=causal, scale=scale)
+    return OpInfo(name, "scaled_dot_product_attention", fn, ref, shapes, torch=_torch(torch_fn))
+
+
+# ---- layer norm and RMS norm over the last k dims ----
+def _np_ln(x, k, eps=1e-5):
+    axes = tuple(range(x.ndim - k, x.ndim))
+    return (x - x.mean(axes, keepdims=True)) / np.sqrt(x.var(axes, keepdims=True) + eps)
+
+
+def _tnorm(name, shape, **kwargs):
+    """torch.nn.functional.<name>(x, shape, *params, **kwargs): the shape comes second."""
+    return _torch(lambda torch, x, *ps: getattr(torch.nn.functional, name)(x, shape, *ps, **kwargs))
+
+
+def _np_rms(x, k, eps):
+    axes = tuple(range(x.ndim - k, x.ndim))
+    return x / np.sqrt((x * x).mean(axes, keepdims=True) + eps)
 
 
 S = (3, 4)
@@ -695,11 +751,57 @@ OPS = [
            lambda x: x.repeat(2, 2).repeat(2, 3), [(1, 2, 2, 3)], torch=_tF("interpolate", scale_factor=2)),
     OpInfo("interpolate_2d_size_down", None, lambda x: F.interpolate(x, size=(2, 5)),
            lambda x: x[:, :, [0, 1]][:, :, :, [0, 0, 1, 1, 2]], [(2, 1, 3, 3)], torch=_tF("interpolate", size=(2, 5))),
+    # layer norm over the last dims (one and two), with and without weight and bias; RMS norm
+    OpInfo("layer_norm", "layer_norm", lambda x, w, b: F.layer_norm(x, (5,), w, b), lambda x, w, b: _np_ln(x, 1) * w + b,
+           [(2, 3, 5), (5,), (5,)], torch=_tnorm("layer_norm", (5,))),
+    OpInfo("layer_norm_2d_shape", "layer_norm", lambda x, w, b: F.layer_norm(x, (3, 4), w, b, eps=1e-3),
+           lambda x, w, b: _np_ln(x, 2, 1e-3) * w + b, [(2, 3, 4), (3, 4), (3, 4)],
+           torch=_tnorm("layer_norm", (3, 4), eps=1e-3)),
+    OpInfo("layer_norm_no_affine_one_row", "layer_norm", lambda x: F.layer_norm(x, 6), lambda x: _np_ln(x, 1),
+           [(1, 6)], torch=_tnorm("layer_norm", (6,))),
+    OpInfo("layer_norm_weight_only", "layer_norm", lambda x, w: F.layer_norm(x, [4], w), lambda x, w: _np_ln(x, 1) * w,
+           [(3, 4), (4,)], torch=_tnorm("layer_norm", [4])),
+    OpInfo("layer_norm_bias_only", "layer_norm", lambda x, b: F.layer_norm(x, (4,), None, b),
+           lambda x, b: _np_ln(x, 1) + b, [(3, 4), (4,)],
+           torch=_torch(lambda torch, x, b: torch.nn.functional.layer_norm(x, (4,), None, b))),
+    OpInfo("rms_norm", "rms_norm", lambda x, w: F.rms_norm(x, (5,), w, eps=1e-6), lambda x, w: _np_rms(x, 1, 1e-6) * w,
+           [(2, 3, 5), (5,)], torch=_tnorm("rms_norm", (5,), eps=1e-6)),
+    OpInfo("rms_norm_2d_no_weight", "rms_norm", lambda x: F.rms_norm(x, (2, 3)),
+           lambda x: _np_rms(x, 2, np.finfo(x.dtype).eps), [(4, 2, 3)], torch=_tnorm("rms_norm", (2, 3))),
     # ---- end of normalisation ----
     # ---- embedding and losses ----
+    # embedding: rows of a (7, 3) table at fixed ids (repeats add up in backward), of 2-D int64,
+    # 1-D int32 and 0-dim ids (padding_idx, whose row gets no gradient by design, is tested in
+    # test_embedding.py: finite differences would disagree)
+    OpInfo("embedding", "embedding", lambda w: F.embedding(_IDS, w), lambda w: w[_IDS], [(7, 3)],
+           torch=_torch(lambda torch, w: torch.nn.functional.embedding(torch.as_tensor(_IDS), w))),
+    OpInfo("embedding_int32_1d", "embedding", lambda w: F.embedding(_IDS.reshape(-1).astype(np.int32), w),
+           lambda w: w[_IDS.reshape(-1)], [(7, 1)],
+           torch=_torch(lambda torch, w: torch.nn.functional.embedding(torch.as_tensor(_IDS.reshape(-1)), w))),
+    OpInfo("embedding_0d_ids", "embedding", lambda w: F.embedding(cgrad.tensor(4), w), lambda w: w[4], [(5, 2)],
+           torch=_torch(lambda torch, w: torch.nn.functional.embedding(torch.tensor(4), w))),
     # ---- end of embedding and losses ----
     # ---- recurrent ----
     # ---- end of recurrent ----
     # ---- attention ----
+    # the fused op: 3-D and 4-D, L != S, causal (L < S and L > S), a fixed bool mask with a
+    # fully masked row, a float mask (an input, broadcast over batch and heads), a scale
+    _sdpa_line("sdpa", lambda q, k, v: F.scaled_dot_product_attention(q, k, v), [(2, 3, 4), (2, 5, 4), (2, 5, 3)]),
+    _sdpa_line("sdpa_4d_scale", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, scale=0.7),
+               [(2, 2, 3, 4), (2, 2, 4, 4), (2, 2, 4, 5)], scale=0.7),
+    _sdpa_line("sdpa_causal", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+               [(1, 2, 4, 3), (1, 2, 4, 3), (1, 2, 4, 2)], causal=True),
+    _sdpa_line("sdpa_causal_l_lt_s", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+               [(2, 3, 4), (2, 5, 4), (2, 5, 3)], causal=True),
+    _sdpa_line("sdpa_causal_l_gt_s", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+               [(2, 5, 3), (2, 3, 3), (2, 3, 2)], causal=True),
+    _sdpa_line("sdpa_bool_mask", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=cgrad.tensor(
+        _SDPA_BOOL)), [(2, 3, 4), (2, 5, 4), (2, 5, 3)], mask=_SDPA_BOOL),
+    _sdpa_line("sdpa_float_mask", lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m),
+               [(2, 2, 3, 4), (2, 2, 5, 4), (2, 2, 5, 3), (1, 3, 5)]),
+    # one query (a decoding step); L = S = 1 makes P constant, so the in-place check cannot
+    # see its reads: tests/test_attention.py checks that case's gradients
+    _sdpa_line("sdpa_one_query", lambda q, k, v: F.scaled_dot_product_attention(q, k, v),
+               [(3, 1, 4), (3, 4, 4), (3, 4, 2)]),
     # ---- end of attention ----
 ]

@@ -674,3 +674,145 @@ def test_warnings_are_only_the_3d_dropout2d_one(rng):
         warnings.simplefilter("error")
         F.dropout2d(cgrad.tensor(rng.uniform(size=(2, 3, 2, 2))), 0.5)
         F.dropout1d(cgrad.tensor(rng.uniform(size=(2, 3, 2))), 0.5)
+
+
+# ---- layer norm and RMS norm ----
+def _naive_row_norm(x, k, w=None, b=None, eps=EPS, rms=False):
+    """Each row of the last k dims, one value at a time: (x - mean) / sqrt(var + eps) (RMS:
+    x / sqrt(mean(x^2) + eps)), then times w and plus b (of the row's shape)."""
+    lead, row = x.shape[:x.ndim - k], x.shape[x.ndim - k:]
+    y = np.empty(x.shape)
+    for i in np.ndindex(lead):
+        v = [float(x[i + j]) for j in np.ndindex(row)]
+        m = 0.0 if rms else sum(v) / len(v)
+        var = sum((a - m) ** 2 for a in v) / len(v)
+        for j in np.ndindex(row):
+            y[i + j] = (float(x[i + j]) - m) / np.sqrt(var + eps) * (1.0 if w is None else w[j]) + \
+                (0.0 if b is None else b[j])
+    return y
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, k", [((4, 6), 1), ((2, 3, 5), 1), ((2, 3, 4), 2), ((1, 7), 1), ((5,), 1)], ids=str)
+def test_layer_norm_and_rms_norm_match_the_naive_reference(shape, k, dtype, rng):
+    x = rng.standard_normal(shape).astype(dtype) * 3 + 1
+    w, b = rng.standard_normal(shape[-k:]), rng.standard_normal(shape[-k:])
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    for weight, bias in [(w, b), (None, None), (w, None)]:
+        cw = None if weight is None else cgrad.tensor(weight, dtype=dtype)
+        cb = None if bias is None else cgrad.tensor(bias, dtype=dtype)
+        y = F.layer_norm(cgrad.tensor(x), shape[-k:], cw, cb)
+        assert y.dtype == dtype and y.shape == shape
+        np.testing.assert_allclose(y.numpy(), _naive_row_norm(x, k, weight, bias), **tol)
+        r = F.rms_norm(cgrad.tensor(x), shape[-k:], cw, eps=1e-4)
+        np.testing.assert_allclose(r.numpy(), _naive_row_norm(x, k, weight, None, 1e-4, rms=True), **tol)
+    # eps None: the dtype's machine epsilon (PyTorch 2.4+)
+    np.testing.assert_allclose(F.rms_norm(cgrad.tensor(x), shape[-k:]).numpy(),
+                               _naive_row_norm(x, k, eps=float(np.finfo(dtype).eps), rms=True), **tol)
+
+
+def test_layer_norm_gradient_is_the_closed_form_and_checks_in_float64(rng):
+    x = cgrad.tensor(rng.standard_normal((3, 2, 4)), requires_grad=True)
+    w = cgrad.tensor(rng.uniform(0.5, 1.5, (2, 4)), requires_grad=True)
+    b = cgrad.tensor(rng.standard_normal((2, 4)), requires_grad=True)
+    assert cgrad.gradcheck(lambda x, w, b: F.layer_norm(x, (2, 4), w, b) ** 2, [x, w, b])
+    w1 = cgrad.tensor(rng.uniform(0.5, 1.5, 4), requires_grad=True)
+    assert cgrad.gradcheck(lambda x, w: F.rms_norm(x, 4, w, 1e-3) ** 2, [x, w1])
+    # a constant row: xhat = 0, so y = b, and dx is rstd (g - mean g) w
+    c = cgrad.tensor(np.full((2, 3), 0.7), requires_grad=True)
+    y = F.layer_norm(c, 3, None, cgrad.tensor([1.0, 2.0, 3.0], dtype=cgrad.float64))
+    np.testing.assert_allclose(y.numpy(), [[1, 2, 3], [1, 2, 3]], atol=1e-12)
+    y.backward(np.array([[1.0, 0.0, 2.0], [0.0, 0.0, 3.0]]))
+    np.testing.assert_allclose(c.grad.numpy(), np.array([[0.0, -1.0, 1.0], [-1.0, -1.0, 2.0]]) / np.sqrt(EPS),
+                               rtol=1e-9, atol=1e-9)
+
+
+def test_layer_norm_layers_parameters_repr_and_reset(rng):
+    ln = nn.LayerNorm((2, 3))
+    assert ln.weight.shape == (2, 3) and ln.bias.shape == (2, 3) and ln.normalized_shape == (2, 3)
+    assert np.array_equal(ln.weight.numpy(), np.ones((2, 3))) and np.array_equal(ln.bias.numpy(), np.zeros((2, 3)))
+    assert ln.extra_repr() == "(2, 3), eps=1e-05, elementwise_affine=True"
+    assert nn.LayerNorm(4, bias=False).bias is None and nn.LayerNorm(4, elementwise_affine=False).weight is None
+    assert [k for k, _ in nn.LayerNorm(4).named_parameters()] == ["weight", "bias"]
+    rms = nn.RMSNorm([4])
+    assert rms.extra_repr() == "(4,), eps=None, elementwise_affine=True" and rms.weight.shape == (4,)
+    assert nn.RMSNorm(4, elementwise_affine=False).weight is None
+    with cgrad.no_grad():
+        ln.weight.fill_(3.0)
+    ln.reset_parameters()
+    assert np.array_equal(ln.weight.numpy(), np.ones((2, 3)))
+    assert nn.LayerNorm(3, dtype=cgrad.float64).weight.dtype == np.float64
+
+
+def test_layer_norm_errors_name_the_op_and_the_shapes():
+    x = cgrad.tensor(np.ones((2, 3), np.float32))
+    with pytest.raises(ValueError, match=r"layer_norm: normalized_shape \(4,\) does not match the last dims of the "
+                                         r"input of shape \(2, 3\)"):
+        F.layer_norm(x, (4,))
+    with pytest.raises(ValueError, match=r"layer_norm: normalized_shape \(1, 2, 3\) .* shape \(2, 3\)"):
+        F.layer_norm(x, (1, 2, 3))
+    with pytest.raises(ValueError, match=r"layer_norm: weight of shape \(4,\) does not match normalized_shape \(3,\)"):
+        F.layer_norm(x, 3, cgrad.ones(4))
+    with pytest.raises(ValueError, match=r"rms_norm: weight of shape \(2, 3\) does not match normalized_shape"):
+        F.rms_norm(x, 3, cgrad.ones((2, 3)))
+    with pytest.raises(TypeError, match=r"layer_norm: bias is float64 but the input is float32"):
+        F.layer_norm(x, 3, None, cgrad.ones(3, dtype=cgrad.float64))
+    with pytest.raises(ValueError, match=r"rms_norm: normalized_shape \(5,\) .* shape \(2, 3\)"):
+        nn.RMSNorm(5)(x)
+    with pytest.raises(TypeError, match="layer_norm"):
+        F.layer_norm(cgrad.tensor(np.ones((2, 3), np.int64)), 3)
+
+
+def _transformer_ish(dtype, seed=0):
+    cgrad.manual_seed(seed)
+    return nn.Sequential(nn.Linear(6, 8), nn.LayerNorm(8), nn.GELU(), nn.Linear(8, 8), nn.RMSNorm(8),
+                         nn.Linear(8, 3)).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_replayed_training_step_through_layer_norms_equals_eager_bit_for_bit(dtype, rng):
+    models = [_transformer_ish(dtype), _transformer_ish(dtype)]
+    compiled, eager = (train_step(m, cgrad.optim.Adam(m.parameters(), lr=0.01)) for m in models)
+    compiled = cgrad.compile(compiled)
+    for _ in range(5):
+        x = rng.standard_normal((5, 6)).astype(dtype)
+        y = rng.integers(0, 3, 5)
+        assert np.array_equal(compiled(x, y).numpy(), eager(cgrad.tensor(x), y).numpy())
+    assert compiled.recordings == 1
+    assert_same(models[0], models[1])
+
+
+def test_layer_norm_second_derivatives(rng):
+    x = cgrad.tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    w = cgrad.tensor(rng.uniform(0.5, 1.5, 4), requires_grad=True)
+    for f in (lambda x, w: F.layer_norm(x, 4, w, None), lambda x, w: F.rms_norm(x, 4, w, 1e-3)):
+        assert cgrad.gradgradcheck(lambda x, w: f(x, w) ** 3, [x, w])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_layer_norms_agree_with_pytorch(dtype, rng):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((3, 4, 5)).astype(dtype)
+    for ours, theirs in [(nn.LayerNorm((4, 5), eps=1e-4), torch.nn.LayerNorm((4, 5), eps=1e-4)),
+                         (nn.LayerNorm(5, bias=False), torch.nn.LayerNorm(5, bias=False)),
+                         (nn.RMSNorm(5), torch.nn.RMSNorm(5)), (nn.RMSNorm((4, 5), eps=1e-3), torch.nn.RMSNorm((4, 5), eps=1e-3))]:
+        theirs = theirs.to(torch.float32 if dtype == np.float32 else torch.float64)
+        with torch.no_grad():
+            for p in theirs.parameters():
+                p.uniform_(0.5, 1.5)
+        ours = ours.to(dtype)
+        ours.load_state_dict(theirs.state_dict())  # PyTorch -> cgrad
+        cx, tx = cgrad.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        g = rng.standard_normal(x.shape).astype(dtype)
+        yo, yt = ours(cx), theirs(tx)
+        yo.backward(g), yt.backward(torch.tensor(g))
+        tol = dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(yo.numpy(), yt.detach().numpy(), **tol)
+        np.testing.assert_allclose(cx.grad.numpy(), tx.grad.numpy(), **tol)
+        for (name, p), q in zip(ours.named_parameters(), theirs.parameters()):
+            np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), **tol, err_msg=name)
+        back = type(theirs)(theirs.normalized_shape).to(theirs.weight.dtype)
+        if hasattr(back, "bias") and theirs.bias is None:
+            back = type(theirs)(theirs.normalized_shape, bias=False).to(theirs.weight.dtype)
+        back.load_state_dict({k: torch.from_numpy(v.numpy().copy()) for k, v in ours.state_dict().items()})
+        assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), theirs.state_dict().values()))

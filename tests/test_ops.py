@@ -75,10 +75,13 @@ FAMILY_INPUTS = {"unary": 1, "binary": 2, "where": 2, "reduce": 1, "softmax": 1,
                  "conv": 3, "conv_dx": 2, "conv_dw": 2, "pool": 2,
                  "batch_norm": 6,  # x, weight, bias, running_mean, running_var, the count
                  # ---- embedding and losses ----
+                 "layer_norm": 3,  # x, weight, bias (layer_norm and rms_norm)
+                 "embedding": 1,  # the table
                  # ---- end of embedding and losses ----
                  # ---- recurrent ----
                  # ---- end of recurrent ----
                  # ---- attention ----
+                 "attention": 5,  # q, k, v, the mask, the entropy buffer
                  # ---- end of attention ----
                  }
 READS_OUTPUT = 128

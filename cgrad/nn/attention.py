@@ -1,3 +1,196 @@
-"""Attention layers: MultiheadAttention and the Transformer encoder layer."""
+"""Attention layers: MultiheadAttention and the Transformer encoder layer (PyTorch's arguments,
+parameter names, layouts and initialisation, so a PyTorch state_dict loads)."""
+from __future__ import annotations
 
-__all__: list = []
+import numpy as np
+
+from .. import _C
+from ..tensor import Tensor, _resolve_dtype, empty, from_numpy, tensor
+from . import functional as F
+from . import init
+from .modules import Linear, Module, Parameter
+
+__all__ = ["MultiheadAttention"]
+
+
+def _as_additive(mask, like: Tensor, what: str):
+    """A MultiheadAttention mask as scores to add: bool True means *masked out* (PyTorch's
+    convention here, the opposite of scaled_dot_product_attention's), so -inf there; a float
+    mask is added as it is. None stays None."""
+    if mask is None:
+        return None
+    if not isinstance(mask, Tensor):
+        mask = from_numpy(np.array(mask))
+    if mask.dtype == np.bool_:
+        return from_numpy(np.where(mask.numpy(), -np.inf, 0.0).astype(like.dtype))
+    if mask.dtype not in (np.float32, np.float64):
+        raise TypeError(f"MultiheadAttention: only bool and floating types of {what} are supported, got "
+                        f"{mask.dtype} of shape {mask.shape}")
+    return mask if mask.dtype == like.dtype else mask.to(like.dtype)
+
+
+class MultiheadAttention(Module):
+    """Multi-head attention, as torch.nn.MultiheadAttention: inputs (L, N, E) (or (N, L, E)
+    with batch_first, or unbatched (L, E)); q, k, v projected by in_proj_weight [3E, E] (or
+    q/k/v_proj_weight when kdim/vdim differ from embed_dim), split into num_heads heads,
+    attended, joined and projected by out_proj. need_weights=False runs the fused
+    scaled_dot_product_attention; need_weights=True computes the weights explicitly and
+    returns them (averaged over heads unless average_attn_weights=False).
+
+    attention_entropy: after a forward in training mode, the mean over the batch and the
+    query rows of each head's attention entropy -sum_j p_ij log p_ij (nats), a numpy array
+    [num_heads] (a head near 0 attends to one key: collapsed; near log S: uniform); None
+    before. The fused op writes it as it computes the weights, so a replayed step
+    (cgrad.compile) updates it too."""
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
+                 add_bias_kv: bool = False, add_zero_attn: bool = False, kdim: int | None = None,
+                 vdim: int | None = None, batch_first: bool = False, device=None, dtype=None):
+        super().__init__()
+        if embed_dim <= 0 or num_heads <= 0:
+            raise ValueError(f"MultiheadAttention: embed_dim and num_heads must be greater than 0, got "
+                             f"embed_dim={embed_dim} and num_heads={num_heads}")
+        if embed_dim % num_heads:
+            raise ValueError(f"MultiheadAttention: embed_dim must be divisible by num_heads, got embed_dim="
+                             f"{embed_dim} and num_heads={num_heads}")
+        if add_bias_kv or add_zero_attn:
+            raise NotImplementedError("MultiheadAttention: add_bias_kv and add_zero_attn are not implemented")
+        self.embed_dim, self.num_heads, self.dropout, self.batch_first = embed_dim, num_heads, dropout, batch_first
+        self.kdim = kdim if kdim is not None else embed_dim
+        self.vdim = vdim if vdim is not None else embed_dim
+        self._qkv_same_embed_dim = self.kdim == embed_dim and self.vdim == embed_dim
+        self.head_dim = embed_dim // num_heads
+        self.bias_k = self.bias_v = None
+        dtype = _resolve_dtype(dtype)
+        self.add_zero_attn = False
+        # PyTorch's _reset_parameters: xavier_uniform_ projections, zero biases; out_proj's
+        # weight keeps Linear's initialisation
+        if self._qkv_same_embed_dim:
+            self.in_proj_weight = Parameter(init.xavier_uniform_(empty((3 * embed_dim, embed_dim), dtype=dtype)))
+            self.q_proj_weight = self.k_proj_weight = self.v_proj_weight = None
+        else:
+            self.q_proj_weight = Parameter(init.xavier_uniform_(empty((embed_dim, embed_dim), dtype=dtype)))
+            self.k_proj_weight = Parameter(init.xavier_uniform_(empty((embed_dim, self.kdim), dtype=dtype)))
+            self.v_proj_weight = Parameter(init.xavier_uniform_(empty((embed_dim, self.vdim), dtype=dtype)))
+            self.in_proj_weight = None
+        self.in_proj_bias = Parameter(tensor(np.zeros(3 * embed_dim), dtype=dtype)) if bias else None
+        self.out_proj = Linear(embed_dim, embed_dim, bias=bias, dtype=dtype)
+        if bias:
+            init.zeros_(self.out_proj.bias)
+        self._entropy_from = None  # what attention_entropy reads: ("fused", buffer, N) or ("weights", P)
+
+    def extra_repr(self):
+        return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}"
+
+    @property
+    def attention_entropy(self):
+        if self._entropy_from is None:
+            return None
+        kind, t, n = self._entropy_from
+        if kind == "fused":  # per (batch, head) block: the mean over the batch
+            return t.numpy().reshape(n, self.num_heads).astype(np.float64).mean(0)
+        p = t.numpy().astype(np.float64)  # (N, H, L, S) weights
+        with np.errstate(divide="ignore", invalid="ignore"):
+            plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+        return -plogp.sum(-1).mean(axis=(0, 2))
+
+    def _projections(self, query, key, value):
+        """q, k, v: (L, N, E), (S, N, E), (S, N, E) projected."""
+        E, b = self.embed_dim, self.in_proj_bias
+        bq, bk, bv = (None, None, None) if b is None else (b[:E], b[E:2 * E], b[2 * E:])
+        if self._qkv_same_embed_dim:
+            w = self.in_proj_weight
+            if query is key and key is value:  # self-attention: one product, then split
+                qkv = F.linear(query, w, b)
+                return qkv[..., :E], qkv[..., E:2 * E], qkv[..., 2 * E:]
+            wq, wk, wv = w[:E], w[E:2 * E], w[2 * E:]
+        else:
+            wq, wk, wv = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
+        return F.linear(query, wq, bq), F.linear(key, wk, bk), F.linear(value, wv, bv)
+
+    def _check(self, query, key, value, key_padding_mask, attn_mask, batched):
+        name, E = "MultiheadAttention", self.embed_dim
+        if query.shape[-1] != E:
+            raise ValueError(f"{name}: was expecting embedding dimension of {E}, but got query of shape "
+                             f"{query.shape}")
+        if key.shape[-1] != self.kdim or value.shape[-1] != self.vdim:
+            raise ValueError(f"{name}: key of shape {key.shape} and value of shape {value.shape} do not fit kdim="
+                             f"{self.kdim} and vdim={self.vdim}")
+        if key.shape[:-1] != value.shape[:-1] or (batched and key.shape[1] != query.shape[1]):
+            raise ValueError(f"{name}: key of shape {key.shape} and value of shape {value.shape} do not match the "
+                             f"query of shape {query.shape} (sequence and batch dims)")
+        L, S = query.shape[0], key.shape[0]
+        N = query.shape[1] if batched else None
+        if key_padding_mask is not None:
+            want = (N, S) if batched else (S,)
+            if tuple(np.shape(key_padding_mask)) != want:
+                raise ValueError(f"{name}: expected key_padding_mask of shape {want}, got "
+                                 f"{tuple(np.shape(key_padding_mask))} (query {query.shape}, key {key.shape})")
+        if attn_mask is not None:
+            shape = tuple(np.shape(attn_mask))
+            ok = [(L, S)] + ([(N * self.num_heads, L, S)] if batched else [(self.num_heads, L, S)])
+            if shape not in ok:
+                raise ValueError(f"{name}: attn_mask of shape {shape} should be one of {ok} (query {query.shape}, "
+                                 f"key {key.shape}, num_heads={self.num_heads})")
+
+    def forward(self, query, key, value, key_padding_mask=None, need_weights: bool = True, attn_mask=None,
+                average_attn_weights: bool = True, is_causal: bool = False):
+        batched = query.ndim == 3
+        if query.ndim not in (2, 3) or key.ndim != query.ndim or value.ndim != query.ndim:
+            raise ValueError(f"MultiheadAttention: expected query, key and value of 2 (unbatched) or 3 dims, got "
+                             f"query {query.shape}, key {key.shape}, value {value.shape}")
+        if is_causal and attn_mask is None:
+            raise RuntimeError("MultiheadAttention: need attn_mask if specifying the is_causal hint (query of "
+                               f"shape {query.shape})")
+        if batched and self.batch_first:  # to (L, N, E), keeping self-attention's identity
+            same_kv = key is value
+            if query is key:
+                query = key = value = query.transpose(0, 1)
+            else:
+                query, key = query.transpose(0, 1), key.transpose(0, 1)
+                value = key if same_kv else value.transpose(0, 1)
+        if not batched:  # one sequence: a batch of 1 (an (H, L, S) attn_mask is then (N H, L, S))
+            self_attention = query is key and key is value
+            query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
+            if self_attention:
+                key = value = query
+            if key_padding_mask is not None:
+                key_padding_mask = key_padding_mask.reshape(1, -1) if isinstance(key_padding_mask, Tensor) \
+                    else np.asarray(key_padding_mask).reshape(1, -1)
+        self._check(query, key, value, key_padding_mask, attn_mask, True)
+        L, N, E = query.shape
+        S, H, hd = key.shape[0], self.num_heads, self.head_dim
+        q, k, v = self._projections(query, key, value)
+        # (L, N, E) -> (N, H, L, hd)
+        q = q.reshape(L, N, H, hd).permute(1, 2, 0, 3)
+        k = k.reshape(S, N, H, hd).permute(1, 2, 0, 3)
+        v = v.reshape(S, N, H, hd).permute(1, 2, 0, 3)
+        mask = _as_additive(attn_mask, q, "attn_mask")
+        if mask is not None and mask.ndim == 3:  # (N H, L, S)
+            mask = mask.reshape(N, H, L, S)
+        kpm = _as_additive(key_padding_mask, q, "key_padding_mask")
+        if kpm is not None:
+            kpm = kpm.reshape(N, 1, 1, S)
+            mask = kpm if mask is None else mask + kpm
+        p_drop = self.dropout if self.training else 0.0
+        weights = None
+        if need_weights:
+            scores = (q @ k.transpose(-2, -1)) * (1.0 / np.sqrt(hd))
+            p = (scores if mask is None else scores + mask).softmax(-1)
+            if self.training:
+                self._entropy_from = ("weights", p.detach(), N)
+            out = F.dropout(p, p_drop, training=True) @ v if p_drop > 0 else p @ v
+            weights = p.mean(1) if average_attn_weights else p
+            if not batched:
+                weights = weights.squeeze(0)
+        else:
+            entropy = _C.empty((N * H,), q.dtype) if self.training else None
+            out = F._sdpa(q, k, v, mask, p_drop, False, None, False, entropy)
+            if entropy is not None:
+                self._entropy_from = ("fused", entropy, N)
+        out = self.out_proj(out.permute(2, 0, 1, 3).reshape(L, N, E))
+        if not batched:
+            out = out.squeeze(1)
+        elif self.batch_first:
+            out = out.transpose(0, 1)
+        return out, weights

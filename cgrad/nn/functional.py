@@ -664,9 +664,20 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
         pos = pos[..., None] + _nearest_source(n_in, n_out, scale, dims == 2) * stride
     return _gather(input.reshape(-1), pos.reshape(-1)).reshape(tuple(input.shape[:2]) + tuple(sizes))
 
+
+# layer norm and RMS norm are one fused C op each (csrc/norm.c), exposed as they are:
+# layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5) and
+# rms_norm(input, normalized_shape, weight=None, eps=None)
+layer_norm = _C.layer_norm
+rms_norm = _C.rms_norm
+
 # ---- end of normalisation ----
 
 # ---- embedding and losses ----
+
+# embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,
+# sparse=False): one C op (csrc/embedding.c), exposed as it is
+embedding = _C.embedding
 
 # ---- end of embedding and losses ----
 
@@ -675,5 +686,83 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
 # ---- end of recurrent ----
 
 # ---- attention ----
+# scaled dot-product attention is one fused C op (csrc/attention.c) over blocks of equal
+# batch dims; dropout on the weights (dropout_p > 0) takes the composite path
+
+
+def _attention_operands(query: Tensor, key: Tensor, value: Tensor):
+    """query, key and value with their batch dims broadcast to one shape (PyTorch's rule)."""
+    op = "scaled_dot_product_attention"
+    if query.ndim < 2 or key.ndim < 2 or value.ndim < 2:
+        raise ValueError(f"{op}: query, key and value need at least 2 dims (..., L, E), got query {query.shape}, "
+                         f"key {key.shape}, value {value.shape}")
+    try:
+        batch = tuple(np.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2]))
+    except ValueError:
+        raise ValueError(f"{op}: the batch dims of query {query.shape}, key {key.shape} and value {value.shape} "
+                         f"cannot be broadcast together") from None
+    return tuple(t if t.shape[:-2] == batch else t.expand(batch + t.shape[-2:]) for t in (query, key, value))
+
+
+def _additive_mask(attn_mask, like: Tensor):
+    """attn_mask as scores to add: a bool mask (True: take part) becomes a constant 0 / -inf
+    of like's dtype (a constant of the step, as masked_fill's mask); a float one is used as
+    it is (converted to like's dtype), so it gets a gradient when it needs one."""
+    op = "scaled_dot_product_attention"
+    if attn_mask is None:
+        return None
+    if not isinstance(attn_mask, Tensor):
+        attn_mask = from_numpy(np.array(attn_mask))
+    if attn_mask.dtype == np.bool_:
+        return from_numpy(np.where(attn_mask.numpy(), 0.0, -np.inf).astype(like.dtype))
+    if attn_mask.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{op}: Expected attn_mask dtype to be bool or float or to match query dtype, but got "
+                        f"attn_mask of dtype {attn_mask.dtype} and shape {attn_mask.shape}, query of dtype "
+                        f"{like.dtype}")
+    return attn_mask if attn_mask.dtype == like.dtype else attn_mask.to(like.dtype)
+
+
+def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask=None, dropout_p: float = 0.0,
+                                 is_causal: bool = False, scale: float | None = None,
+                                 enable_gqa: bool = False) -> Tensor:
+    """softmax(query key^T scale + mask) value, query (..., L, E), key (..., S, E), value
+    (..., S, Ev) -> (..., L, Ev); batch dims broadcast. attn_mask: bool (True: takes part) or
+    float (added to the scores), broadcastable to (..., L, S); is_causal: query i attends
+    keys 0..i (top-left aligned); scale: 1/sqrt(E) unless given. A fully masked row gives 0
+    (PyTorch's CPU kernels do). dropout_p > 0 drops attention weights (always: as PyTorch,
+    the function has no training flag); dropout_p == 0 is one fused C op."""
+    return _sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, None)
+
+
+def _sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, entropy):
+    """scaled_dot_product_attention; entropy (MultiheadAttention's): a buffer of prod(batch)
+    values the fused op writes each block's mean row entropy into."""
+    op = "scaled_dot_product_attention"
+    if enable_gqa:
+        raise NotImplementedError(f"{op}: enable_gqa=True (grouped-query attention) is not implemented")
+    if attn_mask is not None and is_causal:
+        raise ValueError(f"{op}: give attn_mask or is_causal=True, not both (attn_mask of shape "
+                         f"{tuple(np.shape(attn_mask))})")
+    if not 0 <= dropout_p <= 1:
+        raise ValueError(f"{op}: dropout_p must be in [0, 1], got {dropout_p}")
+    query, key, value = _attention_operands(query, key, value)
+    if query.shape[-1] != key.shape[-1] or key.shape[-2] != value.shape[-2]:
+        raise ValueError(f"{op}: query (..., L, E), key (..., S, E) and value (..., S, Ev) do not fit: query "
+                         f"{query.shape}, key {key.shape}, value {value.shape}")
+    mask = _additive_mask(attn_mask, query)
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
+    if dropout_p > 0:
+        scores = (query @ key.transpose(-2, -1)) * scale
+        if is_causal:
+            n, s = query.shape[-2], key.shape[-2]
+            mask = from_numpy(np.where(np.tril(np.ones((n, s), bool)), 0.0, -np.inf).astype(query.dtype))
+        weights = (scores if mask is None else scores + mask).softmax(-1)
+        if entropy is not None:  # this path draws dropout, so it never replays: numpy may fill it
+            p = weights.numpy().astype(np.float64)
+            plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+            entropy.numpy()[...] = -plogp.sum(-1).mean(-1).reshape(-1)
+        return dropout(weights, dropout_p, training=True) @ value
+    return _C.scaled_dot_product_attention(query, key, value, mask, is_causal, scale, entropy)
+
 
 # ---- end of attention ----

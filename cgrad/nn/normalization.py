@@ -1,4 +1,4 @@
-"""Normalisation and channel layers: BatchNorm, GroupNorm, Dropout1d/2d, Upsample."""
+"""Normalisation and channel layers: BatchNorm, GroupNorm, LayerNorm, RMSNorm, Dropout1d/2d, Upsample."""
 from __future__ import annotations
 
 from .._device import check_device
@@ -7,7 +7,7 @@ from ..tensor import Tensor, _resolve_dtype, int64, ones, tensor, zeros
 from . import functional as F
 from .modules import Module, Parameter
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "GroupNorm", "Dropout1d", "Dropout2d", "Upsample"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "GroupNorm", "LayerNorm", "RMSNorm", "Dropout1d", "Dropout2d", "Upsample"]
 
 
 class _BatchNorm(Module):
@@ -112,6 +112,64 @@ class GroupNorm(Module):
     def extra_repr(self) -> str:
         return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
                 f"bias={self.bias is not None}")
+
+
+def _normalized_shape(normalized_shape) -> tuple:
+    return (int(normalized_shape),) if isinstance(normalized_shape, int) else tuple(int(n) for n in normalized_shape)
+
+
+class LayerNorm(Module):
+    """Normalise over the last len(normalized_shape) dims by each row's mean and biased
+    variance (PyTorch's layout: weight ones and bias zeros of normalized_shape when
+    elementwise_affine; bias=False leaves the bias out)."""
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True,
+                 device=None, dtype=None):
+        super().__init__()
+        check_device(device)
+        dtype = _resolve_dtype(dtype)
+        self.normalized_shape = _normalized_shape(normalized_shape)
+        self.eps, self.elementwise_affine = eps, elementwise_affine
+        self.weight = Parameter(ones(self.normalized_shape, dtype=dtype)) if elementwise_affine else None
+        self.bias = Parameter(zeros(self.normalized_shape, dtype=dtype)) if elementwise_affine and bias else None
+
+    def reset_parameters(self) -> None:
+        with no_grad():
+            if self.weight is not None:
+                self.weight.fill_(1.0)
+            if self.bias is not None:
+                self.bias.zero_()
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+
+
+class RMSNorm(Module):
+    """x / sqrt(mean(x^2) + eps) * weight over the last len(normalized_shape) dims (PyTorch
+    2.4+: weight ones when elementwise_affine; eps None is the input dtype's epsilon)."""
+
+    def __init__(self, normalized_shape, eps: float | None = None, elementwise_affine: bool = True, device=None,
+                 dtype=None):
+        super().__init__()
+        check_device(device)
+        dtype = _resolve_dtype(dtype)
+        self.normalized_shape = _normalized_shape(normalized_shape)
+        self.eps, self.elementwise_affine = eps, elementwise_affine
+        self.weight = Parameter(ones(self.normalized_shape, dtype=dtype)) if elementwise_affine else None
+
+    def reset_parameters(self) -> None:
+        if self.weight is not None:
+            with no_grad():
+                self.weight.fill_(1.0)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.rms_norm(input, self.normalized_shape, self.weight, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
 
 
 class _DropoutNd(Module):

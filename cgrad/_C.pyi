@@ -265,6 +265,9 @@ def embedding_node_ids(t: TensorBase) -> np.ndarray: ...
 # ---- end of embedding and losses ----
 
 # ---- recurrent ----
+RNN_MODE_NAMES: dict[int, str]
+def rnn_scan(mode: str, xp: TensorBase, w_hh: TensorBase, h0: TensorBase | None, c0: TensorBase | None,
+             b_hh: TensorBase | None, norms: TensorBase | None, reverse: bool = ..., batch_first: bool = ...) -> Any: ...
 
 # ---- end of recurrent ----
 

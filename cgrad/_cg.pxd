@@ -206,6 +206,13 @@ cdef extern from "cg.h" nogil:
     # ---- end of embedding and losses ----
 
     # ---- recurrent (rnn.c) ----
+    enum:
+        CG_RNN_TANH
+        CG_RNN_RELU
+        CG_RNN_LSTM
+        CG_RNN_GRU
+    cg_status cg_rnn_scan(int mode, cg_tensor *xp, cg_tensor *w_hh, cg_tensor *h0, cg_tensor *c0, cg_tensor *b_hh,
+                          cg_tensor *norms, int reverse, int batch_first, cg_tensor **out)
 
     # ---- end of recurrent ----
 

@@ -350,6 +350,16 @@ cg_status cg_embedding(cg_tensor *weight, const int64_t *ids, int ids_ndim, cons
 /* ---- end of embedding and losses ---- */
 
 /* ---- recurrent (rnn.c) ---- */
+/* rnn_scan's cell: tanh or relu RNN, LSTM (gates i, f, g, o), GRU (r, z, n), PyTorch's equations */
+enum { CG_RNN_TANH = 0, CG_RNN_RELU = 1, CG_RNN_LSTM = 2, CG_RNN_GRU = 3 };
+/* The T steps of one layer and direction: xp [T, B, G H] (batch_first [B, T, G H]) is the
+ * input projection x W_ih^T + b_ih, w_hh [G H, H] (G: 1, 4, 3 by mode), b_hh [G H], h0 and
+ * c0 (LSTM only) [B, H], each NULL for none (zeros). y [T, B, H] (batch_first [B, T, H]),
+ * every h_t at its time; LSTM's y is [2, T, B, H] (or [2, B, T, H]), the h_t then the c_t.
+ * reverse: t runs from T - 1 down. norms [T] (NULL: none, no grad): backward writes the L2
+ * norm of the total dL/dh_t over the batch at each t, in place. */
+cg_status cg_rnn_scan(int mode, cg_tensor *xp, cg_tensor *w_hh, cg_tensor *h0, cg_tensor *c0, cg_tensor *b_hh,
+                      cg_tensor *norms, int reverse, int batch_first, cg_tensor **out);
 
 /* ---- end of recurrent ---- */
 

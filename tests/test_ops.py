@@ -79,6 +79,7 @@ FAMILY_INPUTS = {"unary": 1, "binary": 2, "where": 2, "reduce": 1, "softmax": 1,
                  "embedding": 1,  # the table
                  # ---- end of embedding and losses ----
                  # ---- recurrent ----
+                 "rnn": 6,  # xp, w_hh, h0, c0, b_hh, the step-norm buffer
                  # ---- end of recurrent ----
                  # ---- attention ----
                  "attention": 5,  # q, k, v, the mask, the entropy buffer

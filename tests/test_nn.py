@@ -343,3 +343,16 @@ def test_pytorch_state_dict_loads_and_matches():
     x = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
     np.testing.assert_allclose(model(cgrad.tensor(x)).numpy(), tmodel(torch.from_numpy(x)).detach().numpy(),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_a_tied_weight_is_one_parameter_but_in_the_state_dict_under_each_name():
+    """As torch: parameters() lists it once (the optimizer updates it once), state_dict()
+    under both modules' names, so a torch state_dict of a weight-tied model loads."""
+    tied = nn.Sequential(nn.Linear(4, 4, bias=False), nn.Linear(4, 4, bias=False))
+    tied[1].weight = tied[0].weight
+    assert len(tied.parameters()) == 1 and [k for k, _ in tied.named_parameters()] == ["0.weight"]
+    assert list(tied.state_dict()) == ["0.weight", "1.weight"]
+    assert [k for k, _ in tied.named_parameters(remove_duplicate=False)] == ["0.weight", "1.weight"]
+    w = np.arange(16, dtype=np.float32).reshape(4, 4)
+    tied.load_state_dict({"0.weight": w, "1.weight": w})
+    np.testing.assert_array_equal(tied[1].weight.numpy(), w)

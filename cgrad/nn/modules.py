@@ -156,12 +156,14 @@ class Module:
     def buffers(self, recurse: bool = True) -> list:
         return [b for _, b in self.named_buffers(recurse=recurse)]
 
-    def named_parameters(self, prefix: str = "", recurse: bool = True):
+    def named_parameters(self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True):
+        """(name, parameter) pairs; a parameter shared by two modules (tied weights) once,
+        under its first name, unless remove_duplicate=False."""
         seen = set()
         mods = self.named_modules(prefix) if recurse else [(prefix, self)]
         for mprefix, m in mods:
             for name, p in m._parameters.items():
-                if id(p) not in seen:
+                if not remove_duplicate or id(p) not in seen:
                     seen.add(id(p))
                     yield (f"{mprefix}.{name}" if mprefix else name), p
 
@@ -215,7 +217,7 @@ class Module:
 
     # ---- state ----
     def _state_items(self):
-        yield from self.named_parameters()
+        yield from self.named_parameters(remove_duplicate=False)  # a tied weight under each name, as torch
         yield from self.named_buffers(persistent_only=True)
 
     def state_dict(self) -> "OrderedDict[str, Tensor]":

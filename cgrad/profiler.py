@@ -15,7 +15,7 @@ Sequence layers get two more views (`prof.sequence_table()`): the gradient norm 
 step through each recurrent layer in the last backward (the lecture's vanishing gradient,
 step by step), and the attention entropy per head of every scaled_dot_product_attention call
 (a head near 0 nats attends to one position: collapsed; one near the uniform maximum
-attends to all alike: its scores carry nothing).
+attends to all alike, as every head does at initialisation).
 """
 from __future__ import annotations
 
@@ -368,11 +368,11 @@ class SequenceWatch:
                 for label, (e, u, n) in self._attention.items()]
 
 
-def sequence_warnings(recurrent: list, attention: list, vanish: float = 1e-3, collapsed: float = 0.05,
-                      flat: float = 0.98) -> list:
+def sequence_warnings(recurrent: list, attention: list, vanish: float = 1e-3, collapsed: float = 0.05) -> list:
     """Plain-language warnings: gradients that vanish through time (the norm at some step
-    below `vanish` of the largest), collapsed heads (entropy below `collapsed` of the
-    uniform's) and flat ones (above `flat` of it)."""
+    below `vanish` of the largest) and collapsed heads (entropy below `collapsed` of the
+    uniform's: each query attends to one position). Heads near uniform are usual at
+    initialisation, so the table shows them (the '/ uniform' row) without a warning."""
     out = []
     for r in recurrent:
         for i, norms in enumerate(r["step_grad_norms"]):
@@ -387,10 +387,7 @@ def sequence_warnings(recurrent: list, attention: list, vanish: float = 1e-3, co
         for h, f in enumerate(frac):
             if np.isfinite(f) and f < collapsed:
                 out.append(f"{a['layer']}: head {h} has collapsed (entropy {a['entropy'][h]:.3f} nats, "
-                           f"{f:.0%} of uniform): it attends to a single position")
-            elif np.isfinite(f) and f > flat:
-                out.append(f"{a['layer']}: head {h} attends uniformly (entropy {f:.0%} of the maximum): "
-                           f"its scores carry no information")
+                           f"{f:.0%} of uniform attention's): each query attends to a single position")
     return out
 
 

@@ -103,3 +103,61 @@ def test_attention_entropy_matches_torch_weights():
     ent, uni = attention_entropy(q, k, attn_mask=mask)
     np.testing.assert_allclose(ent, want, rtol=1e-10)
     np.testing.assert_allclose(uni, np.log(9), rtol=1e-12)
+
+
+# ---- sequence layers in the health report and the profiler ----
+
+def test_health_shows_the_gradient_vanishing_through_a_tanh_rnn():
+    """A tanh RNN with small recurrent weights passes on only a fraction of the gradient per
+    step, so |dL/dh_t| for a loss on the last output falls geometrically towards t = 0: the
+    report's per-step norms show it and warn; a GRU of the same size keeps its gradient."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((16, 30, 3)).astype(np.float32), rng.integers(0, 2, 16)
+
+    class LastStep(nn.Module):
+        def __init__(self, rnn):
+            super().__init__()
+            self.rnn, self.head = rnn, nn.Linear(8, 2)
+
+        def forward(self, x):
+            return self.head(self.rnn(x)[0][:, -1])
+
+    cgrad.manual_seed(0)
+    rnn = nn.RNN(3, 8, batch_first=True)
+    with cgrad.no_grad():
+        rnn.weight_hh_l0.mul_(0.2)
+    report = health(LastStep(rnn), X, y)
+    (rec,) = report.recurrent
+    norms = rec["step_grad_norms"]
+    assert "rnn: RNN(3, 8, batch_first=True)" in rec["layer"] and norms.shape == (1, 30)
+    assert norms[0, -1] > 0 and norms[0, 0] < 1e-6 * norms[0, -1]
+    assert np.all(np.diff(norms[0]) > 0)  # every step back loses some
+    assert any("the gradient vanishes through time" in w for w in report.warnings)
+    assert "|dL/dh_t| by time step" in str(report)
+
+
+def test_health_and_profile_report_the_attention_entropy_per_head_of_a_gpt():
+    """nanoGPT's model calls F.scaled_dot_product_attention itself (no MultiheadAttention):
+    each block's heads are reported, labelled by layer. Zeroed query weights make every
+    score equal, so each head of block 1 attends uniformly: entropy = the mean of
+    log(i + 1) over the causal rows. Huge ones make block 0's heads pick one key per query:
+    entropy near 0, and the report says they collapsed."""
+    from cgrad.models import char_gpt
+    cgrad.manual_seed(0)
+    gpt = char_gpt(cgrad, 20, block_size=8, n_layer=2, n_head=2, n_embd=16)
+    with cgrad.no_grad():
+        gpt.transformer.h[1].attn.c_attn.weight[:16] = 0.0  # block 1's queries (a slice is a copy: set it)
+        w0 = gpt.transformer.h[0].attn.c_attn.weight
+        w0[:16] = w0[:16] * 1e4
+    X = np.random.default_rng(0).integers(0, 20, (4, 8))
+    report = health(gpt, X, X, "cross_entropy")
+    assert [a["layer"].split(": ")[0] for a in report.attention] == ["GPT()/0", "GPT()/1"]
+    np.testing.assert_allclose(report.attention[1]["entropy"], np.mean(np.log(np.arange(1, 9))), rtol=1e-6)
+    assert report.attention[0]["entropy"].max() < 0.05
+    collapsed = [w for w in report.warnings if "has collapsed" in w]
+    assert len(collapsed) == 2 and all(w.startswith("GPT()/0") for w in collapsed), report.warnings
+    with cgrad.profile() as prof:
+        _, loss = gpt(cgrad.from_numpy(X), cgrad.from_numpy(X))
+        loss.backward()
+    table = prof.sequence_table()
+    assert "attention entropy per head" in table and table.count("has collapsed") == 2

@@ -14,7 +14,7 @@ from functools import lru_cache as _lru_cache
 
 import numpy as np
 
-from .. import _C
+from .. import _C, _state
 from .._C import PoolGeometry as _PoolGeometry, avg_pool as _avg_pool, max_pool as _max_pool
 from .._C import batch_norm as _fused_batch_norm, gather as _gather
 from .._C import cross_entropy, linear  # noqa: F401  (fused C ops, exposed as they are)
@@ -751,6 +751,8 @@ def _sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa,
                          f"{query.shape}, key {key.shape}, value {value.shape}")
     mask = _additive_mask(attn_mask, query)
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
+    for watch in _state.attention_watchers:  # diagnostics.health, profile (profiler.SequenceWatch)
+        watch(query, key, mask, is_causal, scale)
     if dropout_p > 0:
         scores = (query @ key.transpose(-2, -1)) * scale
         if is_causal:

@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 
+from .. import _state
 from .._C import _tensor_version, rnn_scan
 from ..tensor import Tensor, _generator, _resolve_dtype, cat, tensor, zeros
 from . import functional as F
@@ -115,6 +116,8 @@ class RNNBase(Module):
         return bufs
 
     def forward(self, input: Tensor, hx=None):
+        for watch in _state.recurrent_watchers:  # diagnostics.health, profile (profiler.SequenceWatch)
+            watch(self)
         name, lstm = self._name, self.mode == "LSTM"
         if not isinstance(input, Tensor):
             raise TypeError(f"{name}: input must be a cgrad Tensor, not {type(input).__name__}")

@@ -333,3 +333,64 @@ def test_a_compiled_training_step_with_attention_equals_eager_bit_for_bit(rng):
         assert np.array_equal(models[0].attn.attention_entropy, models[1].attn.attention_entropy)
     assert compiled.recordings == 1
     assert_same(models[0], models[1])
+
+
+# ---- the Transformer encoder ----
+@pytest.mark.parametrize("kw", [{}, {"norm_first": True, "activation": "gelu", "batch_first": True}],
+                         ids=["post_norm_relu", "pre_norm_gelu_batch_first"])
+def test_transformer_encoder_layer_outputs_and_gradients_match_pytorch(kw, rng):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(2)
+    tl = torch.nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, dtype=torch.float64, **kw)
+    cl = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, dtype=np.float64, **kw)
+    assert list(cl.state_dict()) == list(tl.state_dict())
+    cl.load_state_dict({k: v.detach().numpy() for k, v in tl.state_dict().items()})
+    x = rng.standard_normal((3, 5, 16) if kw.get("batch_first") else (5, 3, 16))
+    kpm = np.zeros((3, 5), bool)
+    kpm[1, 3:] = True
+    tx, cx = torch.tensor(x, requires_grad=True), cgrad.tensor(x, requires_grad=True)
+    tout = tl(tx, src_key_padding_mask=torch.tensor(kpm))
+    cout = cl(cx, src_key_padding_mask=cgrad.tensor(kpm))
+    np.testing.assert_allclose(cout.numpy(), tout.detach().numpy(), rtol=1e-10, atol=1e-12)
+    g = rng.standard_normal(tout.shape)
+    (tout * torch.tensor(g)).sum().backward()
+    (cout * cgrad.tensor(g)).sum().backward()
+    np.testing.assert_allclose(cx.grad.numpy(), tx.grad.numpy(), rtol=1e-9, atol=1e-11)
+    tparams = dict(tl.named_parameters())
+    for name, p in cl.named_parameters():
+        np.testing.assert_allclose(p.grad.numpy(), tparams[name].grad.numpy(), rtol=1e-8, atol=1e-11, err_msg=name)
+
+
+def test_transformer_encoder_stacks_copies_and_matches_pytorch(rng):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(4)
+    tl = torch.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, dtype=torch.float64)
+    te = torch.nn.TransformerEncoder(tl, 2, norm=torch.nn.LayerNorm(8, dtype=torch.float64),
+                                     enable_nested_tensor=False)
+    cl = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, dtype=np.float64)
+    ce = nn.TransformerEncoder(cl, 2, norm=nn.LayerNorm(8, dtype=np.float64))
+    assert list(ce.state_dict()) == list(te.state_dict())
+    assert ce.layers[0].linear1.weight is not ce.layers[1].linear1.weight
+    assert np.array_equal(ce.layers[1].linear1.weight.numpy(), cl.linear1.weight.numpy())
+    ce.load_state_dict({k: v.detach().numpy() for k, v in te.state_dict().items()})
+    x = rng.standard_normal((6, 2, 8))
+    causal = np.triu(np.ones((6, 6), bool), 1)
+    tout = te(torch.tensor(x), mask=torch.tensor(causal), is_causal=True)
+    cout = ce(cgrad.tensor(x), mask=cgrad.tensor(causal), is_causal=True)
+    np.testing.assert_allclose(cout.numpy(), tout.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_a_compiled_encoder_training_step_equals_eager_bit_for_bit(rng):
+    def model():
+        cgrad.manual_seed(0)
+        return nn.Sequential(nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True), nn.Flatten(),
+                             nn.Linear(40, 3))
+    models = [model(), model()]
+    compiled, eager = (train_step(m, cgrad.optim.Adam(m.parameters(), lr=1e-2)) for m in models)
+    compiled = cgrad.compile(compiled)
+    for _ in range(4):
+        x = rng.standard_normal((3, 5, 8)).astype(np.float32)
+        y = rng.integers(0, 3, 3)
+        assert np.array_equal(compiled(x, y).numpy(), eager(cgrad.tensor(x), y).numpy())
+    assert compiled.recordings == 1
+    assert_same(models[0], models[1])

@@ -2,6 +2,8 @@
 parameter names, layouts and initialisation, so a PyTorch state_dict loads)."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .. import _C
@@ -44,6 +46,11 @@ class MultiheadAttention(Module):
     before. The fused op writes it as it computes the weights, so a replayed step
     (cgrad.compile) updates it too."""
 
+    in_proj_weight: Parameter | None
+    q_proj_weight: Parameter | None
+    k_proj_weight: Parameter | None
+    v_proj_weight: Parameter | None
+
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
                  add_bias_kv: bool = False, add_zero_attn: bool = False, kdim: int | None = None,
                  vdim: int | None = None, batch_first: bool = False, device=None, dtype=None):
@@ -78,7 +85,7 @@ class MultiheadAttention(Module):
         self.out_proj = Linear(embed_dim, embed_dim, bias=bias, dtype=dtype)
         if bias:
             init.zeros_(self.out_proj.bias)
-        self._entropy_from = None  # what attention_entropy reads: ("fused", buffer, N) or ("weights", P)
+        self._entropy_from: tuple | None = None  # what attention_entropy reads: ("fused", buffer, N) or ("weights", P)
 
     def extra_repr(self):
         return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}"
@@ -99,17 +106,19 @@ class MultiheadAttention(Module):
         """q, k, v: (L, N, E), (S, N, E), (S, N, E) projected."""
         E, b = self.embed_dim, self.in_proj_bias
         bq, bk, bv = (None, None, None) if b is None else (b[:E], b[E:2 * E], b[2 * E:])
-        if self._qkv_same_embed_dim:
-            w = self.in_proj_weight
+        w: Any = self.in_proj_weight
+        ws: Any
+        if w is not None:
             if query is key and key is value:  # self-attention: one product, then split
                 qkv = F.linear(query, w, b)
                 return qkv[..., :E], qkv[..., E:2 * E], qkv[..., 2 * E:]
-            wq, wk, wv = w[:E], w[E:2 * E], w[2 * E:]
+            ws = w[:E], w[E:2 * E], w[2 * E:]
         else:
-            wq, wk, wv = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
-        return F.linear(query, wq, bq), F.linear(key, wk, bk), F.linear(value, wv, bv)
+            ws = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
+        return F.linear(query, ws[0], bq), F.linear(key, ws[1], bk), F.linear(value, ws[2], bv)
 
-    def _check(self, query, key, value, key_padding_mask, attn_mask, batched):
+    def _check(self, query, key, value, key_padding_mask, attn_mask):
+        """The shapes of (L, N, E) inputs and their masks."""
         name, E = "MultiheadAttention", self.embed_dim
         if query.shape[-1] != E:
             raise ValueError(f"{name}: was expecting embedding dimension of {E}, but got query of shape "
@@ -117,19 +126,18 @@ class MultiheadAttention(Module):
         if key.shape[-1] != self.kdim or value.shape[-1] != self.vdim:
             raise ValueError(f"{name}: key of shape {key.shape} and value of shape {value.shape} do not fit kdim="
                              f"{self.kdim} and vdim={self.vdim}")
-        if key.shape[:-1] != value.shape[:-1] or (batched and key.shape[1] != query.shape[1]):
+        if key.shape[:-1] != value.shape[:-1] or key.shape[1] != query.shape[1]:
             raise ValueError(f"{name}: key of shape {key.shape} and value of shape {value.shape} do not match the "
                              f"query of shape {query.shape} (sequence and batch dims)")
-        L, S = query.shape[0], key.shape[0]
-        N = query.shape[1] if batched else None
+        L, N, S = query.shape[0], query.shape[1], key.shape[0]
         if key_padding_mask is not None:
-            want = (N, S) if batched else (S,)
+            want = (N, S)
             if tuple(np.shape(key_padding_mask)) != want:
                 raise ValueError(f"{name}: expected key_padding_mask of shape {want}, got "
                                  f"{tuple(np.shape(key_padding_mask))} (query {query.shape}, key {key.shape})")
         if attn_mask is not None:
             shape = tuple(np.shape(attn_mask))
-            ok = [(L, S)] + ([(N * self.num_heads, L, S)] if batched else [(self.num_heads, L, S)])
+            ok = [(L, S), (N * self.num_heads, L, S)]
             if shape not in ok:
                 raise ValueError(f"{name}: attn_mask of shape {shape} should be one of {ok} (query {query.shape}, "
                                  f"key {key.shape}, num_heads={self.num_heads})")
@@ -158,7 +166,7 @@ class MultiheadAttention(Module):
             if key_padding_mask is not None:
                 key_padding_mask = key_padding_mask.reshape(1, -1) if isinstance(key_padding_mask, Tensor) \
                     else np.asarray(key_padding_mask).reshape(1, -1)
-        self._check(query, key, value, key_padding_mask, attn_mask, True)
+        self._check(query, key, value, key_padding_mask, attn_mask)
         L, N, E = query.shape
         S, H, hd = key.shape[0], self.num_heads, self.head_dim
         q, k, v = self._projections(query, key, value)

@@ -188,6 +188,24 @@ def test_attention_entropy_matches_the_returned_weights(dtype, rng):
     np.testing.assert_allclose(m.attention_entropy, expected, rtol=1e-4 if dtype == np.float32 else 1e-10)
 
 
+def test_dropout_in_training_draws_the_same_weights_with_and_without_need_weights(rng):
+    m = nn.MultiheadAttention(8, 2, dropout=0.3, dtype=np.float64)
+    x = cgrad.tensor(rng.standard_normal((5, 3, 8)))
+    cgrad.manual_seed(11)
+    out_w, w = m(x, x, x, average_attn_weights=False)
+    ent_w = m.attention_entropy
+    cgrad.manual_seed(11)
+    out_f, none = m(x, x, x, need_weights=False)  # the composite path, which drops the same weights
+    assert none is None
+    np.testing.assert_allclose(out_f.numpy(), out_w.numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(m.attention_entropy, ent_w, rtol=1e-12)
+    assert np.any(w.numpy() == 0) and np.any(w.numpy().sum(-1) > 1.01)  # dropped, and the rest scaled
+    m.eval()
+    out_e, _ = m(x, x, x, need_weights=False)
+    assert not np.allclose(out_e.numpy(), out_f.numpy())
+    np.testing.assert_array_equal(m.attention_entropy, ent_w)  # evaluation leaves it as it was
+
+
 def test_the_entropy_shows_a_collapsed_and_a_uniform_head():
     q = np.zeros((1, 2, 4, 3))
     q[0, 0] = 50.0  # head 0: one key wins everywhere

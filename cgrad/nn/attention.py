@@ -188,7 +188,9 @@ class MultiheadAttention(Module):
             p = (scores if mask is None else scores + mask).softmax(-1)
             if self.training:
                 self._entropy_from = ("weights", p.detach(), N)
-            out = F.dropout(p, p_drop, training=True) @ v if p_drop > 0 else p @ v
+            if p_drop > 0:  # the weights returned are the dropped ones, as PyTorch's
+                p = F.dropout(p, p_drop, training=True)
+            out = p @ v
             weights = p.mean(1) if average_attn_weights else p
             if not batched:
                 weights = weights.squeeze(0)

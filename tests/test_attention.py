@@ -82,6 +82,24 @@ def test_a_fully_masked_row_gives_zeros_and_no_gradient(rng):
     assert np.all(q.grad.numpy()[1] == 0) and np.all(np.isfinite(k.grad.numpy()))
 
 
+@pytest.mark.parametrize("shapes", [((2, 0, 4), (2, 5, 4), (2, 5, 3)), ((2, 3, 4), (2, 0, 4), (2, 0, 3)),
+                                    ((0, 3, 4), (0, 5, 4), (0, 5, 3)), ((2, 3, 4), (2, 5, 4), (2, 5, 0))])
+@pytest.mark.parametrize("causal", [False, True])
+def test_empty_dims_give_empty_or_zero_results(shapes, causal, rng):
+    xs = [cgrad.tensor(a, requires_grad=True) for a in _draw(rng, *shapes)]
+    out = SDPA(*xs, is_causal=causal)
+    assert out.shape == shapes[0][:-1] + shapes[2][-1:]
+    assert np.all(out.numpy() == 0)  # no keys: zero rows, as PyTorch
+    out.sum().backward()
+    assert all(x.grad is None or np.all(x.grad.numpy() == 0) for x in xs[:2])
+
+
+def test_a_zero_head_dim_averages_the_values(rng):
+    q, k, v = (cgrad.tensor(a, requires_grad=True) for a in _draw(rng, (2, 3, 0), (2, 5, 0), (2, 5, 3)))
+    out = SDPA(q, k, v)  # every score 0, whatever the default scale would be
+    np.testing.assert_allclose(out.numpy(), np.broadcast_to(v.numpy().mean(1, keepdims=True), (2, 3, 3)))
+
+
 def test_dropout_drops_the_weights_with_cgrads_generator(rng):
     q, k, v = _draw(rng, (2, 4, 3), (2, 5, 3), (2, 5, 2))
     cgrad.manual_seed(7)

@@ -750,7 +750,9 @@ def _sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa,
         raise ValueError(f"{op}: query (..., L, E), key (..., S, E) and value (..., S, Ev) do not fit: query "
                          f"{query.shape}, key {key.shape}, value {value.shape}")
     mask = _additive_mask(attn_mask, query)
-    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
+    if scale is None:  # (E = 0: every score is 0, whatever the scale)
+        scale = 1.0 / math.sqrt(query.shape[-1]) if query.shape[-1] else 1.0
+    scale = float(scale)
     if dropout_p > 0:
         scores = (query @ key.transpose(-2, -1)) * scale
         if is_causal:

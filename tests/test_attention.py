@@ -72,6 +72,40 @@ def test_gradients_match_finite_differences(name, rng):
     assert cgrad.gradcheck(lambda q, k, v: SDPA(q, k, v, **_kwargs(kw, np.float64)), xs)
 
 
+@pytest.mark.parametrize("name", CASES)
+def test_forward_and_gradients_of_q_k_v_match_pytorch(name, rng):
+    torch = pytest.importorskip("torch")
+    shapes, kw = CASES[name]
+    arrays = _draw(rng, *shapes)
+    tkw = dict(kw)
+    if "attn_mask" in kw:
+        tkw["attn_mask"] = torch.tensor(kw["attn_mask"])
+    txs = [torch.tensor(a, requires_grad=True) for a in arrays]
+    cxs = [cgrad.tensor(a, requires_grad=True) for a in arrays]
+    tout, cout = torch.nn.functional.scaled_dot_product_attention(*txs, **tkw), SDPA(*cxs, **_kwargs(kw, np.float64))
+    np.testing.assert_allclose(cout.numpy(), tout.detach().numpy(), rtol=1e-10, atol=1e-12)
+    g = rng.standard_normal(tout.shape)
+    (tout * torch.tensor(g)).sum().backward()
+    (cout * cgrad.tensor(g)).sum().backward()
+    for c, t, what in zip(cxs, txs, "qkv"):
+        np.testing.assert_allclose(c.grad.numpy(), t.grad.numpy(), rtol=1e-9, atol=1e-11, err_msg=what)
+
+
+def test_nanogpt_shapes_in_float32_match_pytorch(rng):
+    torch = pytest.importorskip("torch")
+    arrays = _draw(rng, *[(12, 4, 64, 32)] * 3, dtype=np.float32)
+    txs = [torch.tensor(a, requires_grad=True) for a in arrays]
+    cxs = [cgrad.tensor(a, requires_grad=True) for a in arrays]
+    tout = torch.nn.functional.scaled_dot_product_attention(*txs, is_causal=True)
+    cout = SDPA(*cxs, is_causal=True)
+    np.testing.assert_allclose(cout.numpy(), tout.detach().numpy(), rtol=1e-4, atol=1e-5)
+    g = rng.standard_normal(tout.shape).astype(np.float32)
+    tout.backward(torch.tensor(g))
+    cout.backward(cgrad.tensor(g))
+    for c, t, what in zip(cxs, txs, "qkv"):
+        np.testing.assert_allclose(c.grad.numpy(), t.grad.numpy(), rtol=1e-3, atol=1e-4, err_msg=what)
+
+
 def test_a_fully_masked_row_gives_zeros_and_no_gradient(rng):
     q, k, v = (cgrad.tensor(a, requires_grad=True) for a in _draw(rng, (3, 4), (5, 4), (5, 2)))
     mask = np.ones((3, 5), bool)
@@ -113,21 +147,24 @@ def test_dropout_drops_the_weights_with_cgrads_generator(rng):
     assert 0 < keep.mean() < 1 / 0.6  # some weights dropped, some kept
 
 
-def test_a_replay_of_the_op_equals_eager_bit_for_bit(rng):
-    q, k, v = _draw(rng, (2, 2, 7, 4), (2, 2, 7, 4), (2, 2, 7, 3), dtype=np.float32)
+def test_a_replay_of_the_op_and_its_backward_equals_eager_bit_for_bit(rng):
+    """The op alone (the training steps below replay it inside layers): q's gradient
+    through a causal and a float-masked attention, compiled against eager."""
+    k, v, m = _draw(rng, (2, 2, 7, 4), (2, 2, 7, 3), (7, 7), dtype=np.float32)
+    leaves = [cgrad.tensor(k, requires_grad=True), cgrad.tensor(k, requires_grad=True)]
 
-    def step(q, k, v):
-        q, k, v = (cgrad.tensor(a, requires_grad=True) if not isinstance(a, cgrad.Tensor) else a for a in (q, k, v))
-        out = SDPA(q, k, v, is_causal=True)
+    def step(q, leaf):  # the leaf's gradient accumulates over the steps, in both
+        q = cgrad.tensor(q) if not isinstance(q, cgrad.Tensor) else q
+        out = SDPA(q * leaf, leaf, cgrad.tensor(v), is_causal=True) + SDPA(q, leaf, cgrad.tensor(v),
+                                                                             attn_mask=cgrad.tensor(m))
         (out * out).sum().backward()
         return out
 
-    compiled = cgrad.compile(lambda q, k, v: SDPA(q * 1.0, k, v, is_causal=True))
+    compiled = cgrad.compile(lambda q: step(q, leaves[0]))
     for _ in range(3):
-        q, k, v = _draw(rng, (2, 2, 7, 4), (2, 2, 7, 4), (2, 2, 7, 3), dtype=np.float32)
-        with cgrad.no_grad():
-            assert np.array_equal(compiled(q, k, v).numpy(),
-                                  SDPA(cgrad.tensor(q), cgrad.tensor(k), cgrad.tensor(v), is_causal=True).numpy())
+        q = _draw(rng, (2, 2, 7, 4), dtype=np.float32)[0]
+        assert np.array_equal(compiled(q).numpy(), step(cgrad.tensor(q), leaves[1]).numpy())
+        assert np.array_equal(leaves[0].grad.numpy(), leaves[1].grad.numpy())
     assert compiled.recordings == 1
 
 

@@ -289,40 +289,6 @@ class profile:
 
 
 # ---- sequence layers: the gradient per time step, the attention entropy per head ----
-def attention_entropy(query, key, attn_mask=None, is_causal: bool = False, scale=None) -> tuple:
-    """(entropy, uniform) per head, in nats: the mean over batch and query rows of
-    -sum_j p_ij log p_ij for the attention weights p = softmax(q k^T scale + mask), and of
-    the uniform distribution's over the same allowed positions (log of their count).
-    query [..., L, E] and key [..., S, E]: the head is the axis before L (one head for 2-D)."""
-    q = np.asarray(query.detach().numpy() if hasattr(query, "detach") else query, np.float64)
-    k = np.asarray(key.detach().numpy() if hasattr(key, "detach") else key, np.float64)
-    scale = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
-    scores = q @ np.swapaxes(k, -1, -2) * scale
-    allowed = np.ones(scores.shape, bool)
-    if is_causal:
-        allowed &= np.tril(np.ones(scores.shape[-2:], bool))
-    if attn_mask is not None:
-        m = np.asarray(attn_mask.detach().numpy() if hasattr(attn_mask, "detach") else attn_mask)
-        if m.dtype == bool:
-            allowed &= m
-        else:
-            scores = scores + m
-            allowed &= np.isfinite(m) | (m > 0)
-    scores = np.where(allowed, scores, -np.inf)
-    scores = scores - np.max(np.where(allowed, scores, -np.inf), -1, keepdims=True)
-    p = np.where(allowed, np.exp(scores), 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = p / p.sum(-1, keepdims=True)
-        ent = -np.sum(np.where(p > 0, p * np.log(p), 0.0), -1)
-    uniform = np.log(np.maximum(allowed.sum(-1), 1)).astype(np.float64)
-    rows = allowed.any(-1)  # a fully masked row has no distribution
-    ent, uniform = np.where(rows, ent, np.nan), np.where(rows, uniform, np.nan)
-    if ent.ndim == 1:
-        return np.array([np.nanmean(ent)]), np.array([np.nanmean(uniform)])
-    axes = tuple(i for i in range(ent.ndim) if i != ent.ndim - 2)
-    return np.nanmean(ent, axis=axes), np.nanmean(uniform, axis=axes)
-
-
 class SequenceWatch:
     """While open: labels layers (as the profiler does), keeps the recurrent layers whose
     forward ran, and averages each attention call's entropy per head by the layer (scope)
@@ -351,8 +317,14 @@ class SequenceWatch:
     def _on_recurrent(self, module) -> None:
         self._recurrent.setdefault(id(module), (self._label(type(module).__name__), module))
 
-    def _on_attention(self, query, key, attn_mask, is_causal, scale) -> None:
-        ent, uni = attention_entropy(query, key, attn_mask, is_causal, scale)
+    def _on_attention(self, qshape, entropy, uniform) -> None:
+        """One scaled_dot_product_attention call: the fused op's mean row entropy per
+        (batch, head) block and uniform attention's over the same keys, averaged over the
+        batch per head (query [B, H, L, E]; with fewer dims, one head)."""
+        batch = tuple(qshape[:-2])
+        heads = batch[-1] if len(batch) >= 2 else 1
+        ent = entropy.numpy().astype(np.float64).reshape(-1, heads).mean(0)
+        uni = np.asarray(uniform, np.float64).reshape(-1, heads).mean(0)
         acc = self._attention.setdefault(self._label("scaled_dot_product_attention"), [0.0, 0.0, 0])
         acc[0], acc[1], acc[2] = acc[0] + ent, acc[1] + uni, acc[2] + 1
 

@@ -8,10 +8,10 @@
  * The node keeps P = softmax(...) [*, L, S] in its extra, beside the mask's per-block
  * offsets. Recomputing P in backward from a per-row logsumexp (flash attention's choice)
  * would keep L values per block instead of L S, at the price of the QK^T GEMM and the exps
- * again: at nanoGPT's shapes (12 x 4 blocks of 64 x 64, head dim 32, float32) perf puts the
- * softmax rows (their exps) at about 40% of the forward, more than its two GEMMs together,
- * so recomputing would add more than half a forward to the backward, while keeping P costs
- * 0.8 MB per layer, read back once.
+ * again: at nanoGPT's shapes (12 x 4 blocks of 64 x 64, head dim 32, float32, causal) perf
+ * puts those two parts (the softmax rows, then the scores' GEMM) at about a quarter of the
+ * op's forward + backward time, which recomputing would add, while keeping P costs 0.8 MB
+ * per layer, written once and read once.
  * Backward (dS = P (dP - rowsum(P dP)), the softmax's rule):
  *     dV += P^T dY,  dP = dY V^T,  dQ += scale dS K,  dK += scale dS^T Q,  dmask += dS
  * It reads q, k and v; P is the forward's, so a mask changed in place does not change this
@@ -37,6 +37,16 @@ typedef struct {
 } sd_dims;
 
 #define SD_CHUNK_VALUES 8192 /* a chunk's scores: 32 KiB of float32 */
+
+/* exp(t) for the shifted scores t <= 0 (and -inf): in float arithmetic for float32, 16 lanes
+ * an AVX-512 instruction where cg_expf computes in double (8): the exps were the largest
+ * part of a forward at nanoGPT's shapes. Below -87 (where 2^k leaves the normal range) the
+ * float result is 0 to within 1e-38; NaN stays NaN. */
+static inline float sd_exp__f32(float t) {
+    float e = cg_exp_small_f(t < -87.0f ? -87.0f : t);
+    return t < -87.0f ? 0.0f : e;
+}
+static inline double sd_exp__f64(double t) { return exp(t); }
 
 #define CG_IMPL "attention_impl.h"
 #include "cg_each_dtype.h"

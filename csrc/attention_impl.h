@@ -15,7 +15,7 @@ static inline void FN(sd_max_lanes_)(const T *x, T *lane) {
 }
 static inline void FN(sd_exp_lanes_)(T *x, T m, T *lz, T *lt, int want_entropy) {
     for (int l = 0; l < SD_LANES; l++) {
-        T t = x[l] - m, e = EXP(t);
+        T t = x[l] - m, e = FN(sd_exp_)(t);
         lz[l] += e;
         if (want_entropy) lt[l] += e > 0 ? e * t : 0; /* e = 0 where t = -inf (masked) */
         x[l] = e;

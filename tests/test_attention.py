@@ -72,6 +72,40 @@ def test_gradients_match_finite_differences(name, rng):
     assert cgrad.gradcheck(lambda q, k, v: SDPA(q, k, v, **_kwargs(kw, np.float64)), xs)
 
 
+@pytest.mark.parametrize("name", CASES)
+def test_forward_and_gradients_of_q_k_v_match_pytorch(name, rng):
+    torch = pytest.importorskip("torch")
+    shapes, kw = CASES[name]
+    arrays = _draw(rng, *shapes)
+    tkw = dict(kw)
+    if "attn_mask" in kw:
+        tkw["attn_mask"] = torch.tensor(kw["attn_mask"])
+    txs = [torch.tensor(a, requires_grad=True) for a in arrays]
+    cxs = [cgrad.tensor(a, requires_grad=True) for a in arrays]
+    tout, cout = torch.nn.functional.scaled_dot_product_attention(*txs, **tkw), SDPA(*cxs, **_kwargs(kw, np.float64))
+    np.testing.assert_allclose(cout.numpy(), tout.detach().numpy(), rtol=1e-10, atol=1e-12)
+    g = rng.standard_normal(tout.shape)
+    (tout * torch.tensor(g)).sum().backward()
+    (cout * cgrad.tensor(g)).sum().backward()
+    for c, t, what in zip(cxs, txs, "qkv"):
+        np.testing.assert_allclose(c.grad.numpy(), t.grad.numpy(), rtol=1e-9, atol=1e-11, err_msg=what)
+
+
+def test_nanogpt_shapes_in_float32_match_pytorch(rng):
+    torch = pytest.importorskip("torch")
+    arrays = _draw(rng, *[(12, 4, 64, 32)] * 3, dtype=np.float32)
+    txs = [torch.tensor(a, requires_grad=True) for a in arrays]
+    cxs = [cgrad.tensor(a, requires_grad=True) for a in arrays]
+    tout = torch.nn.functional.scaled_dot_product_attention(*txs, is_causal=True)
+    cout = SDPA(*cxs, is_causal=True)
+    np.testing.assert_allclose(cout.numpy(), tout.detach().numpy(), rtol=1e-4, atol=1e-5)
+    g = rng.standard_normal(tout.shape).astype(np.float32)
+    tout.backward(torch.tensor(g))
+    cout.backward(cgrad.tensor(g))
+    for c, t, what in zip(cxs, txs, "qkv"):
+        np.testing.assert_allclose(c.grad.numpy(), t.grad.numpy(), rtol=1e-3, atol=1e-4, err_msg=what)
+
+
 def test_a_fully_masked_row_gives_zeros_and_no_gradient(rng):
     q, k, v = (cgrad.tensor(a, requires_grad=True) for a in _draw(rng, (3, 4), (5, 4), (5, 2)))
     mask = np.ones((3, 5), bool)
@@ -80,6 +114,24 @@ def test_a_fully_masked_row_gives_zeros_and_no_gradient(rng):
     assert np.all(out.numpy()[1] == 0) and np.all(np.isfinite(out.numpy()))
     out.sum().backward()
     assert np.all(q.grad.numpy()[1] == 0) and np.all(np.isfinite(k.grad.numpy()))
+
+
+@pytest.mark.parametrize("shapes", [((2, 0, 4), (2, 5, 4), (2, 5, 3)), ((2, 3, 4), (2, 0, 4), (2, 0, 3)),
+                                    ((0, 3, 4), (0, 5, 4), (0, 5, 3)), ((2, 3, 4), (2, 5, 4), (2, 5, 0))])
+@pytest.mark.parametrize("causal", [False, True])
+def test_empty_dims_give_empty_or_zero_results(shapes, causal, rng):
+    xs = [cgrad.tensor(a, requires_grad=True) for a in _draw(rng, *shapes)]
+    out = SDPA(*xs, is_causal=causal)
+    assert out.shape == shapes[0][:-1] + shapes[2][-1:]
+    assert np.all(out.numpy() == 0)  # no keys: zero rows, as PyTorch
+    out.sum().backward()
+    assert all(x.grad is None or np.all(x.grad.numpy() == 0) for x in xs[:2])
+
+
+def test_a_zero_head_dim_averages_the_values(rng):
+    q, k, v = (cgrad.tensor(a, requires_grad=True) for a in _draw(rng, (2, 3, 0), (2, 5, 0), (2, 5, 3)))
+    out = SDPA(q, k, v)  # every score 0, whatever the default scale would be
+    np.testing.assert_allclose(out.numpy(), np.broadcast_to(v.numpy().mean(1, keepdims=True), (2, 3, 3)))
 
 
 def test_dropout_drops_the_weights_with_cgrads_generator(rng):
@@ -95,21 +147,24 @@ def test_dropout_drops_the_weights_with_cgrads_generator(rng):
     assert 0 < keep.mean() < 1 / 0.6  # some weights dropped, some kept
 
 
-def test_a_replay_of_the_op_equals_eager_bit_for_bit(rng):
-    q, k, v = _draw(rng, (2, 2, 7, 4), (2, 2, 7, 4), (2, 2, 7, 3), dtype=np.float32)
+def test_a_replay_of_the_op_and_its_backward_equals_eager_bit_for_bit(rng):
+    """The op alone (the training steps below replay it inside layers): q's gradient
+    through a causal and a float-masked attention, compiled against eager."""
+    k, v, m = _draw(rng, (2, 2, 7, 4), (2, 2, 7, 3), (7, 7), dtype=np.float32)
+    leaves = [cgrad.tensor(k, requires_grad=True), cgrad.tensor(k, requires_grad=True)]
 
-    def step(q, k, v):
-        q, k, v = (cgrad.tensor(a, requires_grad=True) if not isinstance(a, cgrad.Tensor) else a for a in (q, k, v))
-        out = SDPA(q, k, v, is_causal=True)
+    def step(q, leaf):  # the leaf's gradient accumulates over the steps, in both
+        q = cgrad.tensor(q) if not isinstance(q, cgrad.Tensor) else q
+        out = SDPA(q * leaf, leaf, cgrad.tensor(v), is_causal=True) + SDPA(q, leaf, cgrad.tensor(v),
+                                                                             attn_mask=cgrad.tensor(m))
         (out * out).sum().backward()
         return out
 
-    compiled = cgrad.compile(lambda q, k, v: SDPA(q * 1.0, k, v, is_causal=True))
+    compiled = cgrad.compile(lambda q: step(q, leaves[0]))
     for _ in range(3):
-        q, k, v = _draw(rng, (2, 2, 7, 4), (2, 2, 7, 4), (2, 2, 7, 3), dtype=np.float32)
-        with cgrad.no_grad():
-            assert np.array_equal(compiled(q, k, v).numpy(),
-                                  SDPA(cgrad.tensor(q), cgrad.tensor(k), cgrad.tensor(v), is_causal=True).numpy())
+        q = _draw(rng, (2, 2, 7, 4), dtype=np.float32)[0]
+        assert np.array_equal(compiled(q).numpy(), step(cgrad.tensor(q), leaves[1]).numpy())
+        assert np.array_equal(leaves[0].grad.numpy(), leaves[1].grad.numpy())
     assert compiled.recordings == 1
 
 
@@ -186,6 +241,24 @@ def test_attention_entropy_matches_the_returned_weights(dtype, rng):
     np.testing.assert_allclose(m.attention_entropy, expected, rtol=1e-5)
     m(x, x, x, key_padding_mask=cgrad.tensor(kpm), need_weights=False)  # the fused op's own
     np.testing.assert_allclose(m.attention_entropy, expected, rtol=1e-4 if dtype == np.float32 else 1e-10)
+
+
+def test_dropout_in_training_draws_the_same_weights_with_and_without_need_weights(rng):
+    m = nn.MultiheadAttention(8, 2, dropout=0.3, dtype=np.float64)
+    x = cgrad.tensor(rng.standard_normal((5, 3, 8)))
+    cgrad.manual_seed(11)
+    out_w, w = m(x, x, x, average_attn_weights=False)
+    ent_w = m.attention_entropy
+    cgrad.manual_seed(11)
+    out_f, none = m(x, x, x, need_weights=False)  # the composite path, which drops the same weights
+    assert none is None
+    np.testing.assert_allclose(out_f.numpy(), out_w.numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(m.attention_entropy, ent_w, rtol=1e-12)
+    assert np.any(w.numpy() == 0) and np.any(w.numpy().sum(-1) > 1.01)  # dropped, and the rest scaled
+    m.eval()
+    out_e, _ = m(x, x, x, need_weights=False)
+    assert not np.allclose(out_e.numpy(), out_f.numpy())
+    np.testing.assert_array_equal(m.attention_entropy, ent_w)  # evaluation leaves it as it was
 
 
 def test_the_entropy_shows_a_collapsed_and_a_uniform_head():
@@ -331,5 +404,66 @@ def test_a_compiled_training_step_with_attention_equals_eager_bit_for_bit(rng):
         assert np.array_equal(compiled(x, y).numpy(), eager(cgrad.tensor(x), y).numpy())
         # the entropy buffer the replayed op writes follows the step too
         assert np.array_equal(models[0].attn.attention_entropy, models[1].attn.attention_entropy)
+    assert compiled.recordings == 1
+    assert_same(models[0], models[1])
+
+
+# ---- the Transformer encoder ----
+@pytest.mark.parametrize("kw", [{}, {"norm_first": True, "activation": "gelu", "batch_first": True}],
+                         ids=["post_norm_relu", "pre_norm_gelu_batch_first"])
+def test_transformer_encoder_layer_outputs_and_gradients_match_pytorch(kw, rng):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(2)
+    tl = torch.nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, dtype=torch.float64, **kw)
+    cl = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, dtype=np.float64, **kw)
+    assert list(cl.state_dict()) == list(tl.state_dict())
+    cl.load_state_dict({k: v.detach().numpy() for k, v in tl.state_dict().items()})
+    x = rng.standard_normal((3, 5, 16) if kw.get("batch_first") else (5, 3, 16))
+    kpm = np.zeros((3, 5), bool)
+    kpm[1, 3:] = True
+    tx, cx = torch.tensor(x, requires_grad=True), cgrad.tensor(x, requires_grad=True)
+    tout = tl(tx, src_key_padding_mask=torch.tensor(kpm))
+    cout = cl(cx, src_key_padding_mask=cgrad.tensor(kpm))
+    np.testing.assert_allclose(cout.numpy(), tout.detach().numpy(), rtol=1e-10, atol=1e-12)
+    g = rng.standard_normal(tout.shape)
+    (tout * torch.tensor(g)).sum().backward()
+    (cout * cgrad.tensor(g)).sum().backward()
+    np.testing.assert_allclose(cx.grad.numpy(), tx.grad.numpy(), rtol=1e-9, atol=1e-11)
+    tparams = dict(tl.named_parameters())
+    for name, p in cl.named_parameters():
+        np.testing.assert_allclose(p.grad.numpy(), tparams[name].grad.numpy(), rtol=1e-8, atol=1e-11, err_msg=name)
+
+
+def test_transformer_encoder_stacks_copies_and_matches_pytorch(rng):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(4)
+    tl = torch.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, dtype=torch.float64)
+    te = torch.nn.TransformerEncoder(tl, 2, norm=torch.nn.LayerNorm(8, dtype=torch.float64),
+                                     enable_nested_tensor=False)
+    cl = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, dtype=np.float64)
+    ce = nn.TransformerEncoder(cl, 2, norm=nn.LayerNorm(8, dtype=np.float64))
+    assert list(ce.state_dict()) == list(te.state_dict())
+    assert ce.layers[0].linear1.weight is not ce.layers[1].linear1.weight
+    assert np.array_equal(ce.layers[1].linear1.weight.numpy(), cl.linear1.weight.numpy())
+    ce.load_state_dict({k: v.detach().numpy() for k, v in te.state_dict().items()})
+    x = rng.standard_normal((6, 2, 8))
+    causal = np.triu(np.ones((6, 6), bool), 1)
+    tout = te(torch.tensor(x), mask=torch.tensor(causal), is_causal=True)
+    cout = ce(cgrad.tensor(x), mask=cgrad.tensor(causal), is_causal=True)
+    np.testing.assert_allclose(cout.numpy(), tout.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_a_compiled_encoder_training_step_equals_eager_bit_for_bit(rng):
+    def model():
+        cgrad.manual_seed(0)
+        return nn.Sequential(nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True), nn.Flatten(),
+                             nn.Linear(40, 3))
+    models = [model(), model()]
+    compiled, eager = (train_step(m, cgrad.optim.Adam(m.parameters(), lr=1e-2)) for m in models)
+    compiled = cgrad.compile(compiled)
+    for _ in range(4):
+        x = rng.standard_normal((3, 5, 8)).astype(np.float32)
+        y = rng.integers(0, 3, 3)
+        assert np.array_equal(compiled(x, y).numpy(), eager(cgrad.tensor(x), y).numpy())
     assert compiled.recordings == 1
     assert_same(models[0], models[1])

@@ -68,41 +68,62 @@ def test_trainer_callback_logs_per_epoch(capsys):
     assert "ReLU units are dead" in capsys.readouterr().out
 
 
-# ---- sequence layers: attention entropy per head (profiler.attention_entropy) ----
+# ---- sequence layers: attention entropy per head ----
 
-def test_attention_entropy_of_known_distributions():
-    from cgrad.profiler import attention_entropy
+def _entropy_reference(q, k, mask=None, causal=False):
+    """Per head (the axis before L for 4-D queries; one head otherwise): the mean over batch
+    and rows of -sum p log p for p = softmax(q k^T / sqrt(E) + mask), in float64 numpy,
+    and the uniform distribution's over the same allowed keys."""
+    scores = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1])
+    allowed = np.ones(scores.shape, bool) & (np.tril(np.ones(scores.shape[-2:], bool)) if causal else True)
+    if mask is not None:
+        allowed = allowed & (mask if mask.dtype == bool else np.isfinite(mask))
+        scores = scores + (0 if mask.dtype == bool else np.where(np.isfinite(mask), mask, 0))
+    scores = np.where(allowed, scores, -np.inf)
+    p = np.exp(scores - scores.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    ent = -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0), -1)
+    uni = np.log(allowed.sum(-1)).astype(np.float64)
+    axes = tuple(range(ent.ndim - 2)) + (ent.ndim - 1,) if q.ndim >= 4 else None
+    return np.mean(ent, axis=axes), np.mean(uni, axis=axes)
+
+
+@pytest.mark.parametrize("case", ["plain", "causal", "bool_mask", "float_mask", "3d", "cross"])
+def test_profile_attention_entropy_per_head_matches_a_numpy_reference(case):
+    """The fused op fills the entropy per (batch, head) block; the watch averages it per
+    head: against softmax rows computed in numpy."""
     rng = np.random.default_rng(0)
-    k = rng.standard_normal((2, 3, 5, 4))
-    # zero queries: every score equal, so uniform over the 5 keys: log 5 in every head
-    ent, uni = attention_entropy(np.zeros((2, 3, 6, 4)), k)
-    np.testing.assert_allclose(ent, np.log(5), rtol=1e-12)
-    np.testing.assert_allclose(uni, np.log(5), rtol=1e-12)
-    # causal, zero queries: row i is uniform over i + 1 keys, so the mean of log(i + 1)
-    ent, uni = attention_entropy(np.zeros((1, 2, 5, 4)), k[:1, :2], is_causal=True)
-    np.testing.assert_allclose(ent, np.mean(np.log(np.arange(1, 6))), rtol=1e-12)
-    # a bool mask letting through two keys per row: log 2; a huge scale on one matching key: ~0
-    mask = np.zeros((6, 5), bool)
-    mask[:, 1:3] = True
-    ent, _ = attention_entropy(np.zeros((1, 1, 6, 4)), k[:1, :1], attn_mask=mask)
-    np.testing.assert_allclose(ent, np.log(2), rtol=1e-12)
-    q = k[:1, :1, :1] * np.ones((1, 1, 5, 1))  # each query equals key 0
-    ent, _ = attention_entropy(q, k[:1, :1], scale=1e3)
-    assert ent[0] < 1e-6
+    shape_q, shape_k = {"3d": ((5, 6, 8), (5, 6, 8)), "cross": ((2, 3, 4, 8), (2, 3, 7, 8))}.get(
+        case, ((2, 3, 6, 8), (2, 3, 6, 8)))
+    q = rng.standard_normal(shape_q) * 2
+    k = rng.standard_normal(shape_k) * 2
+    v = rng.standard_normal(shape_k)
+    mask = {"bool_mask": rng.random((shape_q[-2], shape_k[-2])) < 0.7,
+            "float_mask": np.where(rng.random((shape_q[-2], shape_k[-2])) < 0.7, rng.standard_normal(
+                (shape_q[-2], shape_k[-2])), -np.inf)}.get(case)
+    if mask is not None:
+        mask[:, 0] = True if mask.dtype == bool else 0.5  # no fully masked row
+    with cgrad.profile() as prof:
+        nn.functional.scaled_dot_product_attention(
+            cgrad.tensor(q), cgrad.tensor(k), cgrad.tensor(v), is_causal=case == "causal",
+            attn_mask=None if mask is None else cgrad.tensor(mask))
+    (a,) = prof._watch.attention()
+    want, want_uniform = _entropy_reference(q, k, mask, causal=case == "causal")
+    np.testing.assert_allclose(a["entropy"], np.atleast_1d(want), rtol=1e-10)
+    np.testing.assert_allclose(a["uniform"], np.atleast_1d(want_uniform), rtol=1e-12)
+    assert a["calls"] == 1 and len(a["entropy"]) == (shape_q[1] if len(shape_q) == 4 else 1)
 
 
-def test_attention_entropy_matches_torch_weights():
+def test_attention_entropy_reference_against_torch_weights():
+    """The reference's softmax rows are torch's."""
     torch = pytest.importorskip("torch")
-    from cgrad.profiler import attention_entropy
     rng = np.random.default_rng(1)
     q, k = rng.standard_normal((2, 4, 7, 8)), rng.standard_normal((2, 4, 9, 8))
     mask = rng.standard_normal((7, 9))
     scores = torch.from_numpy(q) @ torch.from_numpy(k).transpose(-1, -2) / np.sqrt(8) + torch.from_numpy(mask)
     p = torch.softmax(scores, -1).numpy()
-    want = (-(p * np.log(p)).sum(-1)).mean(axis=(0, 2))
-    ent, uni = attention_entropy(q, k, attn_mask=mask)
-    np.testing.assert_allclose(ent, want, rtol=1e-10)
-    np.testing.assert_allclose(uni, np.log(9), rtol=1e-12)
+    np.testing.assert_allclose(_entropy_reference(q, k, mask)[0], (-(p * np.log(p)).sum(-1)).mean(axis=(0, 2)),
+                               rtol=1e-12)
 
 
 # ---- sequence layers in the health report and the profiler ----

@@ -2,15 +2,18 @@
 parameter names, layouts and initialisation, so a PyTorch state_dict loads)."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .. import _C
 from ..tensor import Tensor, _resolve_dtype, empty, from_numpy, tensor
 from . import functional as F
 from . import init
-from .modules import Linear, Module, Parameter
+from .modules import Dropout, Linear, Module, ModuleList, Parameter
+from .normalization import LayerNorm
 
-__all__ = ["MultiheadAttention"]
+__all__ = ["MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder"]
 
 
 def _as_additive(mask, like: Tensor, what: str):
@@ -42,6 +45,11 @@ class MultiheadAttention(Module):
     [num_heads] (a head near 0 attends to one key: collapsed; near log S: uniform); None
     before. The fused op writes it as it computes the weights, so a replayed step
     (cgrad.compile) updates it too."""
+
+    in_proj_weight: Parameter | None
+    q_proj_weight: Parameter | None
+    k_proj_weight: Parameter | None
+    v_proj_weight: Parameter | None
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
                  add_bias_kv: bool = False, add_zero_attn: bool = False, kdim: int | None = None,
@@ -77,7 +85,7 @@ class MultiheadAttention(Module):
         self.out_proj = Linear(embed_dim, embed_dim, bias=bias, dtype=dtype)
         if bias:
             init.zeros_(self.out_proj.bias)
-        self._entropy_from = None  # what attention_entropy reads: ("fused", buffer, N) or ("weights", P)
+        self._entropy_from: tuple | None = None  # what attention_entropy reads: ("fused", buffer, N) or ("weights", P)
 
     def extra_repr(self):
         return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}"
@@ -98,17 +106,19 @@ class MultiheadAttention(Module):
         """q, k, v: (L, N, E), (S, N, E), (S, N, E) projected."""
         E, b = self.embed_dim, self.in_proj_bias
         bq, bk, bv = (None, None, None) if b is None else (b[:E], b[E:2 * E], b[2 * E:])
-        if self._qkv_same_embed_dim:
-            w = self.in_proj_weight
+        w: Any = self.in_proj_weight
+        ws: Any
+        if w is not None:
             if query is key and key is value:  # self-attention: one product, then split
                 qkv = F.linear(query, w, b)
                 return qkv[..., :E], qkv[..., E:2 * E], qkv[..., 2 * E:]
-            wq, wk, wv = w[:E], w[E:2 * E], w[2 * E:]
+            ws = w[:E], w[E:2 * E], w[2 * E:]
         else:
-            wq, wk, wv = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
-        return F.linear(query, wq, bq), F.linear(key, wk, bk), F.linear(value, wv, bv)
+            ws = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
+        return F.linear(query, ws[0], bq), F.linear(key, ws[1], bk), F.linear(value, ws[2], bv)
 
-    def _check(self, query, key, value, key_padding_mask, attn_mask, batched):
+    def _check(self, query, key, value, key_padding_mask, attn_mask):
+        """The shapes of (L, N, E) inputs and their masks."""
         name, E = "MultiheadAttention", self.embed_dim
         if query.shape[-1] != E:
             raise ValueError(f"{name}: was expecting embedding dimension of {E}, but got query of shape "
@@ -116,19 +126,18 @@ class MultiheadAttention(Module):
         if key.shape[-1] != self.kdim or value.shape[-1] != self.vdim:
             raise ValueError(f"{name}: key of shape {key.shape} and value of shape {value.shape} do not fit kdim="
                              f"{self.kdim} and vdim={self.vdim}")
-        if key.shape[:-1] != value.shape[:-1] or (batched and key.shape[1] != query.shape[1]):
+        if key.shape[:-1] != value.shape[:-1] or key.shape[1] != query.shape[1]:
             raise ValueError(f"{name}: key of shape {key.shape} and value of shape {value.shape} do not match the "
                              f"query of shape {query.shape} (sequence and batch dims)")
-        L, S = query.shape[0], key.shape[0]
-        N = query.shape[1] if batched else None
+        L, N, S = query.shape[0], query.shape[1], key.shape[0]
         if key_padding_mask is not None:
-            want = (N, S) if batched else (S,)
+            want = (N, S)
             if tuple(np.shape(key_padding_mask)) != want:
                 raise ValueError(f"{name}: expected key_padding_mask of shape {want}, got "
                                  f"{tuple(np.shape(key_padding_mask))} (query {query.shape}, key {key.shape})")
         if attn_mask is not None:
             shape = tuple(np.shape(attn_mask))
-            ok = [(L, S)] + ([(N * self.num_heads, L, S)] if batched else [(self.num_heads, L, S)])
+            ok = [(L, S), (N * self.num_heads, L, S)]
             if shape not in ok:
                 raise ValueError(f"{name}: attn_mask of shape {shape} should be one of {ok} (query {query.shape}, "
                                  f"key {key.shape}, num_heads={self.num_heads})")
@@ -157,7 +166,7 @@ class MultiheadAttention(Module):
             if key_padding_mask is not None:
                 key_padding_mask = key_padding_mask.reshape(1, -1) if isinstance(key_padding_mask, Tensor) \
                     else np.asarray(key_padding_mask).reshape(1, -1)
-        self._check(query, key, value, key_padding_mask, attn_mask, True)
+        self._check(query, key, value, key_padding_mask, attn_mask)
         L, N, E = query.shape
         S, H, hd = key.shape[0], self.num_heads, self.head_dim
         q, k, v = self._projections(query, key, value)
@@ -179,7 +188,9 @@ class MultiheadAttention(Module):
             p = (scores if mask is None else scores + mask).softmax(-1)
             if self.training:
                 self._entropy_from = ("weights", p.detach(), N)
-            out = F.dropout(p, p_drop, training=True) @ v if p_drop > 0 else p @ v
+            if p_drop > 0:  # the weights returned are the dropped ones, as PyTorch's
+                p = F.dropout(p, p_drop, training=True)
+            out = p @ v
             weights = p.mean(1) if average_attn_weights else p
             if not batched:
                 weights = weights.squeeze(0)
@@ -194,3 +205,76 @@ class MultiheadAttention(Module):
         elif self.batch_first:
             out = out.transpose(0, 1)
         return out, weights
+
+
+_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+
+
+class TransformerEncoderLayer(Module):
+    """Self-attention and a feed-forward block, each with a residual connection and a layer
+    norm (after it, or before with norm_first), as torch.nn.TransformerEncoderLayer: the
+    submodules self_attn, linear1, dropout, linear2, norm1, norm2, dropout1, dropout2, so a
+    PyTorch state_dict loads. Self-attention runs the fused op (need_weights=False)."""
+
+    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
+                 activation="relu", layer_norm_eps: float = 1e-5, batch_first: bool = False,
+                 norm_first: bool = False, bias: bool = True, device=None, dtype=None):
+        super().__init__()
+        if isinstance(activation, str):
+            if activation not in _ACTIVATIONS:
+                raise RuntimeError(f"TransformerEncoderLayer: activation should be relu/gelu, not {activation}")
+            activation = _ACTIVATIONS[activation]
+        # what a TransformerEncoder needs to make copies of the layer
+        self._config = dict(d_model=d_model, nhead=nhead, dim_feedforward=dim_feedforward, dropout=dropout,
+                            activation=activation, layer_norm_eps=layer_norm_eps, batch_first=batch_first,
+                            norm_first=norm_first, bias=bias, dtype=dtype)
+        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first,
+                                            dtype=dtype)
+        self.linear1 = Linear(d_model, dim_feedforward, bias=bias, dtype=dtype)
+        self.dropout = Dropout(dropout)
+        self.linear2 = Linear(dim_feedforward, d_model, bias=bias, dtype=dtype)
+        self.norm_first = norm_first
+        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, dtype=dtype)
+        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, dtype=dtype)
+        self.dropout1 = Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
+        self.activation = activation
+
+    def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
+        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False,
+                           is_causal=is_causal)[0]
+        return self.dropout1(x)
+
+    def _ff_block(self, x):
+        return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+
+    def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal: bool = False):
+        x = src
+        if self.norm_first:
+            x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
+            return x + self._ff_block(self.norm2(x))
+        x = self.norm1(x + self._sa_block(x, src_mask, src_key_padding_mask, is_causal))
+        return self.norm2(x + self._ff_block(x))
+
+
+class TransformerEncoder(Module):
+    """num_layers copies of encoder_layer (layers.0, layers.1, ..., each with the given
+    layer's parameters at the start, as PyTorch's deep copies), then norm when given."""
+
+    def __init__(self, encoder_layer: TransformerEncoderLayer, num_layers: int, norm=None,
+                 enable_nested_tensor: bool = True, mask_check: bool = True):
+        super().__init__()
+        layers = []
+        for _ in range(num_layers):
+            layer = TransformerEncoderLayer(**encoder_layer._config)
+            layer.load_state_dict(encoder_layer.state_dict())
+            layers.append(layer)
+        self.layers = ModuleList(layers)
+        self.num_layers = num_layers
+        self.norm = norm
+
+    def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
+        x = src
+        for layer in self.layers:
+            x = layer(x, src_mask=mask, src_key_padding_mask=src_key_padding_mask, is_causal=bool(is_causal))
+        return self.norm(x) if self.norm is not None else x

@@ -750,9 +750,35 @@ def _sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa,
         raise ValueError(f"{op}: query (..., L, E), key (..., S, E) and value (..., S, Ev) do not fit: query "
                          f"{query.shape}, key {key.shape}, value {value.shape}")
     mask = _additive_mask(attn_mask, query)
-    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
+    if scale is None:  # (E = 0: every score is 0, whatever the scale)
+        scale = 1.0 / math.sqrt(query.shape[-1]) if query.shape[-1] else 1.0
+    scale = float(scale)
+    if _state.attention_watchers and entropy is None:  # health() or profile() is watching: the op fills it
+        entropy = _C.empty((math.prod(query.shape[:-2]),), query.dtype)
+    out = _sdpa_op(query, key, value, mask, dropout_p, is_causal, scale, entropy)
     for watch in _state.attention_watchers:  # diagnostics.health, profile (profiler.SequenceWatch)
-        watch(query, key, mask, is_causal, scale)
+        watch(query.shape, entropy, _uniform_entropy(mask, is_causal, query.shape, key.shape[-2]))
+    return out
+
+
+def _uniform_entropy(mask, is_causal, qshape, S) -> np.ndarray:
+    """The entropy (nats) of uniform attention over each row's allowed keys, averaged over
+    the rows of each (batch, head) block: what a head's entropy is measured against."""
+    L = qshape[-2]
+    if is_causal:
+        allowed = np.minimum(np.arange(1, L + 1), S)[:, None]
+    elif mask is None:
+        allowed = np.full((L, 1), S)
+    else:
+        allowed = np.isfinite(mask.numpy()).sum(-1, keepdims=True)
+    with np.errstate(divide="ignore"):
+        per_row = np.where(allowed > 0, np.log(np.maximum(allowed, 1)), np.nan)
+    per_block = np.nanmean(np.broadcast_to(per_row[..., 0], tuple(qshape[:-2]) + (L,)), axis=-1)
+    return np.broadcast_to(per_block, tuple(qshape[:-2])).reshape(-1)
+
+
+def _sdpa_op(query, key, value, mask, dropout_p, is_causal, scale, entropy):
+    """The attention itself: the fused C op, or with dropout the composite of ops."""
     if dropout_p > 0:
         scores = (query @ key.transpose(-2, -1)) * scale
         if is_causal:

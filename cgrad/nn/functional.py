@@ -17,7 +17,7 @@ import numpy as np
 from .. import _C
 from .._C import PoolGeometry as _PoolGeometry, avg_pool as _avg_pool, max_pool as _max_pool
 from .._C import batch_norm as _fused_batch_norm, gather as _gather
-from .._C import cross_entropy, linear  # noqa: F401  (fused C ops, exposed as they are)
+from .._C import cross_entropy, linear, nll_loss  # noqa: F401  (fused C ops, exposed as they are)
 from ..tensor import Tensor, _as_tensor, _generator, cat, from_numpy, full
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -249,16 +249,8 @@ def binary_cross_entropy_with_logits(input: Tensor, target, reduction: str = "me
     return _reduce(input.softplus() - input * y, reduction)
 
 
-def nll_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
-    """Negative log-likelihood of log-probabilities [N, C] at integer targets [N]."""
-    t = np.asarray(target.numpy() if isinstance(target, Tensor) else target)
-    if input.ndim != 2 or t.shape != (input.shape[0],):
-        raise ValueError(f"nll_loss: input of shape {input.shape} needs targets of shape "
-                         f"({input.shape[0] if input.ndim else '?'},), got {t.shape}")
-    # -input[i, t_i] as cross_entropy - logsumexp: two C ops, and cross_entropy reads the
-    # targets where cgrad.compile re-reads them (indexing with computed flat positions would
-    # freeze the recorded targets)
-    return _reduce(cross_entropy(input, target, "none") - input.logsumexp(1), reduction)
+# nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+# reduction='mean') is cross_entropy's C op on log-probabilities (no logsumexp), imported above
 
 
 # ---- convolution ----

@@ -616,11 +616,43 @@ class BCEWithLogitsLoss(_Loss):
     fn = staticmethod(F.binary_cross_entropy_with_logits)
 
 
-class CrossEntropyLoss(_Loss):
+class _WeightedLoss(_Loss):
+    """A class-index loss with PyTorch's options: the class weights (a buffer, so they are in
+    the state_dict as PyTorch's), ignore_index, and the deprecated size_average/reduce."""
+
+    weight: Tensor | None
+
+    def __init__(self, weight: Tensor | None = None, size_average=None, ignore_index: int = -100, reduce=None,
+                 reduction: str = "mean"):
+        if size_average is not None or reduce is not None:
+            reduction = "none" if reduce is not None and not reduce else \
+                "sum" if size_average is not None and not size_average else "mean"
+        super().__init__(reduction)
+        self.register_buffer("weight", weight)
+        self.ignore_index = ignore_index
+
+    def forward(self, input, target):
+        return type(self).fn(input, target, self.weight, ignore_index=self.ignore_index, reduction=self.reduction)
+
+
+class CrossEntropyLoss(_WeightedLoss):
+    """F.cross_entropy as a layer: weight, ignore_index, reduction and label_smoothing as PyTorch's."""
+
     fn = staticmethod(F.cross_entropy)
 
+    def __init__(self, weight: Tensor | None = None, size_average=None, ignore_index: int = -100, reduce=None,
+                 reduction: str = "mean", label_smoothing: float = 0.0):
+        super().__init__(weight, size_average, ignore_index, reduce, reduction)
+        self.label_smoothing = label_smoothing
 
-class NLLLoss(_Loss):
+    def forward(self, input, target):
+        return F.cross_entropy(input, target, self.weight, ignore_index=self.ignore_index, reduction=self.reduction,
+                               label_smoothing=self.label_smoothing)
+
+
+class NLLLoss(_WeightedLoss):
+    """F.nll_loss as a layer: weight, ignore_index and reduction as PyTorch's."""
+
     fn = staticmethod(F.nll_loss)
 
 

@@ -800,6 +800,33 @@ OPS = [
            lambda x: _np_ce(np.moveaxis(x, 1, -1).reshape(-1, 3), _CE_T3.reshape(-1), None, -100, 0.0, "sum",
                             nll=True), [(2, 3, 4)],
            torch=_torch(lambda torch, x: torch.nn.functional.nll_loss(x, torch.as_tensor(_CE_T3), reduction="sum"))),
+    # more activations (composites): kinks kept away from finite differences. hardsigmoid,
+    # hardswish and celu have no PyTorch form here: PyTorch's backward carries float32 constants
+    # even in float64 (tests/test_activations.py compares them at 1e-6)
+    OpInfo("relu6", None, F.relu6, lambda x: np.clip(x, 0, 6), [S], low=-3, high=8, kinks=[0, 6],
+           torch=_tF("relu6")),
+    OpInfo("hardsigmoid", None, F.hardsigmoid, lambda x: np.clip(x / 6 + 0.5, 0, 1), [S], low=-4, high=4,
+           kinks=[-3, 3], torch=None),
+    OpInfo("hardswish", None, F.hardswish, lambda x: x * np.clip(x + 3, 0, 6) / 6, [S], low=-4, high=4,
+           kinks=[-3, 3], torch=None),
+    OpInfo("celu", None, lambda x: F.celu(x, 0.7), lambda x: np.maximum(x, 0) + np.minimum(0, 0.7 * np.expm1(x / 0.7)),
+           [S], kinks=[0], torch=None),
+    OpInfo("prelu_channels", None, F.prelu, lambda x, w: np.where(x > 0, x, w[:, None] * x), [(2, 3, 4), (3,)],
+           kinks=[0], torch=_tF("prelu")),
+    OpInfo("prelu_one", None, F.prelu, lambda x, w: np.where(x > 0, x, w * x), [S, (1,)], kinks=[0],
+           torch=_tF("prelu")),
+    OpInfo("glu", None, lambda x: F.glu(x, 1), lambda x: x[:, :2] * _sigmoid(x[:, 2:]), [(3, 4)],
+           torch=_tF("glu", 1)),
+    OpInfo("softmin", None, lambda x: F.softmin(x, dim=0), lambda x: _np_softmax(-x, 0), [S],
+           torch=_tF("softmin", dim=0)),
+    OpInfo("threshold", None, lambda x: F.threshold(x, 0.5, -2.0), lambda x: np.where(x > 0.5, x, -2.0), [S],
+           kinks=[0.5], torch=_tF("threshold", 0.5, -2.0)),
+    OpInfo("tanhshrink", None, F.tanhshrink, lambda x: x - np.tanh(x), [S], torch=_tF("tanhshrink")),
+    OpInfo("softshrink", None, lambda x: F.softshrink(x, 0.6),
+           lambda x: np.where(x > 0.6, x - 0.6, np.where(x < -0.6, x + 0.6, 0)), [S], kinks=[-0.6, 0.6],
+           torch=_tF("softshrink", 0.6)),
+    OpInfo("hardshrink", None, lambda x: F.hardshrink(x, 0.6), lambda x: np.where(np.abs(x) > 0.6, x, 0), [S],
+           kinks=[-0.6, 0.6], torch=_tF("hardshrink", 0.6)),
     # ---- end of embedding and losses ----
     # ---- recurrent ----
     # ---- end of recurrent ----

@@ -671,6 +671,93 @@ rms_norm = _C.rms_norm
 # sparse=False): one C op (csrc/embedding.c), exposed as it is
 embedding = _C.embedding
 
+# more of PyTorch's activations, as composites of the C ops (so their gradients, second
+# derivatives and replays come from those ops' rules). An indicator [x > t] is
+# relu(x - t).sign() of x detached: C ops (replayed by cgrad.compile, where a comparison
+# would be numpy and refuse to run while it records) outside the graph, as a mask is.
+def _above(x: Tensor, t: float) -> Tensor:
+    return (x.detach() - t).relu().sign()
+
+
+def relu6(input: Tensor, inplace: bool = False) -> Tensor:
+    """min(max(0, x), 6)."""
+    return input.hardtanh(0.0, 6.0)
+
+
+def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
+    """relu6(x + 3) / 6."""
+    return (input + 3.0).hardtanh(0.0, 6.0) / 6.0
+
+
+def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
+    """x relu6(x + 3) / 6."""
+    return input * hardsigmoid(input)
+
+
+def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """max(0, x) + min(0, alpha (exp(x / alpha) - 1)) = alpha elu(x / alpha)."""
+    if alpha == 0:
+        raise ValueError("celu: alpha must not be 0")
+    return (input / alpha).elu(1.0) * alpha
+
+
+def prelu(input: Tensor, weight: Tensor) -> Tensor:
+    """max(0, x) + weight min(0, x), weight one value or one per channel (dim 1; dim 0 of a
+    1-D input)."""
+    n = weight.numel()
+    if n != 1:
+        axis = 0 if input.ndim == 1 else 1
+        if input.ndim == 0 or input.shape[axis] != n:
+            raise ValueError(f"prelu: weight of shape {weight.shape} does not fit the input of shape {input.shape} "
+                             f"(one value, or one per channel)")
+        weight = weight.reshape((n,) + (1,) * (input.ndim - axis - 1))
+    elif weight.ndim:
+        weight = weight.reshape(())
+    return input.relu() - weight * (-input).relu()
+
+
+def glu(input: Tensor, dim: int = -1) -> Tensor:
+    """a sigmoid(b), a and b the halves of input along dim."""
+    if input.ndim == 0 or input.shape[dim] % 2:
+        raise ValueError(f"glu: halving dimension must be even, but dimension {dim} of the input of shape "
+                         f"{input.shape} is {input.shape[dim] if input.ndim else '()'}")
+    half = input.shape[dim] // 2
+    return input.narrow(dim, 0, half) * input.narrow(dim, half, half).sigmoid()
+
+
+def _implicit_dim(ndim: int) -> int:
+    """PyTorch's softmax dim when none is given (deprecated there): 0 for 0-, 1- and 3-D input, else 1."""
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+def softmin(input: Tensor, dim: int | None = None) -> Tensor:
+    """softmax(-x) along dim."""
+    return (-input).softmax(_implicit_dim(input.ndim) if dim is None else dim)
+
+
+def threshold(input: Tensor, threshold: float, value: float, inplace: bool = False) -> Tensor:
+    """x where x > threshold, value elsewhere."""
+    keep = _above(input, threshold)
+    return (input - value) * keep + value
+
+
+def tanhshrink(input: Tensor) -> Tensor:
+    """x - tanh(x)."""
+    return input - input.tanh()
+
+
+def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
+    """x - lambd above lambd, x + lambd below -lambd, 0 between."""
+    if lambd < 0:
+        raise ValueError(f"softshrink: lambda must be greater or equal to 0, but found to be {lambd}")
+    return input - input.clip(-lambd, lambd)
+
+
+def hardshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
+    """x where |x| > lambd, 0 elsewhere: softshrink's x -+ lambd with the lambd added back, so
+    that the gradient is clip's indicator, read from x as it is at backward."""
+    return softshrink(input, lambd) + _above(input.abs(), lambd) * input.detach().sign() * lambd
+
 # ---- end of embedding and losses ----
 
 # ---- recurrent ----

@@ -194,7 +194,8 @@ static cg_status refresh_index_inputs(cg_program *p) {
             if ((v < lo || v >= in->bound) && !(in->has_ignore && v == in->ignore))
                 return cg_error(CG_ERR_INDEX, "compile: %s: %s %lld at position %lld is out of range [%lld, %lld); "
                                               "nothing was run",
-                                cg_op_name(in->node->op), in->node->op == CG_OP_CROSS_ENTROPY ? "target" : "index",
+                                cg_op_name(in->node->op),
+                                in->node->op == CG_OP_CROSS_ENTROPY || in->node->op == CG_OP_NLL_LOSS ? "target" : "index",
                                 (long long)v, (long long)k, (long long)lo, (long long)in->bound);
         }
     }

@@ -204,6 +204,13 @@ def test_a_replayed_training_step_equals_eager_bit_for_bit(dtype, rng):
     bad[1][0, 0] = 11
     with pytest.raises(IndexError, match=r"compile: cross_entropy: target 11 at position 0 is out of range"):
         compiled(*bad)
+    nll = cgrad.compile(lambda x, t: F.nll_loss(x, t, ignore_index=-1))
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    assert np.array_equal(nll(x, np.array([0, -1, 3])).numpy(), F.nll_loss(cgrad.tensor(x), [0, -1, 3],
+                                                                             ignore_index=-1).numpy())
+    assert nll(x, np.array([-1, -1, 2])).item() == -x[2, 2]  # the replay re-read the targets
+    with pytest.raises(IndexError, match=r"compile: nll_loss: target 4 at position 1 is out of range"):
+        nll(x, np.array([0, 4, 3]))
 
 
 def test_a_20_step_trajectory_matches_pytorch(rng):

@@ -336,27 +336,115 @@ def matmul(a, b):
 
 _REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
 
-def cross_entropy(TensorBase input, target, str reduction="mean"):
-    """Logits [N, C] against integer class targets [N]: log_softmax and the negative
-    log-likelihood fused in one stable C op (backward: (softmax - onehot) / N)."""
+cdef str _legacy_reduction(size_average, reduce, str reduction):
+    """PyTorch's deprecated size_average/reduce pair as a reduction (None, None: `reduction`)."""
+    if size_average is None and reduce is None:
+        return reduction
+    if reduce is not None and not reduce:
+        return "none"
+    return "sum" if size_average is not None and not size_average else "mean"
+
+cdef object _class_loss(str op, TensorBase input, target, TensorBase weight, int64_t ignore_index, str reduction,
+                        double label_smoothing, int nll):
+    """cross_entropy and nll_loss over (N, C), (N, C, d1, ...) or unbatched (C,) input with class
+    index targets of shape (N,), (N, d1, ...) or (): the fused C op on (rows, C), rows being
+    N (d1 ...) with the class axis moved last."""
     cdef cg_tensor *out = NULL
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
-    if isinstance(target, TensorBase):
-        target = np.asarray(target)
-    tg = np.asarray(target)
-    if tg.dtype.kind == "f":
-        if not np.all(tg == np.round(tg)):
-            raise TypeError("cross_entropy: targets must be integer class indices")
-    elif tg.dtype.kind not in "iu":
-        raise TypeError(f"cross_entropy: targets must be integer class indices, not {tg.dtype}")
-    if input.t.ndim != 2 or tg.shape != (input.t.shape[0],):
-        raise ValueError(f"cross_entropy: logits of shape {input.shape} need targets of shape "
-                         f"({input.shape[0] if input.t.ndim else '?'},), got {tg.shape}")
-    cdef int64_t[::1] idx = np.ascontiguousarray(tg, dtype=np.int64)
+    cdef cg_tensor *tt
+    cdef const int64_t *tp
     cdef int64_t dummy = 0
-    _check(cg_cross_entropy(input.t, &idx[0] if idx.shape[0] else &dummy, _REDUCTIONS[reduction], &out))
-    return _wrap(out)
+    cdef int64_t[::1] view
+    cdef int nd = input.t.ndim, i
+    cdef bint fits
+    red = _REDUCTIONS.get(reduction)
+    if red is None:
+        raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
+    if isinstance(target, TensorBase) and (<TensorBase>target).t.dtype == CG_I64:
+        tt = (<TensorBase>target).t
+        tp = <const int64_t *>tt.data  # its own memory: a replay re-reads it
+        tg = None
+        # the shape check in C terms first: the common (N, C) case makes no tuples
+        fits = nd >= 1 and tt.ndim == (nd - 1 if nd > 1 else 0) and (nd == 1 or tt.shape[0] == input.t.shape[0])
+        for i in range(2, nd):
+            fits = fits and tt.shape[i - 1] == input.t.shape[i]
+        tshape = None if fits else target.shape
+    else:
+        tg = np.asarray(target)
+        if tg.dtype.kind == "f":
+            if tg.shape == input.shape and nd >= 1 and not nll:
+                return _soft_cross_entropy(input, tg, weight, reduction, label_smoothing)
+            if not np.all(tg == np.round(tg)):
+                raise TypeError(f"{op}: targets must be integer class indices (or, for cross_entropy, class "
+                                f"probabilities of the input's shape {input.shape}), got {tg.dtype} of shape "
+                                f"{tg.shape}")
+        elif tg.dtype.kind not in "iub":
+            raise TypeError(f"{op}: targets must be integer class indices, not {tg.dtype}")
+        tg = np.asarray(tg, dtype=np.int64, order="C")
+        tshape = tg.shape
+    if nd == 0:
+        raise ValueError(f"{op}: expected an input of shape (C,), (N, C) or (N, C, d1, ...), got shape ()")
+    if tshape is not None:
+        shape = input.shape
+        expected = () if nd == 1 else (shape[0],) + shape[2:]
+        if tuple(tshape) != expected:
+            raise ValueError(f"{op}: input of shape {shape} needs targets of shape {expected}, got {tuple(tshape)}")
+    if tg is not None:
+        view = tg.reshape(-1)
+        tp = &view[0] if view.shape[0] else &dummy
+    if nd == 2:
+        _check(cg_cross_entropy(input.t, tp, weight.t if weight is not None else NULL, ignore_index, label_smoothing,
+                                red, nll, &out))
+        return _wrap(out)
+    shape = input.shape
+    x2 = _reshape(input, (1, shape[0])) if nd == 1 else \
+        _reshape(permute(input, (0,) + tuple(range(2, nd)) + (1,)), (-1, shape[1]))
+    _check(cg_cross_entropy((<TensorBase>x2).t, tp, weight.t if weight is not None else NULL, ignore_index,
+                            label_smoothing, red, nll, &out))
+    y = _wrap(out)
+    return _reshape(y, () if nd == 1 else (shape[0],) + shape[2:]) if reduction == "none" else y
+
+cdef object _soft_cross_entropy(TensorBase input, tg, TensorBase weight, str reduction, double label_smoothing):
+    """cross_entropy against class probabilities of input's shape: -sum_c w_c y_c log_softmax(x)_c
+    per row, y mixed with the uniform distribution by label_smoothing; 'mean' over the rows."""
+    cdef int nd = input.t.ndim
+    cdef int axis = 0 if nd == 1 else 1
+    ncls = input.shape[axis]
+    y = tg * (1 - label_smoothing) + label_smoothing / ncls
+    lp = input.log_softmax(axis) * from_numpy(np.asarray(y, dtype=input.dtype))
+    if weight is not None:
+        lp = lp * _reshape(weight, (ncls,) + (1,) * (nd - axis - 1))
+    loss = -lp.sum(axis)
+    return loss if reduction == "none" else loss.sum() if reduction == "sum" else loss.mean()
+
+def cross_entropy(TensorBase input not None, target, TensorBase weight=None, size_average=None,
+                  int64_t ignore_index=-100, reduce=None, str reduction="mean", double label_smoothing=0.0):
+    """PyTorch's F.cross_entropy: log_softmax and the negative log-likelihood fused in one
+    stable C op, over logits (N, C), (N, C, d1, ...) or (C,) and class-index targets, with class
+    weights, ignore_index and label smoothing; or against class probabilities of the logits'
+    shape. 'mean' divides by the weights of the targets not ignored, as PyTorch."""
+    return _class_loss("cross_entropy", input, target, weight, ignore_index,
+                       _legacy_reduction(size_average, reduce, reduction), label_smoothing, 0)
+
+def nll_loss(TensorBase input not None, target, TensorBase weight=None, size_average=None,
+             int64_t ignore_index=-100, reduce=None, str reduction="mean"):
+    """PyTorch's F.nll_loss: -w_t input[t] per row of log-probabilities (shapes as
+    cross_entropy's), 0 where the target is ignore_index; one C op."""
+    return _class_loss("nll_loss", input, target, weight, ignore_index,
+                       _legacy_reduction(size_average, reduce, reduction), 0.0, 1)
+
+def class_loss_node_data(TensorBase t):
+    """(targets, class weights or None) kept by the cross_entropy or nll_loss node that made t,
+    as numpy copies, for their taped rule."""
+    cdef double p[2]
+    cdef int64_t ip[9]
+    cdef const void *extra = NULL
+    cdef int op = cg_node_params(t.t, p, ip, &extra)
+    if (op != CG_OP_CROSS_ENTROPY and op != CG_OP_NLL_LOSS) or extra == NULL:
+        raise RuntimeError("class_loss_node_data: the tensor was not made by a cross_entropy or nll_loss node")
+    targets = np.asarray(<const int64_t[:ip[0]]>(<const int64_t *>extra)).copy() if ip[0] else np.zeros(0, np.int64)
+    if not ip[4] or not ip[1]:
+        return targets, None
+    return targets, np.asarray(<const double[:ip[1]]>((<const double *>(<const int64_t *>extra + ip[0])) + ip[0])).copy()
 
 
 # Op codes the facade uses by name.

@@ -97,7 +97,8 @@ cdef extern from "cg.h" nogil:
     void *cg_py_hook_owner(const cg_tensor *t)
     void *cg_py_node_owner(const cg_tensor *t)
     uint64_t cg_tensor_version(const cg_tensor *t)
-    cg_status cg_cross_entropy(cg_tensor *logits, const int64_t *targets, int reduction, cg_tensor **out)
+    cg_status cg_cross_entropy(cg_tensor *logits, const int64_t *targets, const cg_tensor *weight,
+                               int64_t ignore_index, double label_smoothing, int reduction, int nll, cg_tensor **out)
     cg_status cg_sgd_step(int n, cg_tensor **params, cg_tensor **momentum_bufs, double lr,
                           double momentum, double dampening, double weight_decay, int nesterov)
     cg_status cg_adam_step(int n, cg_tensor **params, cg_tensor **exp_avg, cg_tensor **exp_avg_sq,

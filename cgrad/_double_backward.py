@@ -268,17 +268,6 @@ def _where(node, g):
             _unbroadcast(where(node.extra.reshape(g.shape), g * 0.0, g), b.shape))
 
 
-def _cross_entropy(node, g):
-    x = node.inputs[0]
-    N, C, reduction = node.ip[:3]
-    onehot = np.zeros((N, C))
-    onehot[np.arange(N), node.extra] = 1.0
-    d = x.softmax(1) - copy_from_array(onehot, x.dtype)
-    if reduction == 0:
-        return (d * g.reshape(N, 1),)
-    return (d * (g / float(N) if reduction == 1 else g),)
-
-
 def _python(node, g):
     """A custom Function's backward, called with grad mode on: what it computes in cgrad
     ops records, so it is differentiable again when written in them."""
@@ -300,7 +289,7 @@ _RULES: dict[str, Callable] = {
     "sum": _reduce, "mean": _reduce, "logsumexp": _reduce, "max": _reduce, "min": _reduce, "cumsum": _reduce, "softmax": _softmax, "log_softmax": _softmax,
     "matmul": _matmul, "gemm": _gemm, "linear": _linear, "reshape": _reshape, "strided": _strided, "gather": _gather,
     "scatter_add": _scatter_add, "concat": _concat, "cast": _cast, "where": _where,
-    "cross_entropy": _cross_entropy, "python_function": _python, "tanh": _tanh,
+    "python_function": _python, "tanh": _tanh,
 }
 
 # ---- convolution ----
@@ -475,6 +464,36 @@ def _embedding(node, g):
 
 
 _RULES["embedding"] = _embedding
+
+from ._C import class_loss_node_data as _class_loss_node_data  # noqa: E402
+
+
+def _class_loss(node, g):
+    """cross_entropy's (and nll_loss's) gradient in ops: per row, times its share s_i of g (0
+    where the target is ignored), a_i softmax(x) - (1 - eps) w_t onehot(t) - (eps / C) w with
+    a_i = (1 - eps) w_t + (eps / C) sum w; nll_loss: -w_t onehot(t). The softmax is of x, in
+    the graph, so the second derivative sees it; the rest are constants of the targets."""
+    x = node.inputs[0]
+    n, c, reduction, ignore, _, nll = node.ip[:6]
+    eps, denom = node.p0, node.p1
+    t, w = _class_loss_node_data(node.out)
+    w = np.ones(c) if w is None else w
+    keep = t != ignore
+    rows = np.arange(n)[keep]
+    wt = np.zeros(n)
+    wt[keep] = w[t[keep]]
+    const = np.zeros((n, c))
+    const[rows, t[keep]] = (1 - eps) * wt[keep]
+    const[keep] += eps / c * w
+    share = g.reshape(n, 1) if reduction == 0 else g / denom if reduction == 1 else g
+    if nll:
+        return (copy_from_array(-const, x.dtype) * share,)
+    a = (1 - eps) * wt + keep * (eps / c * w.sum())
+    d = x.softmax(1) * copy_from_array(a.reshape(n, 1), x.dtype) - copy_from_array(const, x.dtype)
+    return (d * share,)
+
+
+_RULES["cross_entropy"] = _RULES["nll_loss"] = _class_loss
 
 # ---- end of embedding and losses ----
 

@@ -463,6 +463,10 @@ class Tensor(_C.TensorBase, ShapeOps):
         self.copy_(_generator(generator).normal(mean, std, self.shape))
         return self
 
+    def multinomial(self, num_samples: int, replacement: bool = False, *, generator=None) -> "Tensor":
+        """cgrad.multinomial(self, ...): indices drawn from the rows' weights."""
+        return multinomial(self, num_samples, replacement, generator=generator)
+
     def __setitem__(self, key, value) -> None:
         """t[key] = value in place, as in PyTorch (outside the graph; the version counter
         guards values saved for backward)."""

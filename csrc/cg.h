@@ -131,7 +131,10 @@ cg_status cg_cast(cg_tensor *x, cg_dtype dtype, cg_tensor **out);
 /* Cross-entropy of logits [N, C] against integer targets [N] in [0, C). reduction: 0 none
  * (out [N]), 1 mean, 2 sum (out a scalar). Backward: (softmax - onehot) * upstream (/ N). */
 typedef enum { CG_REDUCE_NONE = 0, CG_REDUCE_MEAN = 1, CG_REDUCE_SUM = 2 } cg_reduction;
-cg_status cg_cross_entropy(cg_tensor *logits, const int64_t *targets, int reduction, cg_tensor **out);
+/* logits [N, C], N targets in [0, C) or ignore_index; weight [C] or NULL; nll: logits are already
+ * log-probabilities (nll_loss; no smoothing) */
+cg_status cg_cross_entropy(cg_tensor *logits, const int64_t *targets, const cg_tensor *weight, int64_t ignore_index,
+                           double label_smoothing, int reduction, int nll, cg_tensor **out);
 
 /* ---- optimizers: one call updates every parameter (state arrays are owned by the caller,
  * entries allocated here on first use); parameters without a gradient are skipped ---- */

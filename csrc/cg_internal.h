@@ -170,6 +170,8 @@ cg_status cg_capture_copy(cg_tensor *dst, cg_tensor *from);
 /* The op just recorded read its integer array (targets, indices) from src: n values in
  * [0, bound), or [-bound, bound) wrapped when wrap_negative. */
 void cg_capture_note_index(const int64_t *src, int64_t n, int64_t bound, int wrap_negative);
+/* The same for targets in [0, bound) that may also be `ignore` (cross_entropy's ignore_index). */
+void cg_capture_note_index_ignoring(const int64_t *src, int64_t n, int64_t bound, int64_t ignore);
 
 /* Recompute node's output into its saved storage from its inputs, as the op did. */
 typedef void (*cg_replay_fn)(cg_node *node);

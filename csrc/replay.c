@@ -29,7 +29,8 @@ typedef struct {
     /* OP with an integer input: where it was read from at record time, and its checks */
     const int64_t *src;
     int64_t n_src, bound;
-    uint8_t wrap_negative, bound_src;
+    uint8_t wrap_negative, bound_src, has_ignore;
+    int64_t ignore; /* with has_ignore: a value passed as it is (an ignored target) */
     /* BACKWARD: the sorted nodes (one reference each), the root and the seed (NULL: ones) */
     cg_node **order;
     size_t n_order;
@@ -116,6 +117,15 @@ void cg_capture_note_index(const int64_t *src, int64_t n, int64_t bound, int wra
     in->n_src = n;
     in->bound = bound;
     in->wrap_negative = (uint8_t)wrap_negative;
+    in->has_ignore = 0;
+}
+
+void cg_capture_note_index_ignoring(const int64_t *src, int64_t n, int64_t bound, int64_t ignore) {
+    cg_capture_note_index(src, n, bound, 0);
+    cg_program *p = cg_capturing;
+    if (!p || !p->n || p->code[p->n - 1].kind != INSTR_OP) return;
+    p->code[p->n - 1].has_ignore = 1;
+    p->code[p->n - 1].ignore = ignore;
 }
 
 cg_status cg_capture_copy(cg_tensor *dst, cg_tensor *from) {
@@ -181,10 +191,11 @@ static cg_status refresh_index_inputs(cg_program *p) {
         if (!in->bound_src) continue;
         for (int64_t k = 0; k < in->n_src; k++) {
             int64_t v = in->src[k], lo = in->wrap_negative ? -in->bound : 0;
-            if (v < lo || v >= in->bound)
+            if ((v < lo || v >= in->bound) && !(in->has_ignore && v == in->ignore))
                 return cg_error(CG_ERR_INDEX, "compile: %s: %s %lld at position %lld is out of range [%lld, %lld); "
                                               "nothing was run",
-                                cg_op_name(in->node->op), in->node->op == CG_OP_CROSS_ENTROPY ? "target" : "index",
+                                cg_op_name(in->node->op),
+                                in->node->op == CG_OP_CROSS_ENTROPY || in->node->op == CG_OP_NLL_LOSS ? "target" : "index",
                                 (long long)v, (long long)k, (long long)lo, (long long)in->bound);
         }
     }
@@ -194,7 +205,7 @@ static cg_status refresh_index_inputs(cg_program *p) {
         int64_t *dst = in->node->extra;
         for (int64_t k = 0; k < in->n_src; k++) {
             int64_t v = in->src[k];
-            dst[k] = v < 0 ? v + in->bound : v;
+            dst[k] = v < 0 && in->wrap_negative ? v + in->bound : v;
         }
     }
     return CG_OK;

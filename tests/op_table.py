@@ -275,6 +275,28 @@ def _sdpa_line(name, fn, shapes, mask=None, causal=False, scale=None):
     return OpInfo(name, "scaled_dot_product_attention", fn, ref, shapes, torch=_torch(torch_fn))
 
 
+# ---- cross_entropy and nll_loss with weights, ignore_index and label smoothing ----
+_CE_T = np.array([0, 1, 3, 1, 2, 3])
+_CE_W = np.array([0.5, 2.0, 1.0, 1.5])
+_CE_T3 = np.array([[0, 2, 1, 0], [1, 1, 2, 0]])  # (N, d) targets of (2, 3, 4) logits
+_CE_P = _TRNG.dirichlet(np.ones(4), 6)  # class probabilities
+
+
+def _np_ce(x, t, w, ignore, eps, reduction, nll=False):
+    """PyTorch's definition: (1 - eps) w_t (-lp_t) + (eps / C) sum_c w_c (-lp_c) per kept row,
+    'mean' over the kept targets' weights."""
+    n, c = x.shape
+    w = np.ones(c) if w is None else w
+    lp = x if nll else _np_log_softmax(x, 1)
+    keep = t != ignore
+    ts = np.where(keep, t, 0)
+    loss = (1 - eps) * w[ts] * -lp[np.arange(n), ts] + eps / c * -(lp * w).sum(1)
+    loss = np.where(keep, loss, 0.0)
+    if reduction == "none":
+        return loss
+    return loss.sum() / (w[ts] * keep).sum() if reduction == "mean" else loss.sum()
+
+
 # ---- layer norm and RMS norm over the last k dims ----
 def _np_ln(x, k, eps=1e-5):
     axes = tuple(range(x.ndim - k, x.ndim))
@@ -519,7 +541,7 @@ OPS = [
                  ["mean", "none"], low=0.05, high=0.6),  # a probability even scaled by 1.5 (replay test)
     *_loss_lines("binary_cross_entropy_with_logits", BIN, lambda x, y: np.logaddexp(0, x) - x * y,
                  ["mean", "sum"], low=-4, high=4),
-    *_loss_lines("nll_loss", CLS, lambda x, t: -x[np.arange(len(t)), t], ["mean", "none", "sum"]),
+    *_loss_lines("nll_loss", CLS, lambda x, t: -x[np.arange(len(t)), t], ["mean", "none", "sum"], covers="nll_loss"),
     # ---- composites of Tensor and nn.functional ----
     OpInfo("var_all", None, lambda x: x.var(), lambda x: np.var(x, ddof=1), [(3, 4)]),  # PyTorch's correction=1
     OpInfo("var_axis_keep", None, lambda x: x.var(axis=1, keepdims=True),
@@ -780,6 +802,70 @@ OPS = [
            torch=_torch(lambda torch, w: torch.nn.functional.embedding(torch.as_tensor(_IDS.reshape(-1)), w))),
     OpInfo("embedding_0d_ids", "embedding", lambda w: F.embedding(cgrad.tensor(4), w), lambda w: w[4], [(5, 2)],
            torch=_torch(lambda torch, w: torch.nn.functional.embedding(torch.tensor(4), w))),
+    # cross_entropy and nll_loss with PyTorch's options: class weights, ignore_index (the mean
+    # over the weights of the targets kept), label smoothing, (N, C, d) and unbatched (C,) input,
+    # class-probability targets (a composite)
+    OpInfo("cross_entropy_weight_ignore_smooth", "cross_entropy",
+           lambda x: F.cross_entropy(x, _CE_T, cgrad.tensor(_CE_W, dtype=x.dtype), ignore_index=1,
+                                     label_smoothing=0.2),
+           lambda x: _np_ce(x, _CE_T, _CE_W, 1, 0.2, "mean"), [(6, 4)],
+           torch=_torch(lambda torch, x: torch.nn.functional.cross_entropy(
+               x, torch.as_tensor(_CE_T), torch.as_tensor(_CE_W, dtype=x.dtype), ignore_index=1,
+               label_smoothing=0.2))),
+    OpInfo("cross_entropy_smooth_sum", "cross_entropy",
+           lambda x: F.cross_entropy(x, _CE_T, reduction="sum", label_smoothing=0.1),
+           lambda x: _np_ce(x, _CE_T, None, -100, 0.1, "sum"), [(6, 4)],
+           torch=_torch(lambda torch, x: torch.nn.functional.cross_entropy(x, torch.as_tensor(_CE_T), reduction="sum",
+                                                                           label_smoothing=0.1))),
+    OpInfo("cross_entropy_3d_ignore_none", "cross_entropy",
+           lambda x: F.cross_entropy(x, _CE_T3, ignore_index=0, reduction="none"),
+           lambda x: _np_ce(np.moveaxis(x, 1, -1).reshape(-1, 3), _CE_T3.reshape(-1), None, 0, 0.0,
+                            "none").reshape(_CE_T3.shape), [(2, 3, 4)],
+           torch=_torch(lambda torch, x: torch.nn.functional.cross_entropy(x, torch.as_tensor(_CE_T3), ignore_index=0,
+                                                                           reduction="none"))),
+    OpInfo("cross_entropy_unbatched", "cross_entropy", lambda x: F.cross_entropy(x, np.array(2)),
+           lambda x: _np_logsumexp(x) - x[2], [(5,)],
+           torch=_torch(lambda torch, x: torch.nn.functional.cross_entropy(x, torch.tensor(2)))),
+    OpInfo("cross_entropy_probabilities", None, lambda x: F.cross_entropy(x, _CE_P, label_smoothing=0.1),
+           lambda x: -((_CE_P * 0.9 + 0.1 / 4) * _np_log_softmax(x, 1)).sum(1).mean(), [(6, 4)],
+           torch=_torch(lambda torch, x: torch.nn.functional.cross_entropy(x, torch.as_tensor(_CE_P),
+                                                                           label_smoothing=0.1))),
+    OpInfo("nll_loss_weight_ignore", "nll_loss",
+           lambda x: F.nll_loss(x, _CE_T, cgrad.tensor(_CE_W, dtype=x.dtype), ignore_index=3),
+           lambda x: _np_ce(x, _CE_T, _CE_W, 3, 0.0, "mean", nll=True), [(6, 4)],
+           torch=_torch(lambda torch, x: torch.nn.functional.nll_loss(
+               x, torch.as_tensor(_CE_T), torch.as_tensor(_CE_W, dtype=x.dtype), ignore_index=3))),
+    OpInfo("nll_loss_3d_sum", "nll_loss", lambda x: F.nll_loss(x, _CE_T3, reduction="sum"),
+           lambda x: _np_ce(np.moveaxis(x, 1, -1).reshape(-1, 3), _CE_T3.reshape(-1), None, -100, 0.0, "sum",
+                            nll=True), [(2, 3, 4)],
+           torch=_torch(lambda torch, x: torch.nn.functional.nll_loss(x, torch.as_tensor(_CE_T3), reduction="sum"))),
+    # more activations (composites): kinks kept away from finite differences. hardsigmoid,
+    # hardswish and celu have no PyTorch form here: PyTorch's backward carries float32 constants
+    # even in float64 (tests/test_activations.py compares them at 1e-6)
+    OpInfo("relu6", None, F.relu6, lambda x: np.clip(x, 0, 6), [S], low=-3, high=8, kinks=[0, 6],
+           torch=_tF("relu6")),
+    OpInfo("hardsigmoid", None, F.hardsigmoid, lambda x: np.clip(x / 6 + 0.5, 0, 1), [S], low=-4, high=4,
+           kinks=[-3, 3], torch=None),
+    OpInfo("hardswish", None, F.hardswish, lambda x: x * np.clip(x + 3, 0, 6) / 6, [S], low=-4, high=4,
+           kinks=[-3, 3], torch=None),
+    OpInfo("celu", None, lambda x: F.celu(x, 0.7), lambda x: np.maximum(x, 0) + np.minimum(0, 0.7 * np.expm1(x / 0.7)),
+           [S], kinks=[0], torch=None),
+    OpInfo("prelu_channels", None, F.prelu, lambda x, w: np.where(x > 0, x, w[:, None] * x), [(2, 3, 4), (3,)],
+           kinks=[0], torch=_tF("prelu")),
+    OpInfo("prelu_one", None, F.prelu, lambda x, w: np.where(x > 0, x, w * x), [S, (1,)], kinks=[0],
+           torch=_tF("prelu")),
+    OpInfo("glu", None, lambda x: F.glu(x, 1), lambda x: x[:, :2] * _sigmoid(x[:, 2:]), [(3, 4)],
+           torch=_tF("glu", 1)),
+    OpInfo("softmin", None, lambda x: F.softmin(x, dim=0), lambda x: _np_softmax(-x, 0), [S],
+           torch=_tF("softmin", dim=0)),
+    OpInfo("threshold", None, lambda x: F.threshold(x, 0.5, -2.0), lambda x: np.where(x > 0.5, x, -2.0), [S],
+           kinks=[0.5], torch=_tF("threshold", 0.5, -2.0)),
+    OpInfo("tanhshrink", None, F.tanhshrink, lambda x: x - np.tanh(x), [S], torch=_tF("tanhshrink")),
+    OpInfo("softshrink", None, lambda x: F.softshrink(x, 0.6),
+           lambda x: np.where(x > 0.6, x - 0.6, np.where(x < -0.6, x + 0.6, 0)), [S], kinks=[-0.6, 0.6],
+           torch=_tF("softshrink", 0.6)),
+    OpInfo("hardshrink", None, lambda x: F.hardshrink(x, 0.6), lambda x: np.where(np.abs(x) > 0.6, x, 0), [S],
+           kinks=[-0.6, 0.6], torch=_tF("hardshrink", 0.6)),
     # ---- end of embedding and losses ----
     # ---- recurrent ----
     # ---- end of recurrent ----

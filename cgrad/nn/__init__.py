@@ -4,7 +4,8 @@ from .modules import (ACTIVATIONS, ELU, GELU, MLP, SELU, BCELoss, BCEWithLogitsL
                       Dropout, Flatten, Hardtanh, HuberLoss, Identity, L1Loss, LeakyReLU, Linear, Mish,
                       Module, ModuleDict, ModuleList, MSELoss, NLLLoss, Parameter, ParameterList, ReLU,
                       Sequential, Sigmoid, SiLU, Softmax, Softsign, Tanh, Softplus, LogSigmoid, LogSoftmax,
-                      Unflatten, SmoothL1Loss)
+                      Unflatten, SmoothL1Loss, ReLU6, Hardsigmoid, Hardswish, CELU, Threshold, PReLU, GLU,
+                      Softmin, Tanhshrink, Softshrink, Hardshrink)
 from .utils import clip_grad_norm_
 from . import conv, pooling, normalization, sparse, rnn, attention
 from .conv import *  # noqa: F401,F403  (each names its layers in __all__)
@@ -19,5 +20,6 @@ __all__ = ["functional", "init", "Module", "ModuleList", "ModuleDict", "Paramete
            "ELU", "SELU", "Mish", "Softsign", "Hardtanh", "Dropout", "Flatten", "Identity", "MLP",
            "ACTIVATIONS", "MSELoss", "L1Loss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",
            "NLLLoss", "HuberLoss", "clip_grad_norm_", "Softplus", "LogSigmoid", "LogSoftmax", "Unflatten",
-           "SmoothL1Loss"] + (conv.__all__ + pooling.__all__ + normalization.__all__
+           "SmoothL1Loss", "ReLU6", "Hardsigmoid", "Hardswish", "CELU", "Threshold", "PReLU", "GLU", "Softmin",
+           "Tanhshrink", "Softshrink", "Hardshrink"] + (conv.__all__ + pooling.__all__ + normalization.__all__
            + sparse.__all__ + rnn.__all__ + attention.__all__)

@@ -17,7 +17,7 @@ import numpy as np
 from .. import _C, _state
 from .._C import PoolGeometry as _PoolGeometry, avg_pool as _avg_pool, max_pool as _max_pool
 from .._C import batch_norm as _fused_batch_norm, gather as _gather
-from .._C import cross_entropy, linear  # noqa: F401  (fused C ops, exposed as they are)
+from .._C import cross_entropy, linear, nll_loss  # noqa: F401  (fused C ops, exposed as they are)
 from ..tensor import Tensor, _as_tensor, _generator, cat, from_numpy, full
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -249,16 +249,8 @@ def binary_cross_entropy_with_logits(input: Tensor, target, reduction: str = "me
     return _reduce(input.softplus() - input * y, reduction)
 
 
-def nll_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
-    """Negative log-likelihood of log-probabilities [N, C] at integer targets [N]."""
-    t = np.asarray(target.numpy() if isinstance(target, Tensor) else target)
-    if input.ndim != 2 or t.shape != (input.shape[0],):
-        raise ValueError(f"nll_loss: input of shape {input.shape} needs targets of shape "
-                         f"({input.shape[0] if input.ndim else '?'},), got {t.shape}")
-    # -input[i, t_i] as cross_entropy - logsumexp: two C ops, and cross_entropy reads the
-    # targets where cgrad.compile re-reads them (indexing with computed flat positions would
-    # freeze the recorded targets)
-    return _reduce(cross_entropy(input, target, "none") - input.logsumexp(1), reduction)
+# nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+# reduction='mean') is cross_entropy's C op on log-probabilities (no logsumexp), imported above
 
 
 # ---- convolution ----
@@ -678,6 +670,93 @@ rms_norm = _C.rms_norm
 # embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,
 # sparse=False): one C op (csrc/embedding.c), exposed as it is
 embedding = _C.embedding
+
+# more of PyTorch's activations, as composites of the C ops (so their gradients, second
+# derivatives and replays come from those ops' rules). An indicator [x > t] is
+# relu(x - t).sign() of x detached: C ops (replayed by cgrad.compile, where a comparison
+# would be numpy and refuse to run while it records) outside the graph, as a mask is.
+def _above(x: Tensor, t: float) -> Tensor:
+    return (x.detach() - t).relu().sign()
+
+
+def relu6(input: Tensor, inplace: bool = False) -> Tensor:
+    """min(max(0, x), 6)."""
+    return input.hardtanh(0.0, 6.0)
+
+
+def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
+    """relu6(x + 3) / 6."""
+    return (input + 3.0).hardtanh(0.0, 6.0) / 6.0
+
+
+def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
+    """x relu6(x + 3) / 6."""
+    return input * hardsigmoid(input)
+
+
+def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """max(0, x) + min(0, alpha (exp(x / alpha) - 1)) = alpha elu(x / alpha)."""
+    if alpha == 0:
+        raise ValueError("celu: alpha must not be 0")
+    return (input / alpha).elu(1.0) * alpha
+
+
+def prelu(input: Tensor, weight: Tensor) -> Tensor:
+    """max(0, x) + weight min(0, x), weight one value or one per channel (dim 1; dim 0 of a
+    1-D input)."""
+    n = weight.numel()
+    if n != 1:
+        axis = 0 if input.ndim == 1 else 1
+        if input.ndim == 0 or input.shape[axis] != n:
+            raise ValueError(f"prelu: weight of shape {weight.shape} does not fit the input of shape {input.shape} "
+                             f"(one value, or one per channel)")
+        weight = weight.reshape((n,) + (1,) * (input.ndim - axis - 1))
+    elif weight.ndim:
+        weight = weight.reshape(())
+    return input.relu() - weight * (-input).relu()
+
+
+def glu(input: Tensor, dim: int = -1) -> Tensor:
+    """a sigmoid(b), a and b the halves of input along dim."""
+    if input.ndim == 0 or input.shape[dim] % 2:
+        raise ValueError(f"glu: halving dimension must be even, but dimension {dim} of the input of shape "
+                         f"{input.shape} is {input.shape[dim] if input.ndim else '()'}")
+    half = input.shape[dim] // 2
+    return input.narrow(dim, 0, half) * input.narrow(dim, half, half).sigmoid()
+
+
+def _implicit_dim(ndim: int) -> int:
+    """PyTorch's softmax dim when none is given (deprecated there): 0 for 0-, 1- and 3-D input, else 1."""
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+def softmin(input: Tensor, dim: int | None = None) -> Tensor:
+    """softmax(-x) along dim."""
+    return (-input).softmax(_implicit_dim(input.ndim) if dim is None else dim)
+
+
+def threshold(input: Tensor, threshold: float, value: float, inplace: bool = False) -> Tensor:
+    """x where x > threshold, value elsewhere."""
+    keep = _above(input, threshold)
+    return (input - value) * keep + value
+
+
+def tanhshrink(input: Tensor) -> Tensor:
+    """x - tanh(x)."""
+    return input - input.tanh()
+
+
+def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
+    """x - lambd above lambd, x + lambd below -lambd, 0 between."""
+    if lambd < 0:
+        raise ValueError(f"softshrink: lambda must be greater or equal to 0, but found to be {lambd}")
+    return input - input.clip(-lambd, lambd)
+
+
+def hardshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
+    """x where |x| > lambd, 0 elsewhere: softshrink's x -+ lambd with the lambd added back, so
+    that the gradient is clip's indicator, read from x as it is at backward."""
+    return softshrink(input, lambd) + _above(input.abs(), lambd) * input.detach().sign() * lambd
 
 # ---- end of embedding and losses ----
 

@@ -523,6 +523,129 @@ class LogSoftmax(Softmax):
         return x.log_softmax(self.dim)
 
 
+# ---- more of PyTorch's activation layers (composites: nn.functional) ----
+class _InplaceActivation(Module):
+    """An activation taking PyTorch's `inplace` flag; cgrad returns a new tensor either way."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = inplace
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""
+
+
+class ReLU6(_InplaceActivation):
+    def forward(self, x):
+        return F.relu6(x)
+
+
+class Hardsigmoid(_InplaceActivation):
+    def forward(self, x):
+        return F.hardsigmoid(x)
+
+
+class Hardswish(_InplaceActivation):
+    def forward(self, x):
+        return F.hardswish(x)
+
+
+class CELU(_InplaceActivation):
+    def __init__(self, alpha: float = 1.0, inplace: bool = False):
+        super().__init__(inplace)
+        self.alpha = alpha
+
+    def forward(self, x):
+        return F.celu(x, self.alpha)
+
+    def extra_repr(self):
+        return f"alpha={self.alpha}" + (", inplace=True" if self.inplace else "")
+
+
+class Threshold(_InplaceActivation):
+    def __init__(self, threshold: float, value: float, inplace: bool = False):
+        super().__init__(inplace)
+        self.threshold, self.value = threshold, value
+
+    def forward(self, x):
+        return F.threshold(x, self.threshold, self.value)
+
+    def extra_repr(self):
+        return f"threshold={self.threshold}, value={self.value}" + (", inplace=True" if self.inplace else "")
+
+
+class _Count(int):
+    """PReLU.num_parameters: PyTorch's attribute (an int), and, called, Module.num_parameters()
+    (the same number: the slopes are PReLU's only parameters)."""
+
+    def __call__(self) -> int:
+        return int(self)
+
+
+class PReLU(Module):
+    """max(0, x) + a min(0, x) with a learnt slope a: one, or one per channel (PyTorch's
+    layout: weight of shape (num_parameters,), filled with init)."""
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25, device=None, dtype=None):
+        super().__init__()
+        self.weight = Parameter(tensor(np.full(num_parameters, init), dtype=_resolve_dtype(dtype)))
+
+    @property
+    def num_parameters(self) -> _Count:  # type: ignore[override]
+        return _Count(self.weight.numel())
+
+    def forward(self, x):
+        return F.prelu(x, self.weight)
+
+    def extra_repr(self):
+        return f"num_parameters={self.num_parameters}"
+
+
+class GLU(Module):
+    def __init__(self, dim: int = -1):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x):
+        return F.glu(x, self.dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class Softmin(Module):
+    def __init__(self, dim: int | None = None):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x):
+        return F.softmin(x, self.dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class Tanhshrink(_Activation):
+    fn = staticmethod(F.tanhshrink)
+
+
+class Softshrink(Module):
+    def __init__(self, lambd: float = 0.5):
+        super().__init__()
+        self.lambd = lambd
+
+    def forward(self, x):
+        return F.softshrink(x, self.lambd)
+
+    def extra_repr(self):
+        return str(self.lambd)
+
+
+class Hardshrink(Softshrink):
+    def forward(self, x):
+        return F.hardshrink(x, self.lambd)
+
+
 class Dropout(Module):
     """Inverted dropout, active only in train mode."""
 
@@ -618,11 +741,43 @@ class BCEWithLogitsLoss(_Loss):
     fn = staticmethod(F.binary_cross_entropy_with_logits)
 
 
-class CrossEntropyLoss(_Loss):
+class _WeightedLoss(_Loss):
+    """A class-index loss with PyTorch's options: the class weights (a buffer, so they are in
+    the state_dict as PyTorch's), ignore_index, and the deprecated size_average/reduce."""
+
+    weight: Tensor | None
+
+    def __init__(self, weight: Tensor | None = None, size_average=None, ignore_index: int = -100, reduce=None,
+                 reduction: str = "mean"):
+        if size_average is not None or reduce is not None:
+            reduction = "none" if reduce is not None and not reduce else \
+                "sum" if size_average is not None and not size_average else "mean"
+        super().__init__(reduction)
+        self.register_buffer("weight", weight)
+        self.ignore_index = ignore_index
+
+    def forward(self, input, target):
+        return type(self).fn(input, target, self.weight, ignore_index=self.ignore_index, reduction=self.reduction)
+
+
+class CrossEntropyLoss(_WeightedLoss):
+    """F.cross_entropy as a layer: weight, ignore_index, reduction and label_smoothing as PyTorch's."""
+
     fn = staticmethod(F.cross_entropy)
 
+    def __init__(self, weight: Tensor | None = None, size_average=None, ignore_index: int = -100, reduce=None,
+                 reduction: str = "mean", label_smoothing: float = 0.0):
+        super().__init__(weight, size_average, ignore_index, reduce, reduction)
+        self.label_smoothing = label_smoothing
 
-class NLLLoss(_Loss):
+    def forward(self, input, target):
+        return F.cross_entropy(input, target, self.weight, ignore_index=self.ignore_index, reduction=self.reduction,
+                               label_smoothing=self.label_smoothing)
+
+
+class NLLLoss(_WeightedLoss):
+    """F.nll_loss as a layer: weight, ignore_index and reduction as PyTorch's."""
+
     fn = staticmethod(F.nll_loss)
 
 

@@ -27,6 +27,23 @@
 
 /* node->ip[3]: which inputs follow x, and the mode (CG_BN_*, cg.h) */
 
+/* sum over j < D of expr (in j) into out, in 8 running partial sums combined in a fixed
+ * order: one running sum is a chain of dependent adds that IEEE order keeps scalar (4
+ * cycles an element); 8 vectorise, and the result is the same on every run and replay. */
+#define LN_SUM8(D, expr, out)                                                                   \
+    do {                                                                                        \
+        double s8_[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                               \
+        int64_t jb_ = 0;                                                                        \
+        for (; jb_ + 8 <= (D); jb_ += 8)                                                        \
+            for (int k_ = 0; k_ < 8; k_++) {                                                    \
+                const int64_t j = jb_ + k_;                                                     \
+                s8_[k_] += (expr);                                                              \
+            }                                                                                   \
+        double t_ = ((s8_[0] + s8_[1]) + (s8_[2] + s8_[3])) + ((s8_[4] + s8_[5]) + (s8_[6] + s8_[7])); \
+        for (int64_t j = jb_; j < (D); j++) t_ += (expr);                                       \
+        (out) = t_;                                                                             \
+    } while (0)
+
 #define CG_IMPL "norm_impl.h"
 #include "cg_each_dtype.h"
 

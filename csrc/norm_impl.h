@@ -100,15 +100,12 @@ CG_SIMD static void FN(ln_fwd_)(int64_t M, int64_t D, int rms, double eps, const
     for (int64_t i = 0; i < M; i++) {
         const T *x = X + i * D;
         T *y = Y + i * D;
-        double m = 0, q = 0;
+        double m = 0, q;
         if (!rms) {
-            for (int64_t j = 0; j < D; j++) m += (double)x[j];
+            LN_SUM8(D, (double)x[j], m);
             m /= (double)D;
         }
-        for (int64_t j = 0; j < D; j++) {
-            double d = (double)x[j] - m;
-            q += d * d;
-        }
+        LN_SUM8(D, ((double)x[j] - m) * ((double)x[j] - m), q);
         double r = 1 / sqrt(q / (double)D + eps);
         mean[i] = m;
         rstd[i] = r;
@@ -131,22 +128,33 @@ CG_SIMD static void FN(ln_bwd_)(int64_t M, int64_t D, int rms, const T *X, const
                                 const double *mean, const double *rstd, T *DX, int fresh, double *SW, double *SB) {
     for (int64_t i = 0; i < M; i++) {
         const T *x = X + i * D, *g = G + i * D;
-        double m = mean[i], r = rstd[i], a = 0, c = 0;
-        for (int64_t j = 0; j < D; j++) {
-            double gw = W ? (double)g[j] * W[j] : (double)g[j], xh = ((double)x[j] - m) * r;
-            a += gw;
-            c += gw * xh;
-            if (SW) SW[j] += (double)g[j] * xh;
-            if (SB) SB[j] += (double)g[j];
+        double m = mean[i], r = rstd[i], a, c;
+        /* the row's two sums apart from the column sums, and W tested outside the loops, so
+         * that each loop vectorises */
+#define LN_XH ((((double)x[j] - m) * r))
+        if (W) {
+            LN_SUM8(D, (double)g[j] * W[j], a);
+            LN_SUM8(D, (double)g[j] * W[j] * LN_XH, c);
+        } else {
+            LN_SUM8(D, (double)g[j], a);
+            LN_SUM8(D, (double)g[j] * LN_XH, c);
         }
+        if (SW)
+            for (int64_t j = 0; j < D; j++) SW[j] += (double)g[j] * LN_XH;
+        if (SB)
+            for (int64_t j = 0; j < D; j++) SB[j] += (double)g[j];
         if (!DX) continue;
         a = rms ? 0 : a / (double)D;
         c /= (double)D;
         T *dx = DX + i * D;
-        for (int64_t j = 0; j < D; j++) {
-            double gw = W ? (double)g[j] * W[j] : (double)g[j], xh = ((double)x[j] - m) * r;
-            T v = (T)(r * (gw - a - xh * c));
-            dx[j] = fresh ? v : dx[j] + v;
-        }
+        if (W && fresh)
+            for (int64_t j = 0; j < D; j++) dx[j] = (T)(r * ((double)g[j] * W[j] - a - LN_XH * c));
+        else if (W)
+            for (int64_t j = 0; j < D; j++) dx[j] += (T)(r * ((double)g[j] * W[j] - a - LN_XH * c));
+        else if (fresh)
+            for (int64_t j = 0; j < D; j++) dx[j] = (T)(r * ((double)g[j] - a - LN_XH * c));
+        else
+            for (int64_t j = 0; j < D; j++) dx[j] += (T)(r * ((double)g[j] - a - LN_XH * c));
+#undef LN_XH
     }
 }

@@ -163,20 +163,33 @@ static inline float cg_erff(float x) {
     r = x < 0 ? -r : r;
     return x != x ? x : r;
 }
-/* 1 + erf(x), without the cancellation of 1 + erf for x << 0 (GELU's x Phi(x)) */
-static inline float cg_erf1pf(float x) {
-    float a = x < 0 ? -x : x;
-    float s = cg_erf_small_f(a < 0.84f ? a : 0.84f);
-    float c = cg_erfc_big_f(a < 0.84f ? 0.84f : a);
-    float pos = a < 0.84f ? 1.0f + s : 2.0f - c;
-    float neg = a < 0.84f ? 1.0f - s : c;
-    float r = x < 0 ? neg : pos;
-    return x != x ? x : r;
-}
 /* exp(y) for y <= 0, 0 below -87 (where 2^k leaves the normal range) */
 static inline float cg_exp_neg_f(float y) {
     float r = cg_exp_small_f(y < -87.0f ? -87.0f : y);
     return y < -87.0f ? 0.0f : r;
+}
+
+/* 1 + erf(x) for GELU's x Phi(x): erfc(|x|) = t exp(P(t) - x^2), t = 1 / (1 + |x| / 2), P of
+ * degree 9 fitted here for erfc's relative error over [0, 9.3] (one piece, one exp, one
+ * division: about half the instructions of erf's pieces). x < 0 takes it as it is, so the
+ * value keeps its relative accuracy where 1 + erf would cancel; x >= 0 takes 2 - it.
+ * GELU then stays within 2e-6 relative of float64 for |x| < 4 and 2e-5 beyond, where the
+ * exponent's own rounding dominates (tests/test_ops.py); NaN propagates. */
+static inline float cg_erf1pf(float x) {
+    float a = x < 0 ? -x : x;
+    float t = 1.0f / (1.0f + 0.5f * a);
+    float p = 1.306264997e-01f;
+    p = p * t - 6.036853194e-01f;
+    p = p * t + 9.770841599e-01f;
+    p = p * t - 4.598049223e-01f;
+    p = p * t - 2.735122740e-01f;
+    p = p * t + 1.026208401e-01f;
+    p = p * t + 5.968176411e-04f;
+    p = p * t + 3.936554492e-01f;
+    p = p * t + 9.978277087e-01f;
+    p = p * t - 1.265408874e+00f;
+    float e = t * cg_exp_neg_f(p - a * a);
+    return x < 0 ? e : 2.0f - e;
 }
 
 #endif

@@ -247,7 +247,7 @@ void cg_rnn_bwd(cg_node *node, const void *g, void **dins) {
 #define FRESH(k) ((k) >= 0 && (node->fresh >> (k) & 1))
     int64_t GH = geo.G * geo.H, TB = geo.nt * geo.Bp, HB = geo.H * geo.Bp;
     size_t esz = node->dtype == CG_F32 ? sizeof(float) : sizeof(double);
-    void *scratch = cg_malloc((size_t)(GH * TB + GH * geo.Bp + 2 * HB + 1) * esz);
+    void *scratch = cg_malloc((size_t)(GH * TB + GH * geo.Bp + 3 * HB + GH * geo.H + 1) * esz);
     if (!scratch) {
         cg_rule_status_ = cg_error(CG_ERR_NOMEM, "rnn_scan: out of memory for the backward's scratch");
         return;
@@ -258,12 +258,14 @@ void cg_rnn_bwd(cg_node *node, const void *g, void **dins) {
         float *s = scratch;
         rnn_backward__f32(blas->sgemm, &geo, a.w->data, node->extra, g, dins[0], FRESH(0), dins[1], FRESH(1), DIN(ib),
                           FRESH(ib), DIN(ih0), FRESH(ih0), DIN(ic0), FRESH(ic0), norms, s, s + GH * TB,
-                          s + GH * TB + GH * geo.Bp, s + GH * TB + GH * geo.Bp + HB);
+                          s + GH * TB + GH * geo.Bp, s + GH * TB + GH * geo.Bp + HB, s + GH * TB + GH * geo.Bp + 3 * HB,
+                          s + GH * TB + GH * geo.Bp + 2 * HB);
     } else {
         double *s = scratch;
         rnn_backward__f64(blas->dgemm, &geo, a.w->data, node->extra, g, dins[0], FRESH(0), dins[1], FRESH(1), DIN(ib),
                           FRESH(ib), DIN(ih0), FRESH(ih0), DIN(ic0), FRESH(ic0), norms, s, s + GH * TB,
-                          s + GH * TB + GH * geo.Bp, s + GH * TB + GH * geo.Bp + HB);
+                          s + GH * TB + GH * geo.Bp, s + GH * TB + GH * geo.Bp + HB, s + GH * TB + GH * geo.Bp + 3 * HB,
+                          s + GH * TB + GH * geo.Bp + 2 * HB);
     }
 #undef DIN
 #undef FRESH

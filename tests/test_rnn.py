@@ -509,3 +509,38 @@ def test_step_grad_norms_agree_with_pytorch_retain_grad(mode, rng):
     want = np.array([[np.linalg.norm(h.grad.numpy()) for h in hs]])
     np.testing.assert_allclose(m.step_grad_norms, want, rtol=1e-10)
     assert want[0, 0] < want[0, -1]  # the gradient fades going back in time
+
+
+@pytest.mark.parametrize("mode", LAYERS)
+def test_a_hidden_size_whose_steps_go_through_the_gemm_provider(mode, rng):
+    """From hidden size 16 the per-step products are GEMM calls (csrc/rnn.c): the same results."""
+    cls, extra = LAYERS[mode]
+    m = getattr(nn, cls)(3, 20, bidirectional=True, dtype=cgrad.float64, **extra)
+    x = rng.standard_normal((3, 2, 3))
+    hx = _state(m, 2, rng)
+    out, _ = m(cgrad.tensor(x), hx)
+    want, _ = ref.layer(m.mode, _params(m), x, _np(hx), 1, True)
+    np.testing.assert_allclose(out.numpy(), want, rtol=1e-12, atol=1e-12)
+    xs = cgrad.tensor(x, requires_grad=True)
+    h0 = cgrad.tensor((hx[0] if mode == "LSTM" else hx).numpy(), requires_grad=True)
+    assert cgrad.gradcheck(lambda x, h: _cat_outputs(m(x, (h, h * 0.5) if mode == "LSTM" else h)), [xs, h0])
+    params = _params(m)
+    m.zero_grad()
+    loss = m(cgrad.tensor(x))[0].sin().sum()
+    loss.backward()
+    w = m.weight_hh_l0_reverse
+    idx = (5, 7)
+    up, down = dict(params), dict(params)
+    up["weight_hh_l0_reverse"], down["weight_hh_l0_reverse"] = params["weight_hh_l0_reverse"].copy(), params[
+        "weight_hh_l0_reverse"].copy()
+    up["weight_hh_l0_reverse"][idx] += 1e-6
+    down["weight_hh_l0_reverse"][idx] -= 1e-6
+    fd = (np.sin(ref.layer(m.mode, up, x, None, 1, True)[0]).sum()
+          - np.sin(ref.layer(m.mode, down, x, None, 1, True)[0]).sum()) / 2e-6
+    np.testing.assert_allclose(w.grad.numpy()[idx], fd, rtol=1e-5)
+    m.to(cgrad.float32)  # and sgemm's path in float32, with its gradient
+    out32, _ = m(cgrad.tensor(x.astype(np.float32)))
+    np.testing.assert_allclose(out32.numpy(), ref.layer(m.mode, params, x, None, 1, True)[0], rtol=1e-4, atol=1e-5)
+    m.zero_grad()
+    out32.sin().sum().backward()
+    np.testing.assert_allclose(m.weight_hh_l0_reverse.grad.numpy()[idx], fd, rtol=1e-3, atol=1e-5)

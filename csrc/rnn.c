@@ -14,9 +14,10 @@
  * down to 0, still writing y in the input's time order (the second direction of a
  * bidirectional layer).
  *
- * The node's extra keeps, gate-major with the batch contiguous, the states
- * Hst [H][T + 1][B] (h before and after each step, in processing order; LSTM's Cst follows)
- * and the saved gates Gs [S][T][B] (GRU: r, z, n, W_hn h + b_hn; LSTM: i, f, g, o, tanh c).
+ * The node's extra keeps, gate-major with the batch contiguous (B padded to Bp lanes, a
+ * multiple of RNN_LANES), the states Hst [H][T + 1][Bp] (h before and after each step, in
+ * processing order; LSTM's Cst follows) and the saved gates Gs [S][T][Bp] (GRU: r, z, n,
+ * W_hn h + b_hn; LSTM: i, f, g, o, tanh c).
  * Backward reads only those and W_hh (R_IN1): h0, c0 and xp were copied or consumed.
  * Its loop over the steps carries the total dL/dh_t (and dc_t), and gives dxp per step,
  * dh0, dc0; dW_hh is one GEMM over all steps' gate gradients, db_hh their sum.

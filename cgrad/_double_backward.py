@@ -498,6 +498,69 @@ _RULES["cross_entropy"] = _RULES["nll_loss"] = _class_loss
 # ---- end of embedding and losses ----
 
 # ---- recurrent ----
+from ._C import RNN_MODE_NAMES, concat, is_grad_enabled, linear, set_grad_enabled  # noqa: E402
+
+
+def _rnn_cell(mode: str, xp_t, h, c, w_hh, b_hh):
+    """One step of rnn_scan's recurrence in cgrad ops (PyTorch's equations, csrc/rnn.c):
+    xp_t [B, G H] the step's input projection; returns (h, c), c None but for LSTM."""
+    hid = h.shape[-1]
+    gh = linear(h, w_hh, b_hh)
+    if mode == "GRU":
+        r = (xp_t[:, :hid] + gh[:, :hid]).sigmoid()
+        z = (xp_t[:, hid:2 * hid] + gh[:, hid:2 * hid]).sigmoid()
+        n = (xp_t[:, 2 * hid:] + r * gh[:, 2 * hid:]).tanh()
+        return (1.0 - z) * n + z * h, None
+    a = xp_t + gh
+    if mode == "LSTM":
+        i, f = a[:, :hid].sigmoid(), a[:, hid:2 * hid].sigmoid()
+        g, o = a[:, 2 * hid:3 * hid].tanh(), a[:, 3 * hid:].sigmoid()
+        c = f * c + i * g
+        return o * c.tanh(), c
+    return (a.tanh() if mode == "RNN_TANH" else a.relu()), None
+
+
+def _rnn_scan(node, g):
+    """rnn_scan's gradient as the taped sweep over the same recurrence written step by step
+    in cgrad ops (_rnn_cell), recomputed from the node's inputs: a Python loop over time,
+    which runs only when a second derivative is asked for. Each input enters through a
+    reshape of its own, so the sweep's gradient for it is this node's partial derivative
+    alone (not paths through the inputs' own history). The step-norm buffer is not
+    written here (the C backward writes it)."""
+    mode = RNN_MODE_NAMES[node.ip[0]]
+    steps, batch, hid, flags = node.ip[1:5]
+    rest = iter(node.inputs)
+    names = ["xp", "w_hh"] + [n for bit, n in ((1, "h0"), (2, "c0"), (4, "b_hh"), (8, "norms")) if flags & bit]
+    given = {n: next(rest) for n in names}
+    prev = is_grad_enabled()
+    set_grad_enabled(True)
+    try:
+        alias = {n: t.reshape(t.shape) for n, t in given.items() if n != "norms"}
+        xp = alias["xp"].transpose(0, 1) if flags & 32 else alias["xp"]
+        h = alias.get("h0")
+        dtype = given["xp"].dtype
+        h = h if h is not None else zeros((batch, hid), dtype)
+        c = alias.get("c0")
+        c = c if c is not None or mode != "LSTM" else zeros((batch, hid), dtype)
+        hs: list = [None] * steps
+        cs: list = [None] * steps
+        for t in (range(steps - 1, -1, -1) if flags & 16 else range(steps)):
+            h, c = _rnn_cell(mode, xp[t], h, c, alias["w_hh"], alias.get("b_hh"))
+            hs[t], cs[t] = h.reshape(1, batch, hid), c.reshape(1, batch, hid) if c is not None else None
+        y = concat(hs, 0)
+        if mode == "LSTM":
+            y = concat([y.reshape(1, steps, batch, hid), concat(cs, 0).reshape(1, steps, batch, hid)], 0)
+        if flags & 32:
+            y = y.transpose(-3, -2)
+        wrt = [n for n in alias if alias[n].requires_grad]
+        found = dict(zip(wrt, taped_grad([y], [g], [alias[n] for n in wrt])))
+    finally:
+        set_grad_enabled(prev)
+    grads = [found.get(n) for n in names]
+    return tuple(d if d is None or prev else d.detach() for d in grads)
+
+
+_RULES["rnn_scan"] = _rnn_scan
 
 # ---- end of recurrent ----
 

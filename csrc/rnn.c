@@ -14,9 +14,10 @@
  * down to 0, still writing y in the input's time order (the second direction of a
  * bidirectional layer).
  *
- * The node's extra keeps, gate-major with the batch contiguous, the states
- * Hst [H][T + 1][B] (h before and after each step, in processing order; LSTM's Cst follows)
- * and the saved gates Gs [S][T][B] (GRU: r, z, n, W_hn h + b_hn; LSTM: i, f, g, o, tanh c).
+ * The node's extra keeps, gate-major with the batch contiguous (B padded to Bp lanes, a
+ * multiple of RNN_LANES), the states Hst [H][T + 1][Bp] (h before and after each step, in
+ * processing order; LSTM's Cst follows) and the saved gates Gs [S][T][Bp] (GRU: r, z, n,
+ * W_hn h + b_hn; LSTM: i, f, g, o, tanh c).
  * Backward reads only those and W_hh (R_IN1): h0, c0 and xp were copied or consumed.
  * Its loop over the steps carries the total dL/dh_t (and dc_t), and gives dxp per step,
  * dh0, dc0; dW_hh is one GEMM over all steps' gate gradients, db_hh their sum.
@@ -30,9 +31,12 @@
 
 #include <math.h>
 
-/* from this hidden size the per-step products go to the GEMM provider; below it, the
- * gate-major loops (a short timing of the GRU layer's forward and backward: the loops win at H = 32 for B = 100) */
-#define RNN_GEMM_MIN_H 48
+/* From this hidden size the per-step products go to the GEMM provider; below it, rnn_impl.h's
+ * loops. Timed (best of 15, a shared and busy 2-core machine) on one direction's forward and
+ * backward, GRU, B = 100, T = 40, float32: H = 6 loops 0.26 ms, GEMM 0.41; H = 12 0.75 / 1.04;
+ * H = 16 1.5-1.9 / 1.3-1.7 (even within the noise); H = 32 and up the GEMM wins (32: 4.8-6.1
+ * / 3.5). */
+#define RNN_GEMM_MIN_H 16
 
 /* The batch lanes of the gate-major layouts, padded to a multiple of 16 (zeros in the padding,
  * which stays finite and adds nothing): every row loop is then whole vectors, where B = 100
@@ -247,7 +251,7 @@ void cg_rnn_bwd(cg_node *node, const void *g, void **dins) {
 #define FRESH(k) ((k) >= 0 && (node->fresh >> (k) & 1))
     int64_t GH = geo.G * geo.H, TB = geo.nt * geo.Bp, HB = geo.H * geo.Bp;
     size_t esz = node->dtype == CG_F32 ? sizeof(float) : sizeof(double);
-    void *scratch = cg_malloc((size_t)(GH * TB + GH * geo.Bp + 2 * HB + 1) * esz);
+    void *scratch = cg_malloc((size_t)(GH * TB + GH * geo.Bp + 3 * HB + GH * geo.H + 1) * esz);
     if (!scratch) {
         cg_rule_status_ = cg_error(CG_ERR_NOMEM, "rnn_scan: out of memory for the backward's scratch");
         return;
@@ -258,12 +262,14 @@ void cg_rnn_bwd(cg_node *node, const void *g, void **dins) {
         float *s = scratch;
         rnn_backward__f32(blas->sgemm, &geo, a.w->data, node->extra, g, dins[0], FRESH(0), dins[1], FRESH(1), DIN(ib),
                           FRESH(ib), DIN(ih0), FRESH(ih0), DIN(ic0), FRESH(ic0), norms, s, s + GH * TB,
-                          s + GH * TB + GH * geo.Bp, s + GH * TB + GH * geo.Bp + HB);
+                          s + GH * TB + GH * geo.Bp, s + GH * TB + GH * geo.Bp + HB, s + GH * TB + GH * geo.Bp + 3 * HB,
+                          s + GH * TB + GH * geo.Bp + 2 * HB);
     } else {
         double *s = scratch;
         rnn_backward__f64(blas->dgemm, &geo, a.w->data, node->extra, g, dins[0], FRESH(0), dins[1], FRESH(1), DIN(ib),
                           FRESH(ib), DIN(ih0), FRESH(ih0), DIN(ic0), FRESH(ic0), norms, s, s + GH * TB,
-                          s + GH * TB + GH * geo.Bp, s + GH * TB + GH * geo.Bp + HB);
+                          s + GH * TB + GH * geo.Bp, s + GH * TB + GH * geo.Bp + HB, s + GH * TB + GH * geo.Bp + 3 * HB,
+                          s + GH * TB + GH * geo.Bp + 2 * HB);
     }
 #undef DIN
 #undef FRESH

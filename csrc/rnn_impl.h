@@ -5,41 +5,39 @@
  * contiguous, so each elementwise loop runs over the B lanes of one row (vectorised; in
  * the caller's [B, G H] layout the runs would be the G H = 18 values of one sample). */
 
-/* A [GH][B] = W [GH, H] Hs, Hs [H][B] with row stride ldh: loops for a small H (a BLAS call
- * per step costs more than the 100 x 18 x 6 product), the GEMM provider from RNN_GEMM_MIN_H. */
-CG_SIMD static void FN(rnn_hh_)(GEMM_FN gemm, int64_t GH, int64_t H, int64_t B, const T *W, const T *Hs, int64_t ldh,
-                                T *A) {
-    if (H >= RNN_GEMM_MIN_H) {
-        gemm(CG_NO_TRANS, CG_NO_TRANS, GH, B, H, 1, W, H, Hs, ldh, 0, A, B);
-        return;
-    }
-    for (int64_t j = 0; j < GH; j++) {
-        T *a = A + j * B;
-        const T *w = W + j * H;
-        for (int64_t b = 0; b < B; b++) a[b] = 0;
-        for (int64_t k = 0; k < H; k++) {
-            T wk = w[k];
-            const T *h = Hs + k * ldh;
-            for (int64_t b = 0; b < B; b++) a[b] += wk * h[b];
+/* A [M][B] = W [M, K] X, X [K][B] with row stride ldx, B a multiple of RNN_LANES: each run
+ * of lanes sums in registers over K (a BLAS call per step costs more than the 100 x 18 x 6
+ * product of the benchmark's GRU). */
+CG_SIMD static void FN(rnn_small_mm_)(int64_t M, int64_t K, int64_t B, const T *restrict W, const T *restrict X,
+                                      int64_t ldx, T *restrict A) {
+    for (int64_t j = 0; j < M; j++) {
+        const T *w = W + j * K;
+        for (int64_t b0 = 0; b0 < B; b0 += RNN_LANES) {
+            T acc[RNN_LANES] = {0};
+            for (int64_t k = 0; k < K; k++)
+                for (int l = 0; l < RNN_LANES; l++) acc[l] += w[k] * X[k * ldx + b0 + l];
+            for (int l = 0; l < RNN_LANES; l++) A[j * B + b0 + l] = acc[l];
         }
     }
 }
 
-/* D [H][B] += W^T dG, W [GH, H], dG [GH][B] with row stride ldg */
-CG_SIMD static void FN(rnn_hh_t_)(GEMM_FN gemm, int64_t GH, int64_t H, int64_t B, const T *W, const T *dG, int64_t ldg,
-                                  T *D) {
+/* A [GH][B] = W [GH, H] Hs, Hs [H][B] with row stride ldh: the GEMM provider from
+ * RNN_GEMM_MIN_H on */
+static void FN(rnn_hh_)(GEMM_FN gemm, int64_t GH, int64_t H, int64_t B, const T *W, const T *Hs, int64_t ldh, T *A) {
+    if (H >= RNN_GEMM_MIN_H) gemm(CG_NO_TRANS, CG_NO_TRANS, GH, B, H, 1, W, H, Hs, ldh, 0, A, B);
+    else FN(rnn_small_mm_)(GH, H, B, W, Hs, ldh, A);
+}
+
+/* D [H][B] += W^T dG, dG [GH][B] with row stride ldg; Wt: W transposed [H, GH] (small H),
+ * tmp [H][B] scratch */
+static void FN(rnn_hh_t_)(GEMM_FN gemm, int64_t GH, int64_t H, int64_t B, const T *W, const T *Wt, const T *dG,
+                          int64_t ldg, T *D, T *tmp) {
     if (H >= RNN_GEMM_MIN_H) {
         gemm(CG_TRANS, CG_NO_TRANS, H, B, GH, 1, W, H, dG, ldg, 1, D, B);
         return;
     }
-    for (int64_t k = 0; k < H; k++) {
-        T *d = D + k * B;
-        for (int64_t j = 0; j < GH; j++) {
-            T wk = W[j * H + k];
-            const T *g = dG + j * ldg;
-            for (int64_t b = 0; b < B; b++) d[b] += wk * g[b];
-        }
-    }
+    FN(rnn_small_mm_)(H, GH, B, Wt, dG, ldg, tmp);
+    for (int64_t i = 0; i < H * B; i++) D[i] += tmp[i];
 }
 
 /* Between the caller's [B, rows] layout (row stride sb) and the gate-major [rows][B] one
@@ -50,15 +48,16 @@ static inline void FN(rnn_gather_)(int64_t rows, int64_t B, const T *restrict sr
         for (int64_t b = 0; b < B; b++) dst[j * ld + b] = src[b * sb + j];
 }
 
-/* add: dst += instead of = */
+/* add: dst += instead of =. The caller's side is the inner loop here: stores scattered over
+ * B rows of the caller's (often batch-first) layout took a third of the backward. */
 static inline void FN(rnn_scatter_)(int64_t rows, int64_t B, const T *restrict src, int64_t ld, T *restrict dst,
                                     int64_t sb, int add) {
     if (add)
-        for (int64_t j = 0; j < rows; j++)
-            for (int64_t b = 0; b < B; b++) dst[b * sb + j] += src[j * ld + b];
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t j = 0; j < rows; j++) dst[b * sb + j] += src[j * ld + b];
     else
-        for (int64_t j = 0; j < rows; j++)
-            for (int64_t b = 0; b < B; b++) dst[b * sb + j] = src[j * ld + b];
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t j = 0; j < rows; j++) dst[b * sb + j] = src[j * ld + b];
 }
 
 /* dst [rows][B] += the caller's [B, rows] */
@@ -234,11 +233,13 @@ static inline void FN(elman_row_bwd_)(int64_t B, int relu, const T *restrict hy,
 CG_SIMD static void FN(rnn_backward_)(GEMM_FN gemm, const rnn_geom *g, const T *W, const T *ex, const T *gy,
                                       T *dxp, int dxp_fresh, T *dW, int dW_fresh, T *db, int db_fresh, T *dh0,
                                       int dh0_fresh, T *dc0, int dc0_fresh, T *norms, T *dG, T *dX, T *dh,
-                                      T *dc) {
+                                      T *dc, T *Wt, T *tmp) {
     const int64_t Tn = g->nt, B = g->B, L = g->Bp, H = g->H, GH = g->G * H, TL = Tn * L, ld = (Tn + 1) * L;
     const T *Hst = ex, *Gs = ex + g->n_states * H * ld;
     const int lstm = g->mode == CG_RNN_LSTM, gru = g->mode == CG_RNN_GRU;
     for (int64_t i = 0; i < H * L; i++) dh[i] = dc[i] = 0;
+    for (int64_t j = 0; j < GH; j++)
+        for (int64_t k = 0; k < H; k++) Wt[k * GH + j] = W[j * H + k];
     for (int64_t s = Tn - 1; s >= 0; s--) {
         int64_t t = g->reverse ? Tn - 1 - s : s;
         const T *gt = gy + t * g->ys_t;
@@ -258,7 +259,7 @@ CG_SIMD static void FN(rnn_backward_)(GEMM_FN gemm, const rnn_geom *g, const T *
             else
                 FN(elman_row_bwd_)(L, g->mode == CG_RNN_RELU, Hst + k * ld + (s + 1) * L, d, gk);
         }
-        FN(rnn_hh_t_)(gemm, GH, H, L, W, dG + s * L, TL, dh);
+        FN(rnn_hh_t_)(gemm, GH, H, L, W, Wt, dG + s * L, TL, dh, tmp);
         if (dxp) /* the step's xp gradient into the caller's layout */
             FN(rnn_scatter_)(GH, B, gru ? dX : dG + s * L, gru ? L : TL, dxp + t * g->xs_t, g->xs_b, !dxp_fresh);
     }

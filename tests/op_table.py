@@ -17,6 +17,7 @@ import numpy as np
 
 import cgrad
 import pool_reference as _pool
+import rnn_reference as _rnn
 from cgrad.nn import functional as F
 
 
@@ -868,6 +869,32 @@ OPS = [
            kinks=[-0.6, 0.6], torch=_tF("hardshrink", 0.6)),
     # ---- end of embedding and losses ----
     # ---- recurrent ----
+    # one layer and direction of the recurrence (rnn_scan) against a per-sample loop in numpy
+    # (tests/rnn_reference.py): GRU with a state, reversed and batch-first without one, LSTM with
+    # both states, one step without a bias, tanh and relu RNNs, and the step-norm buffer given
+    OpInfo("rnn_scan_gru", "rnn_scan", lambda xp, w, h0, b: cgrad._C.rnn_scan("GRU", xp, w, h0, None, b, None),
+           lambda xp, w, h0, b: _rnn.scan("GRU", xp, w, h0, None, b), [(3, 2, 9), (9, 3), (2, 3), (9,)], torch=None),
+    OpInfo("rnn_scan_gru_reverse_batch_first", "rnn_scan",
+           lambda xp, w, b: cgrad._C.rnn_scan("GRU", xp, w, None, None, b, None, True, True),
+           lambda xp, w, b: _rnn.scan("GRU", xp, w, None, None, b, True, True), [(2, 4, 6), (6, 2), (6,)],
+           torch=None),
+    OpInfo("rnn_scan_lstm", "rnn_scan", lambda xp, w, h0, c0, b: cgrad._C.rnn_scan("LSTM", xp, w, h0, c0, b, None),
+           lambda xp, w, h0, c0, b: _rnn.scan("LSTM", xp, w, h0, c0, b), [(3, 2, 8), (8, 2), (2, 2), (2, 2), (8,)],
+           torch=None),
+    OpInfo("rnn_scan_lstm_one_step_no_bias_reverse", "rnn_scan",
+           lambda xp, w, h0, c0: cgrad._C.rnn_scan("LSTM", xp, w, h0, c0, None, None, True),
+           lambda xp, w, h0, c0: _rnn.scan("LSTM", xp, w, h0, c0, None, True), [(1, 3, 8), (8, 2), (3, 2), (3, 2)],
+           torch=None),
+    OpInfo("rnn_scan_tanh_batch_first", "rnn_scan",
+           lambda xp, w, h0, b: cgrad._C.rnn_scan("RNN_TANH", xp, w, h0, None, b, None, False, True),
+           lambda xp, w, h0, b: _rnn.scan("RNN_TANH", xp, w, h0, None, b, False, True),
+           [(2, 4, 3), (3, 3), (2, 3), (3,)], torch=None),
+    OpInfo("rnn_scan_relu", "rnn_scan", lambda xp, w, b: cgrad._C.rnn_scan("RNN_RELU", xp, w, None, None, b, None),
+           lambda xp, w, b: _rnn.scan("RNN_RELU", xp, w, None, None, b), [(4, 2, 3), (3, 3), (3,)],
+           torch=None),
+    OpInfo("rnn_scan_gru_step_norms", "rnn_scan",
+           lambda xp, w: cgrad._C.rnn_scan("GRU", xp, w, None, None, None, cgrad.zeros(3, dtype=xp.dtype)),
+           lambda xp, w: _rnn.scan("GRU", xp, w), [(3, 2, 6), (6, 2)], torch=None),
     # ---- end of recurrent ----
     # ---- attention ----
     # the fused op: 3-D and 4-D, L != S, causal (L < S and L > S), a fixed bool mask with a

@@ -268,7 +268,7 @@ class RNNCellBase(Module):
             raise ValueError(f"{name}: input has inconsistent input_size: got {input.shape[-1]} expected "
                              f"{self.input_size} (input of shape {_shape_str(input.shape)})")
         batch = input.shape[0] if input.ndim == 2 else 1
-        states = []
+        states: list = []
         for state, which in ((hx, "hidden"), (cx, "cell state")):
             if state is None:
                 states.append(None)

@@ -115,6 +115,15 @@ def test_mnist1d_example_runs_unchanged_on_pytorch(tmp_path):
     assert 0.3 < accuracy(out) <= 1.0
 
 
+def test_the_mnist1d_gru_recipe_reaches_88_percent(tmp_path):
+    """The sequence issue's bar: the paper's bidirectional GRU and recipe (6,000 Adam steps,
+    batches in order) at least 88% test accuracy (PyTorch 88.2% here, the paper 91%; 89.8%
+    at seed 0). Replayed, so that it costs seconds."""
+    out = run_example(MNIST1D, "--model", "gru", "--compile", tmp_path=tmp_path)
+    assert "MNIST-1D GRU on cgrad (compiled)" in header(out)
+    assert accuracy(out) >= 0.88
+
+
 def test_mnist1d_gru_example_trains_and_replays_as_eager(tmp_path):
     a = run_example(MNIST1D, "--model", "gru", "--quick", tmp_path=tmp_path)
     b = run_example(MNIST1D, "--model", "gru", "--quick", "--compile", tmp_path=tmp_path)

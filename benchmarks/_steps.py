@@ -199,51 +199,16 @@ def jax_sgd_stepper(loss_fn, params, batch, lr: float):
     return step, (lambda loss: float(loss.block_until_ready()))
 
 
-class ClassifierWorkload:
-    """One classifier's training step (cross-entropy; Adam, or SGD with optimizer="sgd"):
-    its builder (of an `nn`), batch maker, learning rate, the network as a jnp function of
-    its parameters (named as its state_dict), and its GEMM FLOPs. init() gives every
-    framework the weights cgrad's own initialisation draws (seed 0); a subclass may draw
-    them otherwise."""
+class TrainingStepWorkload:
+    """The frameworks' steps of a workload that defines _parts(lib, weights, as_tensor) ->
+    (net, opt) and torch_like_step(lib, net, opt) -> step(x, y), the same code for cgrad and
+    PyTorch; jax_step is its own. Each maker returns (step, sync)."""
     CHECK_STEPS = 5
     TARGETS: dict = {}
 
-    def __init__(self, name, build, batch, lr, jax_forward, flops, optimizer="adam", targets=None):
-        self.NAME, self.build, self._batch, self.lr, self.optimizer = name, build, batch, lr, optimizer
-        if targets is not None:
-            self.TARGETS = targets
-        self._jax_forward, self._flops = jax_forward, flops
+    def __init__(self):
         self.FRAMEWORKS = {"cgrad": self.cgrad_step, "cgrad-replay": self.cgrad_replay_step,
                            "torch": self.torch_step, "jax": self.jax_step}
-
-    def make_batch(self):
-        return self._batch()
-
-    def init(self):
-        import cgrad
-        cgrad.manual_seed(0)
-        return {k: v.numpy().copy() for k, v in self.build(cgrad.nn).state_dict().items()}
-
-    def gemm_flops(self) -> int:
-        return self._flops()
-
-    # ---- the steps ----
-    def _parts(self, lib, weights, as_tensor):
-        net = self.build(lib.nn)
-        net.load_state_dict({k: as_tensor(v) for k, v in weights.items()})
-        opt = lib.optim.SGD if self.optimizer == "sgd" else lib.optim.Adam
-        return net, opt(net.parameters(), lr=self.lr)
-
-    @staticmethod
-    def torch_like_step(lib, net, opt):
-        """The step as a PyTorch user writes it (the same code for cgrad and PyTorch)."""
-        def step(x, y):
-            opt.zero_grad()
-            loss = lib.nn.functional.cross_entropy(net(x), y)
-            loss.backward()
-            opt.step()
-            return loss
-        return step
 
     def _eager(self, lib, weights, batch, as_tensor, compile_=None):
         step = self.torch_like_step(lib, *self._parts(lib, weights, as_tensor))
@@ -270,6 +235,52 @@ class ClassifierWorkload:
     def torch_compile_step(self, batch, weights):
         import torch
         return self._eager(torch, weights, batch, torch.from_numpy, compile_=torch.compile)
+
+    def jax_step(self, batch, weights):
+        raise NotImplementedError
+
+
+class ClassifierWorkload(TrainingStepWorkload):
+    """One classifier's training step (cross-entropy; Adam, or SGD with optimizer="sgd"):
+    its builder (of an `nn`), batch maker, learning rate, the network as a jnp function of
+    its parameters (named as its state_dict), and its GEMM FLOPs. init() gives every
+    framework the weights cgrad's own initialisation draws (seed 0); a subclass may draw
+    them otherwise."""
+
+    def __init__(self, name, build, batch, lr, jax_forward, flops, optimizer="adam", targets=None):
+        super().__init__()
+        self.NAME, self.build, self._batch, self.lr, self.optimizer = name, build, batch, lr, optimizer
+        if targets is not None:
+            self.TARGETS = targets
+        self._jax_forward, self._flops = jax_forward, flops
+
+    def make_batch(self):
+        return self._batch()
+
+    def init(self):
+        import cgrad
+        cgrad.manual_seed(0)
+        return {k: v.numpy().copy() for k, v in self.build(cgrad.nn).state_dict().items()}
+
+    def gemm_flops(self) -> int:
+        return self._flops()
+
+    # ---- the steps ----
+    def _parts(self, lib, weights, as_tensor):
+        net = self.build(lib.nn)
+        net.load_state_dict({k: as_tensor(v) for k, v in weights.items()})
+        opt = lib.optim.SGD if self.optimizer == "sgd" else lib.optim.Adam
+        return net, opt(net.parameters(), lr=self.lr)
+
+    def torch_like_step(self, lib, net, opt):
+        """The step as a PyTorch user writes it (the same code for cgrad and PyTorch)."""
+        def step(x, y):
+            opt.zero_grad()
+            loss = lib.nn.functional.cross_entropy(net(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+        return step
 
     def jax_step(self, batch, weights):
         """The network as a jnp function of its parameters, cross-entropy, and the whole

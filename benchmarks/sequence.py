@@ -26,7 +26,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _steps import ClassifierWorkload  # noqa: E402
+from _steps import ClassifierWorkload, TrainingStepWorkload  # noqa: E402
 
 
 # ---- MNIST-1D biGRU ----
@@ -120,17 +120,12 @@ NAMES = ClassifierWorkload("seq: names MLP [Embedding 27x10, context 3, 30-200 t
 
 
 # ---- char GPT ----
-class GPTWorkload:
+class GPTWorkload(TrainingStepWorkload):
     """nanoGPT's step: forward to the loss, backward, clip to norm 1.0, AdamW (groups)."""
     NAME = "seq: char GPT [4 layers, 4 heads, width 128, block 64] AdamW, batch 12"
     TARGETS = {"cgrad": 0.8, "cgrad-replay": 0.7}
-    CHECK_STEPS = 5
     LR, BETAS, WEIGHT_DECAY, CLIP = 1e-3, (0.9, 0.99), 0.1, 1.0
     B, T, LAYERS, HEADS, WIDTH = 12, 64, 4, 4, 128
-
-    def __init__(self):
-        self.FRAMEWORKS = {"cgrad": self.cgrad_step, "cgrad-replay": self.cgrad_replay_step,
-                           "torch": self.torch_step, "jax": self.jax_step}
 
     @staticmethod
     def vocabulary():
@@ -185,30 +180,6 @@ class GPTWorkload:
             opt.zero_grad(set_to_none=True)
             return loss
         return step
-
-    def _eager(self, lib, weights, batch, as_tensor, compile_=None):
-        step = self.torch_like_step(lib, *self._parts(lib, weights, as_tensor))
-        if compile_:
-            step = compile_(step)
-        x, y = as_tensor(batch[0]), as_tensor(batch[1])
-        return (lambda: step(x, y)), (lambda loss: loss.item())
-
-    def cgrad_step(self, batch, weights):
-        import cgrad
-        return self._eager(cgrad, weights, batch, cgrad.from_numpy)
-
-    def cgrad_replay_step(self, batch, weights):
-        import cgrad
-        step = cgrad.compile(self.torch_like_step(cgrad, *self._parts(cgrad, weights, cgrad.from_numpy)))
-        return (lambda: step(*batch)), (lambda loss: loss.item())
-
-    def torch_step(self, batch, weights):
-        import torch
-        return self._eager(torch, weights, batch, torch.from_numpy)
-
-    def torch_compile_step(self, batch, weights):
-        import torch
-        return self._eager(torch, weights, batch, torch.from_numpy, compile_=torch.compile)
 
     def jax_step(self, batch, weights):
         """The GPT as a jnp function of its parameters, and the whole step (value_and_grad,

@@ -15,7 +15,7 @@ dropout, the output layer tied to the token embedding; 0.80M parameters. The rec
 1.0; a 90/10 train/validation split of the characters. Every 250 iterations it prints the
 loss on 20 batches of each split (nanoGPT's CPU recipe); at the end the validation loss on
 200 batches (nanoGPT's default estimate; its README reports 1.88), the training time, and
-200 characters sampled from the model.
+200 characters sampled from the model (from the --top-k likeliest at each step).
 """
 import argparse
 import sys
@@ -36,6 +36,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--iters", type=int, help="default 2,000 (--quick: 50)")
     p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--top-k", type=int, default=10, help="sample from the k likeliest characters (nanoGPT's top_k)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="50 iterations: a smoke test")
     p.add_argument("--compile", action="store_true", help="cgrad only: record one step, replay it (cgrad.compile)")
@@ -112,7 +113,10 @@ def main(argv=None):
     with torch.no_grad():
         for _ in range(200):
             logits, _ = model(idx[:, -BLOCK:])
-            probs = torch.nn.functional.softmax(logits[:, -1, :], dim=-1)
+            logits = logits[:, -1, :]
+            v, _ = torch.topk(logits, min(args.top_k, logits.shape[-1]))
+            logits[logits < v[:, [-1]]] = -float("Inf")  # keep the top k, as nanoGPT's sample.py
+            probs = torch.nn.functional.softmax(logits, dim=-1)
             idx = torch.cat((idx, torch.multinomial(probs, num_samples=1)), dim=1)
     print("sample:\n" + "".join(itos[i] for i in idx[0].tolist()))
     return val_loss

@@ -87,10 +87,22 @@ static cg_status strided(cg_tensor *x, int nd, const int64_t *shape, const int64
     return CG_OK;
 }
 
+/* WRITES (Note [First write]): a fresh buffer behind a permutation (as many elements as x,
+ * each reached once) is written, with no memset of x's size first; behind a slice it is
+ * zeroed here and added to, as before. */
 void cg_strided_bwd(cg_node *node, const void *g, void **dins) {
     if (!dins[0]) return;
     const int64_t *strides = node->ip;
     int64_t base = node->ip[CG_MAX_DIMS];
+    const cg_tensor *x = node->inputs[0];
+    if (node->fresh & 1) {
+        if (cg_numel(node->ndim, node->shape) == x->numel) {
+            if (node->dtype == CG_F32) strided_bwd_set__f32(node->ndim, node->shape, strides, base, g, dins[0]);
+            else strided_bwd_set__f64(node->ndim, node->shape, strides, base, g, dins[0]);
+            return;
+        }
+        memset(dins[0], 0, (size_t)x->numel * cg_dtype_size(x->dtype));
+    }
     if (node->dtype == CG_F32) strided_bwd__f32(node->ndim, node->shape, strides, base, g, dins[0]);
     else strided_bwd__f64(node->ndim, node->shape, strides, base, g, dins[0]);
 }

@@ -12,6 +12,12 @@ CG_SIMD static void FN(strided_bwd_)(int nd, const int64_t *shape, const int64_t
     STRIDED_WALK(nd, shape, strides, base, D[ox] += G[oy + j]);
 }
 
+/* the same, writing: for a permutation, which reaches every element of x once */
+CG_SIMD static void FN(strided_bwd_set_)(int nd, const int64_t *shape, const int64_t *strides, int64_t base,
+                                         const T *G, T *D) {
+    STRIDED_WALK(nd, shape, strides, base, D[ox] = G[oy + j]);
+}
+
 /* D[idx[l], :inner] += G[l, :inner]; one call per rule, not per row (rows of 1 element
  * are common: 1-D indexing) */
 CG_SIMD static void FN(gather_bwd_)(int64_t n, int64_t inner, const int64_t *idx, const T *G, T *D) {

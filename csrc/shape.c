@@ -23,8 +23,11 @@ cg_status cg_reshape(cg_tensor *x, int ndim, const int64_t *shape, cg_tensor **o
     return CG_OK;
 }
 
+/* WRITES (Note [First write]): a fresh buffer is a copy of g, not a memset and an add */
 void cg_reshape_bwd(cg_node *node, const void *g, void **dins) {
-    if (dins[0]) cg_add_into(node->dtype, node->numel, dins[0], g);
+    if (!dins[0]) return;
+    if (node->fresh & 1) memcpy(dins[0], g, (size_t)node->numel * cg_dtype_size(node->dtype));
+    else cg_add_into(node->dtype, node->numel, dins[0], g);
 }
 
 /* ---- strided: y[idx] = x[base + sum_d idx_d * stride_d], y contiguous ----

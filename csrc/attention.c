@@ -37,6 +37,7 @@ typedef struct {
 } sd_dims;
 
 #define SD_CHUNK_VALUES 8192 /* a chunk's scores: 32 KiB of float32 */
+#define SD_CAUSAL_CHUNK 16
 
 /* exp(t) for the shifted scores t <= 0 (and -inf): in float arithmetic for float32, 16 lanes
  * an AVX-512 instruction where cg_expf computes in double (8): the exps were the largest
@@ -55,6 +56,9 @@ static sd_dims sd_dims_of(const int64_t *ip, double scale) {
     sd_dims d = {ip[1], ip[2], ip[3], ip[4], 1, ip[6], ip[7], (ip[5] & SD_CAUSAL) != 0, (ip[5] & SD_ENTROPY) != 0,
                  scale};
     int64_t c = ip[2] > 0 ? SD_CHUNK_VALUES / ip[2] : ip[1];
+    /* causal: short chunks, so that each chunk's GEMMs cover only the n = r0 + rows columns
+     * its rows see (one 64-row chunk computed the masked upper half of the scores too) */
+    if (d.causal && c > SD_CAUSAL_CHUNK) c = SD_CAUSAL_CHUNK;
     d.chunk = c < 1 ? 1 : (c > ip[1] ? (ip[1] > 0 ? ip[1] : 1) : c);
     return d;
 }

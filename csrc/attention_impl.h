@@ -22,17 +22,18 @@ static inline void FN(sd_exp_lanes_)(T *x, T m, T *lz, T *lt, int want_entropy) 
     }
 }
 
-/* Row i's softmax in place over its first n scores (the rest are set to 0), the mask row
+/* Row i's softmax in place over its first n scores (the rest up to zto are set to 0: the
+ * columns its chunk's GEMMs read; beyond them nothing reads P), the mask row
  * added first (mrow NULL: none; stride mcs 0 or 1). Returns the row's entropy in nats when
  * want_entropy (else 0). A row whose every score is -inf (fully masked) becomes zeros with
  * entropy 0, as PyTorch's output for it is 0. The last, partial group of lanes goes through
  * a buffer padded with -inf, so that every exp is computed vectorised (a causal row's
  * length is anything). */
-CG_SIMD static double FN(sd_softmax_row_)(T *restrict p, int64_t n, int64_t S, const T *mrow, int64_t mcs,
+CG_SIMD static double FN(sd_softmax_row_)(T *restrict p, int64_t n, int64_t zto, const T *mrow, int64_t mcs,
                                           int want_entropy) {
     if (mrow)
         for (int64_t j = 0; j < n; j++) p[j] += mrow[j * mcs];
-    for (int64_t j = n; j < S; j++) p[j] = 0;
+    for (int64_t j = n; j < zto; j++) p[j] = 0;
     T lz[SD_LANES], lt[SD_LANES], tail[SD_LANES];
     int64_t full = n - n % SD_LANES, rest = n - full;
     for (int l = 0; l < SD_LANES; l++) {
@@ -77,7 +78,7 @@ static double FN(sd_block_fwd_)(GEMM_FN gemm, const sd_dims *d, const T *Q, cons
         if (n > 0) gemm(CG_NO_TRANS, CG_TRANS, rows, n, E, (T)d->scale, Q + r0 * E, E, K, E, 0, Pc, S);
         for (int64_t i = 0; i < rows; i++) {
             int64_t row = r0 + i, cols = d->causal ? (row + 1 < n ? row + 1 : n) : n;
-            ent += FN(sd_softmax_row_)(Pc + i * S, cols, S, mask ? mask + row * d->mrs : NULL, d->mcs, d->entropy);
+            ent += FN(sd_softmax_row_)(Pc + i * S, cols, n, mask ? mask + row * d->mrs : NULL, d->mcs, d->entropy);
         }
         if (n > 0) gemm(CG_NO_TRANS, CG_NO_TRANS, rows, Ev, n, 1, Pc, S, V, Ev, 0, O + r0 * Ev, Ev);
         else

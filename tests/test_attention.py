@@ -33,6 +33,8 @@ CASES = {  # name: shapes of q, k, v, and keyword arguments (a mask as a numpy a
                              {"attn_mask": np.random.default_rng(9).standard_normal((3, 1, 5))}),
     "batch_broadcast_scale": ([(2, 3, 4, 3), (1, 3, 5, 3), (2, 1, 5, 2)], {"scale": 0.3}),
     "long_rows_chunked": ([(1, 200, 8), (1, 150, 8), (1, 150, 3)], {"is_causal": True}),  # rows in chunks
+    # causal blocks go in chunks of 16 rows, the GEMMs of each over only the columns it sees: a partial last chunk
+    "causal_partial_last_chunk": ([(2, 37, 5), (2, 37, 5), (2, 37, 3)], {"is_causal": True}),
 }
 
 

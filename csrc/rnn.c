@@ -30,6 +30,7 @@
 #include "cg_math.h"
 
 #include <math.h>
+#include <string.h>
 
 /* From this hidden size the per-step products go to the GEMM provider; below it, rnn_impl.h's
  * loops. Timed (best of 15, a shared and busy 2-core machine) on one direction's forward and
@@ -72,6 +73,41 @@ static rnn_geom rnn_geometry(int mode, int64_t T, int64_t B, int64_t H, int flag
 static int64_t rnn_extra_numel(const rnn_geom *g) {
     int64_t saved = g->mode == CG_RNN_GRU ? 4 : g->mode == CG_RNN_LSTM ? 5 : 0;
     return g->n_states * g->H * (g->nt + 1) * g->Bp + saved * g->H * g->nt * g->Bp;
+}
+
+/* dst[c * ds + r] (+)= src[r * ss + c] over an 8 x 8 float block, in registers: three
+ * rounds of 8 shuffles (GCC's vector extensions; unpck, shufps, vperm2f128 under AVX), where
+ * the scalar copy moved one element per load and store. Moves only, so bitwise the copy. */
+typedef float rnn_v8f __attribute__((vector_size(32)));
+typedef int32_t rnn_v8i __attribute__((vector_size(32)));
+
+static inline void rnn_tile8_f32(const float *src, int64_t ss, float *dst, int64_t ds, int add) {
+    rnn_v8f r[8], t[8], u[8];
+    for (int i = 0; i < 8; i++) memcpy(&r[i], src + i * ss, sizeof r[i]);
+    const rnn_v8i lo = {0, 8, 1, 9, 4, 12, 5, 13}, hi = {2, 10, 3, 11, 6, 14, 7, 15};
+    const rnn_v8i lo2 = {0, 1, 8, 9, 4, 5, 12, 13}, hi2 = {2, 3, 10, 11, 6, 7, 14, 15};
+    const rnn_v8i lo4 = {0, 1, 2, 3, 8, 9, 10, 11}, hi4 = {4, 5, 6, 7, 12, 13, 14, 15};
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = __builtin_shuffle(r[i], r[i + 1], lo);
+        t[i + 1] = __builtin_shuffle(r[i], r[i + 1], hi);
+    }
+    for (int i = 0; i < 8; i += 4)
+        for (int q = 0; q < 2; q++) {
+            u[i + 2 * q] = __builtin_shuffle(t[i + q], t[i + 2 + q], lo2);
+            u[i + 2 * q + 1] = __builtin_shuffle(t[i + q], t[i + 2 + q], hi2);
+        }
+    /* u[c] (c < 4) holds column c of rows 0-3 low and column c + 4 high; u[4 + c] rows 4-7 */
+    for (int c = 0; c < 4; c++) {
+        rnn_v8f a = __builtin_shuffle(u[c], u[4 + c], lo4), b = __builtin_shuffle(u[c], u[4 + c], hi4);
+        if (add) {
+            rnn_v8f da, db;
+            memcpy(&da, dst + c * ds, sizeof da);
+            memcpy(&db, dst + (c + 4) * ds, sizeof db);
+            a += da, b += db;
+        }
+        memcpy(dst + c * ds, &a, sizeof a);
+        memcpy(dst + (c + 4) * ds, &b, sizeof b);
+    }
 }
 
 #define CG_IMPL "rnn_impl.h"

@@ -65,19 +65,29 @@ CG_SIMD static void FN(rnn_dw_)(GEMM_FN gemm, int64_t GH, int64_t H, int64_t n, 
 }
 
 /* dst[c * ds + r] (+)= src[r * ss + c], r < R, c < C: the copies between the caller's
- * [B, rows] layout and the gate-major [rows][B] one. float32 moves whole 8 x 8 blocks in
- * registers (rnn_tile8_f32); the edges, and float64, one element at a time. */
-static inline void FN(rnn_transpose_)(int64_t R, int64_t C, const T *restrict src, int64_t ss, T *restrict dst,
-                                      int64_t ds, int add) {
+ * [B, rows] layout and the gate-major [rows][B] one. float32 moves blocks of 8 x 8 (and
+ * the edges' 8 x n, n x 8) in registers (rnn_tile_f32); the corner, and float64, one
+ * element at a time. */
+static RNN_INLINE void FN(rnn_transpose_)(int64_t R, int64_t C, const T *restrict src, int64_t ss, T *restrict dst,
+                                          int64_t ds, int add) {
     int64_t R8 = 0, C8 = 0;
     if (sizeof(T) == sizeof(float)) {
+        const float *fs = (const float *)src;
+        float *fd = (float *)dst;
         R8 = R / 8 * 8, C8 = C / 8 * 8;
         for (int64_t r0 = 0; r0 < R8; r0 += 8)
-            for (int64_t c0 = 0; c0 < C8; c0 += 8)
-                rnn_tile8_f32((const float *)(src + r0 * ss + c0), ss, (float *)(dst + c0 * ds + r0), ds, add);
+            for (int64_t c0 = 0; c0 < C8; c0 += 8) rnn_tile_f32(fs + r0 * ss + c0, ss, fd + c0 * ds + r0, ds, add, 8, 8);
+#define RNN_ROWS_EDGE(n)                                                                                            \
+    for (int64_t c0 = 0; c0 < C8; c0 += 8) rnn_tile_f32(fs + R8 * ss + c0, ss, fd + c0 * ds + R8, ds, add, n, 8)
+#define RNN_COLS_EDGE(n)                                                                                            \
+    for (int64_t r0 = 0; r0 < R8; r0 += 8) rnn_tile_f32(fs + r0 * ss + C8, ss, fd + C8 * ds + r0, ds, add, 8, n)
+        RNN_EDGE(R - R8, RNN_ROWS_EDGE)
+        RNN_EDGE(C - C8, RNN_COLS_EDGE)
+#undef RNN_ROWS_EDGE
+#undef RNN_COLS_EDGE
     }
-    for (int64_t c = 0; c < C; c++) /* dst's contiguous r inner: strided stores cost more than strided loads */
-        for (int64_t r = c < C8 ? R8 : 0; r < R; r++) {
+    for (int64_t c = C8; c < C; c++) /* the corner: dst's contiguous r inner (strided stores cost more) */
+        for (int64_t r = R8; r < R; r++) {
             if (add) dst[c * ds + r] += src[r * ss + c];
             else dst[c * ds + r] = src[r * ss + c];
         }
@@ -85,22 +95,21 @@ static inline void FN(rnn_transpose_)(int64_t R, int64_t C, const T *restrict sr
 
 /* Between the caller's [B, rows] layout (row stride sb) and the gate-major [rows][B] one
  * (row stride ld). */
-static inline void FN(rnn_gather_)(int64_t rows, int64_t B, const T *restrict src, int64_t sb, T *restrict dst,
+static RNN_INLINE void FN(rnn_gather_)(int64_t rows, int64_t B, const T *restrict src, int64_t sb, T *restrict dst,
                                    int64_t ld) {
     FN(rnn_transpose_)(B, rows, src, sb, dst, ld, 0);
 }
 
 /* add: dst += instead of =. */
-static inline void FN(rnn_scatter_)(int64_t rows, int64_t B, const T *restrict src, int64_t ld, T *restrict dst,
+static RNN_INLINE void FN(rnn_scatter_)(int64_t rows, int64_t B, const T *restrict src, int64_t ld, T *restrict dst,
                                     int64_t sb, int add) {
     FN(rnn_transpose_)(rows, B, src, ld, dst, sb, add);
 }
 
 /* dst [rows][B] += the caller's [B, rows] */
-static inline void FN(rnn_gather_add_)(int64_t rows, int64_t B, const T *restrict src, int64_t sb, T *restrict dst,
+static RNN_INLINE void FN(rnn_gather_add_)(int64_t rows, int64_t B, const T *restrict src, int64_t sb, T *restrict dst,
                                        int64_t ld) {
-    for (int64_t j = 0; j < rows; j++)
-        for (int64_t b = 0; b < B; b++) dst[j * ld + b] += src[b * sb + j];
+    FN(rnn_transpose_)(B, rows, src, sb, dst, ld, 1);
 }
 
 /* sum of v[0..n) (n a multiple of RNN_LANES), and sum of its squares in double: one

@@ -81,6 +81,8 @@ static int64_t rnn_extra_numel(const rnn_geom *g) {
  * (and one add per element) only, so bitwise the scalar copy. Always inline, with nr and nc
  * constants: out of line it was compiled for the baseline target (no AVX), not the caller's
  * clone, and cost 4x its inlined shuffles. */
+#if defined(__GNUC__) && !defined(__clang__) /* __builtin_shuffle is GCC's; elsewhere the scalar copy */
+#define RNN_TILES 1
 #define RNN_INLINE inline __attribute__((always_inline))
 
 typedef float rnn_v8f __attribute__((vector_size(32)));
@@ -131,6 +133,10 @@ static RNN_INLINE void rnn_tile_f32(const float *src, int64_t ss, float *dst, in
     case 7: CALL(7); break;                                                                                         \
     default: break;                                                                                                 \
     }
+#else
+#define RNN_TILES 0
+#define RNN_INLINE inline
+#endif
 
 #define CG_IMPL "rnn_impl.h"
 #include "cg_each_dtype.h"

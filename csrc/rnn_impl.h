@@ -71,6 +71,7 @@ CG_SIMD static void FN(rnn_dw_)(GEMM_FN gemm, int64_t GH, int64_t H, int64_t n, 
 static RNN_INLINE void FN(rnn_transpose_)(int64_t R, int64_t C, const T *restrict src, int64_t ss, T *restrict dst,
                                           int64_t ds, int add) {
     int64_t R8 = 0, C8 = 0;
+#if RNN_TILES
     if (sizeof(T) == sizeof(float)) {
         const float *fs = (const float *)src;
         float *fd = (float *)dst;
@@ -86,6 +87,7 @@ static RNN_INLINE void FN(rnn_transpose_)(int64_t R, int64_t C, const T *restric
 #undef RNN_ROWS_EDGE
 #undef RNN_COLS_EDGE
     }
+#endif
     for (int64_t c = C8; c < C; c++) /* the corner: dst's contiguous r inner (strided stores cost more) */
         for (int64_t r = R8; r < R; r++) {
             if (add) dst[c * ds + r] += src[r * ss + c];

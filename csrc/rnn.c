@@ -30,6 +30,7 @@
 #include "cg_math.h"
 
 #include <math.h>
+#include <string.h>
 
 /* From this hidden size the per-step products go to the GEMM provider; below it, rnn_impl.h's
  * loops. Timed (best of 15, a shared and busy 2-core machine) on one direction's forward and
@@ -73,6 +74,69 @@ static int64_t rnn_extra_numel(const rnn_geom *g) {
     int64_t saved = g->mode == CG_RNN_GRU ? 4 : g->mode == CG_RNN_LSTM ? 5 : 0;
     return g->n_states * g->H * (g->nt + 1) * g->Bp + saved * g->H * g->nt * g->Bp;
 }
+
+/* dst[c * ds + r] (+)= src[r * ss + c] over a float block of nr <= 8 rows and nc <= 8
+ * columns, in registers: three rounds of 8 shuffles (GCC's vector extensions; unpck, shufps,
+ * vperm2f128 under AVX), where the scalar copy moved one element per load and store. Moves
+ * (and one add per element) only, so bitwise the scalar copy. Always inline, with nr and nc
+ * constants: out of line it was compiled for the baseline target (no AVX), not the caller's
+ * clone, and cost 4x its inlined shuffles. */
+#if defined(__GNUC__) && !defined(__clang__) /* __builtin_shuffle is GCC's; elsewhere the scalar copy */
+#define RNN_TILES 1
+#define RNN_INLINE inline __attribute__((always_inline))
+
+typedef float rnn_v8f __attribute__((vector_size(32)));
+typedef int32_t rnn_v8i __attribute__((vector_size(32)));
+
+static RNN_INLINE void rnn_tile_f32(const float *src, int64_t ss, float *dst, int64_t ds, int add, int nr, int nc) {
+    rnn_v8f r[8], t[8], u[8], col[8];
+    for (int i = 0; i < 8; i++) {
+        r[i] = (rnn_v8f){0};
+        if (i < nr) memcpy(&r[i], src + i * ss, (size_t)nc * sizeof(float));
+    }
+    const rnn_v8i lo = {0, 8, 1, 9, 4, 12, 5, 13}, hi = {2, 10, 3, 11, 6, 14, 7, 15};
+    const rnn_v8i lo2 = {0, 1, 8, 9, 4, 5, 12, 13}, hi2 = {2, 3, 10, 11, 6, 7, 14, 15};
+    const rnn_v8i lo4 = {0, 1, 2, 3, 8, 9, 10, 11}, hi4 = {4, 5, 6, 7, 12, 13, 14, 15};
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = __builtin_shuffle(r[i], r[i + 1], lo);
+        t[i + 1] = __builtin_shuffle(r[i], r[i + 1], hi);
+    }
+    for (int i = 0; i < 8; i += 4)
+        for (int q = 0; q < 2; q++) {
+            u[i + 2 * q] = __builtin_shuffle(t[i + q], t[i + 2 + q], lo2);
+            u[i + 2 * q + 1] = __builtin_shuffle(t[i + q], t[i + 2 + q], hi2);
+        }
+    /* u[c] (c < 4) holds column c of rows 0-3 low and column c + 4 high; u[4 + c] rows 4-7 */
+    for (int c = 0; c < 4; c++) {
+        col[c] = __builtin_shuffle(u[c], u[4 + c], lo4);
+        col[c + 4] = __builtin_shuffle(u[c], u[4 + c], hi4);
+    }
+    for (int c = 0; c < nc; c++) {
+        if (add) {
+            rnn_v8f d = {0};
+            memcpy(&d, dst + c * ds, (size_t)nr * sizeof(float));
+            col[c] += d;
+        }
+        memcpy(dst + c * ds, &col[c], (size_t)nr * sizeof(float));
+    }
+}
+
+/* a call with n in 1..7 as a constant, so that the tile's partial loads and stores are fixed */
+#define RNN_EDGE(n, CALL)                                                                                           \
+    switch (n) {                                                                                                    \
+    case 1: CALL(1); break;                                                                                         \
+    case 2: CALL(2); break;                                                                                         \
+    case 3: CALL(3); break;                                                                                         \
+    case 4: CALL(4); break;                                                                                         \
+    case 5: CALL(5); break;                                                                                         \
+    case 6: CALL(6); break;                                                                                         \
+    case 7: CALL(7); break;                                                                                         \
+    default: break;                                                                                                 \
+    }
+#else
+#define RNN_TILES 0
+#define RNN_INLINE inline
+#endif
 
 #define CG_IMPL "rnn_impl.h"
 #include "cg_each_dtype.h"

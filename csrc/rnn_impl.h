@@ -40,31 +40,78 @@ static void FN(rnn_hh_t_)(GEMM_FN gemm, int64_t GH, int64_t H, int64_t B, const 
     for (int64_t i = 0; i < H * B; i++) D[i] += tmp[i];
 }
 
-/* Between the caller's [B, rows] layout (row stride sb) and the gate-major [rows][B] one
- * (row stride ld). The batch is the inner loop, so the gate-major side is contiguous. */
-static inline void FN(rnn_gather_)(int64_t rows, int64_t B, const T *restrict src, int64_t sb, T *restrict dst,
-                                   int64_t ld) {
-    for (int64_t j = 0; j < rows; j++)
-        for (int64_t b = 0; b < B; b++) dst[j * ld + b] = src[b * sb + j];
+/* dW [GH, H] (+)= dG [GH][n] Hs^T, Hs [H][n] with row stride ldh, n a multiple of RNN_LANES.
+ * Below RNN_GEMM_MIN_H as dot products with one accumulator per lane, combined in a fixed
+ * order: the GEMM provider's [18, 6] x 4480 product cost 3x these loops (packing, and a
+ * kernel made for large M and N). */
+CG_SIMD static void FN(rnn_dw_)(GEMM_FN gemm, int64_t GH, int64_t H, int64_t n, const T *restrict dG,
+                                const T *restrict Hs, int64_t ldh, T *restrict dW, int fresh) {
+    if (H >= RNN_GEMM_MIN_H) {
+        gemm(CG_NO_TRANS, CG_TRANS, GH, H, n, 1, dG, n, Hs, ldh, fresh ? 0 : 1, dW, H);
+        return;
+    }
+    for (int64_t j = 0; j < GH; j++) {
+        const T *gj = dG + j * n;
+        for (int64_t k = 0; k < H; k++) {
+            const T *hk = Hs + k * ldh;
+            T acc[RNN_LANES] = {0};
+            for (int64_t c = 0; c < n; c += RNN_LANES)
+                for (int l = 0; l < RNN_LANES; l++) acc[l] += gj[c + l] * hk[c + l];
+            T s = 0;
+            for (int l = 0; l < RNN_LANES; l++) s += acc[l];
+            dW[j * H + k] = fresh ? s : dW[j * H + k] + s;
+        }
+    }
 }
 
-/* add: dst += instead of =. The caller's side is the inner loop here: stores scattered over
- * B rows of the caller's (often batch-first) layout took a third of the backward. */
-static inline void FN(rnn_scatter_)(int64_t rows, int64_t B, const T *restrict src, int64_t ld, T *restrict dst,
+/* dst[c * ds + r] (+)= src[r * ss + c], r < R, c < C: the copies between the caller's
+ * [B, rows] layout and the gate-major [rows][B] one. float32 moves blocks of 8 x 8 (and
+ * the edges' 8 x n, n x 8) in registers (rnn_tile_f32); the corner, and float64, one
+ * element at a time. */
+static RNN_INLINE void FN(rnn_transpose_)(int64_t R, int64_t C, const T *restrict src, int64_t ss, T *restrict dst,
+                                          int64_t ds, int add) {
+    int64_t R8 = 0, C8 = 0;
+#if RNN_TILES
+    if (sizeof(T) == sizeof(float)) {
+        const float *fs = (const float *)src;
+        float *fd = (float *)dst;
+        R8 = R / 8 * 8, C8 = C / 8 * 8;
+        for (int64_t r0 = 0; r0 < R8; r0 += 8)
+            for (int64_t c0 = 0; c0 < C8; c0 += 8) rnn_tile_f32(fs + r0 * ss + c0, ss, fd + c0 * ds + r0, ds, add, 8, 8);
+#define RNN_ROWS_EDGE(n)                                                                                            \
+    for (int64_t c0 = 0; c0 < C8; c0 += 8) rnn_tile_f32(fs + R8 * ss + c0, ss, fd + c0 * ds + R8, ds, add, n, 8)
+#define RNN_COLS_EDGE(n)                                                                                            \
+    for (int64_t r0 = 0; r0 < R8; r0 += 8) rnn_tile_f32(fs + r0 * ss + C8, ss, fd + C8 * ds + r0, ds, add, 8, n)
+        RNN_EDGE(R - R8, RNN_ROWS_EDGE)
+        RNN_EDGE(C - C8, RNN_COLS_EDGE)
+#undef RNN_ROWS_EDGE
+#undef RNN_COLS_EDGE
+    }
+#endif
+    for (int64_t c = C8; c < C; c++) /* the corner: dst's contiguous r inner (strided stores cost more) */
+        for (int64_t r = R8; r < R; r++) {
+            if (add) dst[c * ds + r] += src[r * ss + c];
+            else dst[c * ds + r] = src[r * ss + c];
+        }
+}
+
+/* Between the caller's [B, rows] layout (row stride sb) and the gate-major [rows][B] one
+ * (row stride ld). */
+static RNN_INLINE void FN(rnn_gather_)(int64_t rows, int64_t B, const T *restrict src, int64_t sb, T *restrict dst,
+                                   int64_t ld) {
+    FN(rnn_transpose_)(B, rows, src, sb, dst, ld, 0);
+}
+
+/* add: dst += instead of =. */
+static RNN_INLINE void FN(rnn_scatter_)(int64_t rows, int64_t B, const T *restrict src, int64_t ld, T *restrict dst,
                                     int64_t sb, int add) {
-    if (add)
-        for (int64_t b = 0; b < B; b++)
-            for (int64_t j = 0; j < rows; j++) dst[b * sb + j] += src[j * ld + b];
-    else
-        for (int64_t b = 0; b < B; b++)
-            for (int64_t j = 0; j < rows; j++) dst[b * sb + j] = src[j * ld + b];
+    FN(rnn_transpose_)(rows, B, src, ld, dst, sb, add);
 }
 
 /* dst [rows][B] += the caller's [B, rows] */
-static inline void FN(rnn_gather_add_)(int64_t rows, int64_t B, const T *restrict src, int64_t sb, T *restrict dst,
+static RNN_INLINE void FN(rnn_gather_add_)(int64_t rows, int64_t B, const T *restrict src, int64_t sb, T *restrict dst,
                                        int64_t ld) {
-    for (int64_t j = 0; j < rows; j++)
-        for (int64_t b = 0; b < B; b++) dst[j * ld + b] += src[b * sb + j];
+    FN(rnn_transpose_)(B, rows, src, sb, dst, ld, 1);
 }
 
 /* sum of v[0..n) (n a multiple of RNN_LANES), and sum of its squares in double: one
@@ -263,8 +310,8 @@ CG_SIMD static void FN(rnn_backward_)(GEMM_FN gemm, const rnn_geom *g, const T *
         if (dxp) /* the step's xp gradient into the caller's layout */
             FN(rnn_scatter_)(GH, B, gru ? dX : dG + s * L, gru ? L : TL, dxp + t * g->xs_t, g->xs_b, !dxp_fresh);
     }
-    /* dW_hh = sum over steps of dG_s h_{s}^T: one GEMM over all T L columns */
-    if (dW) gemm(CG_NO_TRANS, CG_TRANS, GH, H, TL, 1, dG, TL, Hst, ld, dW_fresh ? 0 : 1, dW, H);
+    /* dW_hh = sum over steps of dG_s h_{s}^T: one product over all T L columns */
+    if (dW) FN(rnn_dw_)(gemm, GH, H, TL, dG, Hst, ld, dW, dW_fresh);
     if (db)
         for (int64_t j = 0; j < GH; j++) {
             T s = FN(rnn_sum_)(TL, dG + j * TL);

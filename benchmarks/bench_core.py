@@ -14,7 +14,10 @@ per-op figures have the cost of the timing loop and a lambda call subtracted):
      network's hidden layer) and cross_entropy over [200, 10] logits (the digits batch);
   5. the scatter-add backward rules on rows of one element (forward, sum and backward
      together): gathering 100,000 values of a 1-D tensor, and concatenating two
-     [100000, 1] columns.
+     [100000, 1] columns;
+  6. the GPT step's ops other than its GEMMs, at nanoGPT's CPU shapes, forward + backward
+     (beside torch): GELU over [768, 512], layer norm over [768, 128], a head transpose
+     [12, 64, 4, 32] -> contiguous, causal attention over [12, 4, 64, 32].
 """
 from __future__ import annotations
 
@@ -143,6 +146,32 @@ def main() -> None:
     for name, fn in scatter:
         (med, lo, hi), = (summary(x) for x in measure_together([fn], max(int(200 * scale), 5), repeat))
         rows.append({"benchmark": f"forward + backward {name}", "cgrad recorded ns": f"{med:.0f} [{lo:.0f}-{hi:.0f}]"})
+
+    # ---- 6. the GPT step's non-GEMM ops (fastmath.h's GELU, norm.c, shape.c, attention.c) ----
+    def fwd_bwd(lib, make):
+        """forward + backward of make(lib, x) against a fixed upstream gradient."""
+        def build(shape):
+            a = rng.standard_normal(shape).astype(np.float32)
+            x = (lib.tensor(a).requires_grad_() if lib is cgrad else lib.tensor(a, requires_grad=True))
+            y = make(lib, x)
+            g = lib.tensor(rng.standard_normal(tuple(y.shape)).astype(np.float32))
+            return lambda: make(lib, x).backward(g)
+        return build
+
+    gpt_ops = [("GELU [768, 512]", (768, 512), lambda lib, x: lib.nn.functional.gelu(x)),
+               ("layer_norm [768, 128]", (768, 128), lambda lib, x: lib.nn.functional.layer_norm(x, (128,))),
+               ("transpose(1, 2).contiguous() [12, 64, 4, 32]", (12, 64, 4, 32),
+                lambda lib, x: x.transpose(1, 2).contiguous()),
+               ("causal attention [12, 4, 64, 32]", (12, 4, 64, 32),
+                lambda lib, x: lib.nn.functional.scaled_dot_product_attention(x, x, x, is_causal=True))]
+    for name, shape, make in gpt_ops:
+        fns = [fwd_bwd(cgrad, make)(shape)] + ([fwd_bwd(torch, make)(shape)] if torch is not None else [])
+        meds = [summary(m) for m in measure_together(fns, max(int(100 * scale), 3), repeat)]
+        row = {"benchmark": f"forward + backward {name}", "cgrad recorded ns": f"{meds[0][0]:.0f} [{meds[0][1]:.0f}-{meds[0][2]:.0f}]"}
+        if torch is not None:
+            row["torch recorded ns"] = f"{meds[1][0]:.0f}"
+            row["recorded / torch"] = f"{meds[0][0] / meds[1][0]:.2f}x"
+        rows.append(row)
 
     columns = ["benchmark", "cgrad ns", "cgrad recorded ns", "numpy ns", "recorded / numpy"]
     if torch is not None:

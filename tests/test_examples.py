@@ -12,11 +12,11 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 BURGERS = EXAMPLES / "burgers_pinn.py"
 
 
-def run_example(script, *args, tmp_path):
+def run_example(script, *args, tmp_path, timeout=120):
     # run from an empty folder, so the installed cgrad is imported (not the source tree)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, str(script), *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{script.name} {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
@@ -119,7 +119,8 @@ def test_the_mnist1d_gru_recipe_reaches_88_percent(tmp_path):
     """The sequence issue's bar: the paper's bidirectional GRU and recipe (6,000 Adam steps,
     batches in order) at least 88% test accuracy (PyTorch 88.2% here, the paper 91%; 89.8%
     at seed 0). Replayed, so that it costs seconds."""
-    out = run_example(MNIST1D, "--model", "gru", "--compile", tmp_path=tmp_path)
+    # 6,000 steps: seconds here, minutes under the sanitizers (.ci/sanitize), hence the timeout
+    out = run_example(MNIST1D, "--model", "gru", "--compile", tmp_path=tmp_path, timeout=900)
     assert "MNIST-1D GRU on cgrad (compiled)" in header(out)
     assert accuracy(out) >= 0.88
 

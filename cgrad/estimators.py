@@ -61,7 +61,7 @@ class _MLPBase:
     def _n_outputs(self, y) -> int:
         raise NotImplementedError
 
-    def _fit(self, X, y_fit):
+    def _fit(self, X, y_fit, callbacks=None):
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2:
             raise ValueError(f"{type(self).__name__}.fit: X must be 2-D, got shape {X.shape}")
@@ -82,7 +82,7 @@ class _MLPBase:
                             momentum=self.momentum, nesterov=self.momentum > 0, weight_decay=wd)
         callbacks = [EarlyStopping("val_loss" if self.early_stopping else "loss",
                                    patience=self.n_iter_no_change, min_delta=1e-4,
-                                   restore_best_weights=self.early_stopping)]
+                                   restore_best_weights=self.early_stopping), *(callbacks or ())]
         # replay: the same results bit for bit as eager steps, with less Python per step
         self.trainer_ = Trainer(self.model_, self._loss, opt, metrics=[], seed=seed, replay=True)
         self.history_ = self.trainer_.fit(
@@ -111,10 +111,11 @@ class MLPClassifier(_MLPBase):
     def _n_outputs(self, y):
         return len(self.classes_)
 
-    def fit(self, X, y):
+    def fit(self, X, y, callbacks=None):
+        """callbacks: more cgrad.trainer Callbacks for the training loop (e.g. cgrad.dask.StreamMetrics)."""
         y = np.asarray(y)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
-        return self._fit(X, y_idx.astype(np.int64))
+        return self._fit(X, y_idx.astype(np.int64), callbacks)
 
     def predict_proba(self, X) -> np.ndarray:
         z = self._raw(X)
@@ -138,10 +139,11 @@ class MLPRegressor(_MLPBase):
     def _n_outputs(self, y):
         return 1 if y.ndim == 1 else y.shape[1]
 
-    def fit(self, X, y):
+    def fit(self, X, y, callbacks=None):
+        """callbacks: more cgrad.trainer Callbacks for the training loop (e.g. cgrad.dask.StreamMetrics)."""
         y = np.asarray(y, dtype=np.float32)
         self._y_1d = y.ndim == 1
-        return self._fit(X, y.reshape(len(y), -1))
+        return self._fit(X, y.reshape(len(y), -1), callbacks)
 
     def predict(self, X) -> np.ndarray:
         out = self._raw(X)

@@ -386,3 +386,134 @@ def test_the_recipe_models_deepcopy_and_the_sequential_one_pickles():
         _assert_same_state(model, c, shared=False)
     m = models.names_mlp(nn)
     _assert_same_state(m, roundtrip(m), shared=False)
+
+
+# ---------------------------------------------------------------- optimizers and schedulers
+
+def _half(epoch):
+    return 0.5 ** epoch
+
+
+OPTIMIZERS = {
+    "SGD": lambda m: cgrad.optim.SGD(m.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
+    "SGD-plain": lambda m: cgrad.optim.SGD(m.parameters(), lr=0.05),
+    "Adam-groups": lambda m: cgrad.optim.Adam([{"params": [m[0].weight], "lr": 0.01},
+                                              {"params": [m[0].bias, m[2].weight, m[2].bias], "weight_decay": 0.1}],
+                                             lr=0.003),
+    "AdamW": lambda m: cgrad.optim.AdamW(m.parameters(), lr=0.01),
+    "LBFGS": lambda m: cgrad.optim.LBFGS(m.parameters(), lr=0.5, max_iter=3, history_size=4,
+                                         line_search_fn="strong_wolfe"),
+}
+SCHEDULERS = {
+    "StepLR": lambda o: cgrad.optim.StepLR(o, 2, gamma=0.5),
+    "CosineAnnealingLR": lambda o: cgrad.optim.CosineAnnealingLR(o, T_max=6, eta_min=1e-4),
+    "LambdaLR": lambda o: cgrad.optim.LambdaLR(o, _half),
+    "SequentialLR": lambda o: cgrad.optim.SequentialLR(
+        o, [cgrad.optim.LinearLR(o, 0.25, total_iters=3), cgrad.optim.ExponentialLR(o, 0.8)], [3]),
+    "MultiStepLR": lambda o: cgrad.optim.MultiStepLR(o, [2, 5], gamma=0.3),
+    "ReduceLROnPlateau": lambda o: cgrad.optim.ReduceLROnPlateau(o, patience=0, factor=0.5, threshold=0.5),
+}
+
+
+def _problem():
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((16, 3)).astype(np.float32)
+    return cgrad.tensor(X), cgrad.tensor(np.sin(X.sum(1, keepdims=True)).astype(np.float32))
+
+
+def _train(model, opt, sched, steps):
+    X, y = _problem()
+
+    def closure():
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(model(X), y)
+        loss.backward()
+        return loss
+    for _ in range(steps):
+        loss = opt.step(closure) if isinstance(opt, cgrad.optim.LBFGS) else (closure(), opt.step())[0]
+        if sched is not None:
+            sched.step(loss.item()) if isinstance(sched, cgrad.optim.ReduceLROnPlateau) else sched.step()
+
+
+def _setup(opt_name, sched_name=None):
+    cgrad.manual_seed(3)
+    model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))
+    opt = OPTIMIZERS[opt_name](model)
+    return model, opt, SCHEDULERS[sched_name](opt) if sched_name else None
+
+
+def _params(model):
+    return [p.numpy().copy() for p in model.parameters()]
+
+
+CONTINUE = {"pickle": roundtrip, "pickle5": lambda o: roundtrip(o, 5), "deepcopy": copy.deepcopy}
+
+
+@pytest.mark.parametrize("how", list(CONTINUE))
+@pytest.mark.parametrize("opt_name,sched_name", [(o, None) for o in OPTIMIZERS] + [
+    ("SGD", s) for s in SCHEDULERS] + [("Adam-groups", "CosineAnnealingLR"), ("AdamW", "ReduceLROnPlateau")])
+def test_training_continues_bitwise_after_a_copy(opt_name, sched_name, how):
+    """5 steps, copy (model, optimizer, scheduler) together, 5 more steps on the copy:
+    bitwise the 10 steps of a run never copied; the original goes on unchanged too."""
+    ref = _setup(opt_name, sched_name)
+    _train(*ref, 10)
+    run = _setup(opt_name, sched_name)
+    _train(*run, 5)
+    model, opt, sched = CONTINUE[how](run)
+    assert opt.param_groups[0]["params"][0] is model[0].weight  # the memo: the model's own parameters
+    assert sched is None or sched.optimizer is opt
+    assert opt.state_dict().keys() == run[1].state_dict().keys()
+    _train(model, opt, sched, 5)
+    _train(*run, 5)
+    for got, orig, want in zip(_params(model), _params(run[0]), _params(ref[0])):
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(orig, want)
+    if sched is not None:
+        assert sched.get_last_lr() == ref[2].get_last_lr() and sched.last_epoch == 10
+
+
+def _same_optimizer_state(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa["param_groups"] == sb["param_groups"]
+    assert sa["state"].keys() == sb["state"].keys()
+    for k in sa["state"]:
+        assert sa["state"][k].keys() == sb["state"][k].keys()
+        for name, v in sa["state"][k].items():
+            if isinstance(v, list):
+                for x, y in zip(v, sb["state"][k][name]):
+                    np.testing.assert_array_equal(x, y)
+            else:
+                np.testing.assert_array_equal(v, sb["state"][k][name])
+
+
+@pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
+def test_an_optimizer_pickled_alone_has_copies_of_the_parameters(opt_name):
+    model, opt, _ = _setup(opt_name)
+    _train(model, opt, None, 3)
+    o = roundtrip(opt)
+    _same_optimizer_state(o, opt)
+    mine = o.param_groups[0]["params"][0]
+    assert mine is not model[0].weight and type(mine) is nn.Parameter
+    np.testing.assert_array_equal(mine.numpy(), model[0].weight.numpy())
+    assert not np.shares_memory(mine.numpy(), model[0].weight.numpy())
+    before = model[0].weight.numpy().copy()
+    def closure():
+        o.zero_grad()
+        loss = sum(((q - 1) ** 2).sum() for g in o.param_groups for q in g["params"])
+        loss.backward()
+        return loss
+    o.step(closure) if isinstance(o, cgrad.optim.LBFGS) else (closure(), o.step())
+    assert not np.array_equal(mine.numpy(), before)
+    np.testing.assert_array_equal(model[0].weight.numpy(), before)
+
+
+def test_a_scheduler_with_a_lambda_deep_copies_but_does_not_pickle():
+    """As in PyTorch: a lambda cannot be pickled (a module-level function can)."""
+    _, opt, _ = _setup("SGD")
+    sched = cgrad.optim.LambdaLR(opt, lambda e: 0.9 ** e)
+    sched.step()
+    c = copy.deepcopy(sched)
+    c.step()
+    assert c.get_last_lr() == [pytest.approx(0.05 * 0.81)] and sched.get_last_lr() == [pytest.approx(0.05 * 0.9)]
+    with pytest.raises((pickle.PicklingError, AttributeError)):
+        pickle.dumps(sched)

@@ -517,3 +517,92 @@ def test_a_scheduler_with_a_lambda_deep_copies_but_does_not_pickle():
     assert c.get_last_lr() == [pytest.approx(0.05 * 0.81)] and sched.get_last_lr() == [pytest.approx(0.05 * 0.9)]
     with pytest.raises((pickle.PicklingError, AttributeError)):
         pickle.dumps(sched)
+
+
+# ---------------------------------------------------------------- History, Trainer, estimators
+
+def _digits_like():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((96, 6)).astype(np.float32)
+    return X, (X[:, 0] + X[:, 1] > 0).astype(np.int64) + (X[:, 2] > 1)
+
+
+def test_history_roundtrips():
+    h = cgrad.History()
+    h.append(1, {"loss": 0.5, "accuracy": 0.75})
+    h.append(2, {"loss": 0.25, "accuracy": 0.875})
+    for c in (roundtrip(h), copy.deepcopy(h)):
+        assert c.epoch == [1, 2] and c.history == {"loss": [0.5, 0.25], "accuracy": [0.75, 0.875]}
+        assert c.history is not h.history and repr(c) == repr(h)
+
+
+@pytest.mark.parametrize("replay", [False, True], ids=["eager", "replay"])
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_a_trainer_continues_after_a_copy(replay, how):
+    """fit, copy the trainer, fit again on the copy: bitwise the second fit of the original
+    (a replayed trainer records its compiled step anew in the copy)."""
+    X, y = _digits_like()
+
+    def make():
+        cgrad.manual_seed(1)
+        model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+        opt = cgrad.optim.Adam(model.parameters(), lr=0.01)
+        return cgrad.Trainer(model, "cross_entropy", opt, seed=4, replay=replay)
+    ref = make()
+    ref.fit(X, y, epochs=2, batch_size=32, verbose=0)
+    want = ref.fit(X, y, epochs=2, batch_size=32, verbose=0)
+    t = make()
+    first = t.fit(X, y, epochs=2, batch_size=32, verbose=0)
+    c = roundtrip(t) if how == "pickle" else copy.deepcopy(t)
+    assert c.optimizer.param_groups[0]["params"][0] is c.model[0].weight
+    if replay:
+        assert isinstance(c._train_step, cgrad.replay.CompiledStep) and c._train_step.recordings == 0
+    got = c.fit(X, y, epochs=2, batch_size=32, verbose=0)
+    assert got.history["loss"] == want.history["loss"] != first.history["loss"]
+    for a, b in zip(c.model.parameters(), ref.model.parameters()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    if replay:
+        assert c._train_step.recordings == 1  # it recorded its own step, then replayed it
+    np.testing.assert_array_equal(c.predict(X), ref.predict(X))
+
+
+def test_a_compiled_step_replays_on_a_copied_model():
+    cgrad.manual_seed(2)
+    X, y = _problem()
+    model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))
+    opt = cgrad.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    m2, o2 = copy.deepcopy((model, opt))
+
+    def stepper(m, o):
+        @cgrad.compile
+        def step(xb, yb):
+            o.zero_grad()
+            loss = nn.functional.mse_loss(m(xb), yb)
+            loss.backward()
+            o.step()
+            return loss
+        return step
+    s1, s2 = stepper(model, opt), stepper(m2, o2)
+    xb, yb = X.numpy(), y.numpy()
+    for _ in range(4):
+        assert s1(xb, yb).item() == s2(xb, yb).item()
+    assert s2.recordings == 1
+    for a, b in zip(model.parameters(), m2.parameters()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+        assert not np.shares_memory(a.numpy(), b.numpy())
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_estimators_pickle_unfitted_and_fitted(kind):
+    X, y = _digits_like()
+    est = (cgrad.MLPClassifier if kind == "classifier" else cgrad.MLPRegressor)(
+        hidden_layer_sizes=(8,), max_iter=5, random_state=0)
+    target = y if kind == "classifier" else y.astype(np.float32)
+    u = roundtrip(est)
+    assert u.get_params() == est.get_params()
+    est.fit(X, target)
+    for c in (roundtrip(est), roundtrip(est, 5), copy.deepcopy(est)):
+        np.testing.assert_array_equal(c.predict(X), est.predict(X))
+        assert c.score(X, target) == est.score(X, target)
+        c.fit(X, target)  # refits from scratch with the same seed
+        np.testing.assert_array_equal(c.predict(X), est.predict(X))

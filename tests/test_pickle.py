@@ -606,3 +606,87 @@ def test_estimators_pickle_unfitted_and_fitted(kind):
         assert c.score(X, target) == est.score(X, target)
         c.fit(X, target)  # refits from scratch with the same seed
         np.testing.assert_array_equal(c.predict(X), est.predict(X))
+
+
+# ---------------------------------------------------------------- another process
+
+def _train_in_worker(payload):
+    """Runs in a spawned process: train the (model, optimizer) it was sent, send them back."""
+    model, opt = payload
+    _train(model, opt, None, 5)
+    return model, opt
+
+
+def test_a_model_trains_in_a_spawned_process_and_comes_back():
+    import multiprocessing
+    ref = _setup("Adam-groups")
+    _train(*ref, 10)
+    model, opt, _ = _setup("Adam-groups")
+    _train(model, opt, None, 5)
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        back_model, back_opt = pool.apply(_train_in_worker, ((model, opt),))
+    assert back_opt.param_groups[0]["params"][0] is back_model[0].weight
+    for got, want in zip(_params(back_model), _params(ref[0])):
+        np.testing.assert_array_equal(got, want)
+    _same_optimizer_state(back_opt, ref[1])
+
+
+# ---------------------------------------------------------------- data that is not numbers
+
+NOT_NUMBERS = {
+    "complex64": np.ones(3, dtype=np.complex64) * (1 + 2j),
+    "complex128": np.ones(3, dtype=np.complex128) * 1j,
+    "python complex": 1 + 2j,
+    "list of complex": [1.0, 2j],
+    "object": np.array([1, 2.5], dtype=object),
+    "str": np.array(["1.5", "2"]),
+    "bytes": np.array([b"1"]),
+    "datetime": np.array(["2020-01-01"], dtype="datetime64[D]"),
+    "timedelta": np.array([5], dtype="timedelta64[s]"),
+}
+
+
+def _entry_points(value):
+    f32, i64 = cgrad.zeros(3), cgrad.zeros(3, dtype=cgrad.int64)
+    one = np.asarray(value).reshape(-1)[:1].reshape(())  # a 0-d array of the data's dtype
+    return {
+        "tensor": lambda: cgrad.tensor(value),
+        "tensor(dtype=float32)": lambda: cgrad.tensor(value, dtype=cgrad.float32),
+        "tensor(dtype=int64)": lambda: cgrad.tensor(value, dtype=cgrad.int64),
+        "as_tensor": lambda: cgrad.as_tensor(value),
+        "as_tensor(dtype=float64)": lambda: cgrad.as_tensor(value, dtype=cgrad.float64),
+        "from_numpy": lambda: cgrad.from_numpy(np.asarray(value)),
+        "Tensor": lambda: cgrad.Tensor(value),
+        "full": lambda: cgrad.full((3,), one, dtype=cgrad.float32),
+        "copy_": lambda: f32.copy_(value),
+        "copy_ (int64)": lambda: i64.copy_(value),
+        "__setitem__": lambda: f32.__setitem__(slice(None), value),
+        "__setitem__ (int64)": lambda: i64.__setitem__(0, one),
+        "an operand": lambda: f32 + value,
+        "an operand (int64)": lambda: i64 * value,
+        "backward's gradient": lambda: (cgrad.ones(3, requires_grad=True) * 2).backward(value),
+    }
+
+
+@pytest.mark.parametrize("kind", list(NOT_NUMBERS))
+def test_data_that_is_not_numbers_raises_type_error_naming_its_dtype(kind):
+    """cgrad tensors hold numbers; complex data once lost its imaginary part silently."""
+    import warnings
+    value = NOT_NUMBERS[kind]
+    # the dtype numpy gives the data; a Python complex operand is named by its type
+    dtype = "complex" if kind == "python complex" else str(np.asarray(value).dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a ComplexWarning (numpy dropping the imaginary part) fails too
+        for where, fn in _entry_points(value).items():
+            with pytest.raises(TypeError, match=dtype.replace("[", r"\[")) as info:
+                fn()
+            assert "tensor" in str(info.value), where
+
+
+def test_numbers_still_convert_everywhere():
+    t = cgrad.zeros(3)
+    t[:] = np.array([1, 2, 3], dtype=np.int32)
+    t.copy_([0.5, True, 2])
+    np.testing.assert_array_equal(t.numpy(), [0.5, 1.0, 2.0])
+    assert cgrad.full((2,), 2 ** 60, dtype=cgrad.int64).tolist() == [2 ** 60] * 2
+    assert cgrad.tensor(np.float16(1.5)).dtype == cgrad.float32 and cgrad.tensor([], dtype=cgrad.int64).shape == (0,)

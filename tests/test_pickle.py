@@ -690,3 +690,52 @@ def test_numbers_still_convert_everywhere():
     np.testing.assert_array_equal(t.numpy(), [0.5, 1.0, 2.0])
     assert cgrad.full((2,), 2 ** 60, dtype=cgrad.int64).tolist() == [2 ** 60] * 2
     assert cgrad.tensor(np.float16(1.5)).dtype == cgrad.float32 and cgrad.tensor([], dtype=cgrad.int64).shape == (0,)
+
+
+# ---------------------------------------------------------------- files never unpickle
+
+_DETONATED = []
+
+
+def _detonate():
+    _DETONATED.append(True)
+    return "boom"
+
+
+class _Bomb:
+    """Unpickling this runs code: what cgrad.load must never do."""
+
+    def __reduce__(self):
+        return _detonate, ()
+
+
+def test_cgrad_load_never_unpickles(tmp_path):
+    import zipfile
+    path = tmp_path / "m.npz"
+    cgrad.save(nn.Linear(2, 2).state_dict(), path)
+    with zipfile.ZipFile(path, "a") as z, z.open("evil.npy", "w") as member:
+        np.lib.format.write_array(member, np.array([_Bomb()], dtype=object), allow_pickle=True)
+    (tmp_path / "model.npz").write_bytes(pickle.dumps(nn.Linear(2, 2)))
+    assert pickle.loads(pickle.dumps(_Bomb())) == "boom" and _DETONATED == [True]  # the bomb works
+    _DETONATED.clear()
+    for p in (path, tmp_path / "model.npz"):
+        with pytest.raises(ValueError):
+            cgrad.load(p)
+    assert _DETONATED == []
+
+
+def test_copy_copy_of_an_optimizer_steps_the_same_parameters_from_a_copy_of_its_state():
+    """copy.copy shares the param groups (so the parameters); the step count and buffers
+    are the copy's own (torch shares its state dict too; cgrad keeps step counts per
+    optimizer object, so it cannot share half of them)."""
+    model, opt, _ = _setup("SGD")
+    _train(model, opt, None, 2)
+    c = copy.copy(opt)
+    assert c is not opt and c.param_groups is opt.param_groups
+    assert c.param_groups[0]["params"][0] is model[0].weight
+    _same_optimizer_state(c, opt)
+    before = opt.state_dict()
+    _train(model, c, None, 1)
+    after = opt.state_dict()
+    np.testing.assert_array_equal(after["state"][0]["momentum_buffer"], before["state"][0]["momentum_buffer"])
+    assert not np.array_equal(c.state_dict()["state"][0]["momentum_buffer"], before["state"][0]["momentum_buffer"])

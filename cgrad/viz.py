@@ -242,8 +242,8 @@ def plot_history(history, metrics=None, *, logy=False, ax=None, path=None, title
 
 
 def backward_by_layer(prof) -> list[dict[str, Any]]:
-    """Per layer of a profile, in the network's order (the order the layers first ran; time
-    outside any layer, such as the loss, last): {'layer', 'steps', 'dW_ms', 'dX_ms',
+    """Per layer of a profile, in the network's order (the order the layers' forward first
+    ran in the profile; time outside any layer, such as the loss, last): {'layer', 'steps', 'dW_ms', 'dX_ms',
     'other_ms', 'total_ms'}, each the mean per backward call (step). dW and dX are the
     backward GEMMs (dW = X^T dZ, dX = dZ W^T; for a convolution on im2col's columns);
     'other' is the rest of the layers' backward rules (bias and activation gradients,
@@ -257,8 +257,18 @@ def backward_by_layer(prof) -> list[dict[str, Any]]:
         dx = sum(p["ms"] for label, p in r["parts"].items() if label.startswith("dX"))
         out.append({"layer": r["name"], "steps": steps, "dW_ms": dw / steps, "dX_ms": dx / steps,
                     "other_ms": (r["total_ms"] - dw - dx) / steps, "total_ms": r["total_ms"] / steps})
-    order = {name: i for i, name in enumerate(_state.scopes)}
-    out.sort(key=lambda r: (order.get(r["layer"], 0) or len(order), r["layer"]))
+    # the network's order is the order of the layers' first forward op in this profile
+    # (scope ids are global: another model may have made some of these names first)
+    fwd = prof.events[prof.events["phase"] == 0]
+    fwd = fwd[np.argsort(fwd["t0"], kind="stable")]
+    scopes, first = np.unique(fwd["scope"], return_index=True)
+    first_seen = dict(zip(scopes.tolist(), first.tolist()))
+    sid = {name: i for i, name in enumerate(_state.scopes)}
+
+    def order(row):
+        i = sid.get(row["layer"], 0)
+        return (2, 0) if i == 0 else (0, first_seen[i]) if i in first_seen else (1, i)
+    out.sort(key=order)
     return out
 
 

@@ -115,10 +115,9 @@ def _matplotlib(what: str):
     return matplotlib
 
 
-def _new_figure(what: str, figsize, offscreen: bool):
+def _new_figure(figsize, offscreen: bool):
     """A Figure for a plot: a standalone one when it is only saved (no pyplot, so no
     window and nothing to close), else pyplot's, so plt.show() and notebooks show it."""
-    _matplotlib(what)
     if offscreen:
         from matplotlib.figure import Figure
         return Figure(figsize=figsize, layout="constrained")
@@ -154,27 +153,31 @@ def history_panels(history, metrics=None) -> list[tuple[str, str | None, str | N
     history recorded them; a validation-only key (val_x without x) gets its own panel.
     By default every per-epoch number but 'time'; `metrics` names the panels to draw."""
     keys = history.history
-    n = len(history.epoch)
+
+    def per_epoch(k):  # callbacks may log other things, or not every epoch
+        return len(keys[k]) == len(history.epoch) and all(_is_number(x) for x in keys[k])
+
     if metrics is None:
-        names = []
-        for k, v in keys.items():
-            base = k[4:] if k.startswith("val_") else k
-            # only per-epoch numbers: callbacks may log other things, or not every epoch
-            if (base != "time" and base not in names and len(v) == n and all(_is_number(x) for x in v)):
-                names.append(base)
+        names = list(dict.fromkeys(k[4:] if k.startswith("val_") else k for k in keys))
+        names = [m for m in names if m != "time"]
     else:
         names = [metrics] if isinstance(metrics, str) else list(metrics)
-        for m in names:
-            found = [k for k in (m, f"val_{m}") if k in keys]
+    panels = []
+    for m in names:
+        found = [k for k in (m, f"val_{m}") if k in keys]
+        if metrics is not None:
             if not found:
                 raise KeyError(f"History.plot: no '{m}' in the history; it has {sorted(keys)}")
             for k in found:
-                if len(keys[k]) != n or not all(_is_number(x) for x in keys[k]):
+                if not per_epoch(k):
                     raise ValueError(f"History.plot: '{k}' is not one number per epoch")
-    return [(m, m if m in keys else None, f"val_{m}" if f"val_{m}" in keys else None) for m in names]
+        train, val = (k if k in found and per_epoch(k) else None for k in (m, f"val_{m}"))
+        if train or val:
+            panels.append((m, train, val))
+    return panels
 
 
-_UNITS = {"time": "s", "lr": None}
+_UNITS = {"time": "s"}
 
 
 def plot_history(history, metrics=None, *, logy=False, ax=None, path=None, title: str | None = None,
@@ -209,7 +212,7 @@ def plot_history(history, metrics=None, *, logy=False, ax=None, path=None, title
     if ax is None:
         cols = min(len(panels), 3)
         rows = math.ceil(len(panels) / cols)
-        fig = _new_figure(what, figsize or (4.5 * cols, 3.4 * rows), offscreen=path is not None)
+        fig = _new_figure(figsize or (4.5 * cols, 3.4 * rows), offscreen=path is not None)
         axes = list(np.asarray(fig.subplots(rows, cols, squeeze=False)).ravel())
         for extra in axes[len(panels):]:
             extra.remove()
@@ -298,7 +301,7 @@ def plot_backward_by_layer(prof, *, title: str | None = None, ax=None, path=None
         raise ValueError(f"{what}: the profile holds no backward pass (run backward() inside the profile block)")
     own_figure = ax is None
     if own_figure:
-        fig = _new_figure(what, figsize or (8.0, 1.5 + 0.4 * len(rows)), offscreen=path is not None)
+        fig = _new_figure(figsize or (8.0, 1.5 + 0.4 * len(rows)), offscreen=path is not None)
         ax = fig.subplots()
     else:
         fig = _root_figure(ax)

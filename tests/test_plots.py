@@ -115,6 +115,10 @@ def test_history_plot_refuses_bad_requests():
     for key in ("note", "sometimes"):
         with pytest.raises(ValueError, match=f"'{key}' is not one number per epoch"):
             h.plot(key)
+    h.history["val_lr"] = [0.1]  # only its ragged half is left out
+    assert sorted(lines_of(h.plot().axes[2])) == ["training"]
+    with pytest.raises(ValueError, match="'val_lr' is not one number per epoch"):
+        h.plot("lr")
     # a validation-only key gets its panel, with the validation line alone
     v = cgrad.History()
     v.append(1, {"loss": 1.0, "val_f1": 0.5})

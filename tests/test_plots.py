@@ -100,6 +100,18 @@ def test_history_plot_panels_from_what_fit_records():
     assert lines_of(fig.axes[1])["validation"][1][-1] == pytest.approx(np.mean(out.argmax(1) == y[held]))
 
 
+def test_a_history_sent_from_another_process_plots_the_same():
+    import pickle
+
+    h = hand_history()
+    back = pickle.loads(pickle.dumps(h))  # as a sweep's worker returns it
+    for a, b in zip(h.plot().axes, back.plot().axes):
+        assert lines_of(a).keys() == lines_of(b).keys()
+        for k, (x, y) in lines_of(a).items():
+            np.testing.assert_array_equal(lines_of(b)[k][0], x)
+            np.testing.assert_array_equal(lines_of(b)[k][1], y)
+
+
 def test_history_plot_refuses_bad_requests():
     h = hand_history()
     with pytest.raises(KeyError, match="History.plot: no 'f1' in the history"):

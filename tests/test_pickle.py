@@ -778,3 +778,10 @@ def test_copy_copy_of_an_optimizer_steps_the_same_parameters_from_a_copy_of_its_
     after = opt.state_dict()
     np.testing.assert_array_equal(after["state"][0]["momentum_buffer"], before["state"][0]["momentum_buffer"])
     assert not np.array_equal(c.state_dict()["state"][0]["momentum_buffer"], before["state"][0]["momentum_buffer"])
+
+
+def test_a_frozen_parameter_stays_frozen():
+    p = nn.Parameter(cgrad.randn(3), requires_grad=False)
+    for c in (roundtrip(p, 2), roundtrip(p, 5), copy.deepcopy(p), copy.copy(p)):
+        assert type(c) is nn.Parameter and not c.requires_grad
+        np.testing.assert_array_equal(c.numpy(), p.numpy())

@@ -410,21 +410,40 @@ def test_batch_norm_running_statistics_travel_and_update_alike():
         assert not np.shares_memory(c.running_var.numpy(), bn.running_var.numpy())
 
 
-def test_the_recipe_models_deepcopy_and_the_sequential_one_pickles():
+def _recipes():
     from cgrad import models
     cgrad.manual_seed(0)
-    for model, x in ((models.mnist1d_gru(nn), cgrad.randn(2, 40)),
-                     (models.names_mlp(nn), cgrad.tensor([[1, 2, 3], [0, 5, 26]])),
-                     (models.char_gpt(cgrad, 30, block_size=8, n_layer=1, n_embd=16, n_head=2),
-                      cgrad.tensor([[1, 2, 3, 4]]))):
+    return ((models.mnist1d_gru(nn), cgrad.randn(2, 40)),
+            (models.names_mlp(nn), cgrad.tensor([[1, 2, 3], [0, 5, 26]])),
+            (models.char_gpt(cgrad, 30, block_size=8, n_layer=1, n_embd=16, n_head=2), cgrad.tensor([[1, 2, 3, 4]])))
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_the_recipe_models_pickle_and_deepcopy(how):
+    # the GRU and GPT classes are local to their factories: they travel as the factory call
+    for model, x in _recipes():
         model.eval()
-        c = copy.deepcopy(model)
+        c = roundtrip(model) if how == "pickle" else copy.deepcopy(model)
+        assert type(c).__name__ == type(model).__name__ and not c.training
         want, got = _tensors(model(x)), _tensors(c(x))
         for w, g in zip(want, got):
             np.testing.assert_array_equal(g.numpy(), w.numpy())
         _assert_same_state(model, c, shared=False)
-    m = models.names_mlp(nn)
-    _assert_same_state(m, roundtrip(m), shared=False)
+        if hasattr(model, "lm_head"):
+            assert c.lm_head.weight is c.transformer.wte.weight  # still tied
+
+
+def test_a_recipe_model_pickled_with_its_optimizer_is_the_one_it_updates():
+    model, x = _recipes()[2]
+    opt = cgrad.optim.AdamW(model.parameters(), lr=1e-2)
+    m2, opt2 = roundtrip((model, opt))
+    for m, o in ((model, opt), (m2, opt2)):
+        for _ in range(3):
+            o.zero_grad()
+            logits, _ = m(x)
+            logits.sum().backward()
+            o.step()
+    _assert_same_state(model, m2, shared=False)
 
 
 # ---------------------------------------------------------------- optimizers and schedulers

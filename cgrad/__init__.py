@@ -51,12 +51,28 @@ from .autograd import functional as _functional  # noqa: E402,F401  (cgrad.autog
 from . import linalg  # noqa: E402
 from .replay import CompiledStep, compile  # noqa: E402
 from .profiler import profile  # noqa: E402
-from .estimators import MLPClassifier, MLPRegressor  # noqa: E402
 from .serialization import load, save  # noqa: E402
 from .trainer import (Callback, EarlyStopping, History, ModelCheckpoint,  # noqa: E402
                       TerminateOnNaN, Trainer)
 
 __version__ = "0.1.0"
+
+_LAZY = {"MLPClassifier": "estimators", "MLPRegressor": "estimators"}
+
+
+def __getattr__(name):
+    """The estimators on first use: they import scikit-learn when it is installed (over a
+    second), which `import cgrad` should not pay for."""
+    if name in _LAZY:
+        import importlib
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cgrad' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
 
 
 # Functional forms of the methods, numpy style: cgrad.exp(t), cgrad.sum(t, axis=0), ...

@@ -29,6 +29,12 @@ class Parameter(Tensor):
     def __init__(self, data=None, requires_grad: bool = True):
         pass
 
+    def __deepcopy__(self, memo):
+        """A Parameter over a copy of the values, with requires_grad; as torch's, without .grad."""
+        new = type(self)(self._copy(), self.requires_grad)
+        memo[id(self)] = new
+        return new
+
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
 

@@ -479,7 +479,7 @@ class Tensor(_C.TensorBase, ShapeOps):
         key = tuple(k.numpy() if isinstance(k, _C.TensorBase) else k for k in key)
         values = self.numpy().copy()
         try:
-            values[key] = value.numpy() if isinstance(value, _C.TensorBase) else value
+            values[key] = value.numpy() if isinstance(value, _C.TensorBase) else _C.numbers(value, "__setitem__")
         except IndexError as e:
             raise IndexError(f"__setitem__: {e} (tensor of shape {self.shape})") from None
         except ValueError as e:
@@ -1128,7 +1128,7 @@ def full(shape, fill_value, dtype=None, device=None, requires_grad: bool = False
     """A tensor of `fill_value`; its dtype, unless given, is the value's (full(s, 7) is int64)."""
     dtype = _resolve_dtype(dtype, fill_value)
     t = _C.empty(tuple(shape) if isinstance(shape, (tuple, list)) else (shape,), dtype)
-    t.numpy()[...] = fill_value  # exact for every dtype (integers beyond 2**53 too)
+    t.numpy()[...] = _C.numbers(fill_value, "full")  # exact for every dtype (integers beyond 2**53 too)
     return _made(t, requires_grad, device)
 
 

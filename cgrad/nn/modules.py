@@ -75,6 +75,25 @@ class Module:
             _state.modes_changed()
         object.__setattr__(self, name, value)
 
+    # ---- pickling and copying (pickle, copy.copy, copy.deepcopy) ----
+    # Attributes that pickles and copies reset: per-process caches (the profiler's scope
+    # ids) and what the last call left for diagnostics, all rebuilt on use. Name -> a
+    # function giving the copy's value, or None to leave the attribute out.
+    _transient: dict = {"_scope_ids": None}
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for name, fresh in self._transient.items():
+            if name in state:
+                if fresh is None:
+                    del state[name]
+                else:
+                    state[name] = fresh()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
     def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
         """A tensor that belongs to the module's state but is not a parameter (running
         statistics, masks): in state_dict() unless persistent=False, converted by to()."""

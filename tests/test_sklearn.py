@@ -192,7 +192,6 @@ def test_pipeline_with_standard_scaler():
     np.testing.assert_array_equal(pipe.predict_proba(X), manual.predict_proba(StandardScaler().fit(X).transform(X)))
 
 
-@pytest.mark.xfail(reason="TEMPORARY: Trainer pickling lands with part (1)", strict=True)
 def test_fitted_estimators_pickle_and_come_back_from_workers():
     X, y = _classification()
     Xr, yr = _regression()
@@ -210,7 +209,7 @@ def test_fitted_estimators_pickle_and_come_back_from_workers():
 # ---------------------------------------------------------------- scikit-learn's estimator checks
 
 # Checks that fail for a reason outside estimators.py, kept here so the list is seen.
-EXPECTED_FAILED_CHECKS: dict = {"check_estimators_pickle": "TEMPORARY: Trainer pickling lands with part (1)"}
+EXPECTED_FAILED_CHECKS: dict = {}
 
 
 def _expected_failed(est):
@@ -291,7 +290,6 @@ def test_cgrad_num_threads_reaches_the_workers():
 
 # ---------------------------------------------------------------- without scikit-learn
 
-@pytest.mark.xfail(reason="TEMPORARY: Trainer pickling lands with part (1)", strict=True)
 def test_estimators_without_sklearn(tmp_path):
     """The stand-in bases in a process where scikit-learn cannot be imported: the same
     parameter protocol, scores equal to scikit-learn's metrics, the same kinds of errors."""

@@ -268,8 +268,9 @@ def test_forked_worker_starts_at_one_thread():
 
 
 def _run_python(code, **env):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # so `tests.test_sklearn` imports
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, **env})
+                          timeout=300, cwd=root, env={**os.environ, **env})
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip().splitlines()[-1]
 

@@ -142,6 +142,45 @@ def test_a_view_pickles_as_a_tensor_of_its_own():
     assert base.numpy()[1, 0] == 4.0
 
 
+def _sharing(lib, make_param, copy_of):
+    """Which of (reshape, Parameter over it, detach) still share the base's memory after
+    copying the four together, and whether the copies share memory with the originals."""
+    a = lib.arange(6.0)
+    group = (a, a.reshape(2, 3), make_param(a), a.detach())
+    c = copy_of(group)
+    c[0][0] = 100.0
+    return [x.reshape(-1).tolist()[0] == 100.0 for x in c[1:]], a.tolist()[0] == 100.0
+
+
+@pytest.mark.parametrize("how", list(COPY_FUNCTIONS := {
+    **{f"pickle{p}": (lambda o, p=p: roundtrip(o, p)) for p in PROTOCOLS}, "deepcopy": copy.deepcopy}))
+def test_tensors_sharing_memory_copied_together_still_share(how):
+    """As torch.save keeps them. (torch's own pickle copies each tensor apart, and its
+    deepcopy gives a Parameter memory of its own; cgrad keeps the sharing in both.)"""
+    with cgrad.no_grad():
+        got = _sharing(cgrad, nn.Parameter, COPY_FUNCTIONS[how])
+    assert got == ([True, True, True], False)
+    torch = pytest.importorskip("torch")
+    import io
+
+    def torch_save_load(obj):
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        buf.seek(0)
+        return torch.load(buf, weights_only=False)
+    with torch.no_grad():
+        assert _sharing(torch, torch.nn.Parameter, torch_save_load) == got
+
+
+def test_a_model_and_its_state_dict_pickled_together_share_memory():
+    model = nn.Linear(3, 2)
+    m, sd = roundtrip((model, model.state_dict()))
+    assert np.shares_memory(m.weight.numpy(), sd["weight"].numpy())
+    assert not np.shares_memory(m.weight.numpy(), model.weight.numpy())
+    import sys
+    assert len(sys.modules["cgrad.tensor"]._pickled_storages) == 0  # a finished pickle's arrays are gone
+
+
 class _Tagged(cgrad.Tensor):
     """A Tensor subclass with attributes of its own (__dict__)."""
 
@@ -739,3 +778,10 @@ def test_copy_copy_of_an_optimizer_steps_the_same_parameters_from_a_copy_of_its_
     after = opt.state_dict()
     np.testing.assert_array_equal(after["state"][0]["momentum_buffer"], before["state"][0]["momentum_buffer"])
     assert not np.array_equal(c.state_dict()["state"][0]["momentum_buffer"], before["state"][0]["momentum_buffer"])
+
+
+def test_a_frozen_parameter_stays_frozen():
+    p = nn.Parameter(cgrad.randn(3), requires_grad=False)
+    for c in (roundtrip(p, 2), roundtrip(p, 5), copy.deepcopy(p), copy.copy(p)):
+        assert type(c) is nn.Parameter and not c.requires_grad
+        np.testing.assert_array_equal(c.numpy(), p.numpy())

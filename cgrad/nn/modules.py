@@ -31,7 +31,7 @@ class Parameter(Tensor):
 
     def __deepcopy__(self, memo):
         """A Parameter over a copy of the values, with requires_grad; as torch's, without .grad."""
-        new = type(self)(self._copy(), self.requires_grad)
+        new = type(self)(self._deepcopy_values(memo), self.requires_grad)
         memo[id(self)] = new
         return new
 

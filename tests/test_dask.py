@@ -296,3 +296,25 @@ def test_without_distributed_cgrad_imports_and_the_helpers_name_the_extra():
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("ok")
 
+
+# ---------------------------------------------------------------- scikit-learn on Dask
+
+def test_gridsearchcv_on_joblibs_dask_backend_matches_n_jobs_1(client):
+    joblib = pytest.importorskip("joblib")
+    model_selection = pytest.importorskip("sklearn.model_selection")
+    X, y, _, _ = _digits()
+    grid = {"hidden_layer_sizes": [(8,), (32,)], "learning_rate_init": [1e-3, 1e-2]}
+
+    def search(n_jobs):
+        return model_selection.GridSearchCV(cgrad.MLPClassifier(max_iter=5, random_state=0), grid, cv=3,
+                                            n_jobs=n_jobs)
+
+    serial = search(1).fit(X, y)
+    distributed = pytest.importorskip("distributed")
+    with distributed.get_task_stream(client) as stream, joblib.parallel_config(backend="dask"):
+        on_dask = search(2).fit(X, y)
+    assert {task["worker"] for task in stream.data} == set(client.scheduler_info()["workers"])  # both ran fits
+    assert on_dask.best_params_ == serial.best_params_
+    for key in ("params", "mean_test_score", "rank_test_score", *(f"split{k}_test_score" for k in range(3))):
+        np.testing.assert_array_equal(on_dask.cv_results_[key], serial.cv_results_[key])
+    assert on_dask.best_score_ == serial.best_score_

@@ -239,14 +239,21 @@ def _softmax(onnx_op):
     return fn
 
 
+def _reduce_mean(b, x: str, axes: list) -> str:
+    """ReduceMean keeping dims; its axes became an input at opset 18 (ReduceSum's at 13)."""
+    if b.opset >= 18:
+        return b.op("ReduceMean", [x, b.ints(axes)], keepdims=1)
+    return b.op("ReduceMean", [x], axes=axes, keepdims=1)
+
+
 def _reduce(onnx_op):
     def fn(b, t, ins, xs, p0, p1, ip):
         shape = ins[0].shape
         axis = _axis_of(shape, *ip[:3])
-        if onnx_op == "ReduceSum" or b.opset >= 18:  # the axes became an input at opsets 13 and 18
+        if onnx_op == "ReduceSum":
             y = b.op(onnx_op, [xs[0], b.ints([axis])], keepdims=1)
         else:
-            y = b.op(onnx_op, [xs[0]], axes=[axis], keepdims=1)
+            y = _reduce_mean(b, xs[0], [axis])
         return b.reshape(y, shape[:axis] + (1,) + shape[axis + 1:], t.shape)
     return fn
 
@@ -489,12 +496,32 @@ def _gates(w: np.ndarray, mode: str, hidden: int) -> np.ndarray:
     return np.concatenate(blocks)
 
 
+def _recurrence(b, mode: str, hidden: int, x: str, directions: list, h0, c0) -> list:
+    """One ONNX RNN/GRU/LSTM node over x [T, N, in]: directions holds (w_ih, w_hh, b_ih,
+    b_hh) per direction (PyTorch's layout; biases None without bias), h0 and c0 are
+    [D, N, H] values or None. Returns its outputs Y [T, D, N, H], Y_h (and Y_c)."""
+    op_type = {"RNN_TANH": "RNN", "RNN_RELU": "RNN", "GRU": "GRU", "LSTM": "LSTM"}[mode]
+    D = len(directions)
+    attrs: dict = dict(hidden_size=hidden, direction="bidirectional" if D == 2 else "forward")
+    if op_type == "RNN":
+        attrs["activations"] = ["Relu" if mode == "RNN_RELU" else "Tanh"] * D
+    if op_type == "GRU":
+        attrs["linear_before_reset"] = 1  # PyTorch's n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+    W = np.stack([_gates(w_ih.numpy(), mode, hidden) for w_ih, _, _, _ in directions])
+    R = np.stack([_gates(w_hh.numpy(), mode, hidden) for _, w_hh, _, _ in directions])
+    biased = directions[0][2] is not None
+    ins = [x, b.const(W, hint="W"), b.const(R, hint="R")]
+    ins.append(b.const(np.stack([np.concatenate([_gates(b_ih.numpy(), mode, hidden), _gates(b_hh.numpy(), mode, hidden)])
+                                 for _, _, b_ih, b_hh in directions]), hint="B") if biased else "")
+    ins += ["", h0 or "", c0 or ""]  # no sequence_lens: every sequence runs all T steps
+    while ins[-1] == "":
+        ins.pop()
+    return b.op(op_type, ins, n_out=3 if mode == "LSTM" else 2, **attrs)
+
+
 def _rnn_layer(b, call, args):
     m, x = call.module, args[0]
-    mode, H, L = m.mode, m.hidden_size, m.num_layers
-    D = 2 if m.bidirectional else 1
-    op_type = {"RNN_TANH": "RNN", "RNN_RELU": "RNN", "GRU": "GRU", "LSTM": "LSTM"}[mode]
-    lstm = mode == "LSTM"
+    H, D, lstm = m.hidden_size, 2 if m.bidirectional else 1, m.mode == "LSTM"
     unbatched = call.args[0].ndim == 2
     hx = call.args[1] if len(call.args) > 1 else call.kwargs.get("hx")
     h0 = c0 = None
@@ -508,34 +535,14 @@ def _rnn_layer(b, call, args):
         x = b.op("Unsqueeze", [x, b.ints([1])])
     elif m.batch_first:
         x = b.op("Transpose", [x], perm=[1, 0, 2])
-    attrs: dict = dict(hidden_size=H, direction="bidirectional" if D == 2 else "forward")
-    if op_type == "RNN":
-        attrs["activations"] = ["Relu" if mode == "RNN_RELU" else "Tanh"] * D
-    if op_type == "GRU":
-        attrs["linear_before_reset"] = 1  # PyTorch's n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+
+    def layer_state(state, layer):
+        return b.op("Slice", [state, b.ints([layer * D]), b.ints([(layer + 1) * D]), b.ints([0])]) if state else None
     hs, cs = [], []
-    for layer in range(L):
-        sfx = ("", "_reverse")[:D]
-        W, R, B = [], [], []
-        for s in sfx:
-            w_ih, w_hh, b_ih, b_hh = m._layer_params(layer, s)
-            W.append(_gates(w_ih.numpy(), mode, H))
-            R.append(_gates(w_hh.numpy(), mode, H))
-            if m.bias:
-                B.append(np.concatenate([_gates(b_ih.numpy(), mode, H), _gates(b_hh.numpy(), mode, H)]))
-        ins = [x, b.const(np.stack(W), hint=f"W_l{layer}"), b.const(np.stack(R), hint=f"R_l{layer}"),
-               b.const(np.stack(B), hint=f"B_l{layer}") if B else "", ""]
-        if h0 is not None:
-            ins.append(b.op("Slice", [h0, b.ints([layer * D]), b.ints([(layer + 1) * D]), b.ints([0])]))
-        else:
-            ins.append("")
-        if lstm and c0 is not None:
-            ins.append(b.op("Slice", [c0, b.ints([layer * D]), b.ints([(layer + 1) * D]), b.ints([0])]))
-        while ins[-1] == "":
-            ins.pop()
-        outs = b.op(op_type, ins, n_out=3 if lstm else 2, **attrs)
-        y = outs[0]  # [T, D, N, H] -> [T, N, D H]
-        x = b.op("Reshape", [b.op("Transpose", [y], perm=[0, 2, 1, 3]), b.ints([0, 0, -1])])
+    for layer in range(m.num_layers):  # stacked: each layer's output [T, N, D H] feeds the next
+        directions = [m._layer_params(layer, s) for s in ("", "_reverse")[:D]]
+        outs = _recurrence(b, m.mode, H, x, directions, layer_state(h0, layer), layer_state(c0, layer))
+        x = b.op("Reshape", [b.op("Transpose", [outs[0]], perm=[0, 2, 1, 3]), b.ints([0, 0, -1])])
         hs.append(outs[1])
         if lstm:
             cs.append(outs[2])
@@ -549,6 +556,46 @@ def _rnn_layer(b, call, args):
         v = parts[0] if len(parts) == 1 else b.op("Concat", parts, axis=0)
         return b.op("Squeeze", [v, b.ints([1])]) if unbatched else v
     return [out, stacked(hs)] + ([stacked(cs)] if lstm else [])
+
+
+def _cell_layer(b, call, args):
+    """RNNCell/GRUCell/LSTMCell: the recurrence over one step, input [N, in] or [in]."""
+    m, x = call.module, args[0]
+    lstm = m.mode == "LSTM"
+    axes = [0] if call.args[0].ndim == 2 else [0, 1]  # to [T=1, N, in]; states to [D=1, N, H]
+    hx = call.args[1] if len(call.args) > 1 else call.kwargs.get("hx")
+    states = list(hx) if lstm and hx is not None else [hx, None]
+    h0, c0 = (b.op("Unsqueeze", [b.value(s), b.ints(axes)]) if s is not None else None for s in states)
+    outs = _recurrence(b, m.mode, m.hidden_size, b.op("Unsqueeze", [x, b.ints(axes)]),
+                       [(m.weight_ih, m.weight_hh, m.bias_ih, m.bias_hh)], h0, c0)
+    return [b.op("Squeeze", [o, b.ints(axes)]) for o in outs[1:]]
+
+
+def _rms_norm_layer(b, call, args):
+    m, x = call.module, args[0]
+    k = len(m.normalized_shape)
+    eps = m.eps if m.eps is not None else float(np.finfo(b.dtypes[x]).eps)
+    ms = _reduce_mean(b, b.op("Mul", [x, x]), list(range(-k, 0)))
+    y = b.op("Mul", [x, b.op("Reciprocal", [b.op("Sqrt", [b.op("Add", [ms, b.scalar(eps, x)])])])])
+    return [b.op("Mul", [y, _param(b, m.weight)]) if m.weight is not None else y]
+
+
+def _upsample_layer(b, call, args):
+    # output[i] = input[floor(i / scale)]: Resize's asymmetric nearest with floor
+    m, x, shape = call.module, args[0], call.args[0].shape
+    attrs = dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    n = len(shape) - 2
+    if m.size is not None:
+        size = list(m.size) if isinstance(m.size, (list, tuple)) else [m.size] * n
+        sizes = b.op("Concat", [b.op("Slice", [b.op("Shape", [x], dtype=np.int64), b.ints([0]), b.ints([2])]),
+                                b.ints(size)], axis=0)
+        return [b.op("Resize", [x, "", "", sizes], **attrs)]
+    if m.recompute_scale_factor:
+        raise UnsupportedOperatorError(f"onnx.export: Upsample{_where(call.name)} with recompute_scale_factor "
+                                       "cannot be exported yet")
+    f = list(m.scale_factor) if isinstance(m.scale_factor, tuple) else [m.scale_factor] * n
+    scales = b.const(np.asarray([1.0, 1.0] + f, dtype=np.float32), hint="scales")
+    return [b.op("Resize", [x, "", scales], **attrs)]
 
 
 def _prelu_layer(b, call, args):
@@ -579,6 +626,8 @@ _LAYERS: dict[type, Callable] = {
     _norm.BatchNorm1d: _batch_norm_layer, _norm.BatchNorm2d: _batch_norm_layer, _norm.LayerNorm: _layer_norm_layer,
     _norm.GroupNorm: _group_norm_layer, _sparse.Embedding: _embedding_layer,
     _rnn.RNN: _rnn_layer, _rnn.GRU: _rnn_layer, _rnn.LSTM: _rnn_layer,
+    _rnn.RNNCell: _cell_layer, _rnn.GRUCell: _cell_layer, _rnn.LSTMCell: _cell_layer,
+    _norm.RMSNorm: _rms_norm_layer, _norm.Upsample: _upsample_layer,
     PReLU: _prelu_layer, Softshrink: _shrink_layer, Hardshrink: _shrink_layer, Threshold: _threshold_layer,
 }
 

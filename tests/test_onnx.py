@@ -310,3 +310,58 @@ def test_opset_versions_and_float64():
             return x.mean(1)
     for opset in (17, 18):
         check(Means(), rand(2, 3, 4), rand(3, 3, 4, seed=1), opset_version=opset)
+
+
+def test_attention_layers():
+    cgrad.manual_seed(0)
+
+    class SelfAttention(nn.Module):
+        def __init__(self, need_weights):
+            super().__init__()
+            self.mha, self.need_weights = nn.MultiheadAttention(8, 2, batch_first=True), need_weights
+
+        def forward(self, x):
+            return self.mha(x, x, x, need_weights=self.need_weights)
+    check(SelfAttention(False), rand(2, 5, 8), rand(3, 5, 8, seed=1))
+    proto = check(SelfAttention(True), rand(2, 5, 8), rand(3, 5, 8, seed=1))  # and the averaged weights
+    assert len(proto.graph.output) == 2
+    encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True), 2, norm=nn.LayerNorm(8))
+    check(encoder, rand(2, 5, 8), rand(4, 5, 8, seed=1))
+    seq_first = nn.TransformerEncoderLayer(8, 2, 16)
+    check(seq_first, rand(5, 2, 8), rand(5, 3, 8, seed=1), dynamic_axes={"input_0": {1: "b"}, "output_0": {1: "b"}})
+
+
+@pytest.mark.parametrize("layer", [nn.RMSNorm(6), nn.RMSNorm((3, 6), eps=1e-3),
+                                   nn.RMSNorm(6, elementwise_affine=False)], ids=repr)
+def test_rms_norm(layer):
+    with cgrad.no_grad():
+        for p in layer.parameters():
+            p.copy_(rand(*p.shape, seed=7))
+    check(layer, rand(2, 3, 6) * 3, rand(4, 3, 6, seed=1))
+
+
+def test_recurrent_cells():
+    cgrad.manual_seed(0)
+    for cell in (nn.RNNCell(3, 4), nn.RNNCell(3, 4, nonlinearity="relu", bias=False), nn.GRUCell(3, 4)):
+        check(cell, rand(2, 3), rand(5, 3, seed=1))
+        check(cell, (rand(2, 3), rand(2, 4, seed=2)), (rand(5, 3, seed=1), rand(5, 4, seed=3)))
+    lstm = nn.LSTMCell(3, 4)
+
+    class Step(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cell = lstm
+
+        def forward(self, x, h, c):
+            return self.cell(x, (h, c))
+    check(Step(), (rand(2, 3), rand(2, 4, seed=1), rand(2, 4, seed=2)),
+          (rand(3, 3, seed=3), rand(3, 4, seed=4), rand(3, 4, seed=5)))
+    check(lstm, rand(3), dynamic_axes={})  # unbatched [in]
+
+
+@pytest.mark.parametrize("layer, shape", [(nn.Upsample(scale_factor=2), (2, 3, 5)),
+                                          (nn.Upsample(scale_factor=(2, 3)), (2, 3, 4, 5)),
+                                          (nn.Upsample(size=(7, 9)), (2, 3, 4, 5)), (nn.Upsample(size=11), (1, 2, 4))],
+                         ids=repr)
+def test_upsample_nearest(layer, shape):
+    check(layer, rand(*shape), rand(shape[0] + 1, *shape[1:], seed=1))

@@ -98,6 +98,8 @@ class _Builder:
             if p is not None:
                 self.params.setdefault(_key(p), n)
                 self.keep.append(p)
+        self.current = None          # the tensor being converted, and what made each constant
+        self.origin: dict = {}
         self.calls: dict = {}        # output key -> the call of a layer with a converter
         self.all_calls: list = []    # every layer call, innermost first (for error messages)
 
@@ -111,6 +113,7 @@ class _Builder:
         name = self.fresh(hint)
         self.inits[name] = arr
         self.dtypes[name] = arr.dtype
+        self.origin[name] = self.current
         return name
 
     def ints(self, values) -> str:
@@ -129,16 +132,22 @@ class _Builder:
         return outs[0] if n_out == 1 else outs
 
     def reshape(self, x: str, in_shape: tuple, out_shape: tuple) -> str:
-        """Reshape with a target that holds for any batch size: the dims it shares with the
-        input's leading ones copied (0), and, when the batch dim is folded into the first, -1."""
+        """Reshape whose target holds for any batch size when the batch is dynamic: the
+        leading dims it shares with the input copied (0); without any, -1 at the output dim
+        that holds the input's dim 0 (after leading 1s). Others stay as traced: a reshape
+        that splits the batch stays literal, and the second trace refuses it."""
         target = list(out_shape)
         k = 0
-        while k < min(len(in_shape), len(out_shape)) and in_shape[k] == out_shape[k]:
+        while k < min(len(in_shape), len(target)) and in_shape[k] == target[k]:
+            target[k] = 0
             k += 1
-        for i in range(k):
-            target[i] = 0
-        if self.dynamic and k == 0 and target:
-            target[0] = -1
+        if self.dynamic and k == 0 and in_shape and target:
+            prefix = 1
+            for j, n in enumerate(target):
+                if prefix == 1 and n % max(in_shape[0], 1) == 0 and n >= in_shape[0]:
+                    target[j] = -1
+                    break
+                prefix *= n
         return self.op("Reshape", [x, self.ints(target)])
 
     # ---- reading the trace back ----
@@ -148,6 +157,17 @@ class _Builder:
         if name is not None:
             return name
         self.keep.append(t)
+        outer, self.current = self.current, t
+        try:
+            name = self._convert(t, k)
+        finally:
+            self.current = outer
+        if t.grad_fn is None and name in self.origin:  # a constant leaf: named by the op that reads it
+            self.origin[name] = outer
+        self.names[k] = name
+        return name
+
+    def _convert(self, t, k: int) -> str:
         call = self.calls.get(k)
         if call is not None:
             conv = _layer_converter(call.module)
@@ -175,8 +195,18 @@ class _Builder:
                 raise UnsupportedOperatorError(f"onnx.export: the op '{op}'{self._inside(t)} cannot be exported yet")
             self.keep.extend(ins)
             name = fn(self, t, ins, [self.value(i) for i in ins], params[1], params[2], params[3])
-        self.names[k] = name
         return name
+
+    def describe(self, name: str) -> str:
+        """What made the ONNX constant `name`: 'the op 'x' in Layer (path)' or a layer."""
+        t = self.origin.get(name)
+        if t is None:
+            return "a constant"
+        call = self.calls.get(_key(t))
+        if call is not None:
+            return f"{type(call.module).__name__}{_where(call.name)}"
+        op = _C.graph_node(t)[0]
+        return f"the op '{op}'{self._inside(t)}" if op else "a constant of the forward"
 
     def _inside(self, t) -> str:
         """' in Layer (path)' for the innermost layer call that made t, if any."""
@@ -317,6 +347,42 @@ def _strided(b, t, ins, xs, p0, p1, ip):
     return x if moved == tuple(out) else b.reshape(x, moved, tuple(out))
 
 
+def _conv_op(b, t, ins, xs, p0, p1, ip):
+    """F.conv1d/conv2d: ip holds (stride, padding, dilation) as (height, width) pairs, the
+    height of a 1-D convolution being 1, then groups."""
+    n = len(ins[0].shape) - 2
+    pick = (lambda h, w: [int(w)]) if n == 1 else (lambda h, w: [int(h), int(w)])
+    pads = pick(ip[2], ip[3])
+    return b.op("Conv", xs, kernel_shape=list(ins[1].shape[2:]), strides=pick(ip[0], ip[1]), pads=pads + pads,
+                dilations=pick(ip[4], ip[5]), group=int(ip[6]))
+
+
+def _where_op(b, t, ins, xs, p0, p1, ip):
+    # the condition is data the op keeps, not an input: a constant (the second trace refuses
+    # one computed from the input's values)
+    mask = _C.node_params(t)[4].reshape(t.shape)
+    for axis in range(mask.ndim):  # kept only where it varies, so it broadcasts over the batch
+        if mask.shape[axis] > 1 and (mask == mask.take([0], axis=axis)).all():
+            mask = mask.take([0], axis=axis)
+    cond = b.const(mask, hint="condition")
+    return b.op("Where", [cond, xs[0], xs[1]], dtype=b.dtypes[xs[1]])
+
+
+def _gather_op(b, t, ins, xs, p0, p1, ip):
+    """Rows of the input seen as [-1, inner], chosen by the indices the op keeps."""
+    index = b.const(_C.node_params(t)[4], hint="index")
+    shape = ins[0].shape
+    if shape and t.shape == (int(ip[0]),) + shape[1:]:  # rows along dim 0: no reshape, so any batch size
+        return b.op("Gather", [xs[0], index], axis=0)
+    rows = b.op("Reshape", [xs[0], b.ints([-1, int(ip[1])])])
+    return b.reshape(b.op("Gather", [rows, index], axis=0), (int(ip[0]), int(ip[1])), t.shape)
+
+
+def _cast_op(b, t, ins, xs, p0, p1, ip):
+    dtype = t.numpy().dtype
+    return b.op("Cast", xs, to=b.h.np_dtype_to_tensor_dtype(dtype), dtype=dtype)
+
+
 def _concat(b, t, ins, xs, p0, p1, ip):
     return b.op("Concat", xs, axis=int(ip[0]))
 
@@ -364,7 +430,8 @@ _OPS: dict[str, Callable] = {
     "softmax": _softmax("Softmax"), "log_softmax": _softmax("LogSoftmax"),
     "sum": _reduce("ReduceSum"), "mean": _reduce("ReduceMean"),
     "matmul": _unary("MatMul"), "linear": _linear_op, "reshape": _reshape_op, "strided": _strided,
-    "concat": _concat, "scaled_dot_product_attention": _attention,
+    "concat": _concat, "scaled_dot_product_attention": _attention, "conv": _conv_op, "where": _where_op,
+    "gather": _gather_op, "cast": _cast_op,
 }
 
 
@@ -744,13 +811,15 @@ def export(model, args, f=None, input_names=None, output_names=None, dynamic_axe
             rng = np.random.default_rng(12345)
             others = [_other_input(a, dyn.get(n, {}), rng) for a, n in zip(arrays, input_names)]
             b2, names2, _ = _trace(model, others, input_names, bool(dyn), opset_version)
-            if _graph_text(b, names) != _graph_text(b2, names2):
+            first, second = _graph_text(b, names), _graph_text(b2, names2)
+            if first != second:
+                changed = [n for n in first[2] if first[2][n] != second[2].get(n)]
+                where = f" (first at {b.describe(changed[0])})" if changed and first[:2] == second[:2] else ""
                 raise UnsupportedOperatorError(
                     "onnx.export: the model's graph changes with its input " +
-                    ("(its values or the sizes of its dynamic axes, such as the batch size): " if batched else
-                     "values: ") +
-                    "a constant computed from the data (a mask from a comparison, a tensor made with the batch "
-                    "size, a Python branch on values) would be frozen into the file")
+                    ("(its values or the sizes of its dynamic axes, such as the batch size)" if batched else
+                     "values") + where + ": a constant computed from the data (a mask from a comparison, "
+                    "a tensor made with the batch size, a Python branch on values) would be frozen into the file")
     finally:
         for m, mode in was_training:
             m.training = mode

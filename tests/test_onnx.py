@@ -271,14 +271,26 @@ def test_values_computed_outside_the_tape_are_refused():
         def forward(self, x):
             return x * cgrad.tensor((x.numpy() > 0).astype(np.float32))  # a mask frozen by tracing
 
-    with pytest.raises(cgrad.onnx.UnsupportedOperatorError, match="graph changes with its input"):
-        cgrad.onnx.export(Masks(), rand(3, 4))
+    with pytest.raises(cgrad.onnx.UnsupportedOperatorError, match="graph changes with its input values "
+                                                                  r"\(first at the op 'mul' in Masks\)"):
+        cgrad.onnx.export(Masks(), rand(3, 4), dynamic_axes={})
 
     class BatchSized(nn.Module):
         def forward(self, x):
             return x + cgrad.zeros(x.shape[0], 4)
-    with pytest.raises(cgrad.onnx.UnsupportedOperatorError, match="batch size"):
+    with pytest.raises(cgrad.onnx.UnsupportedOperatorError, match="batch size.*first at the op 'add' in BatchSized"):
         cgrad.onnx.export(BatchSized(), rand(3, 4))
+
+    class Picks(nn.Module):  # index_select along a later dim gathers rows of the flattened batch
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.fc(x).index_select(1, cgrad.tensor([3, 1]))
+    with pytest.raises(cgrad.onnx.UnsupportedOperatorError, match="first at the op 'gather' in Picks"):
+        cgrad.onnx.export(Picks(), rand(3, 4))
+    check(Picks(), rand(3, 4), dynamic_axes={})
     check(BatchSized(), rand(3, 4), dynamic_axes={})  # fixed shapes: a constant is fine
 
 
@@ -365,3 +377,18 @@ def test_recurrent_cells():
                          ids=repr)
 def test_upsample_nearest(layer, shape):
     check(layer, rand(*shape), rand(shape[0] + 1, *shape[1:], seed=1))
+
+
+def test_functional_ops_in_a_custom_forward():
+    w1 = cgrad.tensor(rand(4, 3, 2, seed=1))
+    w2 = cgrad.tensor(rand(6, 2, 3, 2, seed=2))
+    causal = cgrad.tensor(np.tril(np.ones((4, 4), dtype=bool)))
+
+    class Functional(nn.Module):
+        def forward(self, x):
+            F = nn.functional
+            y = F.conv1d(x, w1, stride=2, padding=1)                       # [N, 4, 4]
+            z = F.conv2d(y.unsqueeze(1).repeat(1, 4, 1, 1), w2, groups=2, padding=(1, 0), dilation=(1, 1))
+            s = y.masked_fill(causal, 0.0) + cgrad.where(causal, y, y * 2)  # constant masks
+            return z.double().sum(1), s[:, [0, 2]]
+    check(Functional(), rand(2, 3, 7), rand(5, 3, 7, seed=3))

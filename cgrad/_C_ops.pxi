@@ -69,7 +69,7 @@ cdef inline TensorBase _const_like(object x, TensorBase like):
     if like.t.dtype > CG_F64:
         return <TensorBase>_promotion.constant(x)
     if isinstance(x, (list, tuple, np.ndarray)) or _is_scalar(x) or hasattr(x, "__array__"):
-        return <TensorBase>copy_from_array(x, _NP_DTYPE[like.t.dtype])
+        return <TensorBase>copy_from_array(x, _NP_DTYPE[like.t.dtype], "tensor op")
     raise TypeError(f"unsupported operand type for a tensor op: {type(x).__name__}")
 
 cdef inline str _name(int op):

@@ -91,6 +91,19 @@ cdef cg_dtype _dtype_code(object dtype) except *:
         raise TypeError(f"cgrad tensors are float32, float64, int64, int32, bool or uint8, not {np.dtype(dtype)}")
     return <cg_dtype>code
 
+def numbers(object a, str where):
+    """`a` if it is a Python int, float or bool, else `a` as a numpy array of numbers. Other
+    data raises TypeError naming `where` and the dtype: complex values, whose imaginary part
+    a conversion would silently drop, strings, objects, dates."""
+    if type(a) is float or type(a) is int or type(a) is bool:
+        return a
+    if not isinstance(a, np.ndarray):
+        a = np.asarray(a)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{where}: cannot convert {a.dtype} data to a tensor (cgrad tensors are float32, "
+                        f"float64, int64, int32, bool or uint8)")
+    return a
+
 cdef object _storable(object a):
     """a, or a converted copy in the dtype cgrad stores it as: other floats (float16) become
     float32 (float128 float64), other integers int64."""
@@ -101,7 +114,7 @@ cdef object _storable(object a):
         return a.astype(np.float64 if a.dtype.itemsize > 8 else np.float32)
     if kind in "iu":
         return a.astype(np.int64)
-    raise TypeError(f"cgrad tensors hold numbers, not {a.dtype}")
+    return a  # bool: stored as it is
 
 cdef int _shape_from(object shape, int64_t *out) except -1:
     cdef int n = len(shape)
@@ -120,7 +133,7 @@ def from_numpy(object a, bint copy=False):
     cdef int64_t shape[8]
     cdef Py_buffer *view
     cdef int nd
-    a = np.asarray(a)
+    a = numbers(np.asarray(a), "from_numpy")
     if a.dtype not in _DTYPE_CODES:
         a = _storable(a)
         copy = False  # already a fresh array
@@ -156,13 +169,14 @@ def zeros(shape, dtype=np.float32):
     _check(cg_tensor_zeros(_dtype_code(dtype), nd, shp, &t))
     return _wrap(t)
 
-def copy_from_array(object a, object dtype):
-    """A core-owned tensor holding a copy of the array-like `a` converted to `dtype`."""
+def copy_from_array(object a, object dtype, str where="tensor"):
+    """A core-owned tensor holding a copy of the array-like `a` (numbers only: see
+    numbers(), whose errors name `where`) converted to `dtype`."""
     cdef cg_tensor *t = NULL
     cdef int64_t shp[8]
     cdef Py_buffer view
     cdef cg_dtype code = _dtype_code(dtype)
-    a = np.asarray(a, dtype=_NP_DTYPE[code], order="C")
+    a = np.asarray(numbers(a, where), dtype=_NP_DTYPE[code], order="C")
     cdef int nd = _shape_from(a.shape, shp)
     _check(cg_tensor_empty(code, nd, shp, &t))
     PyObject_GetBuffer(a, &view, PyBUF_C_CONTIGUOUS)
@@ -382,7 +396,7 @@ cdef class TensorBase:
     def copy_(self, src):
         """Write src's values (broadcast to this shape, converted to this dtype) into self."""
         self._check_inplace("copy_")
-        cdef TensorBase s = _const_like(src, self)
+        cdef TensorBase s = _const_like(src if isinstance(src, TensorBase) else numbers(src, "copy_"), self)
         if s.shape != self.shape:
             try:
                 s = copy_from_array(np.broadcast_to(s.numpy(), self.shape), _NP_DTYPE[s.t.dtype])

@@ -479,7 +479,7 @@ class Tensor(_C.TensorBase, ShapeOps):
         key = tuple(k.numpy() if isinstance(k, _C.TensorBase) else k for k in key)
         values = self.numpy().copy()
         try:
-            values[key] = value.numpy() if isinstance(value, _C.TensorBase) else value
+            values[key] = value.numpy() if isinstance(value, _C.TensorBase) else _C.numbers(value, "__setitem__")
         except IndexError as e:
             raise IndexError(f"__setitem__: {e} (tensor of shape {self.shape})") from None
         except ValueError as e:
@@ -557,6 +557,37 @@ class Tensor(_C.TensorBase, ShapeOps):
         return f"tensor({body}{extra})"
 
     __hash__ = _C.TensorBase.__hash__
+
+    # ---- pickling and copying: for moving objects between processes (cgrad.save for files) ----
+    def __reduce_ex__(self, protocol):
+        """pickle and copy.copy: the values as one numpy array over this tensor's memory
+        (pickled as raw bytes, out of band with protocol 5's buffer_callback), the class and
+        requires_grad, as torch pickles them: not .grad, and a non-leaf comes back as a leaf.
+        copy.copy shares the memory, as torch's does."""
+        state = getattr(self, "__dict__", None)  # a subclass's attributes
+        return _rebuild_tensor, (type(self), self.numpy(), self.requires_grad), state or None
+
+    def __setstate__(self, state: dict) -> None:
+        # a subclass's attributes (TensorBase's Cython-made __setstate__ would refuse)
+        self.__dict__.update(state)
+
+    def __deepcopy__(self, memo):
+        """copy.deepcopy, as torch's: leaves only (a non-leaf raises), a copy of the values
+        made by one memcpy, requires_grad and a copy of .grad (nn.Parameter's has its own)."""
+        if self.grad_fn is not None:
+            raise RuntimeError("deepcopy: only tensors created explicitly by the user (graph leaves) support "
+                               "the deepcopy protocol; detach() a tensor that is part of a graph first")
+        new = self._copy() if type(self) is Tensor else _C.rewrap(self._copy(), type(self))
+        memo[id(self)] = new
+        new.requires_grad = self.requires_grad
+        grad = self.grad
+        if grad is not None:
+            new.grad = grad._copy()
+        state = getattr(self, "__dict__", None)
+        if state:
+            import copy
+            new.__dict__.update(copy.deepcopy(state, memo))
+        return new
 
     # ---- comparisons and logic: builtins.bool tensors, no gradient ----
     def _compare(self, op: str, other):
@@ -1017,6 +1048,16 @@ def _basic_index(t: Tensor, key) -> Tensor:
 
 # ---------------------------------------------------------------- construction
 
+def _rebuild_tensor(cls, values: np.ndarray, requires_grad: bool) -> Tensor:
+    """Tensor.__reduce_ex__'s inverse: a leaf of class cls over the unpickled array (no second
+    copy when the array is writable, as an in-band pickle gives it; from_numpy copies otherwise)."""
+    t = _C.from_numpy(values)
+    if cls is not Tensor:
+        t = _C.rewrap(t, cls)
+    t.requires_grad = requires_grad
+    return t
+
+
 def _made(t: Tensor, requires_grad: bool, device) -> Tensor:
     """The last step of every creation function: the device checked, requires_grad set."""
     check_device(device)
@@ -1087,7 +1128,7 @@ def full(shape, fill_value, dtype=None, device=None, requires_grad: bool = False
     """A tensor of `fill_value`; its dtype, unless given, is the value's (full(s, 7) is int64)."""
     dtype = _resolve_dtype(dtype, fill_value)
     t = _C.empty(tuple(shape) if isinstance(shape, (tuple, list)) else (shape,), dtype)
-    t.numpy()[...] = fill_value  # exact for every dtype (integers beyond 2**53 too)
+    t.numpy()[...] = _C.numbers(fill_value, "full")  # exact for every dtype (integers beyond 2**53 too)
     return _made(t, requires_grad, device)
 
 

@@ -213,7 +213,21 @@ class Trainer:
         self.stop_training = False
         self.step_time: float | None = None  # seconds per training step of the last epoch
         self.replay = replay
-        self._train_step = compile(self._eager_step) if replay else self._eager_step
+        self._make_step()
+
+    def _make_step(self) -> None:
+        self._train_step = compile(self._eager_step) if self.replay else self._eager_step
+
+    # pickling and copying: a compiled step's recordings hold C programs over this
+    # process's buffers, so a copy records its own on its first step
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["_train_step"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._make_step()
 
     def _eager_step(self, xb, yb):
         self.optimizer.zero_grad()

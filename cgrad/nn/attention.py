@@ -46,6 +46,9 @@ class MultiheadAttention(Module):
     before. The fused op writes it as it computes the weights, so a replayed step
     (cgrad.compile) updates it too."""
 
+    # the last forward's entropy (attention_entropy) stays with the original
+    _transient = {**Module._transient, "_entropy_from": lambda: None}
+
     in_proj_weight: Parameter | None
     q_proj_weight: Parameter | None
     k_proj_weight: Parameter | None

@@ -29,6 +29,12 @@ class Parameter(Tensor):
     def __init__(self, data=None, requires_grad: bool = True):
         pass
 
+    def __deepcopy__(self, memo):
+        """A Parameter over a copy of the values, with requires_grad; as torch's, without .grad."""
+        new = type(self)(self._copy(), self.requires_grad)
+        memo[id(self)] = new
+        return new
+
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
 
@@ -68,6 +74,25 @@ class Module:
         elif name == "training":
             _state.modes_changed()
         object.__setattr__(self, name, value)
+
+    # ---- pickling and copying (pickle, copy.copy, copy.deepcopy) ----
+    # Attributes that pickles and copies reset: per-process caches (the profiler's scope
+    # ids) and what the last call left for diagnostics, all rebuilt on use. Name -> a
+    # function giving the copy's value, or None to leave the attribute out.
+    _transient: dict = {"_scope_ids": None}
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for name, fresh in self._transient.items():
+            if name in state:
+                if fresh is None:
+                    del state[name]
+                else:
+                    state[name] = fresh()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
 
     def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
         """A tensor that belongs to the module's state but is not a parameter (running

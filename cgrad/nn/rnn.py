@@ -40,6 +40,9 @@ class RNNBase(Module):
     hidden], bias_ih_l{k} and bias_hh_l{k} [G hidden], with the gates stacked in PyTorch's
     order (LSTM i, f, g, o; GRU r, z, n), all uniform in +-1/sqrt(hidden)."""
 
+    # the last backward's step norms (step_grad_norms) stay with the original
+    _transient = {**Module._transient, "_norm_bufs": list, "_norm_versions": list}
+
     def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
                  device=None, dtype=None):

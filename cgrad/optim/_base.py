@@ -97,6 +97,25 @@ class Optimizer:
         self._added_at.append(self.step_count)
         self._repair()
 
+    # ---- pickling and copying: the C parameter sets hold pointers, so they travel as
+    # their state buffers and are rebuilt over the params (the same objects as the
+    # model's when both are pickled or deep-copied together: the memo) ----
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["_sets"], state["_pairs"]
+        state["_set_states"] = [[s.get_state(j) for j in range(len(self._state_names))] for s in self._sets]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        saved = state.pop("_set_states")
+        self.__dict__.update(state)
+        self._sets = [_C.ParamSet(g["params"]) for g in self.param_groups[:len(saved)]]
+        for s, buffers in zip(self._sets, saved):
+            for j, values in enumerate(buffers):
+                s.set_state(j, values)
+        self._repair()
+
     def _repair(self) -> None:
         self._pairs = tuple(zip(self.param_groups, self._sets, self._added_at))
 

@@ -383,6 +383,23 @@ def _cast_op(b, t, ins, xs, p0, p1, ip):
     return b.op("Cast", xs, to=b.h.np_dtype_to_tensor_dtype(dtype), dtype=dtype)
 
 
+def _norm_op(b, t, ins, xs, p0, p1, ip):
+    """layer_norm and rms_norm over the trailing dims that hold ip[1] values; ip[2]'s bits
+    say which of weight and bias follow x (eps is p0, already the dtype's for RMSNorm's None)."""
+    shape, D, flags = ins[0].shape, int(ip[1]), int(ip[2])
+    k = next(k for k in range(1, len(shape) + 1) if math.prod(shape[len(shape) - k:]) == D)
+    x, rest = xs[0], list(xs[1:])
+    w = rest.pop(0) if flags & 1 else None
+    bias = rest.pop(0) if flags & 2 else None
+    if _C.graph_node(t)[0] == "layer_norm":
+        w = w or b.const(np.ones(shape[len(shape) - k:], dtype=b.dtypes[x]))
+        return b.op("LayerNormalization", [x, w] + ([bias] if bias else []), axis=-k, epsilon=float(p0))
+    # RMSNorm: x / sqrt(mean(x^2) + eps) w (ONNX's RMSNormalization is opset 23)
+    ms = _reduce_mean(b, b.op("Mul", [x, x]), list(range(-k, 0)))
+    y = b.op("Mul", [x, b.op("Reciprocal", [b.op("Sqrt", [b.op("Add", [ms, b.scalar(p0, x)])])])])
+    return b.op("Mul", [y, w]) if w else y
+
+
 def _concat(b, t, ins, xs, p0, p1, ip):
     return b.op("Concat", xs, axis=int(ip[0]))
 
@@ -431,7 +448,7 @@ _OPS: dict[str, Callable] = {
     "sum": _reduce("ReduceSum"), "mean": _reduce("ReduceMean"),
     "matmul": _unary("MatMul"), "linear": _linear_op, "reshape": _reshape_op, "strided": _strided,
     "concat": _concat, "scaled_dot_product_attention": _attention, "conv": _conv_op, "where": _where_op,
-    "gather": _gather_op, "cast": _cast_op,
+    "gather": _gather_op, "cast": _cast_op, "layer_norm": _norm_op, "rms_norm": _norm_op,
 }
 
 
@@ -516,14 +533,6 @@ def _batch_norm_layer(b, call, args):
     bias = _param(b, m.bias) if m.bias is not None else _ones_like_param(b, x, c, 0.0)
     return [b.op("BatchNormalization", [x, w, bias, _param(b, m.running_mean), _param(b, m.running_var)],
                  epsilon=float(m.eps))]
-
-
-def _layer_norm_layer(b, call, args):
-    m, x = call.module, args[0]
-    shape = tuple(m.normalized_shape)
-    w = _param(b, m.weight) if m.weight is not None else _ones_like_param(b, x, shape, 1.0)
-    ins = [x, w] + ([_param(b, m.bias)] if m.bias is not None else [])
-    return [b.op("LayerNormalization", ins, axis=-len(shape), epsilon=float(m.eps))]
 
 
 def _group_norm_layer(b, call, args):
@@ -638,15 +647,6 @@ def _cell_layer(b, call, args):
     return [b.op("Squeeze", [o, b.ints(axes)]) for o in outs[1:]]
 
 
-def _rms_norm_layer(b, call, args):
-    m, x = call.module, args[0]
-    k = len(m.normalized_shape)
-    eps = m.eps if m.eps is not None else float(np.finfo(b.dtypes[x]).eps)
-    ms = _reduce_mean(b, b.op("Mul", [x, x]), list(range(-k, 0)))
-    y = b.op("Mul", [x, b.op("Reciprocal", [b.op("Sqrt", [b.op("Add", [ms, b.scalar(eps, x)])])])])
-    return [b.op("Mul", [y, _param(b, m.weight)]) if m.weight is not None else y]
-
-
 def _upsample_layer(b, call, args):
     # output[i] = input[floor(i / scale)]: Resize's asymmetric nearest with floor
     m, x, shape = call.module, args[0], call.args[0].shape
@@ -690,11 +690,11 @@ _LAYERS: dict[type, Callable] = {
     _pool.MaxPool1d: _pool_layer, _pool.MaxPool2d: _pool_layer, _pool.AvgPool1d: _pool_layer,
     _pool.AvgPool2d: _pool_layer, _pool.AdaptiveAvgPool1d: _adaptive_layer, _pool.AdaptiveAvgPool2d: _adaptive_layer,
     _pool.AdaptiveMaxPool1d: _adaptive_layer, _pool.AdaptiveMaxPool2d: _adaptive_layer,
-    _norm.BatchNorm1d: _batch_norm_layer, _norm.BatchNorm2d: _batch_norm_layer, _norm.LayerNorm: _layer_norm_layer,
+    _norm.BatchNorm1d: _batch_norm_layer, _norm.BatchNorm2d: _batch_norm_layer,
     _norm.GroupNorm: _group_norm_layer, _sparse.Embedding: _embedding_layer,
     _rnn.RNN: _rnn_layer, _rnn.GRU: _rnn_layer, _rnn.LSTM: _rnn_layer,
     _rnn.RNNCell: _cell_layer, _rnn.GRUCell: _cell_layer, _rnn.LSTMCell: _cell_layer,
-    _norm.RMSNorm: _rms_norm_layer, _norm.Upsample: _upsample_layer,
+    _norm.Upsample: _upsample_layer,
     PReLU: _prelu_layer, Softshrink: _shrink_layer, Hardshrink: _shrink_layer, Threshold: _threshold_layer,
 }
 

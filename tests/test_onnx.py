@@ -392,3 +392,14 @@ def test_functional_ops_in_a_custom_forward():
             s = y.masked_fill(causal, 0.0) + cgrad.where(causal, y, y * 2)  # constant masks
             return z.double().sum(1), s[:, [0, 2]]
     check(Functional(), rand(2, 3, 7), rand(5, 3, 7, seed=3))
+
+
+def test_functional_norms_in_a_custom_forward():
+    w, bias = cgrad.tensor(rand(3, 4, seed=1)), cgrad.tensor(rand(3, 4, seed=2))
+
+    class Norms(nn.Module):
+        def forward(self, x):
+            F = nn.functional
+            return (F.layer_norm(x, (3, 4), w, bias, 1e-3), F.layer_norm(x, (4,)), F.rms_norm(x, (4,), w[0]),
+                    F.rms_norm(x, (3, 4), eps=1e-2))
+    check(Norms(), rand(2, 3, 4) * 2 + 1, rand(5, 3, 4, seed=3))

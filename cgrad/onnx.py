@@ -5,10 +5,11 @@ Needs the `onnx` package (pip install cgrad[onnx]); `import cgrad` does not.
 How it works: the model runs once, in eval mode, on the example input, with grad on so that
 the core records its tape. Every layer call is noted on the way. The graph is then read
 back from the outputs: the output of a layer that has a converter here (Conv, pooling,
-the norms, Embedding, RNN/GRU/LSTM, ...) becomes that layer's native ONNX ops, built from
-its attributes; any other tensor is the op that made it on the tape (the ops a custom
-forward or a composite layer runs between layers: linear, reshape, slicing and
-permutations, elementwise ops and activations, softmax, attention, ...). So a model whose
+BatchNorm, GroupNorm, Embedding, RNN/GRU/LSTM and their cells, Upsample, ...) becomes that
+layer's native ONNX ops, built from its attributes; any other tensor is the op that made
+it on the tape (what a custom forward or a composite layer runs: linear, reshape, slicing
+and permutations, elementwise ops and activations, layer and RMS norm, softmax, attention,
+F.conv1d/2d, ...). So a model whose
 forward is custom Python exports without help, and recurrent layers become ONNX's own
 RNN/GRU/LSTM ops instead of their unrolled steps.
 
@@ -36,7 +37,6 @@ from .tensor import Tensor, tensor
 __all__ = ["export", "UnsupportedOperatorError"]
 
 _BATCH = object()  # dynamic_axes' default: dim 0 of every input and output is "batch"
-_INT64_MAX = np.iinfo(np.int64).max
 
 
 class UnsupportedOperatorError(RuntimeError):
@@ -383,6 +383,11 @@ def _cast_op(b, t, ins, xs, p0, p1, ip):
     return b.op("Cast", xs, to=b.h.np_dtype_to_tensor_dtype(dtype), dtype=dtype)
 
 
+def _filled(b, like: str, shape, value: float) -> str:
+    """A constant of `shape` full of value, in the dtype of `like` (absent affine parameters)."""
+    return b.const(np.full(shape, value, dtype=b.dtypes.get(like, np.float32)))
+
+
 def _norm_op(b, t, ins, xs, p0, p1, ip):
     """layer_norm and rms_norm over the trailing dims that hold ip[1] values; ip[2]'s bits
     say which of weight and bias follow x (eps is p0, already the dtype's for RMSNorm's None)."""
@@ -392,7 +397,7 @@ def _norm_op(b, t, ins, xs, p0, p1, ip):
     w = rest.pop(0) if flags & 1 else None
     bias = rest.pop(0) if flags & 2 else None
     if _C.graph_node(t)[0] == "layer_norm":
-        w = w or b.const(np.ones(shape[len(shape) - k:], dtype=b.dtypes[x]))
+        w = w or _filled(b, x, shape[len(shape) - k:], 1.0)
         return b.op("LayerNormalization", [x, w] + ([bias] if bias else []), axis=-k, epsilon=float(p0))
     # RMSNorm: x / sqrt(mean(x^2) + eps) w (ONNX's RMSNormalization is opset 23)
     ms = _reduce_mean(b, b.op("Mul", [x, x]), list(range(-k, 0)))
@@ -453,10 +458,6 @@ _OPS: dict[str, Callable] = {
 
 
 # ---- layers with converters: their native ONNX ops, from their attributes ----
-def _param(b, t) -> str:
-    return b.value(t)
-
-
 def _tuple(v, n: int) -> list:
     return [int(i) for i in v] if isinstance(v, (tuple, list)) else [int(v)] * n
 
@@ -476,7 +477,7 @@ def _conv_layer(b, call, args):
                                            "padding_mode='circular' needs opset_version >= 19")
         x = b.op("Pad", [x, b.ints([0, 0] + lo + [0, 0] + hi)], mode=mode)
         lo, hi = [0] * n, [0] * n
-    ins = [x, _param(b, m.weight)] + ([_param(b, m.bias)] if m.bias is not None else [])
+    ins = [x, b.value(m.weight)] + ([b.value(m.bias)] if m.bias is not None else [])
     return [b.op("Conv", ins, kernel_shape=list(m.kernel_size), strides=list(m.stride), pads=lo + hi,
                  dilations=list(m.dilation), group=int(m.groups))]
 
@@ -519,19 +520,15 @@ def _adaptive_layer(b, call, args):
     return [b.op("AveragePool" if avg else "MaxPool", [x], kernel_shape=k, strides=k)]
 
 
-def _ones_like_param(b, like: str, n, value: float) -> str:
-    return b.const(np.full(n, value, dtype=b.dtypes.get(like, np.float32)))
-
-
 def _batch_norm_layer(b, call, args):
     m, x = call.module, args[0]
     if m.running_mean is None:
         raise UnsupportedOperatorError(f"onnx.export: {type(m).__name__}{_where(call.name)} with "
                                        "track_running_stats=False (batch statistics in eval) cannot be exported yet")
     c = m.num_features
-    w = _param(b, m.weight) if m.weight is not None else _ones_like_param(b, x, c, 1.0)
-    bias = _param(b, m.bias) if m.bias is not None else _ones_like_param(b, x, c, 0.0)
-    return [b.op("BatchNormalization", [x, w, bias, _param(b, m.running_mean), _param(b, m.running_var)],
+    w = b.value(m.weight) if m.weight is not None else _filled(b, x, c, 1.0)
+    bias = b.value(m.bias) if m.bias is not None else _filled(b, x, c, 0.0)
+    return [b.op("BatchNormalization", [x, w, bias, b.value(m.running_mean), b.value(m.running_var)],
                  epsilon=float(m.eps))]
 
 
@@ -540,14 +537,14 @@ def _group_norm_layer(b, call, args):
     m, x, shape = call.module, args[0], call.args[0].shape
     g = m.num_groups
     grouped = b.op("Reshape", [x, b.ints([0, g, -1])])
-    normed = b.op("InstanceNormalization", [grouped, _ones_like_param(b, x, g, 1.0), _ones_like_param(b, x, g, 0.0)],
+    normed = b.op("InstanceNormalization", [grouped, _filled(b, x, g, 1.0), _filled(b, x, g, 0.0)],
                   epsilon=float(m.eps))
     y = b.op("Reshape", [normed, b.op("Shape", [x], dtype=np.int64)])
     per_channel = (m.num_channels,) + (1,) * (len(shape) - 2)
     if m.weight is not None:
-        y = b.op("Mul", [y, b.op("Reshape", [_param(b, m.weight), b.ints(per_channel)])])
+        y = b.op("Mul", [y, b.op("Reshape", [b.value(m.weight), b.ints(per_channel)])])
     if m.bias is not None:
-        y = b.op("Add", [y, b.op("Reshape", [_param(b, m.bias), b.ints(per_channel)])])
+        y = b.op("Add", [y, b.op("Reshape", [b.value(m.bias), b.ints(per_channel)])])
     return [y]
 
 
@@ -559,7 +556,7 @@ def _embedding_layer(b, call, args):
     ids = args[0]
     if b.dtypes.get(ids) not in (np.int64, np.int32):
         ids = b.op("Cast", [ids], to=b.onnx.TensorProto.INT64, dtype=np.int64)
-    return [b.op("Gather", [_param(b, m.weight), ids], axis=0, dtype=b.dtypes[_param(b, m.weight)])]
+    return [b.op("Gather", [b.value(m.weight), ids], axis=0, dtype=b.dtypes[b.value(m.weight)])]
 
 
 def _gates(w: np.ndarray, mode: str, hidden: int) -> np.ndarray:
@@ -667,7 +664,7 @@ def _upsample_layer(b, call, args):
 
 def _prelu_layer(b, call, args):
     m, x, nd = call.module, args[0], call.args[0].ndim
-    w = _param(b, m.weight)
+    w = b.value(m.weight)
     if m.weight.numel() != 1 and nd > 2:  # one slope per channel (dim 1): broadcast over the rest
         w = b.op("Reshape", [w, b.ints([-1] + [1] * (nd - 2))])
     return [b.op("PRelu", [x, w])]
@@ -770,8 +767,8 @@ def export(model, args, f=None, input_names=None, output_names=None, dynamic_axe
            opset_version: int = 17, check: bool = True):
     """Export `model` (a cgrad nn.Module) to ONNX, as torch.onnx.export does.
 
-    args: the example input (a Tensor or array) or a tuple of them. f: a path to write (or
-    None: only return the model). input_names / output_names default to input_0, ... and
+    args: the example input (a Tensor or array) or a tuple of them. f: a path or a binary
+    file object to write (or None: only return the model). input_names / output_names default to input_0, ... and
     output_0, .... dynamic_axes: {name: {dim: label}} or {name: [dims]}, as PyTorch; by
     default dim 0 of every input and output is the dynamic "batch" (pass {} for fixed
     shapes). The model is exported in eval mode (dropout off, batch norm's running
@@ -839,14 +836,15 @@ def export(model, args, f=None, input_names=None, output_names=None, dynamic_axe
         onnx.checker.check_model(proto, full_check=True)
     if f is not None:
         data = proto.SerializeToString()
-        with open(os.fspath(f), "wb") as fh:
-            fh.write(data)
+        if hasattr(f, "write"):  # a file object, as torch.onnx.export takes
+            f.write(data)
+        else:
+            with open(os.fspath(f), "wb") as fh:
+                fh.write(data)
     return proto
 
 
 def _value_info(helper, name, dtype, shape, dyn: dict):
-    from onnx import helper as h
-    elem = h.np_dtype_to_tensor_dtype(np.dtype(dtype))
     dims = [dyn.get(i, d) for i, d in enumerate(shape)]
-    return helper.make_tensor_value_info(name, elem, dims)
+    return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), dims)
 

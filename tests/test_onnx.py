@@ -235,6 +235,18 @@ def test_cnn_model_with_a_custom_forward(tmp_path):
     assert {"conv1.weight", "bn.running_mean", "fc.bias"} <= names  # parameters keep their state-dict names
 
 
+def test_writes_to_a_file_object():
+    import io
+    model = nn.Sequential(nn.Linear(4, 2), nn.Tanh())
+    buf = io.BytesIO()
+    proto = cgrad.onnx.export(model, rand(3, 4), buf)
+    assert buf.getvalue() == proto.SerializeToString()
+    x = rand(6, 4, seed=1)
+    got = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"]).run(None, {"input_0": x})[0]
+    np.testing.assert_allclose(got, np.tanh(x @ model[0].weight.numpy().T + model[0].bias.numpy()), rtol=1e-5,
+                               atol=1e-6)
+
+
 def test_fixed_shapes_when_asked():
     model = nn.Sequential(nn.Linear(4, 2))
     proto = check(model, rand(3, 4), dynamic_axes={})
@@ -403,3 +415,9 @@ def test_functional_norms_in_a_custom_forward():
             return (F.layer_norm(x, (3, 4), w, bias, 1e-3), F.layer_norm(x, (4,)), F.rms_norm(x, (4,), w[0]),
                     F.rms_norm(x, (3, 4), eps=1e-2))
     check(Norms(), rand(2, 3, 4) * 2 + 1, rand(5, 3, 4, seed=3))
+
+
+def test_import_cgrad_imports_neither_onnx_nor_safetensors():
+    import subprocess
+    code = "import sys, cgrad; cgrad.onnx.export; assert not {'onnx', 'safetensors'} & set(sys.modules), sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

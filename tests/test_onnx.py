@@ -217,11 +217,11 @@ def test_cnn_model_with_a_custom_forward(tmp_path):
         def __init__(self):
             super().__init__()
             self.conv1, self.bn = nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4)
-            self.conv2 = nn.Conv2d(4, 8, 3)
+            self.conv2, self.drop = nn.Conv2d(4, 8, 3), nn.Dropout2d(0.5)
             self.pool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(8, 3)
 
         def forward(self, x):
-            x = nn.functional.relu(self.bn(self.conv1(x)))
+            x = self.drop(nn.functional.relu(self.bn(self.conv1(x))))
             x = self.pool(nn.functional.gelu(self.conv2(x)))
             return self.fc(x.reshape(x.shape[0], -1)).log_softmax(-1)
     net = Net()

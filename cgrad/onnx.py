@@ -20,6 +20,7 @@ graphs must be identical; otherwise export raises and says why.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import sys
@@ -28,8 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import _C
-from .nn import conv as _conv, functional as _F, normalization as _norm, pooling as _pool, rnn as _rnn, \
-    sparse as _sparse
+from .nn import conv as _conv, functional as _F, normalization as _norm, rnn as _rnn, sparse as _sparse
 from .nn.modules import Module, PReLU, Softshrink, Hardshrink, Threshold
 from .autograd import enable_grad
 from .tensor import Tensor, tensor
@@ -204,7 +204,8 @@ class _Builder:
             return "a constant"
         call = self.calls.get(_key(t))
         if call is not None:
-            return f"{type(call.module).__name__}{_where(call.name)}"
+            m = call.module
+            return m.label(call.name) if isinstance(m, _Functional) else f"{type(m).__name__}{_where(call.name)}"
         op = _C.graph_node(t)[0]
         return f"the op '{op}'{self._inside(t)}" if op else "a constant of the forward"
 
@@ -212,6 +213,8 @@ class _Builder:
         """' in Layer (path)' for the innermost layer call that made t, if any."""
         k = _key(t)
         for call in self.all_calls:
+            if isinstance(call.module, _Functional):
+                continue
             stop = {_key(a) for a in _flat(list(call.args))}
             seen, stack = set(), list(call.outputs)
             while stack:
@@ -482,42 +485,61 @@ def _conv_layer(b, call, args):
                  dilations=list(m.dilation), group=int(m.groups))]
 
 
-def _pool_layer(b, call, args):
+class _Functional:
+    """A pooling function's call noted while tracing (F.max_pool2d, ... , which the pooling
+    layers call too): its arguments by name, and the layer it ran in."""
+
+    def __init__(self, fn_name: str, arguments: dict, inside):
+        self.fn_name, self.inside = fn_name, inside
+        self.__dict__.update(arguments)
+
+    def label(self, path: str) -> str:
+        return f"{self.fn_name}" + (f" in {type(self.inside).__name__}{_where(path)}" if self.inside else "")
+
+
+def _pool_fn(b, call, args):
     m, x, nd = call.module, args[0], call.args[0].ndim
-    n = 1 if type(m).__name__.endswith("1d") else 2
+    n = 1 if m.fn_name.endswith("1d") else 2
+    what = m.label(call.name)
     if nd != n + 2:
-        raise UnsupportedOperatorError(f"onnx.export: {type(m).__name__}{_where(call.name)} on an unbatched input "
-                                       "cannot be exported yet")
-    k, s, p = _tuple(m.kernel_size, n), _tuple(m.stride, n), _tuple(m.padding, n)
+        raise UnsupportedOperatorError(f"onnx.export: {what} on an unbatched input cannot be exported yet")
+    stride = m.stride if m.stride is not None and m.stride != [] else m.kernel_size
+    k, s, p = _tuple(m.kernel_size, n), _tuple(stride, n), _tuple(m.padding, n)
     attrs: dict = dict(kernel_shape=k, strides=s, pads=p + p, ceil_mode=int(m.ceil_mode))
-    if isinstance(m, _pool._MaxPoolNd):
+    if m.fn_name.startswith("max"):
         if m.return_indices:
-            raise UnsupportedOperatorError(f"onnx.export: {type(m).__name__}{_where(call.name)} with "
-                                           "return_indices=True cannot be exported yet")
+            raise UnsupportedOperatorError(f"onnx.export: {what} with return_indices=True cannot be exported yet")
         return [b.op("MaxPool", [x], dilations=_tuple(m.dilation, n), **attrs)]
     if getattr(m, "divisor_override", None):
-        raise UnsupportedOperatorError(f"onnx.export: {type(m).__name__}{_where(call.name)} with divisor_override "
-                                       "cannot be exported yet")
+        raise UnsupportedOperatorError(f"onnx.export: {what} with divisor_override cannot be exported yet")
     return [b.op("AveragePool", [x], count_include_pad=int(m.count_include_pad), **attrs)]
 
 
-def _adaptive_layer(b, call, args):
+def _adaptive_fn(b, call, args):
     m, x, shape = call.module, args[0], call.args[0].shape
-    n = 1 if type(m).__name__.endswith("1d") else 2
-    avg = "Avg" in type(m).__name__
+    n = 1 if m.fn_name.endswith("1d") else 2
+    avg, what = "avg" in m.fn_name, m.label(call.name)
     if len(shape) != n + 2 or getattr(m, "return_indices", False):
-        raise UnsupportedOperatorError(f"onnx.export: {type(m).__name__}{_where(call.name)} on an unbatched input "
-                                       "or with return_indices cannot be exported yet")
+        raise UnsupportedOperatorError(f"onnx.export: {what} on an unbatched input or with return_indices "
+                                       "cannot be exported yet")
     size = m.output_size if isinstance(m.output_size, (tuple, list)) else (m.output_size,) * n
     ins = shape[2:]
     outs = [i if o is None else int(o) for i, o in zip(ins, size)]
     if all(o == 1 for o in outs):
         return [b.op("GlobalAveragePool" if avg else "GlobalMaxPool", [x])]
     if any(i % o for i, o in zip(ins, outs)):
-        raise UnsupportedOperatorError(f"onnx.export: {type(m).__name__}{_where(call.name)} from {tuple(ins)} to "
-                                       f"{tuple(outs)}: only sizes the input divides (fixed windows) can be exported")
+        raise UnsupportedOperatorError(f"onnx.export: {what} from {tuple(ins)} to {tuple(outs)}: only sizes the "
+                                       "input divides (fixed windows) can be exported")
     k = [i // o for i, o in zip(ins, outs)]
     return [b.op("AveragePool" if avg else "MaxPool", [x], kernel_shape=k, strides=k)]
+
+
+# pooling's geometry is not in its node (the core keeps window tables), so the functions are noted instead
+_FUNCTIONS: dict[str, Callable] = {
+    "max_pool1d": _pool_fn, "max_pool2d": _pool_fn, "avg_pool1d": _pool_fn, "avg_pool2d": _pool_fn,
+    "adaptive_avg_pool1d": _adaptive_fn, "adaptive_avg_pool2d": _adaptive_fn,
+    "adaptive_max_pool1d": _adaptive_fn, "adaptive_max_pool2d": _adaptive_fn,
+}
 
 
 def _batch_norm_layer(b, call, args):
@@ -684,9 +706,6 @@ def _threshold_layer(b, call, args):
 
 _LAYERS: dict[type, Callable] = {
     _conv.Conv1d: _conv_layer, _conv.Conv2d: _conv_layer,
-    _pool.MaxPool1d: _pool_layer, _pool.MaxPool2d: _pool_layer, _pool.AvgPool1d: _pool_layer,
-    _pool.AvgPool2d: _pool_layer, _pool.AdaptiveAvgPool1d: _adaptive_layer, _pool.AdaptiveAvgPool2d: _adaptive_layer,
-    _pool.AdaptiveMaxPool1d: _adaptive_layer, _pool.AdaptiveMaxPool2d: _adaptive_layer,
     _norm.BatchNorm1d: _batch_norm_layer, _norm.BatchNorm2d: _batch_norm_layer,
     _norm.GroupNorm: _group_norm_layer, _sparse.Embedding: _embedding_layer,
     _rnn.RNN: _rnn_layer, _rnn.GRU: _rnn_layer, _rnn.LSTM: _rnn_layer,
@@ -697,6 +716,8 @@ _LAYERS: dict[type, Callable] = {
 
 
 def _layer_converter(module) -> Callable | None:
+    if isinstance(module, _Functional):
+        return _FUNCTIONS[module.fn_name]
     return _LAYERS.get(type(module))
 
 
@@ -707,23 +728,49 @@ def _trace(model, arrays: list, input_names: list, dynamic_batch: bool, opset: i
     b = _Builder(model, inputs, input_names, dynamic_batch, opset)
     qualified = {id(m): n for n, m in model.named_modules()}
     original = Module.__call__
+    stack: list = []  # the layers running
 
-    def noting(self, *a, **kw):
-        out = original(self, *a, **kw)
-        call = _Call(self, qualified.get(id(self), ""), a, kw, _flat(out))
+    def note(call, a) -> None:
         b.all_calls.append(call)
         b.keep.extend(call.outputs)
-        if _layer_converter(self) is not None:
+        if _layer_converter(call.module) is not None:
             in_keys = {_key(t) for t in _flat(list(a))}
             for t in call.outputs:
                 if _key(t) not in in_keys:  # a layer that returns its input adds nothing
                     b.calls.setdefault(_key(t), call)
+
+    def noting(self, *a, **kw):
+        stack.append(self)
+        try:
+            out = original(self, *a, **kw)
+        finally:
+            stack.pop()
+        note(_Call(self, qualified.get(id(self), ""), a, kw, _flat(out)), a)
         return out
+
+    def noting_function(name, fn):
+        signature = inspect.signature(fn)
+
+        def wrapper(*a, **kw):
+            out = fn(*a, **kw)
+            bound = signature.bind(*a, **kw)
+            bound.apply_defaults()
+            inside = stack[-1] if stack else None
+            path = qualified.get(id(inside), "") if inside is not None else ""
+            note(_Call(_Functional(name, dict(bound.arguments), inside), path, (bound.arguments["input"],), {},
+                       _flat(out)), a)
+            return out
+        return wrapper
+    saved = {name: getattr(_F, name) for name in _FUNCTIONS}
     Module.__call__ = noting  # type: ignore[method-assign]
+    for name, fn in saved.items():
+        setattr(_F, name, noting_function(name, fn))
     try:
         out = model(*inputs)
     finally:
         Module.__call__ = original  # type: ignore[method-assign]
+        for name, fn in saved.items():
+            setattr(_F, name, fn)
     outputs = _flat(out)
     if not outputs:
         raise TypeError(f"onnx.export: the model returned {type(out).__name__}, not tensors")

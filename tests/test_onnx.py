@@ -221,7 +221,7 @@ def test_cnn_model_with_a_custom_forward(tmp_path):
             self.pool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(8, 3)
 
         def forward(self, x):
-            x = self.drop(nn.functional.relu(self.bn(self.conv1(x))))
+            x = nn.functional.max_pool2d(self.drop(nn.functional.relu(self.bn(self.conv1(x)))), 3, 1, 1)
             x = self.pool(nn.functional.gelu(self.conv2(x)))
             return self.fc(x.reshape(x.shape[0], -1)).log_softmax(-1)
     net = Net()
@@ -233,6 +233,8 @@ def test_cnn_model_with_a_custom_forward(tmp_path):
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     names = {i.name for i in proto.graph.initializer}
     assert {"conv1.weight", "bn.running_mean", "fc.bias"} <= names  # parameters keep their state-dict names
+    assert nn.functional.max_pool2d.__name__ == "max_pool2d"  # the noted functions are restored
+    assert "wrapper" not in repr(nn.functional.max_pool2d)
 
 
 def test_writes_to_a_file_object():
@@ -264,7 +266,7 @@ def test_unsupported_layer_and_op_are_named():
     model = nn.Sequential(nn.Linear(3, 3), nn.Sequential(nn.ReLU(), Sorts()))
     with pytest.raises(cgrad.onnx.UnsupportedOperatorError, match=r"op 'cumsum' in Sorts \(1\.1\)"):
         cgrad.onnx.export(model, rand(2, 3))
-    with pytest.raises(cgrad.onnx.UnsupportedOperatorError, match=r"AvgPool2d \(0\) with divisor_override"):
+    with pytest.raises(cgrad.onnx.UnsupportedOperatorError, match=r"avg_pool2d in AvgPool2d \(0\) with divisor_override"):
         cgrad.onnx.export(nn.Sequential(nn.AvgPool2d(2, divisor_override=3)), rand(1, 1, 4, 4))
     with pytest.raises(cgrad.onnx.UnsupportedOperatorError, match=r"scaled_dot_product_attention with a mask"):
         _sdpa_with_mask()
@@ -421,3 +423,21 @@ def test_import_cgrad_imports_neither_onnx_nor_safetensors():
     import subprocess
     code = "import sys, cgrad; cgrad.onnx.export; assert not {'onnx', 'safetensors'} & set(sys.modules), sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_functional_pooling_in_a_custom_forward():
+    F = nn.functional
+
+    class Pools(nn.Module):
+        def forward(self, x):
+            y = F.avg_pool2d(F.max_pool2d(x, 2, ceil_mode=True), kernel_size=3, stride=1, padding=1,
+                             count_include_pad=False)
+            z = F.max_pool1d(x.flatten(2), 3, stride=2, dilation=2)
+            return y, z, F.adaptive_avg_pool2d(x, 1), F.adaptive_max_pool1d(x.flatten(2), 5), F.avg_pool1d(z, 2)
+    check(Pools(), rand(2, 3, 5, 5), rand(4, 3, 5, 5, seed=1))
+
+    class Indices(nn.Module):
+        def forward(self, x):
+            return F.max_pool2d(x, 2, return_indices=True)[0]
+    with pytest.raises(cgrad.onnx.UnsupportedOperatorError, match=r"max_pool2d in Indices with return_indices"):
+        cgrad.onnx.export(Indices(), rand(1, 1, 4, 4))

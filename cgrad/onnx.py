@@ -817,8 +817,8 @@ def export(model, args, f=None, input_names=None, output_names=None, dynamic_axe
     args: the example input (a Tensor or array) or a tuple of them. f: a path or a binary
     file object to write (or None: only return the model). input_names / output_names default to input_0, ... and
     output_0, .... dynamic_axes: {name: {dim: label}} or {name: [dims]}, as PyTorch; by
-    default dim 0 of every input and output is the dynamic "batch" (pass {} for fixed
-    shapes). The model is exported in eval mode (dropout off, batch norm's running
+    default dim 0 of every input is the dynamic "batch", and so is each output dim that
+    follows it (pass {} for fixed shapes). The model is exported in eval mode (dropout off, batch norm's running
     statistics) and returned to its mode afterwards. Returns the onnx.ModelProto, checked by
     onnx.checker. A layer or op without a conversion raises UnsupportedOperatorError naming
     it and where it is in the model."""
@@ -843,8 +843,9 @@ def export(model, args, f=None, input_names=None, output_names=None, dynamic_axe
             output_names = list(output_names)
             if len(output_names) != len(outputs):
                 raise ValueError(f"onnx.export: {len(output_names)} output_names for {len(outputs)} outputs")
-            if dynamic_axes is _BATCH:
-                dynamic_axes = {n: {0: "batch"} for n in input_names + output_names}
+            default = dynamic_axes is _BATCH
+            if default:  # the outputs' dynamic dims are found below, from the second trace
+                dynamic_axes = {n: {0: "batch"} for n in input_names}
             dyn = {n: ({d: f"{n}_dim{d}" for d in v} if isinstance(v, (list, tuple)) else dict(v))
                    for n, v in (dynamic_axes or {}).items()}
             unknown = set(dyn) - set(input_names) - set(output_names)
@@ -854,7 +855,10 @@ def export(model, args, f=None, input_names=None, output_names=None, dynamic_axe
             batched = any(dyn.get(n) for n in input_names)
             rng = np.random.default_rng(12345)
             others = [_other_input(a, dyn.get(n, {}), rng) for a, n in zip(arrays, input_names)]
-            b2, names2, _ = _trace(model, others, input_names, bool(dyn), opset_version)
+            b2, names2, outputs2 = _trace(model, others, input_names, bool(dyn), opset_version)
+            if default:  # an output dim is the batch where it changed with the inputs' dim 0
+                for n, o1, o2 in zip(output_names, outputs, outputs2):
+                    dyn[n] = {d: "batch" for d, (i, j) in enumerate(zip(o1.shape, o2.shape)) if i != j}
             first, second = _graph_text(b, names), _graph_text(b2, names2)
             if first != second:
                 changed = [n for n in first[2] if first[2][n] != second[2].get(n)]

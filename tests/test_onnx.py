@@ -176,6 +176,12 @@ def test_recurrent_layers_return_output_and_state(i):
         check(m, rand(7, 2, 3), rand(7, 4, 3, seed=1), dynamic_axes=dyn)
 
 
+def test_default_dynamic_axes_follow_the_batch():
+    proto = cgrad.onnx.export(nn.GRU(3, 4, num_layers=2, batch_first=True), rand(2, 5, 3))
+    dims = [[d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in proto.graph.output]
+    assert dims == [["batch", 5, 4], [2, "batch", 4]]  # output [N, T, H], h_n [layers, N, H]
+
+
 def test_recurrent_with_initial_state_and_unbatched():
     cgrad.manual_seed(0)
     gru = nn.GRU(3, 4, num_layers=2, batch_first=True, bidirectional=True)

@@ -270,6 +270,11 @@ cdef class TensorBase:
     def numel(self):
         return self.t.numel
 
+    def data_ptr(self):
+        """The address of the first element, as torch's: tensors over the same memory
+        (reshape, detach, a Parameter made from a tensor) have the same one."""
+        return <size_t>self.t.data
+
     def __len__(self):
         if self.t.ndim == 0:
             raise TypeError("len() of a 0-dim tensor")

@@ -6,15 +6,32 @@
     cgrad train --dataset mnist1d --model cnn    the MNIST-1D paper's CNN and recipe (~92-94%)
     cgrad train --dataset mnist1d --model gru    the paper's bidirectional GRU
     cgrad train --model gpt [--text FILE]        nanoGPT's character-level GPT (Tiny Shakespeare)
+    cgrad train --validation-split 0.2 --plot curves.png   save the loss/accuracy curves
     cgrad profile                    per-layer backward times, gradient health, a Chrome trace
+    cgrad profile --plot layers.png  ... and a bar chart of each layer's dW/dX time
     cgrad example                    the lecture's worked example, forward and backward
     cgrad info                       version, BLAS provider, threads
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+
+
+def check_plot(command: str, path) -> None:
+    """Before the work, so a missing matplotlib or folder does not cost a finished run."""
+    if path is None:
+        return
+    from cgrad.viz import _matplotlib
+    try:
+        _matplotlib(f"cgrad {command} --plot")
+    except ImportError as e:
+        raise SystemExit(str(e)) from None
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise SystemExit(f"cgrad {command}: --plot {path}: the folder {folder} does not exist")
 
 
 def worked_example() -> None:
@@ -149,7 +166,13 @@ def train(args) -> int:
     from cgrad import data
 
     if args.model == "gpt":
+        for flag, value in (("--plot", args.plot), ("--validation-split", args.validation_split)):
+            if value:  # the GPT recipe has its own split and reports every 250 iterations, not epochs
+                raise SystemExit(f"cgrad train: {flag} is for the per-epoch models, not --model gpt")
         return train_gpt(args)
+    check_plot("train", args.plot)
+    if not 0 <= args.validation_split < 1:
+        raise SystemExit(f"cgrad train: --validation-split must be in [0, 1), not {args.validation_split}")
     if args.text:
         raise SystemExit("cgrad train: --text is for --model gpt")
     cgrad.manual_seed(args.seed)
@@ -188,7 +211,7 @@ def train(args) -> int:
     trainer = cgrad.Trainer(model, "cross_entropy", opt, seed=args.seed, replay=args.replay)
     t0 = time.perf_counter()
     history = trainer.fit(X_tr, y_tr, epochs=args.epochs, batch_size=args.batch_size, shuffle=shuffle,
-                          verbose=0 if args.quiet else 1)
+                          validation_split=args.validation_split, verbose=0 if args.quiet else 1)
     elapsed = time.perf_counter() - t0
     test = trainer.evaluate(X_te, y_te)
     steps = len(history.epoch) * -(-len(X_tr) // args.batch_size)
@@ -198,6 +221,11 @@ def train(args) -> int:
     if args.save:
         cgrad.save(model.state_dict(), args.save)
         print(f"saved the model's state dict to {args.save}")
+    if args.plot:
+        split = f", {args.validation_split:.0%} of the training set held out" if args.validation_split else ""
+        history.plot(path=args.plot, title=f"{args.model.upper()} on {args.dataset}{split}")
+        print(f"saved the training curves to {args.plot}" + ("" if args.validation_split else
+              " (training only; --validation-split adds validation curves)"))
     return 0
 
 
@@ -207,6 +235,7 @@ def profile_cmd(args) -> int:
     import cgrad
     from cgrad import data, nn
 
+    check_plot("profile", args.plot)
     cgrad.manual_seed(args.seed)
     X_tr, y_tr, _, _ = data.digits()
     model = nn.MLP([X_tr.shape[1], *args.hidden, 10], activation=args.activation)
@@ -234,6 +263,10 @@ def profile_cmd(args) -> int:
     print(cgrad.diagnostics.health(model, X_tr[:256], y_tr[:256], "cross_entropy", optimizer=opt))
     prof.export_chrome_trace(args.trace)
     print(f"\nChrome trace saved to {args.trace}: open it in https://ui.perfetto.dev or chrome://tracing")
+    if args.plot:
+        cgrad.viz.plot_backward_by_layer(prof, path=args.plot, title=f"backward time by layer: MLP {sizes} "
+                                         f"({args.activation}) on the digits, batch {args.batch_size}")
+        print(f"bar chart of the backward time by layer saved to {args.plot}")
     return 0
 
 
@@ -264,6 +297,10 @@ def main(argv=None) -> int:
     t.add_argument("--threads", type=int, default=1, help="BLAS threads")
     t.add_argument("--save", metavar="PATH", help="save the trained state dict (.npz)")
     t.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    t.add_argument("--validation-split", type=float, default=0.0, metavar="FRACTION",
+                   help="hold out this fraction of the training set (after one shuffle) for validation "
+                        "loss and metrics each epoch")
+    t.add_argument("--plot", metavar="PATH", help="save the loss and metric curves per epoch (needs matplotlib)")
     pr = sub.add_parser("profile", help="profile training steps of an MLP on the digits: per-layer "
                                         "backward table, gradient health, Chrome trace")
     pr.add_argument("--hidden", type=int, nargs="*", default=[256, 256])
@@ -273,6 +310,8 @@ def main(argv=None) -> int:
     pr.add_argument("--steps", type=int, default=20)
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--trace", default="cgrad-trace.json", help="where to write the Chrome trace")
+    pr.add_argument("--plot", metavar="PATH", help="save a bar chart of each layer's backward time, split "
+                                                   "into dW and dX (needs matplotlib)")
     sub.add_parser("example", help="run the lecture's worked example (forward and backward)")
     sub.add_parser("info", help="print version, BLAS provider and threads")
     args = parser.parse_args(argv)

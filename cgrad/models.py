@@ -15,8 +15,36 @@ out as a PyTorch user would; tests/test_models.py checks that both give the same
 """
 from __future__ import annotations
 
+import importlib
 import math
 from typing import Any
+
+
+def _travels_as_factory(model: Any, factory: Any, lib: Any, args: tuple) -> Any:
+    """Let a recipe model pickle and deep-copy although its classes are local to the
+    factory: it travels as the factory call plus its parameters and buffers (the same
+    objects, so an optimizer pickled with it still updates it, and tied weights stay
+    tied) and each submodule's train/eval mode."""
+    def reduce(self, protocol):
+        state = {"params": list(self.named_parameters(remove_duplicate=False)),
+                 "buffers": list(self.named_buffers()),
+                 "training": [m.training for m in self.modules()]}
+        return _rebuild_recipe, (factory.__name__, lib.__name__, args), state
+
+    def setstate(self, state: dict) -> None:
+        for name, value in state["params"] + state["buffers"]:
+            owner, _, attr = name.rpartition(".")
+            setattr(self.get_submodule(owner) if owner else self, attr, value)
+        for m, training in zip(self.modules(), state["training"]):
+            m.training = training
+
+    cls = type(model)
+    cls.__reduce_ex__, cls.__setstate__ = reduce, setstate
+    return model
+
+
+def _rebuild_recipe(factory_name: str, lib_name: str, args: tuple) -> Any:
+    return globals()[factory_name](importlib.import_module(lib_name), *args)
 
 
 def mnist1d_gru(nn: Any, hidden: int = 6, steps: int = 40) -> Any:
@@ -31,7 +59,7 @@ def mnist1d_gru(nn: Any, hidden: int = 6, steps: int = 40) -> Any:
         def forward(self, x):  # x: [N, 40] signals
             out, _ = self.rnn(x.unsqueeze(-1))
             return self.linear(out.reshape(out.shape[0], -1))
-    return GRUClassifier()
+    return _travels_as_factory(GRUClassifier(), mnist1d_gru, nn, (hidden, steps))
 
 
 def names_mlp(nn: Any, vocab: int = 27, context: int = 3, embed: int = 10, hidden: int = 200) -> Any:
@@ -109,7 +137,7 @@ def char_gpt(lib: Any, vocab_size: int, block_size: int = 64, n_layer: int = 4, 
             if targets is None:
                 return logits, None
             return logits, F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
-    return GPT()
+    return _travels_as_factory(GPT(), char_gpt, lib, (vocab_size, block_size, n_layer, n_head, n_embd, dropout, bias))
 
 
 def gpt_param_groups(model: Any, weight_decay: float) -> list:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import builtins
 import collections
 import numbers
+import weakref
 from typing import Any
 
 import numpy as np
@@ -559,25 +560,50 @@ class Tensor(_C.TensorBase, ShapeOps):
     __hash__ = _C.TensorBase.__hash__
 
     # ---- pickling and copying: for moving objects between processes (cgrad.save for files) ----
+    def _storage_key(self) -> tuple:
+        # tensors over the same memory (reshape, detach, Parameter(t), state_dict entries)
+        # have the same first address; numel and dtype make a prefix or a reinterpretation
+        # a storage of its own (copied apart, never aliased wrongly)
+        return self.data_ptr(), self.numel(), self.dtype.num
+
     def __reduce_ex__(self, protocol):
-        """pickle and copy.copy: the values as one numpy array over this tensor's memory
-        (pickled as raw bytes, out of band with protocol 5's buffer_callback), the class and
-        requires_grad, as torch pickles them: not .grad, and a non-leaf comes back as a leaf.
-        copy.copy shares the memory, as torch's does."""
+        """pickle and copy.copy: the values as one flat numpy array over this tensor's memory
+        (pickled as raw bytes, out of band with protocol 5's buffer_callback), the shape, the
+        class and requires_grad, as torch pickles them: not .grad, and a non-leaf comes back
+        as a leaf. Tensors sharing memory give the same array object while it is alive, so
+        pickled together they come back sharing it (pickle's memo), as torch's do. copy.copy
+        shares the memory, as torch's does."""
+        key = self._storage_key()
+        flat = _pickled_storages.get(key)
+        if flat is None:
+            flat = _pickled_storages[key] = self.numpy().reshape(-1)
         state = getattr(self, "__dict__", None)  # a subclass's attributes
-        return _rebuild_tensor, (type(self), self.numpy(), self.requires_grad), state or None
+        return _rebuild_tensor, (type(self), flat, self.shape, self.requires_grad), state or None
 
     def __setstate__(self, state: dict) -> None:
         # a subclass's attributes (TensorBase's Cython-made __setstate__ would refuse)
         self.__dict__.update(state)
 
+    def _deepcopy_values(self, memo) -> "Tensor":
+        """A leaf Tensor holding a copy of the values (one memcpy), or, for a tensor sharing
+        memory with one copied before in this deepcopy, a tensor over that copy's memory."""
+        key = ("cgrad storage",) + self._storage_key()
+        first = memo.get(key)
+        if first is None:
+            memo[key] = first = self._copy()
+            return first
+        return _C.from_numpy(first.numpy().reshape(self.shape))
+
     def __deepcopy__(self, memo):
         """copy.deepcopy, as torch's: leaves only (a non-leaf raises), a copy of the values
-        made by one memcpy, requires_grad and a copy of .grad (nn.Parameter's has its own)."""
+        (tensors sharing memory share the copy's), requires_grad and a copy of .grad
+        (nn.Parameter's has its own)."""
         if self.grad_fn is not None:
             raise RuntimeError("deepcopy: only tensors created explicitly by the user (graph leaves) support "
                                "the deepcopy protocol; detach() a tensor that is part of a graph first")
-        new = self._copy() if type(self) is Tensor else _C.rewrap(self._copy(), type(self))
+        new = self._deepcopy_values(memo)
+        if type(self) is not Tensor:
+            new = _C.rewrap(new, type(self))
         memo[id(self)] = new
         new.requires_grad = self.requires_grad
         grad = self.grad
@@ -1048,10 +1074,16 @@ def _basic_index(t: Tensor, key) -> Tensor:
 
 # ---------------------------------------------------------------- construction
 
-def _rebuild_tensor(cls, values: np.ndarray, requires_grad: bool) -> Tensor:
+# The flat array each storage is pickled as, while a pickle (or a copy) holds it: weak, so
+# an entry lives as long as its array (which keeps its tensor, so its address, alive).
+_pickled_storages: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def _rebuild_tensor(cls, flat: np.ndarray, shape: tuple, requires_grad: bool) -> Tensor:
     """Tensor.__reduce_ex__'s inverse: a leaf of class cls over the unpickled array (no second
-    copy when the array is writable, as an in-band pickle gives it; from_numpy copies otherwise)."""
-    t = _C.from_numpy(values)
+    copy when the array is writable, as an in-band pickle gives it, so tensors rebuilt from
+    one array share it; from_numpy copies a read-only one)."""
+    t = _C.from_numpy(flat.reshape(shape))
     if cls is not Tensor:
         t = _C.rewrap(t, cls)
     t.requires_grad = requires_grad

@@ -60,6 +60,13 @@ class History:
     def __repr__(self):
         return f"History(epochs={len(self.epoch)}, keys={sorted(self.history)})"
 
+    def plot(self, metrics=None, **kwargs):
+        """Draw the curves per epoch, one panel per metric with training and validation on
+        it; returns the matplotlib Figure. Options (cgrad.viz.plot_history): metrics,
+        logy=True (log-scale loss), ax=, path= (also save), title=, figsize=, dpi=."""
+        from .viz import plot_history  # matplotlib only when plotting
+        return plot_history(self, metrics, **kwargs)
+
 
 # ---------------------------------------------------------------- callbacks
 

@@ -142,6 +142,45 @@ def test_a_view_pickles_as_a_tensor_of_its_own():
     assert base.numpy()[1, 0] == 4.0
 
 
+def _sharing(lib, make_param, copy_of):
+    """Which of (reshape, Parameter over it, detach) still share the base's memory after
+    copying the four together, and whether the copies share memory with the originals."""
+    a = lib.arange(6.0)
+    group = (a, a.reshape(2, 3), make_param(a), a.detach())
+    c = copy_of(group)
+    c[0][0] = 100.0
+    return [x.reshape(-1).tolist()[0] == 100.0 for x in c[1:]], a.tolist()[0] == 100.0
+
+
+@pytest.mark.parametrize("how", list(COPY_FUNCTIONS := {
+    **{f"pickle{p}": (lambda o, p=p: roundtrip(o, p)) for p in PROTOCOLS}, "deepcopy": copy.deepcopy}))
+def test_tensors_sharing_memory_copied_together_still_share(how):
+    """As torch.save keeps them. (torch's own pickle copies each tensor apart, and its
+    deepcopy gives a Parameter memory of its own; cgrad keeps the sharing in both.)"""
+    with cgrad.no_grad():
+        got = _sharing(cgrad, nn.Parameter, COPY_FUNCTIONS[how])
+    assert got == ([True, True, True], False)
+    torch = pytest.importorskip("torch")
+    import io
+
+    def torch_save_load(obj):
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        buf.seek(0)
+        return torch.load(buf, weights_only=False)
+    with torch.no_grad():
+        assert _sharing(torch, torch.nn.Parameter, torch_save_load) == got
+
+
+def test_a_model_and_its_state_dict_pickled_together_share_memory():
+    model = nn.Linear(3, 2)
+    m, sd = roundtrip((model, model.state_dict()))
+    assert np.shares_memory(m.weight.numpy(), sd["weight"].numpy())
+    assert not np.shares_memory(m.weight.numpy(), model.weight.numpy())
+    import sys
+    assert len(sys.modules["cgrad.tensor"]._pickled_storages) == 0  # a finished pickle's arrays are gone
+
+
 class _Tagged(cgrad.Tensor):
     """A Tensor subclass with attributes of its own (__dict__)."""
 
@@ -371,21 +410,40 @@ def test_batch_norm_running_statistics_travel_and_update_alike():
         assert not np.shares_memory(c.running_var.numpy(), bn.running_var.numpy())
 
 
-def test_the_recipe_models_deepcopy_and_the_sequential_one_pickles():
+def _recipes():
     from cgrad import models
     cgrad.manual_seed(0)
-    for model, x in ((models.mnist1d_gru(nn), cgrad.randn(2, 40)),
-                     (models.names_mlp(nn), cgrad.tensor([[1, 2, 3], [0, 5, 26]])),
-                     (models.char_gpt(cgrad, 30, block_size=8, n_layer=1, n_embd=16, n_head=2),
-                      cgrad.tensor([[1, 2, 3, 4]]))):
+    return ((models.mnist1d_gru(nn), cgrad.randn(2, 40)),
+            (models.names_mlp(nn), cgrad.tensor([[1, 2, 3], [0, 5, 26]])),
+            (models.char_gpt(cgrad, 30, block_size=8, n_layer=1, n_embd=16, n_head=2), cgrad.tensor([[1, 2, 3, 4]])))
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_the_recipe_models_pickle_and_deepcopy(how):
+    # the GRU and GPT classes are local to their factories: they travel as the factory call
+    for model, x in _recipes():
         model.eval()
-        c = copy.deepcopy(model)
+        c = roundtrip(model) if how == "pickle" else copy.deepcopy(model)
+        assert type(c).__name__ == type(model).__name__ and not c.training
         want, got = _tensors(model(x)), _tensors(c(x))
         for w, g in zip(want, got):
             np.testing.assert_array_equal(g.numpy(), w.numpy())
         _assert_same_state(model, c, shared=False)
-    m = models.names_mlp(nn)
-    _assert_same_state(m, roundtrip(m), shared=False)
+        if hasattr(model, "lm_head"):
+            assert c.lm_head.weight is c.transformer.wte.weight  # still tied
+
+
+def test_a_recipe_model_pickled_with_its_optimizer_is_the_one_it_updates():
+    model, x = _recipes()[2]
+    opt = cgrad.optim.AdamW(model.parameters(), lr=1e-2)
+    m2, opt2 = roundtrip((model, opt))
+    for m, o in ((model, opt), (m2, opt2)):
+        for _ in range(3):
+            o.zero_grad()
+            logits, _ = m(x)
+            logits.sum().backward()
+            o.step()
+    _assert_same_state(model, m2, shared=False)
 
 
 # ---------------------------------------------------------------- optimizers and schedulers
@@ -739,3 +797,10 @@ def test_copy_copy_of_an_optimizer_steps_the_same_parameters_from_a_copy_of_its_
     after = opt.state_dict()
     np.testing.assert_array_equal(after["state"][0]["momentum_buffer"], before["state"][0]["momentum_buffer"])
     assert not np.array_equal(c.state_dict()["state"][0]["momentum_buffer"], before["state"][0]["momentum_buffer"])
+
+
+def test_a_frozen_parameter_stays_frozen():
+    p = nn.Parameter(cgrad.randn(3), requires_grad=False)
+    for c in (roundtrip(p, 2), roundtrip(p, 5), copy.deepcopy(p), copy.copy(p)):
+        assert type(c) is nn.Parameter and not c.requires_grad
+        np.testing.assert_array_equal(c.numpy(), p.numpy())

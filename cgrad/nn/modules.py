@@ -31,7 +31,7 @@ class Parameter(Tensor):
 
     def __deepcopy__(self, memo):
         """A Parameter over a copy of the values, with requires_grad; as torch's, without .grad."""
-        new = type(self)(self._copy(), self.requires_grad)
+        new = type(self)(self._deepcopy_values(memo), self.requires_grad)
         memo[id(self)] = new
         return new
 
@@ -155,6 +155,15 @@ class Module:
 
     def children(self):
         return list(self._modules.values())
+
+    def get_submodule(self, target: str) -> Module:
+        """The submodule at a dotted path ('' is self), as PyTorch's."""
+        m = self
+        for name in target.split(".") if target else ():
+            if name not in m._modules:
+                raise AttributeError(f"get_submodule: {type(m).__name__} has no submodule {name!r} (in {target!r})")
+            m = m._modules[name]
+        return m
 
     def named_children(self):
         yield from self._modules.items()

@@ -51,13 +51,29 @@ from .autograd import functional as _functional  # noqa: E402,F401  (cgrad.autog
 from . import linalg  # noqa: E402
 from .replay import CompiledStep, compile  # noqa: E402
 from .profiler import profile  # noqa: E402
-from .estimators import MLPClassifier, MLPRegressor  # noqa: E402
 from .serialization import load, save  # noqa: E402
 from . import onnx  # noqa: E402  (cgrad.onnx.export; the onnx package is imported only when it runs)
 from .trainer import (Callback, EarlyStopping, History, ModelCheckpoint,  # noqa: E402
                       TerminateOnNaN, Trainer)
 
 __version__ = "0.1.0"
+
+_LAZY = {"MLPClassifier": "estimators", "MLPRegressor": "estimators"}
+
+
+def __getattr__(name):
+    """The estimators on first use: they import scikit-learn when it is installed (over a
+    second), which `import cgrad` should not pay for."""
+    if name in _LAZY:
+        import importlib
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cgrad' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
 
 
 # Functional forms of the methods, numpy style: cgrad.exp(t), cgrad.sum(t, axis=0), ...
@@ -92,6 +108,29 @@ del _name
 
 set_num_threads = _C.set_num_threads
 get_num_threads = _C.get_num_threads
+
+
+def _default_num_threads() -> _builtins.int:
+    """The thread count a process starts with: CGRAD_NUM_THREADS if set, else 1. Worker
+    processes (joblib's loky, multiprocessing, Dask) inherit the environment, so the
+    variable is how a user gives each worker more; without it two workers on two cores
+    use one core each (docs/architecture.md, "Threads")."""
+    value = _os.environ.get("CGRAD_NUM_THREADS", "").strip()
+    if not value:
+        return 1
+    if not value.isdigit() or _builtins.int(value) < 1:
+        raise ValueError(f"cgrad: CGRAD_NUM_THREADS must be a positive integer, got {value!r}")
+    return _builtins.int(value)
+
+
+def _threads_after_fork() -> None:
+    # a forked worker starts again at the default: the parent's set_num_threads(n) is
+    # for the parent, and n threads in each of n workers would oversubscribe the cores
+    set_num_threads(_default_num_threads())
+
+
+set_num_threads(_default_num_threads())
+_os.register_at_fork(after_in_child=_threads_after_fork)
 set_flush_denormal = _C.set_flush_denormal
 
 

@@ -274,7 +274,7 @@ def test_mlp_classifier_fits_and_scores():
     assert clf.get_params()["hidden_layer_sizes"] == (32,)
     clf.set_params(alpha=0.1)
     assert clf.alpha == 0.1
-    with pytest.raises(ValueError, match="invalid parameter"):
+    with pytest.raises(ValueError, match="Invalid parameter"):
         clf.set_params(foo=1)
 
 

@@ -52,6 +52,7 @@ from . import linalg  # noqa: E402
 from .replay import CompiledStep, compile  # noqa: E402
 from .profiler import profile  # noqa: E402
 from .serialization import load, save  # noqa: E402
+from . import onnx  # noqa: E402  (cgrad.onnx.export; the onnx package is imported only when it runs)
 from .trainer import (Callback, EarlyStopping, History, ModelCheckpoint,  # noqa: E402
                       TerminateOnNaN, Trainer)
 

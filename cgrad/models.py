@@ -39,7 +39,8 @@ def _travels_as_factory(model: Any, factory: Any, lib: Any, args: tuple) -> Any:
             m.training = training
 
     cls = type(model)
-    cls.__reduce_ex__, cls.__setstate__ = reduce, setstate
+    setattr(cls, "__reduce_ex__", reduce)  # setattr: object's own signature would not type-check
+    setattr(cls, "__setstate__", setstate)
     return model
 
 

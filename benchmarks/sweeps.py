@@ -49,6 +49,13 @@ def _fresh_workers(n_jobs: int, threads: int | None) -> None:
         os.environ["CGRAD_NUM_THREADS"] = str(threads)
     seen = joblib.Parallel(n_jobs=n_jobs)(joblib.delayed(_worker_threads)() for _ in range(4 * n_jobs))
     assert set(seen) == {threads or 1}, f"workers run {set(seen)} threads, wanted {threads or 1}"
+    # one tiny search through the same path first: it unpickles the estimator in each worker
+    # (importing cgrad.estimators and what it takes of scikit-learn), which cost the first
+    # timed search about a second more than a search in warm workers
+    import cgrad
+    from sklearn.model_selection import GridSearchCV
+    X, y, _, _ = cgrad.data.digits()
+    GridSearchCV(cgrad.MLPClassifier(max_iter=1), {"alpha": [1e-4, 1e-3]}, cv=2, n_jobs=n_jobs).fit(X[:64], y[:64])
 
 
 def _worker_threads() -> int:

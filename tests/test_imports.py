@@ -123,3 +123,18 @@ def test_the_binding_imports_only_the_low_level_state():
                     imported.add(m.group(1) or m.group(2))
     assert imported <= {"_state"}, imported
     assert import_graph()["cgrad._state"] == set()
+
+
+def test_import_cgrad_imports_no_optional_package():
+    # the integrations import their packages inside the functions that use them, so a user
+    # without them (or who does not call them) pays nothing; a fresh interpreter, because
+    # this one has imported them for other tests
+    import subprocess
+    import sys
+    optional = ["sklearn", "joblib", "dask", "distributed", "onnx", "onnxruntime", "safetensors",
+                "matplotlib", "torch", "jax", "pandas", "tqdm", "graphviz"]
+    code = (f"import sys, cgrad, cgrad.nn, cgrad.optim, cgrad.dask, cgrad.onnx, cgrad.viz\n"
+            f"print([m for m in {optional!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(PKG))
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout

@@ -32,7 +32,7 @@ from .autograd import (GradcheckError, detect_anomaly, enable_grad, gradcheck, g
                        is_grad_enabled, no_grad, set_anomaly, set_grad_enabled)
 from .tensor import (Generator, Size, Tensor, arange, as_tensor, atan2, bernoulli, bool_, cat, concatenate, empty,
                      empty_like, eye, float32, float64, from_numpy, full, full_like, int32, int64, linspace,
-                     logspace, manual_seed, matmul, maximum, minimum, multinomial, normal, ones, ones_like, pow,
+                     logspace, manual_seed, get_rng_state, set_rng_state, matmul, maximum, minimum, multinomial, normal, ones, ones_like, pow,
                      rand, rand_like, randint, randint_like, randn, randn_like, randperm, stack, tensor, uint8,
                      where, zeros, zeros_like, is_tensor, get_default_dtype, set_default_dtype,
                      broadcast_tensors, meshgrid, hstack, vstack)

@@ -53,7 +53,10 @@ class _Classifier:
 
     def score(self, X, y, sample_weight=None) -> float:
         """Mean accuracy of predict(X) against y (weighted by sample_weight)."""
-        return float(np.average(self.predict(X) == np.asarray(y), weights=sample_weight))  # type: ignore[attr-defined]
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:  # a column of labels, as fit takes it: not an n x n broadcast
+            y = y[:, 0]
+        return float(np.average(self.predict(X) == y, weights=sample_weight))  # type: ignore[attr-defined]
 
 
 class _Regressor:

@@ -45,7 +45,14 @@ def _travels_as_factory(model: Any, factory: Any, lib: Any, args: tuple) -> Any:
 
 
 def _rebuild_recipe(factory_name: str, lib_name: str, args: tuple) -> Any:
-    return globals()[factory_name](importlib.import_module(lib_name), *args)
+    # the factory initialises weights that setstate then replaces: keep the library's random
+    # generator where it was, so a deepcopy mid-training leaves later draws as they were
+    root = importlib.import_module(lib_name.split(".")[0])  # cgrad or torch
+    state = root.get_rng_state()
+    try:
+        return globals()[factory_name](importlib.import_module(lib_name), *args)
+    finally:
+        root.set_rng_state(state)
 
 
 def mnist1d_gru(nn: Any, hidden: int = 6, steps: int = 40) -> Any:

@@ -355,9 +355,12 @@ def _conv_op(b, t, ins, xs, p0, p1, ip):
     height of a 1-D convolution being 1, then groups."""
     n = len(ins[0].shape) - 2
     pick = (lambda h, w: [int(w)]) if n == 1 else (lambda h, w: [int(h), int(w)])
-    pads = pick(ip[2], ip[3])
-    return b.op("Conv", xs, kernel_shape=list(ins[1].shape[2:]), strides=pick(ip[0], ip[1]), pads=pads + pads,
-                dilations=pick(ip[4], ip[5]), group=int(ip[6]))
+    lo, strides, dilations, kernel = pick(ip[2], ip[3]), pick(ip[0], ip[1]), pick(ip[4], ip[5]), ins[1].shape[2:]
+    # the padding after, from the output's size: 'same' with an even reach pads one more after
+    hi = [(o - 1) * st + d * (k - 1) + 1 - size - p
+          for o, st, d, k, size, p in zip(t.shape[2:], strides, dilations, kernel, ins[0].shape[2:], lo)]
+    return b.op("Conv", xs, kernel_shape=list(kernel), strides=strides, pads=lo + hi, dilations=dilations,
+                group=int(ip[6]))
 
 
 def _where_op(b, t, ins, xs, p0, p1, ip):
@@ -505,14 +508,27 @@ def _pool_fn(b, call, args):
         raise UnsupportedOperatorError(f"onnx.export: {what} on an unbatched input cannot be exported yet")
     stride = m.stride if m.stride is not None and m.stride != [] else m.kernel_size
     k, s, p = _tuple(m.kernel_size, n), _tuple(stride, n), _tuple(m.padding, n)
+    d = _tuple(m.dilation, n) if m.fn_name.startswith("max") else [1] * n
     attrs: dict = dict(kernel_shape=k, strides=s, pads=p + p, ceil_mode=int(m.ceil_mode))
     if m.fn_name.startswith("max"):
         if m.return_indices:
             raise UnsupportedOperatorError(f"onnx.export: {what} with return_indices=True cannot be exported yet")
-        return [b.op("MaxPool", [x], dilations=_tuple(m.dilation, n), **attrs)]
-    if getattr(m, "divisor_override", None):
+        y = b.op("MaxPool", [x], dilations=d, **attrs)
+    elif getattr(m, "divisor_override", None):
         raise UnsupportedOperatorError(f"onnx.export: {what} with divisor_override cannot be exported yet")
-    return [b.op("AveragePool", [x], count_include_pad=int(m.count_include_pad), **attrs)]
+    else:
+        y = b.op("AveragePool", [x], count_include_pad=int(m.count_include_pad), **attrs)
+    # with ceil_mode, PyTorch drops a last window that would start in the padding after, and
+    # ONNX's output size keeps it: slice it off where the two differ
+    sizes = call.args[0].shape[2:]
+    onnx_out = [-(-(size + 2 * pi - (di * (ki - 1) + 1)) // si) + 1 if m.ceil_mode else
+                (size + 2 * pi - (di * (ki - 1) + 1)) // si + 1
+                for size, pi, di, ki, si in zip(sizes, p, d, k, s)]
+    want = list(_flat(call.outputs)[0].shape[2:])
+    if onnx_out != want:
+        axes = [2 + i for i in range(n) if onnx_out[i] != want[i]]
+        y = b.op("Slice", [y, b.ints([0] * len(axes)), b.ints([want[a - 2] for a in axes]), b.ints(axes)])
+    return [y]
 
 
 def _adaptive_fn(b, call, args):

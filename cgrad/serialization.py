@@ -30,12 +30,13 @@ _ST_META_TENSOR = {"format": "pt", "cgrad": "tensor"}
 # safetensors dtypes cgrad has no type for, widened to float32 on load: exact, and what
 # PyTorch's load_state_dict gives when it copies a half-precision checkpoint into a float32 model
 _ST_WIDENED = {"F16", "BF16"}
+_ST_KEPT = {"F32", "F64", "I64", "I32", "U8", "BOOL"}  # safetensors' names of cgrad's dtypes
 
 
 def _as_array(value, name: str) -> np.ndarray:
     if isinstance(value, _C.TensorBase):
         return np.array(value.numpy())  # a copy: tied weights are saved once per name
-    arr = np.ascontiguousarray(value)
+    arr = np.asarray(value, order="C")  # not ascontiguousarray, which makes a 0-d array 1-d
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"save: entry '{name}' has dtype {arr.dtype}; only numbers can be saved")
     return arr
@@ -115,24 +116,23 @@ def _load_safetensors(path: str, max_bytes: int):
     try:
         with st.safe_open(path, framework="np") as f:
             meta = f.metadata() or {}
-            keys = list(f.offset_keys())  # the order of the file's bytes, which is the writer's
-            entries = [(k, f.get_slice(k).get_dtype(), tuple(f.get_slice(k).get_shape())) for k in keys]
+            entries = [(k, f.get_slice(k).get_dtype(), tuple(f.get_slice(k).get_shape())) for k in f.keys()]
             sizes = {"BOOL": 1, "U8": 1, "I8": 1, "F16": 2, "BF16": 2, "I16": 2, "U16": 2, "F32": 4, "I32": 4,
                      "U32": 4, "F64": 8, "I64": 8, "U64": 8}
             total = sum(int(np.prod(shape, dtype=np.int64)) * sizes.get(dt, 8) for _, dt, shape in entries)
             if total > max_bytes:
                 raise ValueError(f"load: {path} holds more than max_bytes={max_bytes}")
             for name, dt, shape in entries:
+                if dt not in _ST_KEPT and dt not in _ST_WIDENED:
+                    raise TypeError(f"load: entry '{name}' in {path} has dtype {dt}, which cgrad has no type for "
+                                    "(float32, float64, int64, int32, uint8, bool; float16 and bfloat16 "
+                                    "are widened to float32)")
                 if dt == "BF16":  # numpy has no bfloat16: the upper half of a float32's bits
                     arr = _read_bf16(path, name, shape)
                 else:
                     arr = f.get_tensor(name)
                 if dt in _ST_WIDENED:
                     arr = arr.astype(np.float32)
-                elif arr.dtype not in (np.float32, np.float64, np.int64, np.int32, np.uint8, np.bool_):
-                    raise TypeError(f"load: entry '{name}' in {path} has dtype {dt}, which cgrad has no type for "
-                                    "(float32, float64, int64, int32, uint8, bool; float16 and bfloat16 "
-                                    "are widened to float32)")
                 out[name] = tensor(arr)
     except (TypeError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError):
         raise

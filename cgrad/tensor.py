@@ -17,6 +17,8 @@ import numbers
 import weakref
 from typing import Any
 
+import copy
+
 import numpy as np
 import numpy.typing as npt
 
@@ -45,6 +47,16 @@ def manual_seed(seed: int) -> None:
     """Seed the generator behind randn/rand (and everything in cgrad that draws from it)."""
     global _rng
     _rng = np.random.default_rng(seed)
+
+
+def get_rng_state() -> dict:
+    """The state of cgrad's own generator (numpy's bit-generator state), for set_rng_state."""
+    return copy.deepcopy(dict(_rng.bit_generator.state))
+
+
+def set_rng_state(state: dict) -> None:
+    """Put cgrad's own generator back to a state get_rng_state gave."""
+    _rng.bit_generator.state = copy.deepcopy(state)
 
 
 class Generator:

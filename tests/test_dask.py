@@ -8,8 +8,6 @@ import ipaddress
 import logging
 import os
 import socket
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -18,6 +16,7 @@ import pytest
 import cgrad
 import cgrad.dask
 import cgrad.nn.functional as F
+from conftest import run_python
 from cgrad import nn, optim
 
 N_ROWS = 400  # a slice of the digits: enough to learn, quick to fit
@@ -292,9 +291,7 @@ def test_without_distributed_cgrad_imports_and_the_helpers_name_the_extra():
             "    else:\n"
             "        raise AssertionError('no ImportError')\n"
             "print('ok')\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().endswith("ok")
+    assert run_python(code).stdout.strip().endswith("ok")
 
 
 # ---------------------------------------------------------------- scikit-learn on Dask

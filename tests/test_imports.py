@@ -129,12 +129,9 @@ def test_import_cgrad_imports_no_optional_package():
     # the integrations import their packages inside the functions that use them, so a user
     # without them (or who does not call them) pays nothing; a fresh interpreter, because
     # this one has imported them for other tests
-    import subprocess
-    import sys
+    from conftest import run_python
     optional = ["sklearn", "joblib", "dask", "distributed", "onnx", "onnxruntime", "safetensors",
                 "matplotlib", "torch", "jax", "pandas", "tqdm", "graphviz"]
     code = (f"import sys, cgrad, cgrad.nn, cgrad.optim, cgrad.dask, cgrad.onnx, cgrad.viz\n"
             f"print([m for m in {optional!r} if m in sys.modules])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=os.path.dirname(PKG))
-    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+    assert run_python(code).stdout.strip().splitlines()[-1] == "[]"

@@ -120,6 +120,33 @@ def test_pool2d(i):
     check(POOLS2[i], rand(2, 3, 8, 8), rand(1, 3, 8, 8, seed=1))
 
 
+# ceil_mode where PyTorch drops the last window, which would start in the padding after
+# (5 + 2 - 2) / 2 -> 3 windows, not ONNX's 4), and where it keeps it
+CEIL_POOLS = [nn.MaxPool2d(2, 2, 1, ceil_mode=True), nn.AvgPool2d(2, 2, 1, ceil_mode=True),
+              nn.AvgPool2d(2, 2, 1, ceil_mode=True, count_include_pad=False), nn.MaxPool1d(2, 2, 1, ceil_mode=True),
+              nn.AvgPool1d(2, 2, 1, ceil_mode=True), nn.MaxPool2d((2, 3), 2, 1, dilation=(1, 2), ceil_mode=True)]
+
+
+@pytest.mark.parametrize("size", [5, 6])
+@pytest.mark.parametrize("i", range(len(CEIL_POOLS)))
+def test_pool_ceil_mode_drops_a_window_that_starts_in_the_padding(i, size):
+    pool = CEIL_POOLS[i]
+    shape = (2, 3, size, size) if "2d" in type(pool).__name__ else (2, 3, size)
+    check(pool, rand(*shape), rand(3, *shape[1:], seed=1))
+
+
+@pytest.mark.parametrize("shape,kernel,dilation", [((2, 4, 7, 7), (3, 4, 2, 2), 1), ((2, 4, 7, 6), (3, 4, 2, 3), 1),
+                                                   ((2, 4, 7, 7), (3, 4, 2, 2), 3), ((2, 4, 9), (3, 4, 2), 1)])
+def test_functional_same_padding_with_an_even_reach_pads_one_more_after(shape, kernel, dilation):
+    w = cgrad.tensor(rand(*kernel, seed=2))
+    conv = nn.functional.conv2d if len(shape) == 4 else nn.functional.conv1d
+
+    class Same(nn.Module):
+        def forward(self, x):
+            return conv(x, w, padding="same", dilation=dilation)
+    check(Same(), rand(*shape), rand(3, *shape[1:], seed=1))
+
+
 def _trained_batch_norm(bn, shape):
     bn.train()
     with cgrad.no_grad():
@@ -426,9 +453,8 @@ def test_functional_norms_in_a_custom_forward():
 
 
 def test_import_cgrad_imports_neither_onnx_nor_safetensors():
-    import subprocess
-    code = "import sys, cgrad; cgrad.onnx.export; assert not {'onnx', 'safetensors'} & set(sys.modules), sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    from conftest import run_python
+    run_python("import sys, cgrad; cgrad.onnx.export; assert not {'onnx', 'safetensors'} & set(sys.modules), sys.modules")
 
 
 def test_functional_pooling_in_a_custom_forward():

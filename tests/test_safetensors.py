@@ -132,6 +132,27 @@ def test_dtypes_cgrad_lacks(tmp_path):
         cgrad.save({"c": np.ones(2, np.complex64)}, path)
 
 
+def test_a_dtype_numpy_lacks_too_is_a_type_error_naming_it(tmp_path):
+    # float8, written by hand in the format's layout (8-byte header length, JSON, bytes):
+    # refused by name, not reported as a corrupted file
+    import json
+    import struct
+    header = json.dumps({"f8": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}}).encode()
+    path = tmp_path / "f8.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + b"\x38\x40")
+    with pytest.raises(TypeError, match="'f8'.*F8_E4M3"):
+        cgrad.load(path)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".npz"])
+def test_zero_dimensional_entries_keep_their_shape(tmp_path, suffix):
+    path = tmp_path / ("s" + suffix)
+    cgrad.save({"x": np.array(3.0), "n": 5, "t": cgrad.tensor(2.5)}, path)
+    out = cgrad.load(path)
+    assert {k: tuple(v.shape) for k, v in out.items()} == {"x": (), "n": (), "t": ()}
+    assert out["n"].item() == 5 and out["x"].item() == 3.0
+
+
 def test_bfloat16_is_widened_to_float32(tmp_path):
     torch = pytest.importorskip("torch")
     st_torch = pytest.importorskip("safetensors.torch")

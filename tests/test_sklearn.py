@@ -4,9 +4,6 @@ worker. The oracles are scikit-learn's own behaviour and metrics."""
 import json
 import os
 import pickle
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -15,6 +12,7 @@ sklearn = pytest.importorskip("sklearn")
 joblib = pytest.importorskip("joblib")
 
 import cgrad  # noqa: E402
+from conftest import run_python  # noqa: E402
 from cgrad import MLPClassifier, MLPRegressor  # noqa: E402
 from sklearn.base import clone, is_classifier, is_regressor  # noqa: E402
 from sklearn.datasets import make_classification, make_regression  # noqa: E402
@@ -268,24 +266,19 @@ def test_forked_worker_starts_at_one_thread():
 
 
 def _run_python(code, **env):
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # so `tests.test_sklearn` imports
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=300, cwd=root, env={**os.environ, **env})
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip().splitlines()[-1]
+    return run_python(code, env).stdout.strip().splitlines()[-1]
 
 
 def test_cgrad_num_threads_reaches_the_workers():
     pytest.importorskip("threadpoolctl")
     out = _run_python("""
         import json, joblib, cgrad
-        from tests.test_sklearn import _worker_threads
+        from test_sklearn import _worker_threads
         print(json.dumps([cgrad.get_num_threads(),
                           joblib.Parallel(n_jobs=2)(joblib.delayed(_worker_threads)(i) for i in range(2))]))
     """, CGRAD_NUM_THREADS="2")
     assert json.loads(out) == [2, [[2, [2]], [2, [2]]]]
-    proc = subprocess.run([sys.executable, "-c", "import cgrad"], capture_output=True, text=True,
-                          env={**os.environ, "CGRAD_NUM_THREADS": "two"})
+    proc = run_python("import cgrad", {"CGRAD_NUM_THREADS": "two"}, check=False)
     assert proc.returncode != 0 and "CGRAD_NUM_THREADS must be a positive integer" in proc.stderr
 
 
@@ -328,13 +321,15 @@ def test_estimators_without_sklearn(tmp_path):
         errors["y_text"] = kind(lambda: cgrad.MLPRegressor().fit(d["Xr"], ["a"] * len(d["Xr"])))
         back = pickle.loads(pickle.dumps(reg))
         print(json.dumps(dict(errors=errors, params=clf.get_params(), pred=clf.predict(d["X"]).tolist(),
-                              acc=clf.score(d["X"], d["y"]), rpred=reg.predict(d["Xr"]).tolist(),
+                              acc=clf.score(d["X"], d["y"]), acc_column=clf.score(d["X"], d["y"][:, None]),
+                              rpred=reg.predict(d["Xr"]).tolist(),
                               r2=reg.score(d["Xr"], d["yr"]), back=bool((back.predict(d["Xr"]) == reg.predict(d["Xr"])).all()),
                               sk="sklearn" in sys.modules and sys.modules["sklearn"] is not None)))
     """, CGRAD_TEST_DATA=str(tmp_path / "data.npz"))
     r = json.loads(out)
     assert not r["sk"]
     assert r["acc"] == accuracy_score(y, r["pred"])
+    assert r["acc_column"] == r["acc"]  # y as a column of labels scores the same
     assert r["r2"] == pytest.approx(r2_score(yr, np.array(r["rpred"])), rel=1e-6)
     assert r["params"] == {**MLPClassifier(**SMALL).get_params(), "alpha": 0.01, "hidden_layer_sizes": [8]}
     e = r["errors"]

@@ -32,8 +32,8 @@ from .autograd import (GradcheckError, detect_anomaly, enable_grad, gradcheck, g
                        is_grad_enabled, no_grad, set_anomaly, set_grad_enabled)
 from .tensor import (Generator, Size, Tensor, arange, as_tensor, atan2, bernoulli, bool_, cat, concatenate, empty,
                      empty_like, eye, float32, float64, from_numpy, full, full_like, int32, int64, linspace,
-                     logspace, manual_seed, get_rng_state, set_rng_state, matmul, maximum, minimum, multinomial, normal, ones, ones_like, pow,
-                     rand, rand_like, randint, randint_like, randn, randn_like, randperm, stack, tensor, uint8,
+                     logspace, manual_seed, matmul, maximum, minimum, multinomial, normal, ones, ones_like, pow,
+                     get_rng_state, set_rng_state, rand, rand_like, randint, randint_like, randn, randn_like, randperm, stack, tensor, uint8,
                      where, zeros, zeros_like, is_tensor, get_default_dtype, set_default_dtype,
                      broadcast_tensors, meshgrid, hstack, vstack)
 from ._promotion import result_type  # noqa: E402
@@ -118,9 +118,13 @@ def _default_num_threads() -> _builtins.int:
     value = _os.environ.get("CGRAD_NUM_THREADS", "").strip()
     if not value:
         return 1
-    if not value.isdigit() or _builtins.int(value) < 1:
+    try:
+        n = _builtins.int(value, 10)  # not str.isdigit, which takes '²' that int() refuses
+    except ValueError:
+        n = 0
+    if n < 1:
         raise ValueError(f"cgrad: CGRAD_NUM_THREADS must be a positive integer, got {value!r}")
-    return _builtins.int(value)
+    return n
 
 
 def _threads_after_fork() -> None:

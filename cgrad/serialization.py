@@ -27,10 +27,11 @@ _FORMAT = 1
 SAFETENSORS_TENSOR_KEY = "tensor"
 _ST_META_DICT = {"format": "pt"}
 _ST_META_TENSOR = {"format": "pt", "cgrad": "tensor"}
-# safetensors dtypes cgrad has no type for, widened to float32 on load: exact, and what
-# PyTorch's load_state_dict gives when it copies a half-precision checkpoint into a float32 model
+# the safetensors dtypes load reads, with their sizes in bytes: cgrad's own, and float16 and
+# bfloat16, which cgrad has no type for, widened to float32 (exact, and what PyTorch's
+# load_state_dict gives when it copies a half-precision checkpoint into a float32 model)
+_ST_SIZES = {"F32": 4, "F64": 8, "I64": 8, "I32": 4, "U8": 1, "BOOL": 1, "F16": 2, "BF16": 2}
 _ST_WIDENED = {"F16", "BF16"}
-_ST_KEPT = {"F32", "F64", "I64", "I32", "U8", "BOOL"}  # safetensors' names of cgrad's dtypes
 
 
 def _as_array(value, name: str) -> np.ndarray:
@@ -117,18 +118,18 @@ def _load_safetensors(path: str, max_bytes: int):
         with st.safe_open(path, framework="np") as f:
             meta = f.metadata() or {}
             entries = [(k, f.get_slice(k).get_dtype(), tuple(f.get_slice(k).get_shape())) for k in f.keys()]
-            sizes = {"BOOL": 1, "U8": 1, "I8": 1, "F16": 2, "BF16": 2, "I16": 2, "U16": 2, "F32": 4, "I32": 4,
-                     "U32": 4, "F64": 8, "I64": 8, "U64": 8}
-            total = sum(int(np.prod(shape, dtype=np.int64)) * sizes.get(dt, 8) for _, dt, shape in entries)
-            if total > max_bytes:
-                raise ValueError(f"load: {path} holds more than max_bytes={max_bytes}")
-            for name, dt, shape in entries:
-                if dt not in _ST_KEPT and dt not in _ST_WIDENED:
+            for name, dt, _ in entries:  # before reading anything
+                if dt not in _ST_SIZES:
                     raise TypeError(f"load: entry '{name}' in {path} has dtype {dt}, which cgrad has no type for "
                                     "(float32, float64, int64, int32, uint8, bool; float16 and bfloat16 "
                                     "are widened to float32)")
-                if dt == "BF16":  # numpy has no bfloat16: the upper half of a float32's bits
-                    arr = _read_bf16(path, name, shape)
+            total = sum(int(np.prod(shape, dtype=np.int64)) * _ST_SIZES[dt] for _, dt, shape in entries)
+            if total > max_bytes:
+                raise ValueError(f"load: {path} holds more than max_bytes={max_bytes}")
+            bf16 = _Bf16Reader(path) if any(dt == "BF16" for _, dt, _ in entries) else None
+            for name, dt, shape in entries:
+                if bf16 is not None and dt == "BF16":  # numpy has no bfloat16
+                    arr = bf16.read(name, shape)
                 else:
                     arr = f.get_tensor(name)
                 if dt in _ST_WIDENED:
@@ -145,19 +146,26 @@ def _load_safetensors(path: str, max_bytes: int):
     return out
 
 
-def _read_bf16(path: str, name: str, shape: tuple) -> np.ndarray:
-    """A bfloat16 entry as float32, from the byte range its header gives (the safetensors
-    layout: an 8-byte little-endian header length, the JSON header, then the data)."""
-    import json
-    with open(path, "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(n))
-        start, end = header[name]["data_offsets"]
-        f.seek(8 + n + start)
-        raw = np.frombuffer(f.read(end - start), dtype="<u2")
-    if raw.size != int(np.prod(shape, dtype=np.int64)):
-        raise ValueError(f"load: {path} is truncated (entry '{name}')")
-    return (raw.astype(np.uint32) << 16).view(np.float32).reshape(shape)
+class _Bf16Reader:
+    """bfloat16 entries as float32 (the upper half of a float32's bits), from the byte
+    ranges the header gives; the header is read once (the safetensors layout: an 8-byte
+    little-endian header length, the JSON header, then the data)."""
+
+    def __init__(self, path: str):
+        import json
+        self.path = path
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            self.header, self.base = json.loads(f.read(n)), 8 + n
+
+    def read(self, name: str, shape: tuple) -> np.ndarray:
+        start, end = self.header[name]["data_offsets"]
+        with open(self.path, "rb") as f:
+            f.seek(self.base + start)
+            raw = np.frombuffer(f.read(end - start), dtype="<u2")
+        if raw.size != int(np.prod(shape, dtype=np.int64)):
+            raise ValueError(f"load: {self.path} is truncated (entry '{name}')")
+        return (raw.astype(np.uint32) << 16).view(np.float32).reshape(shape)
 
 
 def load(path, map_location=None, weights_only: bool = True, max_bytes: int = 1 << 34,

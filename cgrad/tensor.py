@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import builtins
 import collections
+import copy
 import numbers
 import weakref
 from typing import Any
-
-import copy
 
 import numpy as np
 import numpy.typing as npt
@@ -623,7 +622,6 @@ class Tensor(_C.TensorBase, ShapeOps):
             new.grad = grad._copy()
         state = getattr(self, "__dict__", None)
         if state:
-            import copy
             new.__dict__.update(copy.deepcopy(state, memo))
         return new
 

@@ -278,8 +278,9 @@ def test_cgrad_num_threads_reaches_the_workers():
                           joblib.Parallel(n_jobs=2)(joblib.delayed(_worker_threads)(i) for i in range(2))]))
     """, CGRAD_NUM_THREADS="2")
     assert json.loads(out) == [2, [[2, [2]], [2, [2]]]]
-    proc = run_python("import cgrad", {"CGRAD_NUM_THREADS": "two"}, check=False)
-    assert proc.returncode != 0 and "CGRAD_NUM_THREADS must be a positive integer" in proc.stderr
+    for bad in ("two", "\u00b2", "0"):  # '²' passes str.isdigit but not int()
+        proc = run_python("import cgrad", {"CGRAD_NUM_THREADS": bad}, check=False)
+        assert proc.returncode != 0 and "CGRAD_NUM_THREADS must be a positive integer" in proc.stderr, bad
 
 
 # ---------------------------------------------------------------- without scikit-learn

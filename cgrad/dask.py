@@ -28,17 +28,12 @@ import time
 import uuid
 from typing import Any, Callable, Iterable
 
+from ._optional import require
 from .trainer import Callback
-
-_EXTRA = "pip install cgrad[dask]"
 
 
 def _distributed():
-    try:
-        import distributed
-    except ImportError as e:
-        raise ImportError(f"cgrad.dask needs Dask's distributed package: {_EXTRA}") from e
-    return distributed
+    return require("distributed", "dask", "cgrad.dask")
 
 
 def _numbers(logs: dict) -> dict:

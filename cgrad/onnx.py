@@ -29,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import _C
+from ._optional import require
 from .nn import conv as _conv, functional as _F, normalization as _norm, rnn as _rnn, sparse as _sparse
 from .nn.modules import Module, PReLU, Softshrink, Hardshrink, Threshold
 from .autograd import enable_grad
@@ -44,11 +45,9 @@ class UnsupportedOperatorError(RuntimeError):
 
 
 def _onnx():
-    try:
-        import onnx
-        from onnx import helper, numpy_helper  # noqa: F401
-    except ImportError:
-        raise ImportError("cgrad.onnx.export needs the onnx package (pip install cgrad[onnx])") from None
+    onnx = require("onnx", "onnx", "cgrad.onnx.export")
+    import onnx.helper  # noqa: F401  (the submodules the builder uses)
+    import onnx.numpy_helper  # noqa: F401
     return onnx
 
 

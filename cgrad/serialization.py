@@ -17,6 +17,7 @@ from collections import OrderedDict
 import numpy as np
 
 from . import _C
+from ._optional import require
 from ._device import check_device
 from .tensor import tensor
 
@@ -52,11 +53,8 @@ def _format_of(path: str, format: str | None, fn: str) -> str:
 
 
 def _safetensors(fn: str):
-    try:
-        import safetensors.numpy
-    except ImportError:
-        raise ImportError(f"{fn}: the .safetensors format needs the safetensors package "
-                          "(pip install cgrad[safetensors])") from None
+    safetensors = require("safetensors", "safetensors", f"{fn} of a .safetensors file")
+    import safetensors.numpy  # noqa: F401  (the submodule save uses)
     return safetensors
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import _C
+from ._optional import require
 
 
 def _fmt(t, limit: int = 4) -> str:
@@ -107,12 +108,7 @@ def to_dot(root, values: bool = True, grads: bool = True, max_nodes: int = 2000)
 # ---------------------------------------------------------------- matplotlib plots
 
 def _matplotlib(what: str):
-    try:
-        import matplotlib
-    except ImportError:
-        raise ImportError(f"{what} needs matplotlib: pip install cgrad[plot] "
-                          f"(or pip install matplotlib)") from None
-    return matplotlib
+    return require("matplotlib", "plot", what)
 
 
 def _new_figure(figsize, offscreen: bool):

@@ -45,10 +45,9 @@ class UnsupportedOperatorError(RuntimeError):
 
 
 def _onnx():
-    onnx = require("onnx", "onnx", "cgrad.onnx.export")
-    import onnx.helper  # noqa: F401  (the submodules the builder uses)
-    import onnx.numpy_helper  # noqa: F401
-    return onnx
+    for submodule in ("onnx.helper", "onnx.numpy_helper"):  # the ones the builder uses
+        require(submodule, "onnx", "cgrad.onnx.export")
+    return require("onnx", "onnx", "cgrad.onnx.export")
 
 
 def _key(t) -> int:

@@ -53,9 +53,8 @@ def _format_of(path: str, format: str | None, fn: str) -> str:
 
 
 def _safetensors(fn: str):
-    safetensors = require("safetensors", "safetensors", f"{fn} of a .safetensors file")
-    import safetensors.numpy  # noqa: F401  (the submodule save uses)
-    return safetensors
+    require("safetensors.numpy", "safetensors", f"{fn} of a .safetensors file")  # the submodule save uses
+    return require("safetensors", "safetensors", f"{fn} of a .safetensors file")
 
 
 def _atomic_write(path: str, suffix: str, write) -> None:

@@ -14,15 +14,16 @@ def blas_providers():
 def blas_current():
     return cg_blas_current().name.decode()
 
-_SKINNY_ISAS = {"off": 0, "avx512": 3}
+_SKINNY_ISAS = {"off": 0, "avx2": 2, "avx512": 3}
 
 def skinny_isa(str want="best"):
     """Set the instruction set of cgrad's own float32 kernels, the skinny GEMMs
-    (csrc/skinny_gemm.c) and the convolution's data movement (csrc/conv.c): 'best' (the
-    default), 'avx512' or 'off' (OpenBLAS for every GEMM, plain loops), for tests and
-    measurements; a level the CPU lacks gives the best it has. Returns the one in effect."""
+    (csrc/skinny_gemm.c, AVX-512 only) and the convolution's data movement (csrc/conv.c):
+    'best' (the default), 'avx512', 'avx2' or 'off' (OpenBLAS for every GEMM, plain loops),
+    for tests and measurements; a level the CPU lacks gives the best it has. Returns the one
+    in effect."""
     if want != "best" and want not in _SKINNY_ISAS:
-        raise ValueError(f"skinny_isa: want 'best', 'avx512' or 'off', not {want!r}")
+        raise ValueError(f"skinny_isa: want 'best', 'avx512', 'avx2' or 'off', not {want!r}")
     got = cg_skinny_set_isa(-1 if want == "best" else _SKINNY_ISAS[want])
     return {v: k for k, v in _SKINNY_ISAS.items()}[got]
 

@@ -258,11 +258,11 @@ int cg_blas_provider_count(void);
 const cg_blas_provider *cg_blas_provider_at(int i);
 const cg_blas_provider *cg_blas_current(void);
 cg_status cg_blas_select(const char *name);
-/* The instruction set of the skinny float32 GEMMs (skinny_gemm.c) and of the convolution's
- * float32 data movement (conv.c): the best the CPU has
+/* The instruction set of the skinny float32 GEMMs (skinny_gemm.c, AVX-512 only) and of the
+ * convolution's float32 data movement (conv.c, AVX-512 or AVX2): the best the CPU has
  * (want -1) or none (CG_SKINNY_OFF: OpenBLAS for every shape), for tests and measurements;
  * returns the one in effect (a level the CPU lacks gives the best it has). */
-enum { CG_SKINNY_OFF = 0, CG_SKINNY_AVX512 = 3 };
+enum { CG_SKINNY_OFF = 0, CG_SKINNY_AVX2 = 2, CG_SKINNY_AVX512 = 3 };
 int cg_skinny_set_isa(int want);
 /* Compiler, flags and the CPU features this machine offers, for show_config(). */
 const char *cg_build_info(void);

@@ -251,7 +251,7 @@ void cg_bcast_init(cg_bcast *bc, int nout, const int64_t *out, int na, const int
     } while (0)
 
 /* ---- skinny float32 GEMMs (skinny_gemm.c): 1 when it computed C, 0 for a shape it does not take ---- */
-int cg_skinny_isa(void); /* the one in effect: CG_SKINNY_AVX512 or CG_SKINNY_OFF (also for conv.c) */
+int cg_skinny_isa(void); /* the one in effect: CG_SKINNY_AVX512, _AVX2 or _OFF (also for conv.c) */
 int cg_skinny_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 /* OpenBLAS's provider's linear_f32 (cg.h) */

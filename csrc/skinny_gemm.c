@@ -110,12 +110,13 @@ static int isa = -1; /* CG_SKINNY_*, or -1: not chosen yet */
 
 static int best_isa(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") ? CG_SKINNY_AVX512 : CG_SKINNY_OFF;
+    if (__builtin_cpu_supports("avx512f")) return CG_SKINNY_AVX512;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? CG_SKINNY_AVX2 : CG_SKINNY_OFF;
 }
 
 int cg_skinny_set_isa(int want) {
     int best = best_isa();
-    isa = want < 0 || want > best ? best : want == CG_SKINNY_AVX512 ? want : CG_SKINNY_OFF;
+    isa = want < 0 || want > best ? best : want == CG_SKINNY_AVX512 || want == CG_SKINNY_AVX2 ? want : CG_SKINNY_OFF;
     return isa;
 }
 
@@ -147,7 +148,7 @@ static void rows(int tb, int64_t M, int64_t N, int64_t K, float alpha, const flo
 
 int cg_skinny_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    if (cg_skinny_isa() == CG_SKINNY_OFF || N > W || N < 1) return 0;
+    if (cg_skinny_isa() != CG_SKINNY_AVX512 || N > W || N < 1) return 0;
     if (!ta && K <= W && M >= 64) {
         rows(tb, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc);
         return 1;
@@ -163,7 +164,7 @@ int cg_skinny_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, f
 
 int cg_skinny_linear(int64_t rows_, int64_t nin, int64_t nout, const float *X, const float *Wt, const float *bias,
                      float *Y) {
-    if (cg_skinny_isa() == CG_SKINNY_OFF || nout > W || nout < 1 || nin > W || rows_ < 64) return 0;
+    if (cg_skinny_isa() != CG_SKINNY_AVX512 || nout > W || nout < 1 || nin > W || rows_ < 64) return 0;
     rows(1, rows_, nout, nin, 1.0f, X, nin, Wt, nin, bias, 0.0f, Y, nout);
     return 1;
 }

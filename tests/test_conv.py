@@ -250,10 +250,10 @@ def test_anomaly_mode_names_the_convolution():
             layer(x)
 
 
-@pytest.fixture(params=["avx512", "off"])
+@pytest.fixture(params=["avx512", "avx2", "off"])
 def float32_kernels(request):
-    """Both ways of moving float32 data (csrc/conv.c): AVX-512 masked runs, and the plain
-    loops that every other CPU and float64 use."""
+    """Every way of moving float32 data (csrc/conv.c): AVX-512 masked runs, AVX2 runs
+    (masked loads, stores in pieces), and the plain loops that float64 and other CPUs use."""
     got = cgrad._C.skinny_isa(request.param)
     if got != request.param:
         cgrad._C.skinny_isa("best")

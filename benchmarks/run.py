@@ -1,6 +1,6 @@
 """The benchmark suite: training-step time of five MLPs in cgrad (eager and replayed),
-hand-written numpy, PyTorch eager and JAX jit, at 1 and 2 threads; and scikit-learn's
-MLPClassifier on the digits against cgrad's.
+hand-written numpy, PyTorch eager, torch.compile and JAX jit, at 1 and 2 threads; and
+scikit-learn's MLPClassifier on the digits against cgrad's.
 
     python -m benchmarks                    # full run, ~10 minutes
     python -m benchmarks --quick            # smoke run: every row, few repeats (CI)
@@ -14,13 +14,21 @@ whatever its thread flags say (process CPU time / wall time 1.5 to 1.9 at "1 thr
 only the pinning makes its 1-thread figures 1-thread figures. JAX runs with its default
 asynchronous dispatch, whose helper thread then shares the core. Inside a process the frameworks'
 repeats are interleaved, so the machine's drift hits them alike: the ratios are figures of
-one run; absolute times drift between runs on this shared machine. Medians with min-max;
-every framework's loss must go down over the run. Also: the GEMM FLOPs per step, the
-GFLOP/s cgrad reaches, the fraction of the sgemm roofline (a 1024^3 sgemm through
-cgrad's BLAS, measured in the same process), and the GEMM floor: the step's matrix products
-alone, timed interleaved with the steps, and its ratio to PyTorch's step (no step built on
-this BLAS can beat that ratio in that run); and the core's float32 FMA peak (fma_peak.c,
-when a C compiler is at hand), which no GEMM passes.
+one run; absolute times drift between runs on this shared machine. Every step is timed
+as a training loop runs it (benchmarks/_steps.py's protocol, which the MLP rows share): many
+steps back to back, the loss read once at the end of each repeat, so that JAX's
+asynchronous dispatch is not made to wait each step and nobody pays a per-step .item().
+Medians with min-max; the first-step losses of all frameworks must agree, and every
+framework's loss must go down over the run. torch.compile is tried beside PyTorch eager
+(its compile time reported, or the error when it does not compile). Also: cgrad eager and
+replay against the fastest peer of the run (PyTorch eager, torch.compile, JAX jit) and
+against JAX, the GEMM FLOPs per step, the GFLOP/s cgrad reaches, the fraction of the sgemm
+roofline (a 1024^3 sgemm through cgrad's BLAS, measured in the same process), the limit:
+the step's GEMM FLOPs at the core's float32 FMA peak (fma_peak.c, when a C compiler is at
+hand; no GEMM passes it) and the share of it eager and replay reach, and the GEMM floor:
+the step's matrix products alone, timed interleaved with the steps, and its ratio to the
+fastest peer (no step built on this BLAS can beat that ratio in that run); at one thread,
+issue 17's targets for the small networks, printed (networks.TARGETS).
 
 The one-thread run also times the Burgers PINN step (benchmarks/pinn.py: an Adam step
 through the second derivative, two create_graph grads, in cgrad eager and replayed,

@@ -30,6 +30,7 @@ TARGETS = {
     "64-128-64-10 relu CE b64": [("cgrad-replay", "jax", 0.6), ("cgrad", "jax", 0.8)],
 }
 
+
 def gemm_flops(sizes, batch) -> int:
     """Floating-point operations of the step's matrix products: forward x W^T, backward
     dW = dZ^T x for every layer, dX = dZ W for every layer but the first (no framework

@@ -53,21 +53,38 @@ def measure_together(fns, number: int, repeat: int, subtract_loop: bool = True) 
     """Like measure, for several functions whose repeats are interleaved, so that the
     machine's drift hits each of them alike; the cost of the timing loop and of calling a
     lambda (measured the same way) is subtracted when subtract_loop is set."""
-    def once(fn):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        return (time.perf_counter() - t0) / number
-
-    noop = lambda: None  # noqa: E731
     for fn in fns:
         fn()
-    out = [[] for _ in fns]
+    ignore = lambda value: value  # noqa: E731
+    samples, _ = measure_steps({i: (fn, ignore) for i, fn in enumerate(fns)}, number, repeat, subtract_loop)
+    return list(samples.values())
+
+
+def measure_steps(steps: dict, number: int, repeat: int, subtract_loop: bool = True) -> tuple[dict, dict]:
+    """Seconds per step of each (step, sync) pair of steps, one figure per repeat, the
+    repeats interleaved so that the machine's drift hits them alike. A repeat calls step()
+    `number` times back to back and then sync(the last step's result) once, inside the
+    timing: a step returns its loss without reading it, and sync reads it (JAX dispatches
+    asynchronously, so its sync also waits for the steps dispatched; a training loop does
+    not wait each step). The timing loop's own cost (an empty step, timed the same way) is
+    subtracted when subtract_loop is set. Returns ({key: samples}, {key: the last repeat's
+    synced loss})."""
+    def once(step, sync):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            loss = step()
+        value = sync(loss)
+        return (time.perf_counter() - t0) / number, value
+
+    empty = (lambda: None), (lambda loss: loss)
+    samples: dict = {k: [] for k in steps}
+    last: dict = {}
     for _ in range(repeat):
-        base = once(noop) if subtract_loop else 0.0
-        for samples, fn in zip(out, fns):
-            samples.append(max(once(fn) - base, 0.0))
-    return out
+        base = once(*empty)[0] if subtract_loop else 0.0
+        for k, (step, sync) in steps.items():
+            seconds, last[k] = once(step, sync)
+            samples[k].append(max(seconds - base, 0.0))
+    return samples, last
 
 
 def summary(samples: list[float], scale: float = 1e9) -> tuple[float, float, float]:

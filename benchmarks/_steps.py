@@ -17,9 +17,9 @@ from __future__ import annotations
 import statistics
 import time
 
-from _harness import table
+from _harness import measure_steps, table
 
-PEERS = ("torch", "jax")
+PEERS = ("torch", "torch.compile", "jax")  # the fastest of them is the ratios' baseline
 LABELS = {"cgrad": "cgrad eager", "cgrad-replay": "cgrad replay (cgrad.compile)", "torch": "PyTorch eager",
           "torch.compile": "PyTorch torch.compile", "jax": "JAX jit"}
 
@@ -44,10 +44,14 @@ def try_torch_compile(workload, batch, weights):
         return None, None, _error_line(exc), None
 
 
-def measure(workload, frameworks, quick: bool, torch_compile: bool = True) -> dict:
+def measure(workload, frameworks, quick: bool, torch_compile: bool = True, extra=None,
+            seconds_per_repeat: float = 0.1) -> dict:
     """Times the steps of the named frameworks (keys of workload.FRAMEWORKS; torch.compile is
     tried beside torch when torch_compile is set), their repeats interleaved so that the
-    machine's drift hits them alike; medians and min-max per step. Returns the JSON-able result."""
+    machine's drift hits them alike (_harness.measure_steps); medians and min-max per step.
+    extra: {key: (step, sync)} timed with them but not a framework (no loss check), its
+    medians in out["extra_us"]. Each repeat runs about seconds_per_repeat (quick: 0.01 s) of
+    the slowest step. Returns the JSON-able result."""
     batch, weights = workload.make_batch(), workload.init()
     out = {"workload": workload.NAME, "gemm_flops": workload.gemm_flops(), "frameworks": {}}
     steps = {k: make(batch, weights) for k, make in workload.FRAMEWORKS.items() if k in frameworks}
@@ -65,28 +69,22 @@ def measure(workload, frameworks, quick: bool, torch_compile: bool = True) -> di
         losses = [first[k]] if k in first else []
         losses += [sync(step()) for _ in range(len(losses), n_check)]
         out["frameworks"][k] = {"first_loss": losses[0], "check_loss": losses[-1]}
-    # steps per repeat: about 0.1 s (quick: 0.01 s) of the slowest framework, so that each
-    # runs several steps back to back as in training, not one step after another's in cache
+    timed = {**steps, **(extra or {})}
+    # steps per repeat: seconds_per_repeat of the slowest framework, so that each runs
+    # several steps back to back as in training, not one step after another's in cache
     t0 = time.perf_counter()
-    for step, sync in steps.values():
+    for step, sync in timed.values():
         sync(step())
-    slowest = (time.perf_counter() - t0) / len(steps) * 2
-    number = max(1, int((0.01 if quick else 0.1) / max(slowest, 1e-7)))
+    slowest = (time.perf_counter() - t0) / len(timed) * 2
+    number = max(1, min(5000, int((0.01 if quick else seconds_per_repeat) / max(slowest, 1e-7))))
     repeat = 3 if quick else 21
-    samples: dict[str, list] = {k: [] for k in steps}
-    last = {}
-    for _ in range(repeat):
-        for k, (step, sync) in steps.items():
-            t0 = time.perf_counter()
-            for _ in range(number):
-                loss = step()
-            last[k] = sync(loss)  # once per repeat: JAX waits here for the dispatched steps
-            samples[k].append((time.perf_counter() - t0) / number)
+    samples, last = measure_steps(timed, number, repeat)
     out["calls_per_repeat"], out["repeats"] = number, repeat
-    for k, s in samples.items():
-        f = out["frameworks"][k]
+    for k in steps:
+        s, f = samples[k], out["frameworks"][k]
         f.update(median_us=statistics.median(s) * 1e6, min_us=min(s) * 1e6, max_us=max(s) * 1e6, last_loss=last[k],
                  loss_down=bool(last[k] < f["check_loss"]))
+    out["extra_us"] = {k: statistics.median(samples[k]) * 1e6 for k in extra or {}}
     return out
 
 
@@ -104,13 +102,19 @@ def agreement(res: dict, check_steps: int) -> list[str]:
     return lines
 
 
+def fastest_peer(frameworks: dict):
+    """The key of the fastest peer (PyTorch eager, torch.compile, JAX jit) among
+    {key: {"median_us": ...}}, None when none of them ran."""
+    peers = [k for k in frameworks if k in PEERS]
+    return min(peers, key=lambda k: frameworks[k]["median_us"]) if peers else None
+
+
 def markdown(workload, res: dict, fma_peak_gflops=None, sgemm_gflops=None) -> str:
     """One row per framework: median step time [min-max], the ratio to the fastest peer
     of the run (with the workload's target for cgrad), the check losses; then the physical
     limit: the step's GEMM FLOPs at the core's FMA peak (at the sgemm speed without it)."""
     fw, n_check = res["frameworks"], workload.CHECK_STEPS
-    peers = [k for k in fw if k in PEERS or k == "torch.compile"]
-    fastest = min(peers, key=lambda k: fw[k]["median_us"]) if peers else None
+    fastest = fastest_peer(fw)
     vs = f"vs fastest peer ({LABELS[fastest]})" if fastest else "vs fastest peer"
     ms = lambda us: f"{us / 1e3:.3f}"  # noqa: E731
     rows = []

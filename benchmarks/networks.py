@@ -1,9 +1,12 @@
 """The benchmark networks and one training step for each framework, written the way a user
 of that framework would write it.
 
-One step = forward + loss + backward + SGD update (lr 0.01), float32, returning the loss as a
-Python float (which also waits for JAX's asynchronous dispatch). Every framework starts from
-the same weights (PyTorch's default Linear initialisation) and the same batch.
+One step = forward + loss + backward + SGD update (lr 0.01), float32. Every framework starts
+from the same weights (PyTorch's default Linear initialisation) and the same batch. Each
+maker returns (step, sync), as benchmarks/_steps.py describes: step() runs one training step
+and returns its loss unread (a tensor, JAX's device array), sync(loss) reads it as a Python
+float (JAX: after waiting for it); the timing loop syncs once per repeat, as a training
+loop that logs now and then does. MLPWorkload puts a network in _steps' workload shape.
 """
 from __future__ import annotations
 
@@ -19,6 +22,15 @@ NETWORKS = [
 ]
 
 
+# issue 17's one-thread targets, printed beside the rows (never asserted):
+# network name -> [(framework, "us" for an absolute step time or a peer's key, bound)]
+TARGETS = {
+    "2-16-16-1 tanh MSE b32": [("cgrad-replay", "us", 4.0)],
+    "32-(32x16)-10 relu CE b16": [("cgrad-replay", "us", 25.0)],
+    "64-128-64-10 relu CE b64": [("cgrad-replay", "jax", 0.6), ("cgrad", "jax", 0.8)],
+}
+
+
 def gemm_flops(sizes, batch) -> int:
     """Floating-point operations of the step's matrix products: forward x W^T, backward
     dW = dZ^T x for every layer, dX = dZ W for every layer but the first (no framework
@@ -31,7 +43,8 @@ def gemm_floor(sizes, batch, weights):
     """The step's matrix products and nothing else, through cgrad's BLAS: the same M, N, K
     as gemm_flops counts (forward x W^T + b through linear itself; dW and dX from operands
     laid out beforehand). A step cannot be faster than this at this BLAS's speed, so
-    floor / peer is the best ratio any framework built on it could reach in that run."""
+    floor / peer is the best ratio any framework built on it could reach in that run.
+    Returns (step, sync) like the frameworks' makers, its "loss" 0.0."""
     import numpy as np
     import cgrad
     from cgrad.nn.functional import linear
@@ -51,7 +64,7 @@ def gemm_floor(sizes, batch, weights):
                 if wants_dx:
                     dz @ w                 # dX = dZ W
         return 0.0
-    return run
+    return run, float
 
 
 def make_data(sizes, loss, batch, seed=0):
@@ -99,21 +112,27 @@ def _train_step(model, opt, lossfn):
     return step
 
 
+def _item(loss) -> float:
+    return loss.item()
+
+
 def cgrad_step(sizes, act, loss, X, y, weights):
     import cgrad
     step = _train_step(*_cgrad_model(sizes, act, loss, weights))
     xb = cgrad.from_numpy(X)
-    return lambda: step(xb, y).item()
+    return (lambda: step(xb, y)), _item
 
 
 def cgrad_replay_step(sizes, act, loss, X, y, weights):
     """The same step under cgrad.compile: recorded on the first call, replayed in C after."""
     import cgrad
     step = cgrad.compile(_train_step(*_cgrad_model(sizes, act, loss, weights)))
-    return lambda: step(X, y).item()
+    return (lambda: step(X, y)), _item
 
 
-def torch_step(sizes, act, loss, X, y, weights):
+def torch_step(sizes, act, loss, X, y, weights, compile_=False):
+    """PyTorch eager, or with torch.compile over the step when compile_ is set (the first
+    call compiles; benchmarks/_steps.py, try_torch_compile, reports what it does)."""
     import torch
     layers = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -129,17 +148,18 @@ def torch_step(sizes, act, loss, X, y, weights):
     xb, yb = torch.from_numpy(X), torch.from_numpy(y)
     lossfn = torch.nn.functional.mse_loss if loss == "mse" else torch.nn.functional.cross_entropy
     step = _train_step(model, opt, lossfn)
-    return lambda: step(xb, yb).item()
+    if compile_:
+        step = torch.compile(step)
+    return (lambda: step(xb, yb)), _item
 
 
 def jax_step(sizes, act, loss, X, y, weights):
     """jax.jit over the whole step (value_and_grad and the update); parameters are threaded
-    through the calls as JAX users do."""
+    through the calls as JAX users do (benchmarks/_steps.py, jax_sgd_stepper)."""
     import jax
     import jax.numpy as jnp
+    from _steps import jax_sgd_stepper
 
-    params = [(jnp.asarray(w), jnp.asarray(b)) for w, b in weights]
-    xb, yb = jnp.asarray(X), jnp.asarray(y)
     activation = jnp.tanh if act == "tanh" else jax.nn.relu
 
     def loss_fn(params, x, t):
@@ -152,17 +172,8 @@ def jax_step(sizes, act, loss, X, y, weights):
         logp = jax.nn.log_softmax(x)
         return -jnp.mean(jnp.take_along_axis(logp, t[:, None], axis=1))
 
-    @jax.jit
-    def train_step(params, x, t):
-        value, grads = jax.value_and_grad(loss_fn)(params, x, t)
-        return jax.tree_util.tree_map(lambda p, g: p - LR * g, params, grads), value
-
-    state = {"params": params}
-
-    def step():
-        state["params"], value = train_step(state["params"], xb, yb)
-        return float(value)
-    return step
+    params = [(jnp.asarray(w), jnp.asarray(b)) for w, b in weights]
+    return jax_sgd_stepper(loss_fn, params, (X, y), LR)
 
 
 def numpy_step(sizes, act, loss, X, y, weights):
@@ -201,4 +212,30 @@ def numpy_step(sizes, act, loss, X, y, weights):
             Ws[i] -= LR * dW
             bs[i] -= LR * db
         return value
-    return step
+    return step, float  # the loss is a float already
+
+
+class MLPWorkload:
+    """One of NETWORKS in the shape benchmarks/_steps.py measures (NAME, CHECK_STEPS,
+    make_batch, init, FRAMEWORKS, torch_compile_step, gemm_flops), with the given makers
+    ({key: maker(sizes, act, loss, X, y, weights) -> (step, sync)}, e.g. run.FRAMEWORKS)."""
+    CHECK_STEPS = 5
+
+    def __init__(self, net, makers):
+        self.NAME, self.sizes, self.act, self.loss, self.batch = net
+        self.FRAMEWORKS = {k: self._bind(make) for k, make in makers.items()}
+
+    def _bind(self, make):
+        return lambda batch, weights: make(self.sizes, self.act, self.loss, *batch, weights)
+
+    def make_batch(self):
+        return make_data(self.sizes, self.loss, self.batch)
+
+    def init(self):
+        return init_weights(self.sizes)
+
+    def gemm_flops(self) -> int:
+        return gemm_flops(self.sizes, self.batch)
+
+    def torch_compile_step(self, batch, weights):
+        return torch_step(self.sizes, self.act, self.loss, *batch, weights, compile_=True)

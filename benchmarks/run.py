@@ -1,6 +1,6 @@
 """The benchmark suite: training-step time of five MLPs in cgrad (eager and replayed),
-hand-written numpy, PyTorch eager and JAX jit, at 1 and 2 threads; and scikit-learn's
-MLPClassifier on the digits against cgrad's.
+hand-written numpy, PyTorch eager, torch.compile and JAX jit, at 1 and 2 threads; and
+scikit-learn's MLPClassifier on the digits against cgrad's.
 
     python -m benchmarks                    # full run, ~10 minutes
     python -m benchmarks --quick            # smoke run: every row, few repeats (CI)
@@ -14,13 +14,21 @@ whatever its thread flags say (process CPU time / wall time 1.5 to 1.9 at "1 thr
 only the pinning makes its 1-thread figures 1-thread figures. JAX runs with its default
 asynchronous dispatch, whose helper thread then shares the core. Inside a process the frameworks'
 repeats are interleaved, so the machine's drift hits them alike: the ratios are figures of
-one run; absolute times drift between runs on this shared machine. Medians with min-max;
-every framework's loss must go down over the run. Also: the GEMM FLOPs per step, the
-GFLOP/s cgrad reaches, the fraction of the sgemm roofline (a 1024^3 sgemm through
-cgrad's BLAS, measured in the same process), and the GEMM floor: the step's matrix products
-alone, timed interleaved with the steps, and its ratio to PyTorch's step (no step built on
-this BLAS can beat that ratio in that run); and the core's float32 FMA peak (fma_peak.c,
-when a C compiler is at hand), which no GEMM passes.
+one run; absolute times drift between runs on this shared machine. Every step is timed
+as a training loop runs it (benchmarks/_steps.py's protocol, which the MLP rows share): many
+steps back to back, the loss read once at the end of each repeat, so that JAX's
+asynchronous dispatch is not made to wait each step and nobody pays a per-step .item().
+Medians with min-max; the first-step losses of all frameworks must agree, and every
+framework's loss must go down over the run. torch.compile is tried beside PyTorch eager
+(its compile time reported, or the error when it does not compile). Also: cgrad eager and
+replay against the fastest peer of the run (PyTorch eager, torch.compile, JAX jit) and
+against JAX, the GEMM FLOPs per step, the GFLOP/s cgrad reaches, the fraction of the sgemm
+roofline (a 1024^3 sgemm through cgrad's BLAS, measured in the same process), the limit:
+the step's GEMM FLOPs at the core's float32 FMA peak (fma_peak.c, when a C compiler is at
+hand; no GEMM passes it) and the share of it eager and replay reach, and the GEMM floor:
+the step's matrix products alone, timed interleaved with the steps, and its ratio to the
+fastest peer (no step built on this BLAS can beat that ratio in that run); at one thread,
+issue 17's targets for the small networks, printed (networks.TARGETS).
 
 The one-thread run also times the Burgers PINN step (benchmarks/pinn.py: an Adam step
 through the second derivative, two create_graph grads, in cgrad eager and replayed,
@@ -51,8 +59,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _harness import measure_together, rss_bytes, table  # noqa: E402
-from networks import (NETWORKS, cgrad_replay_step, cgrad_step, gemm_floor, gemm_flops, init_weights,  # noqa: E402
-                      jax_step, make_data, numpy_step, torch_step)
+from networks import (NETWORKS, TARGETS, MLPWorkload, cgrad_replay_step, cgrad_step, gemm_floor,  # noqa: E402
+                      init_weights, jax_step, make_data, numpy_step, torch_step)
 import _steps  # noqa: E402
 import cnn  # noqa: E402
 import pinn  # noqa: E402
@@ -65,7 +73,7 @@ def cgrad_one_thread_step(sizes, act, loss, X, y, weights):
     """cgrad eager switched to one thread inside a run at more: the same-process baseline
     for "more threads are never slower"."""
     import cgrad
-    step, n = cgrad_step(sizes, act, loss, X, y, weights), cgrad._C.get_num_threads()
+    (step, sync), n = cgrad_step(sizes, act, loss, X, y, weights), cgrad._C.get_num_threads()
 
     def run():
         cgrad.set_num_threads(1)
@@ -73,7 +81,7 @@ def cgrad_one_thread_step(sizes, act, loss, X, y, weights):
             return step()
         finally:
             cgrad.set_num_threads(n)
-    return run
+    return run, sync
 
 
 FRAMEWORKS = {"cgrad": cgrad_step, "cgrad-replay": cgrad_replay_step, "cgrad@1": cgrad_one_thread_step,
@@ -162,32 +170,17 @@ def fma_peak_gflops():
 
 
 def measure_network(net, makers, quick: bool) -> dict:
+    """One MLP's row: its steps in the frameworks of makers, with torch.compile beside torch
+    (benchmarks/_steps.py, measure), and beside cgrad the GEMM floor, timed interleaved
+    (other frameworks' processes skip it)."""
     name, sizes, act, loss, batch = net
-    X, y = make_data(sizes, loss, batch)
-    weights = init_weights(sizes)
-    steps = {k: make(sizes, act, loss, X, y, weights) for k, make in makers.items()}
-    first = {k: s() for k, s in steps.items()}  # also records / compiles
-    # the GEMMs alone, beside cgrad (other frameworks' processes skip it)
-    floor = [gemm_floor(sizes, batch, weights)] if "cgrad" in steps else []
-    # calls per repeat: about 0.04 s (quick: 0.01 s) of the slowest framework; many short
-    # repeats rather than a few long ones, so that a burst of load on this shared machine
-    # spoils few of them and the median stays put
-    t0 = time.perf_counter()
-    for s in steps.values():
-        s()
-    slowest = (time.perf_counter() - t0) / len(steps) * 2
-    number = max(1, min(5000, int((0.01 if quick else 0.04) / max(slowest, 1e-7))))
-    samples = measure_together(list(steps.values()) + floor, number, 3 if quick else 21)
-    last = {k: s() for k, s in steps.items()}
-    flops = gemm_flops(sizes, batch)
-    row = {"network": name, "batch": batch, "gemm_flops": flops, "calls_per_repeat": number,
-           "frameworks": {}}
-    if floor:
-        row["gemm_floor_us"] = statistics.median(samples.pop()) * 1e6
-    for k, s in zip(steps, samples):
-        row["frameworks"][k] = {
-            "median_us": statistics.median(s) * 1e6, "min_us": min(s) * 1e6, "max_us": max(s) * 1e6,
-            "first_loss": first[k], "last_loss": last[k], "loss_down": bool(last[k] < first[k])}
+    extra = {"gemm_floor": gemm_floor(sizes, batch, init_weights(sizes))} if "cgrad" in makers else {}
+    # many short repeats (0.04 s) rather than a few long ones, so that a burst of load on
+    # this shared machine spoils few of them and the median stays put
+    res = _steps.measure(MLPWorkload(net, makers), list(makers), quick, extra=extra, seconds_per_repeat=0.04)
+    row = {"network": name, "batch": batch, **res}
+    if extra:
+        row["gemm_floor_us"] = row["extra_us"]["gemm_floor"]
     return row
 
 
@@ -236,7 +229,7 @@ def steady_state(quick: bool) -> dict:
     X, y = make_data(sizes, loss, batch)
     out = {"network": name}
     for mode, make in (("eager", cgrad_step), ("replay", cgrad_replay_step)):
-        step = make(sizes, act, loss, X, y, init_weights(sizes))
+        step, _ = make(sizes, act, loss, X, y, init_weights(sizes))
         for _ in range(500):
             step()
         n = 1000 if quick else 10_000
@@ -300,12 +293,99 @@ def merge(parts: list) -> dict:
                 out[k] = v
         for row, prow in zip(out["rows"], p["rows"]):
             row["frameworks"].update(prow["frameworks"])
-            if "gemm_floor_us" in prow:
-                row["gemm_floor_us"] = prow["gemm_floor_us"]
+            row.update({k: prow[k] for k in ("gemm_floor_us", "torch_compile") if k in prow})
     for row in out["rows"]:
         row["cgrad_gflops"] = row["gemm_flops"] / row["frameworks"]["cgrad"]["median_us"] / 1e3
         row["roofline_fraction"] = row["cgrad_gflops"] / out["sgemm_gflops"]
     return out
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x"
+
+
+def _targets(f: dict, targets: list) -> str:
+    """Issue 17's targets of one row as text: what each asks, met or missed, the figure."""
+    short = {"cgrad": "eager", "cgrad-replay": "replay"}
+    out = []
+    for k, against, bound in targets:
+        if k not in f or (against != "us" and against not in f):
+            continue
+        if against == "us":
+            value, ask, shown = f[k]["median_us"], f"<= {bound:g} us", f"{f[k]['median_us']:.1f} us"
+        else:
+            value = f[k]["median_us"] / f[against]["median_us"]
+            ask, shown = f"<= {bound:g}x {against}", f"{value:.2f}x"
+        out.append(f"{short.get(k, k)} {ask}: {'met' if value <= bound else 'missed'} ({shown})")
+    return "; ".join(out)
+
+
+def mlp_table(res: dict) -> tuple[list, list, list]:
+    """The MLP rows of one thread count: (rows, columns, notes). Per network: each
+    framework's median step [min-max]; cgrad eager and replay against the fastest peer of
+    the run (PyTorch eager, torch.compile, JAX jit) and against JAX (the targets' peer);
+    the GFLOP/s of cgrad's GEMMs and their share of the sgemm; the limit (the step's GEMM
+    FLOPs at the FMA peak, at the sgemm speed without it) and the share of it eager and
+    replay reach; the GEMM floor; issue 17's targets at one thread; the loss checks."""
+    fw = list(res["frameworks"])
+    if any("torch_compile" in r for r in res["rows"]) and "torch" in fw:
+        fw.insert(fw.index("torch") + 1, "torch.compile")
+    peak, peak_name = ((res["fma_peak_gflops"], "FMA-peak") if res.get("fma_peak_gflops")
+                       else (res["sgemm_gflops"], "sgemm-peak"))
+    rows, notes = [], []
+    for r in res["rows"]:
+        f = r["frameworks"]
+        row = {"network": r["network"]}
+        for k in fw:
+            row[f"{k} us"] = (f"{f[k]['median_us']:.1f} [{f[k]['min_us']:.0f}-{f[k]['max_us']:.0f}]" if k in f
+                              else "does not compile" if k == "torch.compile" else "")
+        fastest = _steps.fastest_peer(f)
+        if fastest:
+            row["fastest peer"] = fastest
+            for k, col in (("cgrad", "cgrad/peer"), ("cgrad-replay", "replay/peer")):
+                if k in f:
+                    row[col] = _ratio(f[k]["median_us"], f[fastest]["median_us"])
+        if "jax" in f:
+            row["cgrad/jax"] = _ratio(f["cgrad"]["median_us"], f["jax"]["median_us"])
+            if "cgrad-replay" in f:
+                row["replay/jax"] = _ratio(f["cgrad-replay"]["median_us"], f["jax"]["median_us"])
+        if "numpy" in f:
+            row["cgrad/numpy"] = _ratio(f["cgrad"]["median_us"], f["numpy"]["median_us"])
+        if "cgrad@1" in f:
+            row["cgrad/cgrad@1"] = _ratio(f["cgrad"]["median_us"], f["cgrad@1"]["median_us"])
+        row["GFLOP/s"] = f"{r['cgrad_gflops']:.1f}"
+        row["of sgemm"] = f"{100 * r['roofline_fraction']:.0f}%"
+        limit = r["gemm_flops"] / peak / 1e3  # us
+        row[f"{peak_name} us"] = f"{limit:.2f}" if limit < 10 else f"{limit:.1f}"
+        for k, col in (("cgrad", "limit/cgrad"), ("cgrad-replay", "limit/replay")):
+            if k in f:
+                row[col] = f"{100 * limit / f[k]['median_us']:.0f}%"
+        row["GEMM floor us"] = f"{r['gemm_floor_us']:.1f}"
+        if fastest:
+            row["floor/peer"] = _ratio(r["gemm_floor_us"], f[fastest]["median_us"])
+        if res["threads"] == 1 and r["network"] in TARGETS:
+            row["issue 17 target"] = _targets(f, TARGETS[r["network"]])
+        bad = [k for k in f if not f[k]["loss_down"]]
+        row["loss down"] = "NO: " + ",".join(bad) if bad else "yes"
+        rows.append(row)
+        notes += [f"{r['network']}: {line}" for line in _steps.agreement(r, MLPWorkload.CHECK_STEPS)]
+        tc = r.get("torch_compile")
+        if tc:
+            notes.append(f"{r['network']}: " + (f"torch.compile took {tc['compile_s']:.1f} s to compile the step "
+                                               f"(its first call)" if tc["compiles"]
+                                               else f"torch.compile does not compile the step: {tc['error']}"))
+    order = ["network"] + [f"{k} us" for k in fw] + \
+        ["fastest peer", "cgrad/peer", "replay/peer", "cgrad/jax", "replay/jax", "cgrad/numpy", "cgrad/cgrad@1",
+         "GFLOP/s", "of sgemm", f"{peak_name} us", "limit/cgrad", "limit/replay", "GEMM floor us", "floor/peer",
+         "issue 17 target", "loss down"]
+    columns = [c for c in order if any(c in row for row in rows)]
+    if rows:
+        notes.append(f"{res['rows'][0]['repeats']} repeats of each step, interleaved; a repeat runs many steps "
+                     f"back to back and reads the loss once, at its end (JAX waits there for the steps it "
+                     f"dispatched); medians [min-max]; ratios from this run. {peak_name} us: the step's GEMM FLOPs at "
+                     f"{peak:.0f} GFLOP/s, which no step can beat; limit/cgrad and limit/replay: the share of "
+                     f"that limit each reaches. The targets are printed, not asserted.")
+    return rows, columns, notes
 
 
 def markdown(results: list) -> str:
@@ -317,33 +397,9 @@ def markdown(results: list) -> str:
                 + f"; sgemm {res['sgemm_gflops']:.0f} GFLOP/s"
                 + (f" (FMA peak of one core {res['fma_peak_gflops']:.0f})" if res.get("fma_peak_gflops") else "")
                 + ("; subnormals flushed to zero (--flush-denormal)" if res.get("flush_denormal") else ""))
-        rows = []
-        for r in res["rows"]:
-            f = r["frameworks"]
-            row = {"network": r["network"]}
-            for k in fw:
-                row[f"{k} us"] = f"{f[k]['median_us']:.1f} [{f[k]['min_us']:.0f}-{f[k]['max_us']:.0f}]"
-            for base in ("torch", "jax", "numpy"):
-                if base in f:
-                    row[f"cgrad/{base}"] = f"{f['cgrad']['median_us'] / f[base]['median_us']:.2f}x"
-            if "cgrad-replay" in f and "jax" in f:
-                row["replay/jax"] = f"{f['cgrad-replay']['median_us'] / f['jax']['median_us']:.2f}x"
-            if "cgrad@1" in f:
-                row["cgrad/cgrad@1"] = f"{f['cgrad']['median_us'] / f['cgrad@1']['median_us']:.2f}x"
-            row["GFLOP/s"] = f"{r['cgrad_gflops']:.1f}"
-            row["of sgemm"] = f"{100 * r['roofline_fraction']:.0f}%"
-            row["GEMM floor us"] = f"{r['gemm_floor_us']:.1f}"
-            if "torch" in f:
-                row["floor/torch"] = f"{r['gemm_floor_us'] / f['torch']['median_us']:.2f}x"
-            bad = [k for k in fw if not f[k]["loss_down"]]
-            row["loss down"] = "NO: " + ",".join(bad) if bad else "yes"
-            rows.append(row)
-        columns = ["network"] + [f"{k} us" for k in fw] + \
-            [c for c in ("cgrad/torch", "cgrad/jax", "cgrad/numpy", "replay/jax", "cgrad/cgrad@1") if c in rows[0]] + \
-            ["GFLOP/s", "of sgemm", "GEMM floor us"] + ["floor/torch"] * ("floor/torch" in rows[0]) + \
-            ["loss down"] if rows else []
+        rows, columns, notes = mlp_table(res)
         if rows or not res.get("steps"):
-            parts += [head, "", table(rows, columns) if rows else "(no rows)", ""]
+            parts += [head, "", table(rows, columns) if rows else "(no rows)", ""] + notes + [""] * bool(notes)
         else:
             parts += [head, ""]
         for step_res in res.get("steps", []):

@@ -79,7 +79,7 @@ cdef int64_t _need(str what, bint trans, int64_t rows, int64_t cols, int64_t ld,
     """Elements a row-major operand op(X) [rows, cols] with leading dimension ld spans."""
     cdef int64_t r = cols if trans else rows, c = rows if trans else cols
     if ld < max(c, 1):
-        raise ValueError(f"small_sgemm: {what} is [{r}, {c}] stored, its leading dimension {ld} is below {c}")
+        raise ValueError(f"small_sgemm: {what} is [{r}, {c}] stored, its leading dimension {ld} is below {max(c, 1)}")
     cdef int64_t need = 0 if r == 0 or c == 0 else (r - 1) * ld + c
     if have < need:
         raise ValueError(f"small_sgemm: {what} [{r}, {c}] with leading dimension {ld} needs {need} elements, got {have}")

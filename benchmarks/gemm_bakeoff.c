@@ -9,12 +9,14 @@
  * when built with HAVE_LIBXSMM; only shapes its JIT takes) and cgrad's kernel
  * (csrc/small_gemm.c compiled in). Every candidate's result is first checked against a
  * double-precision product. Output lines:
- *   peak GFLOPS                              the FMA peak of one core, best of the runs
+ *   lib NAME absent WHY                      a library not at hand
  *   shape I NAME median_ns min_ns rel_err    per shape and candidate, or
- *   shape I NAME absent WHY
+ *   shape I NAME absent WHY                  (a shape it does not take)
+ *   rule I cgrad|openblas                    what cgrad's dispatch (cg_small_sgemm_wins) runs
+ *   peak GFLOPS                              the FMA peak of one core, best of the runs
  * The samples of one shape are interleaved across candidates (a round of each, SAMPLES
  * times), so a busy machine slows them alike; each sample runs enough calls for TARGET_NS. */
-#include "cg.h"
+#include "cg_internal.h"
 
 #include <dlfcn.h>
 #include <immintrin.h>
@@ -189,6 +191,8 @@ int main(int argc, char **argv) {
     cands[nc++] = (candidate){"cgrad", cg_small_gemm_set_isa(-1) == CG_SMALL_GEMM_OFF ? "no AVX2+FMA" : NULL, NULL,
                               0, prepare_any, run_cgrad, NULL};
 
+    for (int c = 0; c < nc; c++)
+        if (cands[c].absent) printf("lib %s absent %s\n", cands[c].name, cands[c].absent);
     double peak = 0;
     for (int r = 0; r < 5; r++) {
         double p = fma_peak();
@@ -211,7 +215,8 @@ int main(int argc, char **argv) {
         double err[8] = {0};
         for (int c = 0; c < nc; c++) {
             const char *why = cands[c].absent;
-            if (!why && cands[c].prepare(&cands[c], &s, &why)) {
+            if (why) continue;
+            if (cands[c].prepare(&cands[c], &s, &why)) {
                 shape s0 = s;
                 s0.beta = 0.0f;
                 const char *w2 = NULL;
@@ -250,6 +255,7 @@ int main(int argc, char **argv) {
                                      : 0.5 * (t[c * samples + samples / 2 - 1] + t[c * samples + samples / 2]);
             printf("shape %d %s %.1f %.1f %.3g\n", idx, cands[c].name, med, t[c * samples], ok[c] == 1 ? err[c] : -1.0);
         }
+        printf("rule %d %s\n", idx, cg_small_sgemm_wins(s.ta, s.tb, s.M, s.N, s.K) ? "cgrad" : "openblas");
         fflush(stdout);
         free(A);
         free(B);

@@ -212,10 +212,23 @@ int cg_small_sgemm_run(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K
     return 1;
 }
 
-/* The shapes where this kernel beat OpenBLAS in benchmarks/gemm_shapes.py's bake-off. */
+/* The shapes where this kernel beat OpenBLAS in the bake-off (`python benchmarks/gemm_shapes.py
+ * --samples 11`, every float32 GEMM of the benchmark's steps, 1 core of an AMD EPYC Zen 3 shared
+ * with other jobs: provisional, median ns cgrad / OpenBLAS):
+ *  - small products, all flags: 16x32x32 NN 794 / 1162, NT 16x16x32 392 / 717, TN 10x64x64
+ *    2203 / 3622, 64x128x64 NN 19.9 / 29.2 us, NT 17.4 / 18.1, TN 19.4 / 21.4;
+ *  - up to M N K = 2^21: 25x1000x75 NN 56.7 / 65.8 us; beyond, OpenBLAS's packing pays off:
+ *    128x256x256 NN 336 / 306 us, 768x128x384 NN 1.34 / 1.07 ms;
+ *  - but not the matrix-vector shapes, where most lanes of a 16-wide tile are idle: N = 1
+ *    unless A is transposed (32x1x16 NT 589 / 408 ns; TN 18x1x4000 27 / 44 us stays ours),
+ *    K = 1 or 2 over more than 64 rows (100x20x1 NN 1246 / 890 ns), B^T with N <= 10
+ *    (64x10x64 NT 2185 / 1981 ns, 16x9x4096 61 / 48 us), nor a batch of 1,000 rows or more
+ *    into N <= 32 columns (the PINN's 2000x20x20 NT 66 / 59 us, NN with beta 1 67 / 53 us;
+ *    skinny_gemm.c takes those on AVX-512). */
 int cg_small_sgemm_wins(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K) {
-    (void)ta, (void)tb;
-    return (double)M * (double)N * (double)K <= 256.0 * 256.0 * 256.0;
+    if ((double)M * (double)N * (double)K > (double)(1 << 21)) return 0;
+    if ((N < 2 && !ta) || (K <= 2 && M > 64) || (tb && N <= 10) || (M >= 1000 && N <= 32)) return 0;
+    return 1;
 }
 
 int cg_small_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,

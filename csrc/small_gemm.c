@@ -5,7 +5,8 @@
  * call as for the arithmetic. Here:
  *  - C is computed in tiles of 6 rows x 16 columns: twelve 8-wide accumulators, the two
  *    vectors of op(B)'s row and one broadcast of op(A) fill the 16 ymm registers, and two
- *    FMA pipes with a 4-cycle latency need at least eight independent chains;
+ *    FMA pipes with a 4-cycle latency need at least eight independent chains (a last panel
+ *    of at most 8 columns: 12 rows x 8);
  *  - op(A) is read in place (rows for NN/NT, columns for TN/TT: both are broadcasts);
  *  - op(B) is read in place when it is not transposed (the last vector of a row under a
  *    mask when N is not a multiple of 8); B^T is copied a panel of at most KC rows at a
@@ -24,6 +25,7 @@
 #define INLINE __attribute__((always_inline)) static inline
 
 #define MR 6   /* rows of a tile */
+#define MR1 12 /* rows of a one-vector tile (a panel of at most 8 columns): twelve chains too */
 #define NR 16  /* columns of a tile: two vectors */
 #define KC 256 /* rows of op(B) in a panel: 16 KiB */
 
@@ -34,13 +36,13 @@ typedef struct {
     int masked;        /* the last vector is partial */
 } tile_out;
 
-/* One tile: mr rows (<= MR) by nv vectors (1 or 2) over kc steps. op(A)'s element (r, k) is
+/* One tile: mr rows (<= MR, or MR1 for one vector) by nv vectors (1 or 2) over kc steps. op(A)'s element (r, k) is
  * a[r * lda + k] (ta = 0) or a[k * lda + r] (ta = 1); op(B)'s row k is b + k * bs, its last
  * vector loaded under the mask when mb (B read in place, N not a multiple of 8). mr, nv, ta
  * and mb are constants at every call, so the loops unroll and acc stays in registers. */
 INLINE AVX2 void tile(const int mr, const int nv, const int ta, const int mb, int64_t kc, const float *a, int64_t lda,
                       const float *b, int64_t bs, float *c, int64_t ldc, const tile_out *o) {
-    __m256 acc[MR][2];
+    __m256 acc[MR1][2];
     __m256 init0 = _mm256_setzero_ps(), init1 = _mm256_setzero_ps();
     if (o->bias) {
         if (nv == 1) init0 = o->masked ? _mm256_maskload_ps(o->bias, o->last) : _mm256_loadu_ps(o->bias);
@@ -49,11 +51,12 @@ INLINE AVX2 void tile(const int mr, const int nv, const int ta, const int mb, in
             init1 = o->masked ? _mm256_maskload_ps(o->bias + 8, o->last) : _mm256_loadu_ps(o->bias + 8);
         }
     }
-#pragma GCC unroll 6
+#pragma GCC unroll 12
     for (int r = 0; r < mr; r++) {
         acc[r][0] = init0;
         acc[r][1] = init1;
     }
+#pragma GCC unroll 2
     for (int64_t k = 0; k < kc; k++) {
         const float *bk = b + k * bs;
         __m256 b0, b1;
@@ -62,7 +65,7 @@ INLINE AVX2 void tile(const int mr, const int nv, const int ta, const int mb, in
             b0 = _mm256_loadu_ps(bk);
             b1 = mb ? _mm256_maskload_ps(bk + 8, o->last) : _mm256_loadu_ps(bk + 8);
         }
-#pragma GCC unroll 6
+#pragma GCC unroll 12
         for (int r = 0; r < mr; r++) {
             __m256 av = _mm256_broadcast_ss(ta ? a + k * lda + r : a + r * lda + k);
             acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
@@ -70,7 +73,7 @@ INLINE AVX2 void tile(const int mr, const int nv, const int ta, const int mb, in
         }
     }
     const __m256 va = _mm256_set1_ps(o->alpha), vb = _mm256_set1_ps(o->beta);
-#pragma GCC unroll 6
+#pragma GCC unroll 12
     for (int r = 0; r < mr; r++) {
         float *cr = c + r * ldc;
 #pragma GCC unroll 2
@@ -87,11 +90,13 @@ INLINE AVX2 void tile(const int mr, const int nv, const int ta, const int mb, in
     }
 }
 
-/* Every row block of one panel: whole tiles of MR rows, then the remaining 1-5 rows. */
+/* Every row block of one panel: whole tiles of MR rows (MR1 for one vector), then the rest. */
 INLINE AVX2 void panel(const int nv, const int ta, const int mb, int64_t M, int64_t kc, const float *A, int64_t lda,
                        const float *b, int64_t bs, float *C, int64_t ldc, const tile_out *o) {
     int64_t i = 0;
     const int64_t astep = ta ? 1 : lda; /* from one row of op(A) to the next */
+    if (nv == 1)
+        for (; i + MR1 <= M; i += MR1) tile(MR1, nv, ta, mb, kc, A + i * astep, lda, b, bs, C + i * ldc, ldc, o);
     for (; i + MR <= M; i += MR) tile(MR, nv, ta, mb, kc, A + i * astep, lda, b, bs, C + i * ldc, ldc, o);
     const float *a = A + i * astep;
     float *c = C + i * ldc;

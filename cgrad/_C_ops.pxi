@@ -27,6 +27,90 @@ def skinny_isa(str want="best"):
     got = cg_skinny_set_isa(-1 if want == "best" else _SKINNY_ISAS[want])
     return {v: k for k, v in _SKINNY_ISAS.items()}[got]
 
+cdef extern from "cg.h" nogil:
+    ctypedef struct cg_gemm_shape:
+        char kind
+        uint8_t ta, tb
+        int64_t M, N, K, lda, ldb, ldc
+        double beta
+        int64_t count
+    void cg_gemm_trace(int on)
+    int cg_gemm_trace_count()
+    const cg_gemm_shape *cg_gemm_trace_at(int i)
+    int64_t cg_gemm_trace_dropped()
+    int cg_small_gemm_set_isa(int want)
+    int cg_small_sgemm_run(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                           int64_t lda, const float *B, int64_t ldb, const float *bias, float beta, float *C,
+                           int64_t ldc)
+
+def gemm_trace(bint on):
+    """Start (forgetting what was traced) or stop the GEMM shape trace (csrc/blas.c): while
+    on, every GEMM the provider table computes is counted by shape; gemm_trace_read() lists them."""
+    cg_gemm_trace(on)
+
+_GEMM_KINDS = {ord("s"): ("sgemm", "float32"), ord("d"): ("dgemm", "float64"), ord("l"): ("linear_f32", "float32")}
+
+def gemm_trace_read():
+    """The shapes traced since gemm_trace(True), in first-seen order: dicts of kind ('sgemm',
+    'dgemm', or 'linear_f32': the provider's fused X W^T + bias), dtype, ta, tb, M, N, K, lda,
+    ldb, ldc, beta and count. Raises RuntimeError if the table overflowed (calls were lost)."""
+    if cg_gemm_trace_dropped():
+        raise RuntimeError(f"gemm_trace_read: the trace table is full, {cg_gemm_trace_dropped()} calls not counted")
+    out = []
+    cdef const cg_gemm_shape *t
+    for i in range(cg_gemm_trace_count()):
+        t = cg_gemm_trace_at(i)
+        kind, dtype = _GEMM_KINDS[t.kind]
+        out.append(dict(kind=kind, dtype=dtype, ta=bool(t.ta), tb=bool(t.tb), M=t.M, N=t.N, K=t.K, lda=t.lda,
+                        ldb=t.ldb, ldc=t.ldc, beta=t.beta, count=t.count))
+    return out
+
+_SMALL_GEMM_ISAS = {"off": 0, "avx2": 2}
+
+def small_gemm_isa(str want="best"):
+    """Set the instruction set of cgrad's small float32 GEMMs (csrc/small_gemm.c): 'best' (the
+    default), 'avx2' or 'off' (OpenBLAS for every shape), for tests and measurements; a level
+    the CPU lacks gives the best it has. Returns the one in effect."""
+    if want != "best" and want not in _SMALL_GEMM_ISAS:
+        raise ValueError(f"small_gemm_isa: want 'best', 'avx2' or 'off', not {want!r}")
+    got = cg_small_gemm_set_isa(-1 if want == "best" else _SMALL_GEMM_ISAS[want])
+    return {v: k for k, v in _SMALL_GEMM_ISAS.items()}[got]
+
+cdef int64_t _need(str what, bint trans, int64_t rows, int64_t cols, int64_t ld, Py_ssize_t have) except -1:
+    """Elements a row-major operand op(X) [rows, cols] with leading dimension ld spans."""
+    cdef int64_t r = cols if trans else rows, c = rows if trans else cols
+    if ld < max(c, 1):
+        raise ValueError(f"small_sgemm: {what} is [{r}, {c}] stored, its leading dimension {ld} is below {max(c, 1)}")
+    cdef int64_t need = 0 if r == 0 or c == 0 else (r - 1) * ld + c
+    if have < need:
+        raise ValueError(f"small_sgemm: {what} [{r}, {c}] with leading dimension {ld} needs {need} elements, got {have}")
+    return need
+
+def small_sgemm(bint ta, bint tb, int64_t M, int64_t N, int64_t K, float alpha, const float[::1] A, int64_t lda,
+                const float[::1] B, int64_t ldb, float beta, float[::1] C, int64_t ldc, bias=None):
+    """csrc/small_gemm.c's kernel on flat float32 buffers, whatever the dispatch rule, for the
+    tests: C = alpha op(A) op(B) (+ bias [N]) + beta C, row-major, in place. False when the
+    kernel is off (small_gemm_isa), C then untouched."""
+    if M < 0 or N < 0 or K < 0:
+        raise ValueError(f"small_sgemm: negative size in M, N, K = {M}, {N}, {K}")
+    _need("A", ta, M, K, lda, A.shape[0])
+    _need("B", tb, K, N, ldb, B.shape[0])
+    _need("C", False, M, N, ldc, C.shape[0])
+    cdef const float[::1] bv
+    cdef const float *bp = NULL
+    if bias is not None:
+        bv = np.ascontiguousarray(bias, dtype=np.float32).reshape(-1)
+        if bv.shape[0] != N:
+            raise ValueError(f"small_sgemm: bias has {bv.shape[0]} elements, C has N = {N} columns")
+        if alpha != 1:
+            raise ValueError("small_sgemm: a bias needs alpha 1")
+        if N > 0:
+            bp = &bv[0]
+    cdef const float *ap = &A[0] if A.shape[0] else NULL
+    cdef const float *bbp = &B[0] if B.shape[0] else NULL
+    cdef float *cp = &C[0] if C.shape[0] else NULL
+    return bool(cg_small_sgemm_run(ta, tb, M, N, K, alpha, ap, lda, bbp, ldb, bp, beta, cp, ldc))
+
 def blas_config():
     return cg_blas_current().config().decode()
 

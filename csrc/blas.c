@@ -5,9 +5,62 @@
 
 #include <stdio.h>
 
+/* ---- the GEMM shape trace (cg.h): one branch per call when off ---- */
+#define TRACE_MAX 1024
+static int trace_on;
+static int trace_n;
+static int64_t trace_dropped;
+static cg_gemm_shape trace[TRACE_MAX];
+
+void cg_gemm_trace(int on) {
+    if (on) {
+        trace_n = 0;
+        trace_dropped = 0;
+    }
+    trace_on = on;
+}
+int cg_gemm_trace_count(void) { return trace_n; }
+const cg_gemm_shape *cg_gemm_trace_at(int i) { return i >= 0 && i < trace_n ? &trace[i] : NULL; }
+int64_t cg_gemm_trace_dropped(void) { return trace_dropped; }
+
+static void trace_note(char kind, cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, int64_t lda,
+                       int64_t ldb, int64_t ldc, double beta) {
+    cg_gemm_shape key = {kind, (uint8_t)ta, (uint8_t)tb, M, N, K, lda, ldb, ldc, beta, 0};
+    for (int i = trace_n - 1; i >= 0; i--) {
+        cg_gemm_shape *t = &trace[i];
+        if (t->kind == kind && t->ta == key.ta && t->tb == key.tb && t->M == M && t->N == N && t->K == K &&
+            t->lda == lda && t->ldb == ldb && t->ldc == ldc && t->beta == beta) {
+            t->count++;
+            return;
+        }
+    }
+    if (trace_n == TRACE_MAX) {
+        trace_dropped++;
+        return;
+    }
+    key.count = 1;
+    trace[trace_n++] = key;
+}
+#define TRACE(...)                                                  \
+    do {                                                            \
+        if (__builtin_expect(trace_on, 0)) trace_note(__VA_ARGS__); \
+    } while (0)
+
 /* ---- built-in kernel (blas_impl.h) ---- */
 #define CG_IMPL "blas_impl.h"
 #include "cg_each_dtype.h"
+
+static void builtin_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                          int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    TRACE('s', ta, tb, M, N, K, lda, ldb, ldc, beta);
+    builtin_gemm__f32(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+static void builtin_dgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, double alpha, const double *A,
+                          int64_t lda, const double *B, int64_t ldb, double beta, double *C, int64_t ldc) {
+    TRACE('d', ta, tb, M, N, K, lda, ldb, ldc, beta);
+    builtin_gemm__f64(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
 
 static void builtin_threads(int n) { (void)n; }
 static const char *builtin_config(void) { return "cgrad built-in GEMM (portable C, 1 thread)"; }
@@ -40,12 +93,14 @@ static void choose_threads(int64_t M, int64_t N, int64_t K) {
 static void openblas_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, float alpha,
                            const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                            float *C, int64_t ldc) {
+    TRACE('s', ta, tb, M, N, K, lda, ldb, ldc, beta);
     if (M == 0 || N == 0) return;
     if (K == 0) { /* C = beta C: handled here rather than trusting every BLAS with K = 0 */
         builtin_gemm__f32(ta, tb, M, N, 0, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     if (cg_skinny_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
+    if (cg_small_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
     choose_threads(M, N, K);
     scipy_cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                       (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb,
@@ -55,6 +110,7 @@ static void openblas_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64
 static void openblas_dgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, double alpha,
                            const double *A, int64_t lda, const double *B, int64_t ldb, double beta,
                            double *C, int64_t ldc) {
+    TRACE('d', ta, tb, M, N, K, lda, ldb, ldc, beta);
     if (M == 0 || N == 0) return;
     if (K == 0) {
         builtin_gemm__f64(ta, tb, M, N, 0, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -64,6 +120,15 @@ static void openblas_dgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64
     scipy_cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                       (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb,
                       beta, C, (blasint)ldc);
+}
+
+/* Y = X W^T + bias in one pass where a kernel of ours takes the shape; 0: sgemm then a bias pass */
+static int openblas_linear(int64_t rows, int64_t nin, int64_t nout, const float *X, const float *W,
+                           const float *bias, float *Y) {
+    if (!cg_skinny_linear(rows, nin, nout, X, W, bias, Y) && !cg_small_linear(rows, nin, nout, X, W, bias, Y))
+        return 0;
+    TRACE('l', CG_NO_TRANS, CG_TRANS, rows, nout, nin, nin, nin, nout, 0.0);
+    return 1;
 }
 
 /* The pool is sized by cg_set_num_threads; each call then picks 1 or all (choose_threads). */
@@ -81,9 +146,9 @@ static const char *openblas_config(void) {
 
 static const cg_blas_provider providers[] = {
 #ifdef CG_HAVE_OPENBLAS
-    {"openblas", openblas_sgemm, openblas_dgemm, openblas_threads, openblas_config, cg_skinny_linear},
+    {"openblas", openblas_sgemm, openblas_dgemm, openblas_threads, openblas_config, openblas_linear},
 #endif
-    {"builtin", builtin_gemm__f32, builtin_gemm__f64, builtin_threads, builtin_config, NULL},
+    {"builtin", builtin_sgemm, builtin_dgemm, builtin_threads, builtin_config, NULL},
 };
 #define N_PROVIDERS ((int)(sizeof providers / sizeof providers[0]))
 

@@ -254,6 +254,21 @@ typedef struct {
                       float *Y);
 } cg_blas_provider;
 
+/* The GEMM shape trace (blas.c), off by default: while on, every GEMM the provider table
+ * computes is counted by distinct shape, to tune the kernels on the shapes the steps make.
+ * For one thread at a time (a measuring tool). */
+typedef struct {
+    char kind; /* 's' sgemm, 'd' dgemm, 'l' the provider's float32 linear (X W^T + bias) */
+    uint8_t ta, tb;
+    int64_t M, N, K, lda, ldb, ldc;
+    double beta;
+    int64_t count;
+} cg_gemm_shape;
+void cg_gemm_trace(int on); /* on: forget the shapes traced so far and start; 0: stop */
+int cg_gemm_trace_count(void);
+const cg_gemm_shape *cg_gemm_trace_at(int i);
+int64_t cg_gemm_trace_dropped(void); /* calls not counted because the table was full */
+
 int cg_blas_provider_count(void);
 const cg_blas_provider *cg_blas_provider_at(int i);
 const cg_blas_provider *cg_blas_current(void);
@@ -264,6 +279,16 @@ cg_status cg_blas_select(const char *name);
  * returns the one in effect (a level the CPU lacks gives the best it has). */
 enum { CG_SKINNY_OFF = 0, CG_SKINNY_AVX2 = 2, CG_SKINNY_AVX512 = 3 };
 int cg_skinny_set_isa(int want);
+/* The same switch for the AVX2 + FMA small float32 GEMMs (small_gemm.c): the best the CPU
+ * has (want -1), or CG_SMALL_GEMM_OFF (OpenBLAS for those shapes); returns the one in effect. */
+enum { CG_SMALL_GEMM_OFF = 0, CG_SMALL_GEMM_AVX2 = 2 };
+int cg_small_gemm_set_isa(int want);
+/* The kernel itself, whatever the rule (tests, the bake-off): C = alpha op(A) op(B) (+ bias, a row vector of N starting the sums; only with alpha 1) +
+ * beta C for any shape, K = 0 included: 1 when it computed C, 0 when the kernel is off (then
+ * C is untouched). */
+int cg_small_sgemm_run(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                       int64_t lda, const float *B, int64_t ldb, const float *bias, float beta, float *C,
+                       int64_t ldc);
 /* Compiler, flags and the CPU features this machine offers, for show_config(). */
 const char *cg_build_info(void);
 void cg_set_num_threads(int n);

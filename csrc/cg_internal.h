@@ -258,6 +258,16 @@ int cg_skinny_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, f
 int cg_skinny_linear(int64_t rows, int64_t nin, int64_t nout, const float *X, const float *Wt, const float *bias,
                      float *Y);
 
+/* ---- small float32 GEMMs on AVX2 + FMA (small_gemm.c) ---- */
+int cg_small_gemm_isa(void); /* the one in effect: CG_SMALL_GEMM_AVX2 or CG_SMALL_GEMM_OFF */
+/* The dispatch: 1 when the kernel is on and the rule picks it for the shape (then C is
+ * computed), 0 for OpenBLAS. linear: Y [rows, nout] = X [rows, nin] W^T + bias (NULL: none). */
+int cg_small_sgemm_wins(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K);
+int cg_small_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                   int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+int cg_small_linear(int64_t rows, int64_t nin, int64_t nout, const float *X, const float *Wt, const float *bias,
+                    float *Y);
+
 /* ---- small helpers ---- */
 int64_t cg_numel(int ndim, const int64_t *shape); /* -1 on a negative dim, INT64_MAX on overflow */
 void cg_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides);

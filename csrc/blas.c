@@ -20,8 +20,20 @@ static int num_threads = 1;
 
 /* Thread policy (threads.c): OpenBLAS always runs on one thread, its own pool never started;
  * a GEMM with M*N*K >= 2^22 (about 8 MFLOP, ~120 us on one core) is split by cgrad across the
- * cg_set_num_threads() threads, each part a one-thread OpenBLAS call (the *_part functions).
- * POLICY-FIGURES */
+ * cg_set_num_threads() threads, each part a one-thread OpenBLAS call (the *_part functions),
+ * claimed by the caller and helpers that sleep when idle. Why: with OpenBLAS's own threads
+ * (all of them from 2^22, else 1), on this 2-core machine with other processes keeping both
+ * cores busy (load average 8-9), the 784-256-256-10 step took 194 ms at 2 threads against 12.7
+ * at 1 (15x slower; issue 17 saw 38x) and the 1024-2048-2048-10 step 801 ms against 553
+ * (1.45x): its idle threads spin for 2^28 cycles (0.035 s of CPU after every threaded GEMM,
+ * measured) and its threads wait on each other inside each product, so a descheduled one stalls
+ * the rest. Split by cgrad, in the same runs: 4.4 ms against 13.5 (0.33x) and 524 against 550
+ * (0.95x). A/B of the two builds: processes pinned to 1 and 2 cores, old and new builds
+ * alternating, 4 rounds, medians of medians, wall clock on that loaded machine; quiet-machine
+ * figures: benchmarks/threads.py. The deep-narrow step that measured 1.79x slower at 2 threads
+ * runs no GEMM that large: it never starts a helper, and callgrind counts the same instructions
+ * at 1 and 2 threads before and after (+0.26%, 220 steps); threads.py's "1t on 2 cores" column
+ * tells what a 2-core process alone costs it. */
 static void openblas_sgemm_part(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, float alpha,
                                 const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                                 int64_t ldc) {

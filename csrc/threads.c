@@ -8,6 +8,7 @@
  * and syncs its threads inside each GEMM, which is what collapsed on a busy machine; blas.c,
  * the policy comment, has the figures). Every element of C is computed by the same
  * one-thread kernel over the same K, so the results are those of one thread, bit for bit. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "threads.h"
 
 #include <pthread.h>
@@ -51,7 +52,7 @@ typedef struct {
     cg_sgemm_fn sgemm; /* one of the two is set */
     cg_dgemm_fn dgemm;
     cg_trans ta, tb;
-    int64_t M, N, K, lda, ldb, ldc, step;
+    int64_t M, N, K, lda, ldb, ldc, extent, align;
     double alpha, beta; /* a float alpha/beta is exact as a double */
     const char *A, *B;
     char *C;
@@ -80,8 +81,15 @@ static uint64_t now_ns(void) {
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
+/* Where part i starts: i/parts of the extent, to the nearest multiple of align, so that the
+ * parts differ by at most align (rounding every part up or down left one part short). */
+static int64_t part_start(const job_t *j, int i) {
+    if (i == j->parts) return j->extent;
+    return (i * j->extent / j->parts + j->align / 2) / j->align * j->align;
+}
+
 static void run_part(const job_t *j, int i) {
-    int64_t lo = i * j->step, hi = i == j->parts - 1 ? (j->split_n ? j->N : j->M) : lo + j->step;
+    int64_t lo = part_start(j, i), hi = part_start(j, i + 1);
     size_t es = j->sgemm ? sizeof(float) : sizeof(double);
     const char *A = j->A, *B = j->B;
     char *C = j->C;
@@ -197,17 +205,16 @@ static int run_split(job_t *j) {
      * one-thread result, bit for bit; columns (float32 then differs in the last bits, as with
      * OpenBLAS's own threads) only when M is too small to split */
     j->split_n = j->M < 2 * ROW_ALIGN;
-    int64_t extent = j->split_n ? j->N : j->M, align = j->split_n ? COL_ALIGN : ROW_ALIGN;
+    j->extent = j->split_n ? j->N : j->M;
+    j->align = j->split_n ? COL_ALIGN : ROW_ALIGN;
     int64_t parts = (int64_t)PARTS_PER_THREAD * threads;
     if (parts > (int64_t)(mnk / MIN_PART_MNK)) parts = (int64_t)(mnk / MIN_PART_MNK);
-    if (parts > extent / align) parts = extent / align;
+    if (parts > j->extent / j->align) parts = j->extent / j->align;
     if (threads < 2 || parts < 2) {
         pthread_mutex_unlock(&pool.submit);
         return 0;
     }
-    j->step = (extent / parts + align / 2) / align * align; /* the nearest multiple: balanced parts */
-    if (j->step < align) j->step = align;
-    j->parts = (int)((extent + j->step - 1) / j->step);
+    j->parts = (int)parts;
     pool.job = *j;
 
     uint32_t gen = W_GEN(atomic_load(&pool.claim)) + 1;

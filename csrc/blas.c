@@ -32,8 +32,9 @@ static int num_threads = 1;
  * alternating, 4 rounds, medians of medians, wall clock on that loaded machine; quiet-machine
  * figures: benchmarks/threads.py. The deep-narrow step that measured 1.79x slower at 2 threads
  * runs no GEMM that large: it never starts a helper, and callgrind counts the same instructions
- * at 1 and 2 threads before and after (+0.26%, 220 steps); threads.py's "1t on 2 cores" column
- * tells what a 2-core process alone costs it. */
+ * for it at 1 and 2 threads (200 replayed steps: +0.26% with OpenBLAS's threads, +0.2% now), so
+ * its slowdown is outside the code path; threads.py's "1t on 2 cores" column tells what a 2-core
+ * process alone costs it. */
 static void openblas_sgemm_part(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, float alpha,
                                 const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                                 int64_t ldc) {

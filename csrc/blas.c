@@ -2,6 +2,7 @@
  * prefixed scipy_) when the build found it, and a small portable kernel that is always there:
  * the fallback, and the reference the tests compare OpenBLAS against. */
 #include "cg_internal.h"
+#include "threads.h"
 
 #include <stdio.h>
 
@@ -70,24 +71,37 @@ static int num_threads = 1;
 #ifdef CG_HAVE_OPENBLAS
 #include <cblas.h>
 
-/* Thread policy: a GEMM uses the cg_set_num_threads() threads only when M*N*K is at least
- * CG_THREADED_GEMM_MNK (about 8 MFLOP, ~120 us on one core); smaller ones, and every other
- * kernel, run on the calling thread. Measured as the cgrad/cgrad@1 column of
- * `python -m benchmarks --threads 2` (2 threads against the same step switched to 1, in one
- * process), rebuilt with each cut-off, medians of 6-11 launches: waking the helper for the
- * 0.5M GEMMs of the 64-128-64-10 step made it up to 1.6x slower (OpenBLAS's own cut-off,
- * M*N*K > 262,144), and the digits fit's 1.6M ones 1.15x slower, while threading the 8.4M
- * GEMMs of the 784-256-256-10 step as well as its 25.7M ones took it from 0.83x to 0.63x of
- * one thread (cut-off 2^24 before). Switching is a store in OpenBLAS once its threads exist. */
-#define CG_THREADED_GEMM_MNK (1 << 22)
-static int openblas_threads_now = 1;
+/* Thread policy (threads.c): OpenBLAS always runs on one thread, its own pool never started;
+ * a GEMM with M*N*K >= 2^22 (about 8 MFLOP, ~120 us on one core) is split by cgrad across the
+ * cg_set_num_threads() threads, each part a one-thread OpenBLAS call (the *_part functions),
+ * claimed by the caller and helpers that sleep when idle. Why: with OpenBLAS's own threads
+ * (all of them from 2^22, else 1), on this 2-core machine with other processes keeping both
+ * cores busy (load average 8-9), the 784-256-256-10 step took 194 ms at 2 threads against 12.7
+ * at 1 (15x slower; issue 17 saw 38x) and the 1024-2048-2048-10 step 801 ms against 553
+ * (1.45x): its idle threads spin for 2^28 cycles (0.035 s of CPU after every threaded GEMM,
+ * measured) and its threads wait on each other inside each product, so a descheduled one stalls
+ * the rest. Split by cgrad, in the same runs: 4.4 ms against 13.5 (0.33x) and 524 against 550
+ * (0.95x). A/B of the two builds: processes pinned to 1 and 2 cores, old and new builds
+ * alternating, 4 rounds, medians of medians, wall clock on that loaded machine; quiet-machine
+ * figures: benchmarks/threads.py. The deep-narrow step that measured 1.79x slower at 2 threads
+ * runs no GEMM that large: it never starts a helper, and callgrind counts the same instructions
+ * for it at 1 and 2 threads (200 replayed steps: +0.26% with OpenBLAS's threads, +0.2% now), so
+ * its slowdown is outside the code path; threads.py's "1t on 2 cores" column tells what a 2-core
+ * process alone costs it. */
+static void openblas_sgemm_part(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, float alpha,
+                                const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                                int64_t ldc) {
+    scipy_cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                      (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb,
+                      beta, C, (blasint)ldc);
+}
 
-static void choose_threads(int64_t M, int64_t N, int64_t K) {
-    int want = (double)M * (double)N * (double)K >= CG_THREADED_GEMM_MNK ? num_threads : 1;
-    if (want != openblas_threads_now) {
-        scipy_openblas_set_num_threads(want);
-        openblas_threads_now = want;
-    }
+static void openblas_dgemm_part(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, double alpha,
+                                const double *A, int64_t lda, const double *B, int64_t ldb, double beta, double *C,
+                                int64_t ldc) {
+    scipy_cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                      (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb,
+                      beta, C, (blasint)ldc);
 }
 
 static void openblas_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, float alpha,
@@ -101,10 +115,8 @@ static void openblas_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64
     }
     if (cg_skinny_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
     if (cg_small_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
-    choose_threads(M, N, K);
-    scipy_cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                      (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb,
-                      beta, C, (blasint)ldc);
+    if (!cg_threads_sgemm(openblas_sgemm_part, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+        openblas_sgemm_part(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 static void openblas_dgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, double alpha,
@@ -116,10 +128,8 @@ static void openblas_dgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64
         builtin_gemm__f64(ta, tb, M, N, 0, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    choose_threads(M, N, K);
-    scipy_cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                      (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb,
-                      beta, C, (blasint)ldc);
+    if (!cg_threads_dgemm(openblas_dgemm_part, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+        openblas_dgemm_part(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* Y = X W^T + bias in one pass where a kernel of ours takes the shape; 0: sgemm then a bias pass */
@@ -131,10 +141,10 @@ static int openblas_linear(int64_t rows, int64_t nin, int64_t nout, const float 
     return 1;
 }
 
-/* The pool is sized by cg_set_num_threads; each call then picks 1 or all (choose_threads). */
+/* OpenBLAS stays on one thread whatever n is: cgrad's threads split its large GEMMs. */
 static void openblas_threads(int n) {
-    scipy_openblas_set_num_threads(n);
-    openblas_threads_now = n;
+    (void)n;
+    scipy_openblas_set_num_threads(1);
 }
 
 static const char *openblas_config(void) {
@@ -181,6 +191,7 @@ int cg_set_flush_denormal(int on) { return 0; }
 
 void cg_set_num_threads(int n) {
     num_threads = n < 1 ? 1 : n;
+    cg_threads_set(num_threads);
     for (int i = 0; i < N_PROVIDERS; i++) providers[i].set_num_threads(num_threads);
 }
 

@@ -2,8 +2,13 @@
 
 cdef class Program:
     """A recorded step: replaying it reruns its ops and backward calls in C and calls back
-    into Python at each point recorded with capture_call()."""
+    into Python at each point recorded with capture_call(), and at a point recorded with
+    capture_native() whose optimizer plan is stale."""
     cdef cg_program *p
+    cdef list plans   # the OptimPlans of its native points (alive while it is), each once
+
+    def __init__(self):
+        self.plans = []
 
     def __cinit__(self):
         _check(cg_program_new(&self.p))
@@ -34,11 +39,24 @@ cdef class Program:
             PyMem_Free(ptrs)
             PyMem_Free(sizes)
 
+    def capture_native(self, OptimPlan plan, int which, int64_t arg):
+        """Mark a point where replays run plan's step (which 0) or zero_grad (which 1, arg:
+        set_to_none) in C; returns its index, that of its Python fallback in calls."""
+        cdef int64_t idx = 0
+        _check(cg_capture_native(cg_optim_native_step if which == 0 else cg_optim_native_zero_grad,
+                                 &plan.o, arg, &idx))
+        if not any(p is plan for p in self.plans):
+            self.plans.append(plan)
+        return idx
+
     def run(self, list calls):
-        """Replay; calls[i]() runs at the i-th recorded call point."""
+        """Replay; calls[i]() runs at the i-th recorded call point (and at a native one
+        whose plan is stale: the Python method, which refreshes it)."""
         cdef size_t pc = 0
         cdef int64_t call = 0
         cdef cg_status st
+        for plan in self.plans:
+            (<OptimPlan>plan).check()
         while True:
             with nogil:
                 st = cg_program_run(self.p, &pc, &call)
@@ -46,12 +64,14 @@ cdef class Program:
             if call < 0:
                 return
             calls[call]()
+            for plan in self.plans:  # the Python may have changed a hyperparameter
+                (<OptimPlan>plan).check()
 
     def stats(self):
-        """(ops, Python call points, instructions)"""
-        cdef int64_t ops, ncalls, ninstr
-        cg_program_stats(self.p, &ops, &ncalls, &ninstr)
-        return ops, ncalls, ninstr
+        """(ops, Python call points, native call points, instructions)"""
+        cdef int64_t ops, ncalls, nnative, ninstr
+        cg_program_stats(self.p, &ops, &ncalls, &nnative, &ninstr)
+        return ops, ncalls - nnative, nnative, ninstr
 
 
 cdef inline bint _same_kind(const char *a, const char *b):

@@ -21,9 +21,12 @@ cache keeps the last few). Replays give bitwise the same parameters and gradient
 running the function eagerly.
 
 What runs on every replay: the recorded ops and backward calls, and the methods marked
-@replayed (Optimizer.step and zero_grad, Module.zero_grad, clip_grad_norm_), which are
-called again from Python, so learning-rate schedules and Adam's step count behave as in
-eager code. Everything else the function does in Python (prints, .item(), appending to
+@replayed (Optimizer.step and zero_grad, Module.zero_grad, clip_grad_norm_), which run
+again, so learning-rate schedules and Adam's step count behave as in eager code. The
+optimizers' own step and zero_grad (SGD, Adam, AdamW) run in C from a struct of their
+hyperparameters (cgrad._C.OptimPlan); each replay checks that no group's value changed
+since it was read, and if one did (a scheduler's step, an edited param group, a loaded
+state dict) that call runs the Python method, which reads them again. Everything else the function does in Python (prints, .item(), appending to
 lists, reading a global) happens only while recording. Values that enter without an op
 are constants of the recording; so inputs must come in through the arguments (numpy
 arrays, cgrad tensors that do not require grad, or hashable Python values), and random
@@ -43,17 +46,25 @@ from . import _C, _state
 from .tensor import Tensor, from_numpy, tensor
 
 
-def replayed(fn):
+def replayed(fn=None, *, native=None):
     """Mark a function whose effects must happen again on every replay of a compiled step
     that calls it (optimizer steps, zero_grad): while recording it is registered as a call
-    point and run with recording paused, and each replay calls it again."""
+    point and run with recording paused, and each replay calls it again.
+
+    native(*args, **kwargs), when given, may return (plan, which, arg) for
+    Program.capture_native: replays then run that C step instead, and call fn only while
+    the plan is stale. It returns None to keep the Python call (e.g. a subclass's method)."""
+    if fn is None:
+        return lambda f: replayed(f, native=native)
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         rec = _state.recording()
         if rec is None:
             return fn(*args, **kwargs)
         rec.calls.append(functools.partial(fn, *args, **kwargs))
-        index = _C.capture_call()
+        point = None if native is None else native(*args, **kwargs)
+        index = _C.capture_call() if point is None else rec.program.capture_native(*point)
         assert index == len(rec.calls) - 1
         _state.set_recording(None)
         _C.capture_end()
@@ -217,8 +228,9 @@ class CompiledStep:
         return result
 
     def stats(self) -> dict:
-        """Per cached signature: how many ops, Python call points and instructions it replays."""
-        return {key: dict(zip(("ops", "python_calls", "instructions"), rec.program.stats()))
+        """Per cached signature: how many ops, Python call points, call points run in C
+        (optimizer steps) and instructions it replays."""
+        return {key: dict(zip(("ops", "python_calls", "native_calls", "instructions"), rec.program.stats()))
                 for key, rec in self._cache.items()}
 
     def clear(self) -> None:

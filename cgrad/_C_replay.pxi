@@ -120,3 +120,62 @@ def capture_call():
     cdef int64_t idx = 0
     _check(cg_capture_call(&idx))
     return idx
+
+def input_spec(list inputs, tuple args):
+    """For feed_inputs: per positional argument, (dst, its address, bytes, ndim, shape,
+    struct format) for an array copied into the recorded input dst, or (None, type, value)
+    for any other argument. inputs: the recording's (position, dst) pairs."""
+    cdef Py_buffer b
+    dsts = {pos: dst for pos, dst in inputs}
+    spec = []
+    for i, a in enumerate(args):
+        if i not in dsts:
+            spec.append((None, type(a), a))
+            continue
+        if type(a) is not np.ndarray:
+            return None  # tensors and array-likes take the slow path
+        PyObject_GetBuffer(dsts[i], &b, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE)
+        try:
+            spec.append((dsts[i], <size_t>b.buf, b.len, a.ndim, tuple(a.shape), b.format))
+        finally:
+            PyBuffer_Release(&b)
+    return tuple(spec)
+
+def feed_inputs(tuple spec, tuple args):
+    """CompiledStep's fast path: True, each array argument copied into its recorded input,
+    when args match what spec was made from exactly (the same count; each array a
+    C-contiguous numpy array of the recorded shape and of the input's own format; each other
+    value the same type and equal); False as soon as one does not (the caller then takes
+    the slow path, which copies every input again)."""
+    cdef Py_buffer b
+    cdef Py_ssize_t k
+    cdef bint ok
+    if len(args) != len(spec):
+        return False
+    for i in range(len(spec)):
+        entry, a = spec[i], args[i]
+        if entry[0] is None:
+            if type(a) is not entry[1] or not (a is entry[2] or a == entry[2]):
+                return False
+            continue
+        if type(a) is not np.ndarray:
+            return False
+        try:
+            PyObject_GetBuffer(a, &b, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+        except (BufferError, TypeError, ValueError):
+            return False
+        try:
+            ok = b.len == <Py_ssize_t>entry[2] and b.ndim == <int>entry[3] and b.format != NULL \
+                and b.format == <bytes>entry[5]
+            shape = entry[4]
+            k = 0
+            while ok and k < b.ndim:
+                ok = b.shape[k] == <Py_ssize_t>shape[k]
+                k += 1
+            if ok:
+                memcpy(<void *><size_t>entry[1], b.buf, b.len)
+        finally:
+            PyBuffer_Release(&b)
+        if not ok:
+            return False
+    return True

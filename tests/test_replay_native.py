@@ -265,3 +265,31 @@ def test_pickled_optimizer_keeps_its_step_count_and_replays():
     assert opt2.step_count == 6
     for p, q in zip(ps, ps2):
         np.testing.assert_array_equal(p.numpy(), q.numpy())
+
+
+def test_the_fast_path_takes_only_arguments_that_match_the_last_recording(rng):
+    """The last recording's arguments are matched and copied by one C call; anything it
+    does not take exactly (another shape, dtype, value, layout) goes the keyed way."""
+    def make():
+        ps = _cg_params()
+        return ps, cgrad.optim.SGD(ps, lr=0.05, momentum=0.9)
+
+    def step(opt, ps, x, y, scale):
+        opt.zero_grad()
+        loss = _loss(cgrad, *ps, x, y) * scale
+        loss.backward()
+        opt.step()
+        return loss
+
+    (p1, o1), (p2, o2) = make(), make()
+    compiled = cgrad.compile(lambda x, y, scale: step(o2, p2, x, y, scale))
+    x, y = XS[0], YS[0]
+    calls = [(x, y, 1.0), (x, y, 1.0), (x, y, 0.5), (x, y, 0.5), (x[:3], y[:3], 0.5),
+             (np.asfortranarray(x), y, 0.5), (x.astype(np.float32), y, 0.5), (x, y, 1.0), (x, y, 1)]
+    for xa, ya, s in calls:
+        want = step(o1, p1, cgrad.tensor(np.ascontiguousarray(xa)), cgrad.tensor(ya), s).item()
+        assert compiled(xa, ya, s).item() == want
+    for p, q in zip(p1, p2):
+        np.testing.assert_array_equal(p.numpy(), q.numpy())
+    # 1.0, 0.5, the 3-row batch, float32 x (the Fortran-ordered one matches 0.5's key), int 1
+    assert compiled.recordings == 5

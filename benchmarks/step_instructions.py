@@ -4,6 +4,9 @@ profiling is off: run this on both commits).
 
     python benchmarks/step_instructions.py            # 2-16-16-1 tanh MLP, batch 32,
                                                       # eager and replayed (cgrad.compile)
+    python benchmarks/step_instructions.py --deep     # 32-(32x16)-10 relu CE, batch 16
+    python benchmarks/step_instructions.py --adam     # either network with Adam, not SGD
+    python benchmarks/step_instructions.py --replay   # the replayed step only
     python benchmarks/step_instructions.py --ops      # one recorded op on 4 elements:
                                                       # relu, sum, add, x * 2.0
 
@@ -18,19 +21,33 @@ import subprocess
 import sys
 import tempfile
 
+# the two networks of issue 17's replay targets (benchmarks/networks.py)
+NETWORKS = {
+    "tiny": ("2-16-16-1 tanh MSE b32", [2, 16, 16, 1], "tanh", "mse", 32),
+    "deep": ("32-(32x16)-10 relu CE b16", [32] + [32] * 16 + [10], "relu", "cross_entropy", 16),
+}
+
 LOOP = """
 import sys, numpy as np, cgrad
 from cgrad import nn
+sizes, activation, loss_name, batch, optimizer = {net!r}
 cgrad.manual_seed(0)
 rng = np.random.default_rng(0)
-x = rng.random((32, 2)).astype(np.float32)
-y = rng.random((32, 1)).astype(np.float32)
-model = nn.MLP([2, 16, 16, 1], activation="tanh")
-opt = cgrad.optim.SGD(model.parameters(), lr=1e-2)
+x = rng.random((batch, sizes[0])).astype(np.float32)
+if loss_name == "mse":
+    y = rng.random((batch, sizes[-1])).astype(np.float32)
+else:
+    y = rng.integers(0, sizes[-1], batch).astype(np.int64)
+model = nn.MLP(sizes, activation=activation)
+if optimizer == "adam":
+    opt = cgrad.optim.Adam(model.parameters(), lr=1e-3)
+else:
+    opt = cgrad.optim.SGD(model.parameters(), lr=1e-2)
+loss_fn = getattr(nn.functional, loss_name + ("_loss" if loss_name == "mse" else ""))
 
 def step(xb, yb):
     opt.zero_grad()
-    loss = nn.functional.mse_loss(model(xb), yb)
+    loss = loss_fn(model(xb), yb)
     loss.backward()
     opt.step()
     return loss
@@ -58,7 +75,7 @@ def instructions(script: str, steps: int, mode: str) -> int:
         out = os.path.join(tmp, "callgrind.out")
         env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
         subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                        os.path.realpath(sys.executable), script, str(steps), mode],
+                        sys.executable, script, str(steps), mode],
                        check=True, capture_output=True, env=env)
         summary = subprocess.run(["callgrind_annotate", out], check=True, capture_output=True, text=True).stdout
     m = re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", summary)
@@ -66,14 +83,18 @@ def instructions(script: str, steps: int, mode: str) -> int:
 
 
 def main() -> None:
-    ops = "--ops" in sys.argv[1:]
+    argv = sys.argv[1:]
+    ops = "--ops" in argv
+    name, sizes, activation, loss_name, batch = NETWORKS["deep" if "--deep" in argv else "tiny"]
+    optimizer = "adam" if "--adam" in argv else "sgd"
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write(OPS if ops else LOOP)
+        f.write(OPS if ops else LOOP.replace("{net!r}", repr((sizes, activation, loss_name, batch, optimizer))))
+    modes = ("replay",) if "--replay" in argv else ("eager", "replay")
     try:
-        for mode in (("relu", "sum", "add", "mul_scalar") if ops else ("eager", "replay")):
+        for mode in (("relu", "sum", "add", "mul_scalar") if ops else modes):
             n0, n1 = (1000, 11000) if ops else (100, 2100)
             per = (instructions(f.name, n1, mode) - instructions(f.name, n0, mode)) / (n1 - n0)
-            what = f"recorded {mode} of 4 elements" if ops else f"2-16-16-1 tanh MLP, batch 32, SGD, {mode}"
+            what = f"recorded {mode} of 4 elements" if ops else f"{name}, {optimizer.upper()}, {mode}"
             print(f"{what}: {per:,.0f} instructions per {'op' if ops else 'training step'}", flush=True)
     finally:
         os.unlink(f.name)

@@ -106,6 +106,28 @@ cdef extern from "cg.h" nogil:
                            double weight_decay, int decoupled)
     void cg_zero_grad(int n, cg_tensor **params, int set_to_none)
     void cg_clip_grad_norm(int n, cg_tensor **params, double max_norm, double *total)
+    enum:
+        CG_OPTIM_NONE
+        CG_OPTIM_SGD
+        CG_OPTIM_ADAM
+        CG_OPTIM_STALE_HYPER
+        CG_OPTIM_STALE_GROUPS
+    ctypedef struct cg_optim_group:
+        int n
+        cg_tensor **params
+        cg_tensor **state0
+        cg_tensor **state1
+        int64_t added_at
+        double lr, momentum, dampening, weight_decay, beta1, beta2, eps
+        int nesterov
+    ctypedef struct cg_optim:
+        int kind, decoupled, stale, n_groups
+        int64_t step_count
+        cg_optim_group *groups
+    cg_status cg_optim_step(cg_optim *o)
+    void cg_optim_zero_grad(const cg_optim *o, int set_to_none)
+    cg_status cg_optim_native_step(void *o, int64_t unused, int *handled)
+    cg_status cg_optim_native_zero_grad(void *o, int64_t set_to_none, int *handled)
 
     ctypedef struct cg_program:
         pass
@@ -115,9 +137,11 @@ cdef extern from "cg.h" nogil:
     cg_program *cg_capture_swap(cg_program *p)
     int cg_capture_active()
     cg_status cg_capture_call(int64_t *index)
+    ctypedef cg_status (*cg_native_fn)(void *ctx, int64_t arg, int *handled)
+    cg_status cg_capture_native(cg_native_fn fn, void *ctx, int64_t arg, int64_t *index)
     void cg_program_bind_index_inputs(cg_program *p, int n, const void *const *ptrs, const int64_t *nbytes)
     cg_status cg_program_run(cg_program *p, size_t *pc, int64_t *call)
-    void cg_program_stats(const cg_program *p, int64_t *n_ops, int64_t *n_calls, int64_t *n_instr)
+    void cg_program_stats(const cg_program *p, int64_t *n_ops, int64_t *n_calls, int64_t *n_native, int64_t *n_instr)
 
     void cg_set_anomaly(int enabled)
     int64_t cg_anomaly_node()

@@ -21,9 +21,12 @@ cache keeps the last few). Replays give bitwise the same parameters and gradient
 running the function eagerly.
 
 What runs on every replay: the recorded ops and backward calls, and the methods marked
-@replayed (Optimizer.step and zero_grad, Module.zero_grad, clip_grad_norm_), which are
-called again from Python, so learning-rate schedules and Adam's step count behave as in
-eager code. Everything else the function does in Python (prints, .item(), appending to
+@replayed (Optimizer.step and zero_grad, Module.zero_grad, clip_grad_norm_), which run
+again, so learning-rate schedules and Adam's step count behave as in eager code. The
+optimizers' own step and zero_grad (SGD, Adam, AdamW) run in C from a struct of their
+hyperparameters (cgrad._C.OptimPlan); each replay checks that no group's value changed
+since it was read, and if one did (a scheduler's step, an edited param group, a loaded
+state dict) that call runs the Python method, which reads them again. Everything else the function does in Python (prints, .item(), appending to
 lists, reading a global) happens only while recording. Values that enter without an op
 are constants of the recording; so inputs must come in through the arguments (numpy
 arrays, cgrad tensors that do not require grad, or hashable Python values), and random
@@ -43,17 +46,25 @@ from . import _C, _state
 from .tensor import Tensor, from_numpy, tensor
 
 
-def replayed(fn):
+def replayed(fn=None, *, native=None):
     """Mark a function whose effects must happen again on every replay of a compiled step
     that calls it (optimizer steps, zero_grad): while recording it is registered as a call
-    point and run with recording paused, and each replay calls it again."""
+    point and run with recording paused, and each replay calls it again.
+
+    native(*args, **kwargs), when given, may return (plan, which, arg) for
+    Program.capture_native: replays then run that C step instead, and call fn only while
+    the plan is stale. It returns None to keep the Python call (e.g. a subclass's method)."""
+    if fn is None:
+        return lambda f: replayed(f, native=native)
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         rec = _state.recording()
         if rec is None:
             return fn(*args, **kwargs)
         rec.calls.append(functools.partial(fn, *args, **kwargs))
-        index = _C.capture_call()
+        point = None if native is None else native(*args, **kwargs)
+        index = _C.capture_call() if point is None else rec.program.capture_native(*point)
         assert index == len(rec.calls) - 1
         _state.set_recording(None)
         _C.capture_end()
@@ -75,6 +86,7 @@ class _Recording:
         self.index_inputs: list = []   # the int64 arrays among them
         self.outputs = None
         self.modules: dict = {}         # id -> (module, its training flag when called)
+        self.spec = None                # _C.input_spec: the fast path's view of the arguments
 
     def note_module(self, module) -> None:
         """A module ran while recording: a replay in another train/eval mode records anew."""
@@ -157,10 +169,21 @@ class CompiledStep:
         self.fn = fn
         self.cache_size = cache_size
         self._cache: OrderedDict = OrderedDict()
+        # (recording, grad mode) of the last call: its arguments are checked and copied in
+        # by one C call (_C.feed_inputs) before any cache key is built
+        self._last: tuple | None = None
         self.recordings = 0   # how many times a signature was recorded
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args, **kwargs):
+        last = self._last
+        if last is not None and not kwargs:
+            rec = last[0]
+            if (last[1] == _C.is_grad_enabled() and rec.spec is not None and rec.modes_match()
+                    and _C.feed_inputs(rec.spec, args)):
+                rec.program.run(rec.calls)
+                out = rec.outputs
+                return out._copy() if isinstance(out, _C.TensorBase) else _copies(out)
         key = (_C.is_grad_enabled(),) + _signature(args, kwargs)
         try:
             rec = self._cache.get(key)
@@ -169,6 +192,7 @@ class CompiledStep:
         if rec is None or not rec.modes_match():
             return self._record(key, args, kwargs)
         self._cache.move_to_end(key)
+        self._last = (rec, key[0])
         for pos, dst in rec.inputs:
             _C.copy_into(dst, args[pos] if pos.__class__ is int else kwargs[pos])
         rec.program.run(rec.calls)
@@ -178,7 +202,7 @@ class CompiledStep:
         if _state.recording() is not None:
             raise RuntimeError("cgrad.compile: a compiled step cannot call another while recording")
         rec = _Recording()
-        args, kwargs = list(args), dict(kwargs)
+        args0, args, kwargs = args, list(args), dict(kwargs)
         for pos, a in list(enumerate(args)) + list(kwargs.items()):
             _check_argument(pos, a)
             if isinstance(a, (np.ndarray, _C.TensorBase)):
@@ -210,20 +234,25 @@ class CompiledStep:
         rec.program.bind_index_inputs(rec.index_inputs)
         rec.freeze_modes()
         rec.outputs = out
+        if not kwargs:
+            rec.spec = _C.input_spec(rec.inputs, tuple(args0))
         self._cache[key] = rec
+        self._last = (rec, key[0])
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         self.recordings += 1
         return result
 
     def stats(self) -> dict:
-        """Per cached signature: how many ops, Python call points and instructions it replays."""
-        return {key: dict(zip(("ops", "python_calls", "instructions"), rec.program.stats()))
+        """Per cached signature: how many ops, Python call points, call points run in C
+        (optimizer steps) and instructions it replays."""
+        return {key: dict(zip(("ops", "python_calls", "native_calls", "instructions"), rec.program.stats()))
                 for key, rec in self._cache.items()}
 
     def clear(self) -> None:
         """Forget every recording (the next call records again)."""
         self._cache.clear()
+        self._last = None
 
 
 def compile(fn=None, *, cache_size: int = 8):

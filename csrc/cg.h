@@ -147,6 +147,31 @@ void cg_zero_grad(int n, cg_tensor **params, int set_to_none);
 /* Scale all gradients so that their joint L2 norm is at most max_norm; *total = the norm before. */
 void cg_clip_grad_norm(int n, cg_tensor **params, double max_norm, double *total);
 
+/* An optimizer's step as data (cgrad/optim), so that a replayed step (cgrad.compile) runs it
+ * with no Python: each group's parameter arrays (a ParamSet's) and hyperparameters. The
+ * binding refreshes them when a Python-side value changed; until then `stale` is nonzero
+ * and a replay calls the Python method instead (cg_capture_native). */
+typedef enum { CG_OPTIM_NONE = -1, CG_OPTIM_SGD = 0, CG_OPTIM_ADAM = 1 } cg_optim_kind;
+enum { CG_OPTIM_STALE_HYPER = 1, CG_OPTIM_STALE_GROUPS = 2 };
+typedef struct {
+    int n;
+    cg_tensor **params, **state0, **state1;
+    int64_t added_at; /* the optimizer's step count when the group was added */
+    double lr, momentum, dampening, weight_decay, beta1, beta2, eps;
+    int nesterov;
+} cg_optim_group;
+typedef struct {
+    int kind, decoupled, stale, n_groups;
+    int64_t step_count;
+    cg_optim_group *groups; /* owned by the binding */
+} cg_optim;
+/* One step of every group (SGD, Adam or AdamW by kind); step_count advances as eager's. */
+cg_status cg_optim_step(cg_optim *o);
+void cg_optim_zero_grad(const cg_optim *o, int set_to_none);
+/* The two as replay's native call points: *handled = 0 (nothing done) while o is stale. */
+cg_status cg_optim_native_step(void *o, int64_t unused, int *handled);
+cg_status cg_optim_native_zero_grad(void *o, int64_t set_to_none, int *handled);
+
 /* ---- profiling (profile.c) ---- */
 typedef enum {
     CG_PHASE_FORWARD = 0,
@@ -227,11 +252,16 @@ cg_status cg_capture_begin(cg_program *p);
 cg_program *cg_capture_swap(cg_program *p); /* returns the one that was recording (pause/resume) */
 int cg_capture_active(void);
 cg_status cg_capture_call(int64_t *index);  /* a point where the caller must run again */
+/* A point that runs fn(ctx, arg, &handled) in C; when it leaves handled 0 the replay
+ * returns to the caller as at a CALL mark of the same index (its Python fallback). */
+typedef cg_status (*cg_native_fn)(void *ctx, int64_t arg, int *handled);
+cg_status cg_capture_native(cg_native_fn fn, void *ctx, int64_t arg, int64_t *index);
 /* The step's integer inputs: ops whose integer arrays were read from inside one of these
  * re-read them (checked) at each replay. */
 void cg_program_bind_index_inputs(cg_program *p, int n, const void *const *ptrs, const int64_t *nbytes);
 cg_status cg_program_run(cg_program *p, size_t *pc, int64_t *call);
-void cg_program_stats(const cg_program *p, int64_t *n_ops, int64_t *n_calls, int64_t *n_instr);
+/* n_calls counts every call point, n_native those of them that run in C */
+void cg_program_stats(const cg_program *p, int64_t *n_ops, int64_t *n_calls, int64_t *n_native, int64_t *n_instr);
 
 /* ---- GEMM provider table ---- */
 typedef enum { CG_NO_TRANS = 0, CG_TRANS = 1 } cg_trans;

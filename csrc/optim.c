@@ -96,3 +96,45 @@ void cg_clip_grad_norm(int n, cg_tensor **params, double max_norm, double *total
         else scale__f64(gr->numel, gr->data, coef);
     }
 }
+
+/* Adam counts the step before its update (bias correction of step t), SGD after, as
+ * cgrad.optim's Python steps always did: a failed update leaves the count as eager's. */
+cg_status cg_optim_step(cg_optim *o) {
+    cg_status st = CG_OK;
+    if (o->kind == CG_OPTIM_ADAM) {
+        int64_t n = ++o->step_count;
+        for (int i = 0; i < o->n_groups && !st; i++) {
+            const cg_optim_group *g = &o->groups[i];
+            st = cg_adam_step(g->n, g->params, g->state0, g->state1, n - g->added_at, g->lr, g->beta1, g->beta2,
+                              g->eps, g->weight_decay, o->decoupled);
+        }
+        return st;
+    }
+    if (o->kind != CG_OPTIM_SGD) return cg_error(CG_ERR_RUNTIME, "optimizer: this optimizer has no C step");
+    for (int i = 0; i < o->n_groups; i++) {
+        const cg_optim_group *g = &o->groups[i];
+        if ((st = cg_sgd_step(g->n, g->params, g->state0, g->lr, g->momentum, g->dampening, g->weight_decay,
+                              g->nesterov)))
+            return st;
+    }
+    o->step_count++;
+    return CG_OK;
+}
+
+void cg_optim_zero_grad(const cg_optim *o, int set_to_none) {
+    for (int i = 0; i < o->n_groups; i++) cg_zero_grad(o->groups[i].n, o->groups[i].params, set_to_none);
+}
+
+cg_status cg_optim_native_step(void *o, int64_t unused, int *handled) {
+    (void)unused;
+    cg_optim *opt = o;
+    if ((*handled = !opt->stale)) return cg_optim_step(opt);
+    return CG_OK;
+}
+
+/* zero_grad reads only the groups' parameters, not their hyperparameters */
+cg_status cg_optim_native_zero_grad(void *o, int64_t set_to_none, int *handled) {
+    const cg_optim *opt = o;
+    if ((*handled = !(opt->stale & CG_OPTIM_STALE_GROUPS))) cg_optim_zero_grad(opt, (int)set_to_none);
+    return CG_OK;
+}

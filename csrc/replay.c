@@ -3,10 +3,12 @@
  * While a program is capturing (thread-local cg_capturing), every op keeps its node, also
  * one that needs no gradient, and the program takes a reference to it (cg_record); a
  * backward call keeps its topological order; a dtype conversion keeps (source, copy); and
- * the binding inserts CALL marks where Python must run again (an optimizer's step,
- * zero_grad). Replaying walks the same list: each op recomputes its output into the storage
- * it wrote the first time (its registry entry's replay function), each backward sweeps the saved order, and at a
- * CALL the run returns to the caller, which runs the Python and resumes. The same kernels
+ * the binding inserts CALL marks where Python must run again (a user's @replayed function),
+ * or NATIVE ones, which run C in its place (an optimizer's step and zero_grad, from a
+ * struct of hyperparameters the binding keeps current). Replaying walks the same list: each
+ * op recomputes its output into the storage it wrote the first time (its registry entry's
+ * replay function), each backward sweeps the saved order, and at a CALL (or a NATIVE point
+ * whose struct is stale) the run returns to the caller, which runs the Python and resumes. The same kernels
  * run on the same buffers in the same order, so N replayed steps are bitwise equal to N
  * eager ones.
  *
@@ -21,7 +23,7 @@
 
 _Thread_local cg_program *cg_capturing;
 
-typedef enum { INSTR_OP, INSTR_BACKWARD, INSTR_COPY, INSTR_CALL } instr_kind;
+typedef enum { INSTR_OP, INSTR_BACKWARD, INSTR_COPY, INSTR_CALL, INSTR_NATIVE } instr_kind;
 
 typedef struct {
     int kind;
@@ -37,13 +39,17 @@ typedef struct {
     cg_tensor *root, *seed;
     /* COPY: dst = src converted to dst's dtype (references) */
     cg_tensor *dst, *from;
-    int64_t call; /* CALL */
+    int64_t call; /* CALL, NATIVE: the index of its Python fallback */
+    /* NATIVE: fn(ctx, arg, &handled) */
+    cg_native_fn native;
+    void *ctx;
+    int64_t arg;
 } instr;
 
 struct cg_program {
     instr *code;
     size_t n, cap;
-    int64_t n_calls, n_ops;
+    int64_t n_calls, n_native, n_ops;
 };
 
 cg_status cg_program_new(cg_program **out) {
@@ -164,9 +170,22 @@ cg_status cg_capture_call(int64_t *index) {
     return CG_OK;
 }
 
-void cg_program_stats(const cg_program *p, int64_t *n_ops, int64_t *n_calls, int64_t *n_instr) {
+cg_status cg_capture_native(cg_native_fn fn, void *ctx, int64_t arg, int64_t *index) {
+    cg_status st = cg_capture_call(index);
+    if (st) return st;
+    instr *in = &cg_capturing->code[cg_capturing->n - 1];
+    in->kind = INSTR_NATIVE;
+    in->native = fn;
+    in->ctx = ctx;
+    in->arg = arg;
+    cg_capturing->n_native++;
+    return CG_OK;
+}
+
+void cg_program_stats(const cg_program *p, int64_t *n_ops, int64_t *n_calls, int64_t *n_native, int64_t *n_instr) {
     *n_ops = p->n_ops;
     *n_calls = p->n_calls;
+    *n_native = p->n_native;
     *n_instr = (int64_t)p->n;
 }
 
@@ -245,6 +264,13 @@ cg_status cg_program_run(cg_program *p, size_t *pc, int64_t *call) {
         case INSTR_BACKWARD:
             if ((st = cg_backward_sorted(in->order, in->n_order, in->root, in->seed, 1))) return st;
             break;
+        case INSTR_NATIVE: {
+            int handled = 0;
+            if ((st = in->native(in->ctx, in->arg, &handled))) return st;
+            if (handled) break;
+            *call = in->call;
+            return CG_OK;
+        }
         case INSTR_CALL:
             *call = in->call;
             return CG_OK;

@@ -9,7 +9,11 @@ parameter of a group in one C call.
 from __future__ import annotations
 
 from ..replay import replayed
-from ._base import _REAL, Optimizer
+from ._base import _NATIVE, _REAL, Optimizer
+
+
+def _step_point(self):
+    return self._native_point("step")
 
 
 class SGD(Optimizer):
@@ -17,6 +21,8 @@ class SGD(Optimizer):
 
     _state_names = ("momentum_buffer",)
     _unsupported = ("maximize",)
+    _plan_kind = 0  # CG_OPTIM_SGD
+    _plan_keys = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False):
@@ -28,14 +34,9 @@ class SGD(Optimizer):
         if g["nesterov"] and (g["momentum"] <= 0 or g["dampening"] != 0):
             raise ValueError(f"{self._name}: {where}Nesterov momentum needs momentum > 0 and dampening = 0")
 
-    @replayed
+    @replayed(native=_step_point)
     def step(self) -> None:
-        pairs = self._pairs
-        if len(self.param_groups) != len(pairs):
-            pairs = self._sync_groups()
-        for g, s, _ in pairs:
-            s.sgd_step(g["lr"], g["momentum"], g["dampening"], g["weight_decay"], g["nesterov"])
-        self.step_count += 1
+        self._c_step()
 
 
 class Adam(Optimizer):
@@ -44,6 +45,8 @@ class Adam(Optimizer):
     _state_names = ("exp_avg", "exp_avg_sq")
     _unsupported = ("amsgrad", "maximize")
     _decoupled = False
+    _plan_kind = 1  # CG_OPTIM_ADAM
+    _plan_keys = ("lr", "betas", "eps", "weight_decay")
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0):
@@ -61,15 +64,9 @@ class Adam(Optimizer):
                              f"{g['decoupled_weight_decay']} does not match {self._name}; use "
                              f"{'AdamW' if not self._decoupled else 'Adam'}")
 
-    @replayed
+    @replayed(native=_step_point)
     def step(self) -> None:
-        pairs, decoupled = self._pairs, self._decoupled
-        if len(self.param_groups) != len(pairs):
-            pairs = self._sync_groups()
-        self.step_count = n = self.step_count + 1
-        for g, s, added in pairs:
-            beta1, beta2 = g["betas"]
-            s.adam_step(n - added, g["lr"], beta1, beta2, g["eps"], g["weight_decay"], decoupled)
+        self._c_step()
 
 
 class AdamW(Adam):
@@ -81,6 +78,8 @@ class AdamW(Adam):
                  weight_decay: float = 1e-2):
         super().__init__(params, lr, betas, eps, weight_decay)
 
+
+_NATIVE["step"].update((SGD.step, Adam.step))
 
 from . import lr_scheduler  # noqa: E402
 from .lr_scheduler import (CosineAnnealingLR, ExponentialLR, LambdaLR, LinearLR, MultiStepLR,  # noqa: E402,F401

@@ -12,6 +12,10 @@ from ..replay import replayed
 
 _REAL = (int, float, np.integer, np.floating)
 
+# per method name, the functions whose effect the C plan reproduces: a replay runs the plan
+# only for these, not for a subclass's own step or zero_grad (cgrad/optim adds the steps)
+_NATIVE: dict = {"step": set(), "zero_grad": set()}
+
 
 class Optimizer:
     """Parameter groups, as torch.optim has them: `param_groups` is a list of dicts, each
@@ -25,13 +29,17 @@ class Optimizer:
 
     _state_names: tuple = ()
     _unsupported: tuple = ()   # torch options cgrad does not implement: refused when true
+    # the C step (cgrad._C.OptimPlan) and the group keys it reads; CG_OPTIM_NONE: no C step
+    _plan_kind: int = -1
+    _plan_keys: tuple = ()
+    _decoupled = False
 
     def __init__(self, params, defaults: dict):
         self.defaults = defaults
         self.param_groups: list[dict] = []
         self._sets: list[_C.ParamSet] = []   # one per group, in the same order
+        self._plan = self._new_plan()         # holds step_count
         # group i has taken step_count - _added_at[i] steps: one counter to bump per step
-        self.step_count = 0
         self._added_at: list[int] = []
         # (group, its ParamSet, _added_at) per group: one tuple to walk per step (zip costs more)
         self._pairs: tuple = ()
@@ -50,6 +58,18 @@ class Optimizer:
     @property
     def _name(self) -> str:
         return type(self).__name__
+
+    def _new_plan(self) -> _C.OptimPlan:
+        return _C.OptimPlan(self, self._plan_kind, self._decoupled, self._plan_keys)
+
+    @property
+    def step_count(self) -> int:
+        """Steps taken (the count Adam's bias correction uses); kept in the C plan."""
+        return self._plan.step_count
+
+    @step_count.setter
+    def step_count(self, n: int) -> None:
+        self._plan.step_count = n
 
     def add_param_group(self, param_group: dict) -> None:
         """Add a group (a dict with 'params' and any hyperparameters; missing ones are taken
@@ -102,14 +122,18 @@ class Optimizer:
     # model's when both are pickled or deep-copied together: the memo) ----
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        del state["_sets"], state["_pairs"]
+        del state["_sets"], state["_pairs"], state["_plan"]
+        state["step_count"] = self.step_count
         state["_set_states"] = [[s.get_state(j) for j in range(len(self._state_names))] for s in self._sets]
         return state
 
     def __setstate__(self, state: dict) -> None:
         state = dict(state)
         saved = state.pop("_set_states")
+        step_count = state.pop("step_count")
         self.__dict__.update(state)
+        self._plan = self._new_plan()
+        self.step_count = step_count
         self._sets = [_C.ParamSet(g["params"]) for g in self.param_groups[:len(saved)]]
         for s, buffers in zip(self._sets, saved):
             for j, values in enumerate(buffers):
@@ -117,7 +141,28 @@ class Optimizer:
         self._repair()
 
     def _repair(self) -> None:
+        """The groups changed (added, loaded): the plan re-reads them at the next step."""
         self._pairs = tuple(zip(self.param_groups, self._sets, self._added_at))
+        self._plan.set_groups(self.param_groups, self._sets, self._added_at)
+
+    def _native_point(self, method: str, arg: int = 0):
+        """What a replay runs in C for `method` (Program.capture_native's arguments), or
+        None when this class overrides it or has no C step: then its Python runs."""
+        if getattr(type(self), method) not in _NATIVE[method]:
+            return None
+        if method == "step" and self._plan_kind < 0:
+            return None
+        return self._plan, 0 if method == "step" else 1, arg
+
+    def _c_step(self) -> None:
+        """One step by the C plan, after re-reading the groups if anything changed."""
+        plan = self._plan
+        stale = plan.stale()
+        if stale:
+            if stale & 2:  # dicts were appended to param_groups
+                self._sync_groups()
+            plan.refresh()
+        plan.step()
 
     def _check_group(self, g: dict, where: str) -> None:
         """Refuse hyperparameters the update rule cannot use (`where` names the group)."""
@@ -156,13 +201,12 @@ class Optimizer:
             self.add_param_group(g)
         return self._pairs
 
-    @replayed
+    @replayed(native=lambda self, set_to_none=True: self._native_point("zero_grad", bool(set_to_none)))
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop (default) or zero every parameter's gradient."""
         if len(self.param_groups) != len(self._sets):
             self._sync_groups()
-        for s in self._sets:
-            s.zero_grad(set_to_none)
+        self._plan.zero_grad(set_to_none)
 
     def step(self) -> None:
         raise NotImplementedError
@@ -267,3 +311,6 @@ def _as_array(v) -> np.ndarray:
     if hasattr(v, "detach"):  # a torch tensor (a cgrad one converts directly)
         v = v.detach().cpu().numpy()
     return np.asarray(v)
+
+
+_NATIVE["zero_grad"].add(Optimizer.zero_grad)

@@ -35,7 +35,7 @@ static void trace_note(char kind, cg_trans ta, cg_trans tb, int64_t M, int64_t N
             return;
         }
     }
-    if (trace_n == TRACE_MAX) {
+    if (trace_n >= TRACE_MAX) { /* >=: memory-safe even if two threads trace at once */
         trace_dropped++;
         return;
     }

@@ -19,8 +19,16 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define CPU_RELAX() _mm_pause()
+/* The caller's floating-point modes (FTZ/DAZ from cg_set_flush_denormal, rounding, masks:
+ * MXCSR without its 6 sticky flag bits), which a helper takes on before its parts: else its
+ * rows would be computed in the modes it was started with. */
+#define FP_MODES_MASK (~0x3Fu)
+#define FP_MODES() (_mm_getcsr() & FP_MODES_MASK)
+#define SET_FP_MODES(m) _mm_setcsr((_mm_getcsr() & ~FP_MODES_MASK) | (m))
 #else
 #define CPU_RELAX() ((void)0)
+#define FP_MODES() 0u
+#define SET_FP_MODES(m) ((void)(m))
 #endif
 
 #define MAX_HELPERS 63
@@ -57,6 +65,7 @@ typedef struct {
     const char *A, *B;
     char *C;
     int split_n, parts;
+    unsigned fp_modes; /* the caller's (FP_MODES) */
 } job_t;
 
 static struct {
@@ -151,7 +160,10 @@ static void *helper_main(void *arg) {
             }
         }
         seen = W_GEN(w);
-        if (index < W_THREADS(w)) work(seen, W_PARTS(w));
+        if (index < W_THREADS(w)) {
+            if (FP_MODES() != pool.job.fp_modes) SET_FP_MODES(pool.job.fp_modes);
+            work(seen, W_PARTS(w));
+        }
     }
     return NULL;
 }
@@ -215,6 +227,7 @@ static int run_split(job_t *j) {
         return 0;
     }
     j->parts = (int)parts;
+    j->fp_modes = FP_MODES();
     pool.job = *j;
 
     uint32_t gen = W_GEN(atomic_load(&pool.claim)) + 1;

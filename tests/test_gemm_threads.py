@@ -161,3 +161,28 @@ def test_openblas_stays_on_one_thread(restore_threads):
     ours = [i["num_threads"] for i in threadpoolctl.threadpool_info()
             if os.path.dirname(os.path.realpath(i["filepath"])) == here]
     assert ours == [1]
+
+
+def test_helpers_take_the_callers_denormal_mode():
+    """A helper started while subnormals were flushed (cgrad.set_flush_denormal) computes its
+    parts in the caller's current mode, not the one it was started in: else a split product's
+    rows would come out in a mix of the two modes, differently from run to run."""
+    out = run_python("""
+        import numpy as np, cgrad
+        if not cgrad.set_flush_denormal(True):
+            print("ok"); raise SystemExit  # no FTZ/DAZ control on this CPU
+        rng = np.random.default_rng(0)
+        a = (rng.standard_normal((512, 512)) * 1e-20).astype(np.float32)  # products ~1e-40: subnormal
+        x, y = cgrad.tensor(a), cgrad.tensor(a.T.copy())
+        cgrad.set_num_threads(2)
+        flushed = (x @ y).numpy()          # the helper starts with subnormals flushed
+        cgrad.set_flush_denormal(False)
+        cgrad.set_num_threads(1)
+        one = (x @ y).numpy()
+        assert np.count_nonzero(one) > np.count_nonzero(flushed)  # the modes differ here
+        cgrad.set_num_threads(2)
+        for _ in range(5):
+            np.testing.assert_array_equal((x @ y).numpy(), one)
+        print("ok")
+    """, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "ok"

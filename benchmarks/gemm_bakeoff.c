@@ -160,11 +160,11 @@ int main(int argc, char **argv) {
     candidate cands[8];
     int nc = 0;
     {
-        void *h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+        void *h = argv[1][0] ? dlopen(argv[1], RTLD_NOW | RTLD_LOCAL) : NULL;
         void (*threads)(int) = h ? (void (*)(int))dlsym(h, "scipy_openblas_set_num_threads") : NULL;
         if (threads) threads(1);
-        cands[nc++] = (candidate){"openblas", h ? NULL : "not found", h ? dlsym(h, "scipy_cblas_sgemm") : NULL, 0,
-                                  prepare_any, run_cblas, NULL};
+        void *sgemm = h ? dlsym(h, "scipy_cblas_sgemm") : NULL;
+        cands[nc++] = (candidate){"openblas", sgemm ? NULL : "not found", sgemm, 0, prepare_any, run_cblas, NULL};
     }
     {
         static const char *const names[] = {"libblis.so.4", "libblis.so", NULL};

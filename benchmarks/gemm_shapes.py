@@ -128,9 +128,20 @@ def build_bakeoff(tmp):
 
 
 def openblas_library():
-    import scipy_openblas32
-    found = sorted(glob.glob(os.path.join(scipy_openblas32.get_lib_dir(), "libscipy_openblas*.so*")))
-    return found[0] if found else ""
+    """cgrad's OpenBLAS: the copy an installed wheel bundles beside cgrad's extension, else the
+    scipy-openblas32 package a source build links ("" when neither is there: reported absent)."""
+    import cgrad
+    dirs = [os.path.dirname(cgrad._C.__file__)]
+    try:
+        import scipy_openblas32
+        dirs.append(scipy_openblas32.get_lib_dir())
+    except ImportError:
+        pass
+    for d in dirs:
+        found = sorted(glob.glob(os.path.join(d, "libscipy_openblas*.so*")))
+        if found:
+            return found[0]
+    return ""
 
 
 def run_bakeoff(shapes, samples, target_ns):

@@ -18,6 +18,7 @@ from libc.string cimport memcpy, memset
 from ._cg cimport *
 
 import numpy as np
+import weakref
 
 from . import _state
 

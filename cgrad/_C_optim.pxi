@@ -116,7 +116,9 @@ cdef class OptimPlan:
     which refreshes. Values are compared by identity, and refresh() keeps them alive, so
     an unchanged identity is an unchanged value (mutable values keep the struct stale)."""
     cdef cg_optim o
-    cdef object opt       # the optimizer (its param_groups' length is checked)
+    # the optimizer, weakly (it holds this plan: a strong reference would make a cycle
+    # that only the cyclic gc frees, keeping every parameter alive until it runs)
+    cdef object opt_ref
     cdef list dicts       # the group dicts the values are read from
     cdef list sets        # their ParamSets (kept alive: o points into them)
     cdef list seen        # per group and key, the object refresh() read
@@ -127,7 +129,7 @@ cdef class OptimPlan:
         self.o.kind = kind
         self.o.decoupled = decoupled
         self.o.stale = CG_OPTIM_STALE_HYPER | CG_OPTIM_STALE_GROUPS
-        self.opt = opt
+        self.opt_ref = weakref.ref(opt)
         self.keys = keys
         self.dicts, self.sets, self.seen = [], [], []
 
@@ -180,7 +182,8 @@ cdef class OptimPlan:
         cdef PyObject *v
         if self.o.stale == CG_OPTIM_STALE_HYPER | CG_OPTIM_STALE_GROUPS:
             return 0
-        if len(self.opt.param_groups) != self.o.n_groups:
+        opt = self.opt_ref()
+        if opt is None or len(opt.param_groups) != self.o.n_groups:
             self.o.stale = CG_OPTIM_STALE_HYPER | CG_OPTIM_STALE_GROUPS
             return 0
         if self.o.stale:

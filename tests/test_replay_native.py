@@ -267,6 +267,26 @@ def test_pickled_optimizer_keeps_its_step_count_and_replays():
         np.testing.assert_array_equal(p.numpy(), q.numpy())
 
 
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+def test_an_optimizer_and_its_parameters_are_freed_without_the_cyclic_gc(name):
+    # The optimizer holds its C plan; a plan holding the optimizer back would make a cycle
+    # that keeps every parameter's memory until the cyclic gc happens to run.
+    import gc
+    import weakref
+    base = cgrad.live_bytes()
+    gc.disable()
+    try:
+        ps = _cg_params()
+        opt = getattr(cgrad.optim, name)(ps, lr=0.05)
+        _step(opt, ps, cgrad.tensor(XS[0]), cgrad.tensor(YS[0]))
+        alive = weakref.ref(opt)
+        del opt, ps
+        assert alive() is None
+        assert cgrad.live_bytes() == base
+    finally:
+        gc.enable()
+
+
 def test_the_fast_path_takes_only_arguments_that_match_the_last_recording(rng):
     """The last recording's arguments are matched and copied by one C call; anything it
     does not take exactly (another shape, dtype, value, layout) goes the keyed way."""

@@ -6,14 +6,14 @@
  * Each input line: ta tb M N K lda ldb ldc beta (row-major, as cgrad calls its sgemm).
  * Candidates: OpenBLAS (cgrad's scipy-openblas32, dlopen'ed, prefixed scipy_cblas_sgemm),
  * BLIS (libblis.so.4, its CBLAS), MKL (libmkl_rt, when found), libxsmm's JIT kernels (linked
- * when built with HAVE_LIBXSMM; only shapes its JIT takes) and cgrad's kernel
- * (csrc/small_gemm.c compiled in). Every candidate's result is first checked against a
+ * when built with HAVE_LIBXSMM; only shapes its JIT takes) and cgrad's kernels
+ * (csrc/small_gemm.c compiled in: cgrad-avx2, and cgrad-avx512 where the CPU has it). Every candidate's result is first checked against a
  * double-precision product. Output lines:
  *   lib NAME absent WHY                      a library not at hand
  *   shape I NAME median_ns min_ns rel_err    per shape and candidate, or
  *   shape I NAME absent WHY                  (a shape it does not take)
  *   rule I cgrad|openblas                    what cgrad's dispatch (cg_small_sgemm_wins) runs
- *   peak GFLOPS                              the FMA peak of one core, best of the runs
+ *   peak GFLOPS                              the FMA peak of one core (fma_peak.h), best of the runs
  * The samples of one shape are interleaved across candidates (a round of each, SAMPLES
  * times), so a busy machine slows them alike; each sample runs enough calls for TARGET_NS. */
 #include "cg_internal.h"
@@ -27,6 +27,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "fma_peak.h"
+
 #ifdef HAVE_LIBXSMM
 #include <libxsmm.h>
 #endif
@@ -35,28 +37,6 @@ static double now_ns(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return 1e9 * (double)t.tv_sec + (double)t.tv_nsec;
-}
-
-/* ---- the FMA peak: twelve independent chains of 8-wide FMAs ---- */
-__attribute__((target("avx2,fma"))) static double fma_peak(void) {
-    const long iters = 2000000;
-    __m256 a0 = _mm256_set1_ps(1), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0,
-           a10 = a0, a11 = a0;
-    const __m256 m = _mm256_set1_ps(0.9999999f), c = _mm256_set1_ps(1e-8f);
-    double t0 = now_ns();
-    for (long k = 0; k < iters; k++) {
-#define STEP(x) x = _mm256_fmadd_ps(x, m, c);
-        STEP(a0) STEP(a1) STEP(a2) STEP(a3) STEP(a4) STEP(a5) STEP(a6) STEP(a7) STEP(a8) STEP(a9) STEP(a10) STEP(a11)
-        __asm__ volatile("" : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5), "+x"(a6), "+x"(a7),
-                         "+x"(a8), "+x"(a9), "+x"(a10), "+x"(a11));
-    }
-    double dt = now_ns() - t0;
-    __m256 s = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
-    s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
-    s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
-    volatile float sink = _mm256_cvtss_f32(s);
-    (void)sink;
-    return iters * 12.0 * 16.0 / dt;
 }
 
 /* ---- candidates ---- */
@@ -81,6 +61,7 @@ struct candidate {
     int (*prepare)(candidate *c, const shape *s, const char **why);
     void (*run)(candidate *c, const shape *s, const float *A, const float *B, float *C);
     void *kernel; /* prepared per shape (libxsmm) */
+    int isa;      /* cgrad's kernels: the instruction set (CG_SMALL_GEMM_*) */
 };
 
 static int prepare_any(candidate *c, const shape *s, const char **why) { return 1; }
@@ -96,6 +77,7 @@ static void run_cblas(candidate *c, const shape *s, const float *A, const float 
 }
 
 static void run_cgrad(candidate *c, const shape *s, const float *A, const float *B, float *C) {
+    if (cg_small_gemm_isa() != c->isa) cg_small_gemm_set_isa(c->isa);
     cg_small_sgemm_run(s->ta, s->tb, s->M, s->N, s->K, 1.0f, A, s->lda, B, s->ldb, NULL, s->beta, C, s->ldc);
 }
 
@@ -188,16 +170,17 @@ int main(int argc, char **argv) {
 #else
     cands[nc++] = (candidate){"libxsmm", "not installed (apt-get install libxsmm-dev)", NULL, 0, NULL, NULL, NULL};
 #endif
-    cands[nc++] = (candidate){"cgrad", cg_small_gemm_set_isa(-1) == CG_SMALL_GEMM_OFF ? "no AVX2+FMA" : NULL, NULL,
-                              0, prepare_any, run_cgrad, NULL};
+    {
+        int best = cg_small_gemm_set_isa(-1);
+        cands[nc++] = (candidate){"cgrad-avx2", best < CG_SMALL_GEMM_AVX2 ? "no AVX2+FMA" : NULL, NULL, 0,
+                                  prepare_any, run_cgrad, NULL, CG_SMALL_GEMM_AVX2};
+        cands[nc++] = (candidate){"cgrad-avx512", best < CG_SMALL_GEMM_AVX512 ? "no AVX-512F" : NULL, NULL, 0,
+                                  prepare_any, run_cgrad, NULL, CG_SMALL_GEMM_AVX512};
+    }
 
     for (int c = 0; c < nc; c++)
         if (cands[c].absent) printf("lib %s absent %s\n", cands[c].name, cands[c].absent);
-    double peak = 0;
-    for (int r = 0; r < 5; r++) {
-        double p = fma_peak();
-        peak = p > peak ? p : peak;
-    }
+    double sink = 0, peak = fma_peak_gflops(2000000, 5, &sink);
 
     shape s;
     int idx = 0;
@@ -262,11 +245,8 @@ int main(int argc, char **argv) {
         free(C);
         idx++;
     }
-    for (int r = 0; r < 3; r++) {
-        double p = fma_peak();
-        peak = p > peak ? p : peak;
-    }
-    printf("peak %.1f\n", peak);
+    double again = fma_peak_gflops(2000000, 3, &sink);
+    printf("peak %.1f\n", again > peak ? again : peak);
     free(t);
-    return 0;
+    return sink == 12345.0;
 }

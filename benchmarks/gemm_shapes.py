@@ -18,7 +18,8 @@ each library at hand, single-threaded, samples interleaved across libraries:
   - MKL: libmkl_rt if the loader finds it (`pip install mkl` and LD_LIBRARY_PATH);
   - libxsmm: Debian's libxsmm-dev 1.17 (static library, linked in), its JIT kernels;
     shapes its JIT does not take are reported as absent;
-  - cgrad: csrc/small_gemm.c's kernel, compiled in.
+  - cgrad: csrc/small_gemm.c's kernels, compiled in: cgrad-avx2, and cgrad-avx512 where the
+    CPU has AVX-512F (the one cgrad runs there).
 A library not installed is reported as absent. Printed per shape: median ns, GFLOP/s and %
 of the core's FMA peak (measured by the same program), the fastest marked, and which one
 cgrad's rule (cg_small_sgemm_wins) runs; then per workload the step's GEMM time under
@@ -39,7 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-LIBS = ["openblas", "blis", "mkl", "libxsmm", "cgrad"]
+LIBS = ["openblas", "blis", "mkl", "libxsmm", "cgrad-avx2", "cgrad-avx512"]
 
 
 def _workloads(quick: bool):
@@ -198,9 +199,10 @@ def print_bakeoff(per, res, peak, rule, absent):
         print(f"  {_fmt_shape(s):40s} {calls.get(s, 0):5d} " + " ".join(cells) + ("  cgrad" if rule.get(s) else "  openblas"))
     print("\nPer workload: the step's float32 GEMMs (sum of calls x median) under OpenBLAS alone, as cgrad"
           " dispatches, and at the FMA peak")
+    ours_lib = "cgrad-avx512" if "cgrad-avx512" not in absent else "cgrad-avx2"  # what cgrad runs here
     for name, shapes in per.items():
         ob = sum(n * res[s]["openblas"][0] for s, n in shapes.items())
-        ours = sum(n * res[s]["cgrad" if rule.get(s) and not isinstance(res[s].get("cgrad"), str) else "openblas"][0]
+        ours = sum(n * res[s][ours_lib if rule.get(s) and not isinstance(res[s].get(ours_lib), str) else "openblas"][0]
                    for s, n in shapes.items())
         ideal = sum(n * 2.0 * s[2] * s[3] * s[4] / peak for s, n in shapes.items())
         print(f"  {name:60s} openblas {ob / 1e3:9.1f} us  cgrad {ours / 1e3:9.1f} us ({ours / ob:.2f}x)"

@@ -65,14 +65,14 @@ def gemm_trace_read():
                         ldb=t.ldb, ldc=t.ldc, beta=t.beta, count=t.count))
     return out
 
-_SMALL_GEMM_ISAS = {"off": 0, "avx2": 2}
+_SMALL_GEMM_ISAS = {"off": 0, "avx2": 2, "avx512": 3}
 
 def small_gemm_isa(str want="best"):
     """Set the instruction set of cgrad's small float32 GEMMs (csrc/small_gemm.c): 'best' (the
-    default), 'avx2' or 'off' (OpenBLAS for every shape), for tests and measurements; a level
+    default), 'avx512', 'avx2' or 'off' (OpenBLAS for every shape), for tests and measurements; a level
     the CPU lacks gives the best it has. Returns the one in effect."""
     if want != "best" and want not in _SMALL_GEMM_ISAS:
-        raise ValueError(f"small_gemm_isa: want 'best', 'avx2' or 'off', not {want!r}")
+        raise ValueError(f"small_gemm_isa: want 'best', 'avx512', 'avx2' or 'off', not {want!r}")
     got = cg_small_gemm_set_isa(-1 if want == "best" else _SMALL_GEMM_ISAS[want])
     return {v: k for k, v in _SMALL_GEMM_ISAS.items()}[got]
 

@@ -309,9 +309,10 @@ cg_status cg_blas_select(const char *name);
  * returns the one in effect (a level the CPU lacks gives the best it has). */
 enum { CG_SKINNY_OFF = 0, CG_SKINNY_AVX2 = 2, CG_SKINNY_AVX512 = 3 };
 int cg_skinny_set_isa(int want);
-/* The same switch for the AVX2 + FMA small float32 GEMMs (small_gemm.c): the best the CPU
- * has (want -1), or CG_SMALL_GEMM_OFF (OpenBLAS for those shapes); returns the one in effect. */
-enum { CG_SMALL_GEMM_OFF = 0, CG_SMALL_GEMM_AVX2 = 2 };
+/* The same switch for the small float32 GEMMs (small_gemm.c, AVX-512 or AVX2 + FMA): the
+ * best the CPU has (want -1), or CG_SMALL_GEMM_OFF (OpenBLAS for those shapes); returns the
+ * one in effect. */
+enum { CG_SMALL_GEMM_OFF = 0, CG_SMALL_GEMM_AVX2 = 2, CG_SMALL_GEMM_AVX512 = 3 };
 int cg_small_gemm_set_isa(int want);
 /* The kernel itself, whatever the rule (tests, the bake-off): C = alpha op(A) op(B) (+ bias, a row vector of N starting the sums; only with alpha 1) +
  * beta C for any shape, K = 0 included: 1 when it computed C, 0 when the kernel is off (then

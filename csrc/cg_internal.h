@@ -258,8 +258,8 @@ int cg_skinny_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, f
 int cg_skinny_linear(int64_t rows, int64_t nin, int64_t nout, const float *X, const float *Wt, const float *bias,
                      float *Y);
 
-/* ---- small float32 GEMMs on AVX2 + FMA (small_gemm.c) ---- */
-int cg_small_gemm_isa(void); /* the one in effect: CG_SMALL_GEMM_AVX2 or CG_SMALL_GEMM_OFF */
+/* ---- small float32 GEMMs on AVX-512 or AVX2 + FMA (small_gemm.c) ---- */
+int cg_small_gemm_isa(void); /* the one in effect: CG_SMALL_GEMM_AVX512, _AVX2 or _OFF */
 /* The dispatch: 1 when the kernel is on and the rule picks it for the shape (then C is
  * computed), 0 for OpenBLAS. linear: Y [rows, nout] = X [rows, nin] W^T + bias (NULL: none). */
 int cg_small_sgemm_wins(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K);

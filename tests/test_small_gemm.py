@@ -1,25 +1,38 @@
-"""csrc/small_gemm.c's AVX2+FMA float32 GEMMs against numpy float64, both through the raw entry
-(_C.small_sgemm: every flag, odd sizes, leading dimensions wider than the rows, alpha/beta,
-beta 0 over NaN, K = 0, the bias start) and through the public ops with the dispatch on and
-off (_C.small_gemm_isa); and the GEMM shape trace (_C.gemm_trace)."""
+"""csrc/small_gemm.c's AVX-512 and AVX2+FMA float32 GEMMs against numpy float64, both through the
+raw entry (_C.small_sgemm, each instruction set the CPU has: every flag, odd sizes, leading
+dimensions wider than the rows, alpha/beta, beta 0 over NaN, K = 0, the bias start) and
+through the public ops with the dispatch on each kernel and off (_C.small_gemm_isa); and the
+GEMM shape trace (_C.gemm_trace)."""
 import numpy as np
 import pytest
 
 import cgrad
 from cgrad import _C
 
-HAVE_AVX2 = _C.small_gemm_isa("best") == "avx2"
-needs_avx2 = pytest.mark.skipif(not HAVE_AVX2, reason="the kernel needs AVX2 + FMA")
+
+def _select(isa):
+    """Switch the kernel to isa, skipping the test when the CPU lacks it."""
+    got = _C.small_gemm_isa(isa)
+    if got != isa:
+        _C.small_gemm_isa("best")
+        pytest.skip(f"the CPU has no {isa} (best: {got})")
+    return got
 
 SIZES = [1, 3, 7, 15, 16, 17, 31, 33, 63, 64, 65, 130]
 FLAGS = [(False, False), (False, True), (True, False), (True, True)]
 
 
-@pytest.fixture(params=["best", "off"])
+@pytest.fixture(params=["avx512", "avx2"])
+def kernel(request):
+    """Each of the kernel's instruction sets the CPU has, called whatever the dispatch rule."""
+    yield _select(request.param)
+    _C.small_gemm_isa("best")
+
+
+@pytest.fixture(params=["avx512", "avx2", "off"])
 def small(request):
-    """Both paths: cgrad's kernel (where the CPU has it) and OpenBLAS for every shape."""
-    got = _C.small_gemm_isa(request.param)
-    yield got
+    """Every path the dispatch can take: each kernel the CPU has, and OpenBLAS for every shape."""
+    yield _C.small_gemm_isa("off") if request.param == "off" else _select(request.param)
     _C.small_gemm_isa("best")
 
 
@@ -54,41 +67,36 @@ def _close(got, want, K):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * (1 + np.sqrt(K)) * 10)
 
 
-@needs_avx2
 @pytest.mark.parametrize("ta, tb", FLAGS)
 @pytest.mark.parametrize("size", SIZES)
-def test_every_flag_and_odd_size_in_each_dimension(ta, tb, size):
+def test_every_flag_and_odd_size_in_each_dimension(ta, tb, size, kernel):
     for M, N, K in ((size, 17, 9), (10, size, 9), (10, 17, size)):
         _close(*_run(ta, tb, M, N, K, seed=size))
 
 
-@needs_avx2
 @pytest.mark.parametrize("ta, tb", FLAGS)
 @pytest.mark.parametrize("M, N, K", [(13, 29, 300), (64, 64, 64), (7, 130, 65), (65, 9, 513)])
-def test_leading_dimensions_wider_than_the_rows_alpha_beta(ta, tb, M, N, K):
+def test_leading_dimensions_wider_than_the_rows_alpha_beta(ta, tb, M, N, K, kernel):
     """K beyond one packed panel (256) too: the chunks after the first add to C."""
     _close(*_run(ta, tb, M, N, K, alpha=-0.5, beta=0.75, pad=5, seed=M))
     _close(*_run(ta, tb, M, N, K, alpha=2.0, beta=1.0, pad=1, seed=N))
 
 
-@needs_avx2
 @pytest.mark.parametrize("ta, tb", FLAGS)
-def test_beta_zero_does_not_read_c(ta, tb):
+def test_beta_zero_does_not_read_c(ta, tb, kernel):
     got, want, K = _run(ta, tb, 23, 19, 40, beta=0.0, c_fill=np.nan, pad=2)
     assert np.isfinite(got).all()
     _close(got, want, K)
 
 
-@needs_avx2
 @pytest.mark.parametrize("beta", [0.0, 1.0, 0.5])
-def test_k_zero_scales_c(beta):
+def test_k_zero_scales_c(beta, kernel):
     got, want, K = _run(False, False, 9, 18, 0, beta=beta, pad=1, c_fill=np.nan if beta == 0 else None)
     _close(got, want, K)
 
 
-@needs_avx2
 @pytest.mark.parametrize("M, N, K", [(64, 20, 20), (5, 1, 3), (70, 33, 300), (6, 8, 16), (13, 17, 1)])
-def test_bias_starts_the_sums(M, N, K):
+def test_bias_starts_the_sums(M, N, K, kernel):
     bias = np.random.default_rng(3).standard_normal(N).astype(np.float32)
     _close(*_run(False, True, M, N, K, bias=bias))
 
@@ -204,10 +212,10 @@ def test_trace_names_the_fused_linear_and_float64():
     _C.gemm_trace(True)
     x @ x.T
     cgrad.nn.functional.linear(cgrad.tensor(np.ones((16, 32)), dtype=cgrad.float32),
-                               cgrad.tensor(np.ones((16, 32)), dtype=cgrad.float32))
+                               cgrad.tensor(np.ones((64, 32)), dtype=cgrad.float32))
     _C.gemm_trace(False)
     kinds = {(t["kind"], t["dtype"]) for t in _C.gemm_trace_read()}
     assert ("dgemm", "float64") in kinds
     assert kinds & {("linear_f32", "float32"), ("sgemm", "float32")}
-    if HAVE_AVX2 and _C.blas_current() == "openblas":
-        assert ("linear_f32", "float32") in kinds  # the small kernel took the 16x16x32 linear
+    if _C.small_gemm_isa("best") != "off" and _C.blas_current() == "openblas":
+        assert ("linear_f32", "float32") in kinds  # the small kernel took the 16x64x32 linear (NT)

@@ -35,13 +35,19 @@ CG_SIMD static void FN(adam_)(int64_t n, T *restrict P, T *restrict M, T *restri
     }
 }
 
-/* sq + the sum of squares of x, in double for both dtypes (one running sum, in order) */
-static double FN(sum_sq_)(int64_t n, const T *x, double sq) {
-    for (int64_t k = 0; k < n; k++) {
-        double v = x[k];
-        sq += v * v;
-    }
-    return sq;
+/* sq + the sum of squares of x, in double for both dtypes: sixteen running sums (lane j
+ * takes the elements j mod 16), so the loop vectorises and is not one chain of dependent
+ * adds (4 cycles an element: 0.9 ms for the GPT's 0.8 M gradients), added up last; the
+ * order is fixed, so the result is the same on every run. */
+CG_SIMD static double FN(sum_sq_)(int64_t n, const T *restrict x, double sq) {
+    double lane[16] = {0};
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16)
+        for (int j = 0; j < 16; j++) lane[j] += (double)x[k + j] * (double)x[k + j];
+    for (; k < n; k++) lane[k % 16] += (double)x[k] * (double)x[k];
+    for (int w = 8; w >= 1; w /= 2)
+        for (int j = 0; j < w; j++) lane[j] += lane[j + w];
+    return sq + lane[0];
 }
 
 static void FN(scale_)(int64_t n, T *x, T coef) {

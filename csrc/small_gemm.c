@@ -8,7 +8,8 @@
  *    accumulators, the two vectors of op(B)'s row and one broadcast of op(A) fill the 16
  *    ymm registers), 8 x 32 on AVX-512 (sixteen of the 32 zmm); two FMA pipes with a
  *    4-cycle latency need at least eight independent chains, so a last panel of one
- *    vector's width has twice the rows (12 x 8, 16 x 16);
+ *    vector's width has more rows on AVX2 (12 x 8); on AVX-512 it keeps 8 (8 x 16), since
+ *    each row of op(A) read in place needs its own pointer and sixteen spill;
  *  - op(A) is read in place (rows for NN/NT, columns for TN/TT: both are broadcasts);
  *  - op(B) is read in place when it is not transposed (the last vector of a row under a
  *    mask when N is not a multiple of the width); B^T is copied a panel of at most KC rows
@@ -27,10 +28,11 @@
 #define AVX2 __attribute__((target("avx2,fma")))
 #define INLINE __attribute__((always_inline)) static inline
 
-/* op(B) = B^T [k0 : k0 + kc, j0 : j0 + nr] into Bp [kc][nrp], zero beyond nr: column j of
- * the panel is row j0 + j of B, eight rows at a time transposed in registers. */
+/* op(B) = B^T [k0 : k0 + kc, j0 : j0 + nr] into Bp [kc][nrp], zero from nr up to width (the
+ * vectors the tiles read: nr rounded up to the vector width): column j of the panel is row
+ * j0 + j of B, eight rows at a time transposed in registers. */
 AVX2 static void pack_b(int64_t kc, int64_t nr, const float *B, int64_t ldb, int64_t k0, int64_t j0, float *Bp,
-                        int64_t nrp) {
+                        int64_t nrp, int64_t width) {
     int64_t j = 0;
     for (; j + 8 <= nr; j += 8) {
         const float *src = B + (j0 + j) * ldb + k0;
@@ -61,10 +63,11 @@ AVX2 static void pack_b(int64_t kc, int64_t nr, const float *B, int64_t ldb, int
         for (; k < kc; k++)
             for (int64_t jj = 0; jj < 8; jj++) Bp[k * nrp + j + jj] = src[jj * ldb + k];
     }
+    if (j == width) return; /* nr a multiple of 8 and of the width: nothing left */
     for (int64_t k = 0; k < kc; k++) {
         float *dst = Bp + k * nrp;
         for (int64_t jj = j; jj < nr; jj++) dst[jj] = B[(j0 + jj) * ldb + k0 + k];
-        for (int64_t jj = nr; jj < nrp; jj++) dst[jj] = 0.0f;
+        for (int64_t jj = nr; jj < width; jj++) dst[jj] = 0.0f;
     }
 }
 
@@ -121,7 +124,7 @@ AVX2 static void pack_b(int64_t kc, int64_t nr, const float *B, int64_t ldb, int
 #define MASK __mmask16
 #define W 16
 #define MR 8
-#define MR1 16
+#define MR1 8 /* one-vector tiles: sixteen rows need more row pointers than there are registers */
 #define KC 128 /* a packed panel of 128 x 32: 16 KiB */
 #define V_ZERO() _mm512_setzero_ps()
 #define V_LOAD(p) _mm512_loadu_ps(p)
@@ -192,21 +195,21 @@ int cg_small_sgemm_run(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K
  *
  * AVX-512 (an Intel Xeon Sapphire Rapids, quiet; OpenBLAS's SkylakeX kernels have a
  * no-packing path for small products, which wins most NN and TN shapes):
- *  - NT with N > 16, where OpenBLAS's small path is weak: 16x32x32 308 / 597, 64x64x128
- *    7085 / 11075, 25x75x1000 49.4 / 64.2 us, 2000x20x20 15.9 / 23.2 us; but not a narrow
- *    B^T over a long K (32x27x200 6332 / 3477), nor N <= 16 (16x16x32 543 / 307,
- *    64x10x64 2048 / 1085);
+ *  - NT with N >= 16, where OpenBLAS's small path is weak: 32x16x16 175 / 346, 16x32x32
+ *    308 / 597, 64x64x128 7085 / 11075, 25x75x1000 49.4 / 64.2 us; not N <= 10 (64x10x64
+ *    1160 / 1083, 16x9x4096 29.8 / 18.5 us);
  *  - NN with K >= 48 short of M >= 64 and N >= 128 (16x32x48 323 / 381, 25x1000x75 43.0 /
  *    54.4 us, 32x30x200 4180 / 5464; 64x128x64 6994 / 6423 stays OpenBLAS's), and NN over
  *    100 rows or more into 16-32 columns (100x20x20 1484 / 1888); with K < 48 OpenBLAS
  *    wins (16x32x16 242 / 219, 64x128x10 2136 / 1738);
  *  - TN only over K >= 1000 into N >= 16 (20x20x2000 18.0 / 19.2 us): elsewhere OpenBLAS
  *    (10x64x64 553 / 495, 128x64x64 6161 / 5675);
- *  - up to M N K = 2^21 as on AVX2: larger products go to OpenBLAS, which threads.c splits. */
+ *  - up to M N K = 2^21 as on AVX2: larger products go to OpenBLAS, which threads.c splits;
+ *  - a thousand rows or more into N <= 32 columns go to skinny_gemm.c first (blas.c). */
 int cg_small_sgemm_wins(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K) {
     if ((double)M * (double)N * (double)K > (double)(1 << 21)) return 0;
     if (cg_small_gemm_isa() == CG_SMALL_GEMM_AVX512) {
-        if (tb) return !ta && N > 16 && (N >= 32 || K <= 128);
+        if (tb) return !ta && N >= 16;
         if (ta) return K >= 1000 && N >= 16;
         return (K >= 48 && !(M >= 64 && N >= 128)) || (M >= 100 && N >= 16 && N <= 32);
     }

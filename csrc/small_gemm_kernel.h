@@ -112,7 +112,7 @@ SG_TARGET static void SG_NAME(gemm)(int ta, int tb, int64_t M, int64_t N, int64_
             int64_t kc = K - k0 < KC ? K - k0 : KC;
             const float *b = Bp;
             int64_t bs = NR;
-            if (tb) pack_b(kc, nr, B, ldb, k0, j0, Bp, NR);
+            if (tb) pack_b(kc, nr, B, ldb, k0, j0, Bp, NR, nv * W);
             else {
                 b = B + k0 * ldb + j0;
                 bs = ldb;

@@ -204,9 +204,9 @@ int cg_small_sgemm_run(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K
  *    wins (16x32x16 242 / 219, 64x128x10 2136 / 1738);
  *  - TN only over K >= 1000 into N >= 16 (20x20x2000 18.0 / 19.2 us): elsewhere OpenBLAS
  *    (10x64x64 553 / 495, 128x64x64 6161 / 5675);
- *  - any flags above M N K = 10^6, where OpenBLAS's time jumps (its small path ends there, by the look of it: TN
- *    75x500x25 13.9 / 12.4 us, but 75x1000x25 28.2 / 41.7; NN 25x1000x75 28.9 / 41.4, NT
- *    25x75x1000 38.3 / 70.4: the MNIST-1D CNN's three products);
+ *  - any flags above M N K = 10^6, where OpenBLAS's time jumps (its small path seems to end
+ *    there): TN 75x500x25 13.9 / 12.4 us, but 75x1000x25 28.2 / 41.7; NN 25x1000x75 28.9 /
+ *    41.4, NT 25x75x1000 38.3 / 70.4 (the MNIST-1D CNN's three products);
  *  - up to M N K = 2^21 as on AVX2: larger products go to OpenBLAS, which threads.c splits;
  *  - a thousand rows or more into N <= 32 columns go to skinny_gemm.c first (blas.c). */
 int cg_small_sgemm_wins(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K) {

@@ -1,7 +1,7 @@
 /* fma_peak.h: the single-core float32 FMA peak, the ceiling no GEMM can pass: twelve
  * independent chains of fused multiply-adds (enough to cover the FMA latency on two pipes),
- * 8-wide on AVX2 + FMA and 16-wide on AVX-512F. fma_peak_gflops() is the best of the
- * instruction sets the CPU has, in GFLOP/s over `iters` rounds (0 without AVX2 + FMA).
+ * 8-wide on AVX2 + FMA and 16-wide on AVX-512F. fma_peak_gflops() measures the widest the
+ * CPU has: the best of `runs` runs of `iters` rounds, in GFLOP/s (0 without AVX2 + FMA).
  * Included by fma_peak.c and gemm_bakeoff.c. */
 #include <immintrin.h>
 #include <time.h>

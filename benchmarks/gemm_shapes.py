@@ -202,7 +202,7 @@ def print_bakeoff(per, res, peak, rule, absent):
     ours_lib = "cgrad-avx512" if "cgrad-avx512" not in absent else "cgrad-avx2"  # what cgrad runs here
     for name, shapes in per.items():
         ob = sum(n * res[s]["openblas"][0] for s, n in shapes.items())
-        ours = sum(n * res[s][ours_lib if rule.get(s) and not isinstance(res[s].get(ours_lib), str) else "openblas"][0]
+        ours = sum(n * res[s][ours_lib if rule.get(s) and isinstance(res[s].get(ours_lib), tuple) else "openblas"][0]
                    for s, n in shapes.items())
         ideal = sum(n * 2.0 * s[2] * s[3] * s[4] / peak for s, n in shapes.items())
         print(f"  {name:60s} openblas {ob / 1e3:9.1f} us  cgrad {ours / 1e3:9.1f} us ({ours / ob:.2f}x)"

@@ -144,8 +144,9 @@ static int isa = -1; /* CG_SMALL_GEMM_*, or -1: not chosen yet */
 
 static int best_isa(void) {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return CG_SMALL_GEMM_AVX512;
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? CG_SMALL_GEMM_AVX2 : CG_SMALL_GEMM_OFF;
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return CG_SMALL_GEMM_OFF;
+    /* AVX-512 also calls pack_b, which is AVX2 code */
+    return __builtin_cpu_supports("avx512f") ? CG_SMALL_GEMM_AVX512 : CG_SMALL_GEMM_AVX2;
 }
 
 /* the kernel of the instruction set in effect (not OFF) */
@@ -204,15 +205,18 @@ int cg_small_sgemm_run(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K
  *    wins (16x32x16 242 / 219, 64x128x10 2136 / 1738);
  *  - TN only over K >= 1000 into N >= 16 (20x20x2000 18.0 / 19.2 us): elsewhere OpenBLAS
  *    (10x64x64 553 / 495, 128x64x64 6161 / 5675);
- *  - any flags above M N K = 10^6, where OpenBLAS's time jumps (its small path seems to end
- *    there): TN 75x500x25 13.9 / 12.4 us, but 75x1000x25 28.2 / 41.7; NN 25x1000x75 28.9 /
- *    41.4, NT 25x75x1000 38.3 / 70.4 (the MNIST-1D CNN's three products);
+ *  - NN, NT and TN above M N K = 10^6 into N >= 16 over K > 2 (not 1000 rows into N <= 32,
+ *    below), where OpenBLAS's time jumps (its small path seems to end there): TN
+ *    75x500x25 13.9 / 12.4 us, but 75x1000x25 28.2 / 41.7; NN 25x1000x75 28.9 / 41.4, NT
+ *    25x75x1000 38.3 / 70.4 (the MNIST-1D CNN's three products);
  *  - up to M N K = 2^21 as on AVX2: larger products go to OpenBLAS, which threads.c splits;
  *  - a thousand rows or more into N <= 32 columns go to skinny_gemm.c first (blas.c). */
 int cg_small_sgemm_wins(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K) {
     if ((double)M * (double)N * (double)K > (double)(1 << 21)) return 0;
     if (cg_small_gemm_isa() == CG_SMALL_GEMM_AVX512) {
-        if ((double)M * (double)N * (double)K > 1e6) return 1;
+        /* the big ones, short of the narrow shapes no measurement covers */
+        if ((double)M * (double)N * (double)K > 1e6 && N >= 16 && K > 2 && !(ta && tb) && !(M >= 1000 && N <= 32))
+            return 1;
         if (tb) return !ta && N >= 16;
         if (ta) return K >= 1000 && N >= 16;
         return (K >= 48 && !(M >= 64 && N >= 128)) || (M >= 100 && N >= 16 && N <= 32);

@@ -217,8 +217,9 @@ static int run_split(job_t *j) {
      * one-thread result, bit for bit; columns (float32 then differs in the last bits, as with
      * OpenBLAS's own threads) below 4 ROW_ALIGN rows, where each row part would pack the
      * whole of op(B) again for a few rows (the digits CNN's 32x1024x144 products: its step at
-     * 2 threads 1.12x slower than at 1 with row parts, 0.96x with column parts) */
-    j->split_n = j->M < 4 * ROW_ALIGN;
+     * 2 threads 1.12x slower than at 1 with row parts, 0.96x with column parts), if there are
+     * columns enough for two parts */
+    j->split_n = j->M < 2 * ROW_ALIGN || (j->M < 4 * ROW_ALIGN && j->N >= 2 * COL_ALIGN);
     j->extent = j->split_n ? j->N : j->M;
     j->align = j->split_n ? COL_ALIGN : ROW_ALIGN;
     int64_t parts = (int64_t)PARTS_PER_THREAD * threads;

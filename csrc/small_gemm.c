@@ -96,25 +96,6 @@ AVX2 static void pack_b(int64_t kc, int64_t nr, const float *B, int64_t ldb, int
 #define V_ADD(a, b) _mm256_add_ps(a, b)
 #define V_LANEMASK(rem) _mm256_cmpgt_epi32(_mm256_set1_epi32(rem), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 #include "small_gemm_kernel.h"
-#undef SG_ISA
-#undef SG_TARGET
-#undef VEC
-#undef MASK
-#undef W
-#undef MR
-#undef MR1
-#undef KC
-#undef V_ZERO
-#undef V_LOAD
-#undef V_MLOAD
-#undef V_STORE
-#undef V_MSTORE
-#undef V_BCAST
-#undef V_SET1
-#undef V_FMA
-#undef V_MUL
-#undef V_ADD
-#undef V_LANEMASK
 
 /* AVX-512F: 16 lanes, 32 zmm registers (tiles of 8 x 32: sixteen accumulators); masked
  * loads and stores are cheap here, and a masked load does not fault on the lanes it skips */
@@ -212,11 +193,11 @@ int cg_small_sgemm_run(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K
  *  - up to M N K = 2^21 as on AVX2: larger products go to OpenBLAS, which threads.c splits;
  *  - a thousand rows or more into N <= 32 columns go to skinny_gemm.c first (blas.c). */
 int cg_small_sgemm_wins(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K) {
-    if ((double)M * (double)N * (double)K > (double)(1 << 21)) return 0;
+    const double mnk = (double)M * (double)N * (double)K;
+    if (mnk > (double)(1 << 21)) return 0;
     if (cg_small_gemm_isa() == CG_SMALL_GEMM_AVX512) {
         /* the big ones, short of the narrow shapes no measurement covers */
-        if ((double)M * (double)N * (double)K > 1e6 && N >= 16 && K > 2 && !(ta && tb) && !(M >= 1000 && N <= 32))
-            return 1;
+        if (mnk > 1e6 && N >= 16 && K > 2 && !(ta && tb) && !(M >= 1000 && N <= 32)) return 1;
         if (tb) return !ta && N >= 16;
         if (ta) return K >= 1000 && N >= 16;
         return (K >= 48 && !(M >= 64 && N >= 128)) || (M >= 100 && N >= 16 && N <= 32);

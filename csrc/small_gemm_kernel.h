@@ -9,7 +9,8 @@
  *   V_LANEMASK(rem)    the first rem lanes (1 <= rem <= W)
  * A tile is MR rows by NR = 2 W columns: 2 MR accumulators, op(B)'s two vectors and one
  * broadcast of op(A) must fit the register file, and two FMA pipes of 4-cycle latency need
- * at least eight independent chains (the last panel, of at most W columns, has MR1 rows). */
+ * at least eight independent chains (the last panel, of at most W columns, has MR1 rows).
+ * The end of this file undefines all of these, so the next instruction set starts clean. */
 #define NR (2 * W)
 
 typedef struct {
@@ -138,3 +139,22 @@ SG_TARGET static void SG_NAME(gemm)(int ta, int tb, int64_t M, int64_t N, int64_
 }
 
 #undef NR
+#undef SG_ISA
+#undef SG_TARGET
+#undef VEC
+#undef MASK
+#undef W
+#undef MR
+#undef MR1
+#undef KC
+#undef V_ZERO
+#undef V_LOAD
+#undef V_MLOAD
+#undef V_STORE
+#undef V_MSTORE
+#undef V_BCAST
+#undef V_SET1
+#undef V_FMA
+#undef V_MUL
+#undef V_ADD
+#undef V_LANEMASK

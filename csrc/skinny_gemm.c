@@ -105,6 +105,79 @@ AVX512 static void cols_avx512(int64_t M, int64_t K, float alpha, const float *A
     for (; i < M; i++) COLS_BLOCK(1);
 }
 
+/* lane masks beyond N: the two 16-lane halves of a row */
+static void masks512(int64_t N, __mmask16 *m0, __mmask16 *m1) {
+    *m0 = (__mmask16)(N >= 16 ? 0xFFFF : (1u << N) - 1);
+    *m1 = (__mmask16)(N >= 32 ? 0xFFFF : N > 16 ? (1u << (N - 16)) - 1 : 0);
+}
+
+/* C [M, N] = alpha A^T B + beta C with N <= NARROW_N: there the lanes run over M instead (a
+ * row of A is M contiguous values) against one broadcast value of B per column, so a k
+ * costs 2 N FMAs rather than 2 M with N of 32 lanes used. U steps of k run in separate
+ * accumulators (summed in a fixed order at the end) to hide the FMA latency. This is an
+ * RNN's W_ih gradient over one input feature: 18x1x4000 takes 7-10 us, against 57 in
+ * cols_avx512 and 15 in OpenBLAS (1 core, AVX-512 at 2 GHz). */
+#define NARROW_N 4
+AVX512 static inline __attribute__((always_inline)) void narrow_block(int64_t M, int N, int U, int two, int64_t K,
+                                                                      float alpha, const float *A, int64_t lda,
+                                                                      const float *B, int64_t ldb, float beta,
+                                                                      float *C, int64_t ldc) {
+    __mmask16 m0, m1;
+    masks512(M, &m0, &m1);
+    __m512 lo[8][NARROW_N], hi[8][NARROW_N]; /* [u][j], U <= 8 */
+    for (int u = 0; u < U; u++)
+        for (int j = 0; j < N; j++) lo[u][j] = hi[u][j] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + U <= K; k += U)
+        for (int u = 0; u < U; u++) {
+            const float *a = A + (k + u) * lda, *b = B + (k + u) * ldb;
+            __m512 a0 = _mm512_maskz_loadu_ps(m0, a), a1 = two ? _mm512_maskz_loadu_ps(m1, a + 16) : a0;
+            for (int j = 0; j < N; j++) {
+                __m512 bj = _mm512_set1_ps(b[j]);
+                lo[u][j] = _mm512_fmadd_ps(a0, bj, lo[u][j]);
+                if (two) hi[u][j] = _mm512_fmadd_ps(a1, bj, hi[u][j]);
+            }
+        }
+    for (; k < K; k++) {
+        const float *a = A + k * lda, *b = B + k * ldb;
+        __m512 a0 = _mm512_maskz_loadu_ps(m0, a), a1 = two ? _mm512_maskz_loadu_ps(m1, a + 16) : a0;
+        for (int j = 0; j < N; j++) {
+            __m512 bj = _mm512_set1_ps(b[j]);
+            lo[0][j] = _mm512_fmadd_ps(a0, bj, lo[0][j]);
+            if (two) hi[0][j] = _mm512_fmadd_ps(a1, bj, hi[0][j]);
+        }
+    }
+    float out[2 * 16] __attribute__((aligned(64)));
+    for (int j = 0; j < N; j++) {
+        __m512 l = lo[0][j], h = hi[0][j];
+        for (int u = 1; u < U; u++) {
+            l = _mm512_add_ps(l, lo[u][j]);
+            if (two) h = _mm512_add_ps(h, hi[u][j]);
+        }
+        _mm512_store_ps(out, l);
+        if (two) _mm512_store_ps(out + 16, h);
+        for (int64_t i = 0; i < M; i++) { /* beta 0 must not read C (it may be uninitialised) */
+            float *c = C + i * ldc + j;
+            *c = beta != 0 ? alpha * out[i] + beta * *c : alpha * out[i];
+        }
+    }
+}
+
+/* N 1..NARROW_N and M <= 32 as constants to narrow_block: sixteen accumulators or fewer */
+AVX512 static void narrow_cols_avx512(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                                      const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+#define NARROW(n, u)                                                                             \
+    (M > 16 ? narrow_block(M, n, u, 1, K, alpha, A, lda, B, ldb, beta, C, ldc)                   \
+            : narrow_block(M, n, 2 * (u), 0, K, alpha, A, lda, B, ldb, beta, C, ldc))
+    switch (N) {
+    case 1: NARROW(1, 4); break;
+    case 2: NARROW(2, 2); break;
+    case 3: NARROW(3, 2); break;
+    default: NARROW(4, 2); break;
+    }
+#undef NARROW
+}
+
 /* ---- dispatch ---- */
 static int isa = -1; /* CG_SKINNY_*, or -1: not chosen yet */
 
@@ -123,12 +196,6 @@ int cg_skinny_set_isa(int want) {
 int cg_skinny_isa(void) {
     if (isa < 0) isa = best_isa();
     return isa;
-}
-
-/* lane masks beyond N: the two 16-lane halves of a row */
-static void masks512(int64_t N, __mmask16 *m0, __mmask16 *m1) {
-    *m0 = (__mmask16)(N >= 16 ? 0xFFFF : (1u << N) - 1);
-    *m1 = (__mmask16)(N >= 32 ? 0xFFFF : N > 16 ? (1u << (N - 16)) - 1 : 0);
 }
 
 /* op(B) [K, N] as [K][32], zero beyond N */
@@ -151,6 +218,10 @@ int cg_skinny_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, f
     if (cg_skinny_isa() != CG_SKINNY_AVX512 || N > W || N < 1) return 0;
     if (!ta && K <= W && M >= 64) {
         rows(tb, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc);
+        return 1;
+    }
+    if (ta && !tb && M <= W && K >= 64 && N <= NARROW_N) {
+        narrow_cols_avx512(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return 1;
     }
     if (ta && !tb && M <= W && K >= 64) {

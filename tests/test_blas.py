@@ -67,6 +67,10 @@ def test_show_config(capsys):
 # blocks, K of 1, and shapes just past the cut-offs. Elsewhere they check OpenBLAS.
 _SKINNY = [(64, 20, 20), (2001, 20, 20), (67, 1, 2), (130, 16, 32), (65, 17, 3), (99, 32, 1), (64, 33, 20),
            (64, 20, 33)]
+# cols with N <= 4 take the narrow kernel (lanes over M): an RNN's W_ih gradient over one
+# feature (18x1x4000); M of 1, 16 and 17 (one half, two), N of 1-4 (its unroll widths) and 5
+# (the wide kernel again), K not a multiple of the unroll
+_NARROW = [(18, 1, 4000), (1, 1, 64), (16, 2, 67), (17, 3, 99), (32, 4, 65), (5, 4, 130), (31, 5, 64)]
 
 
 @pytest.fixture(params=["best", "off"])
@@ -85,7 +89,7 @@ def test_skinny_isa_names_what_is_in_effect():
 
 
 @pytest.mark.parametrize("ta, tb", [(False, False), (False, True), (True, False), (True, True)])
-@pytest.mark.parametrize("m, n, k", _SKINNY + [(20, 20, 2000), (7, 1, 64), (32, 32, 100), (13, 29, 65)],
+@pytest.mark.parametrize("m, n, k", _SKINNY + _NARROW + [(20, 20, 2000), (7, 1, 64), (32, 32, 100), (13, 29, 65)],
                          ids=str)
 def test_skinny_float32_gemms_match_float64(m, n, k, ta, tb, skinny):
     """op(a) @ op(b) forward (beta 0) and both gradients (beta 0 and beta 1: the second

@@ -1,7 +1,9 @@
 """The PINN step's kernels one at a time, on its shapes (2,000 points x 20 units, float32,
 1 thread): tanh, its one-op backward, the three matrix products (X W, X W^T, G^T X) and a
 linear layer with bias, each through cgrad's skinny GEMMs (csrc/skinny_gemm.c, where the CPU
-has AVX-512) and through OpenBLAS, interleaved. Medians of the repeats, in microseconds.
+has AVX-512) and through OpenBLAS, interleaved; also the skinny kernel of another workload,
+the MNIST-1D GRU's W_ih gradient over its one input feature (G^T x, 18x1x4000: the narrow
+kernel). Medians of the repeats, in microseconds.
 
     python benchmarks/pinn_kernels.py [--quick]
 """
@@ -25,6 +27,8 @@ def main() -> None:
     b = cgrad.tensor(rng.standard_normal(20), dtype=cgrad.float32)
     products = {"X W": lambda: _C.gemm(x, w, False, False), "X W^T": lambda: _C.gemm(x, w, False, True),
                 "G^T X (K = 2,000)": lambda: _C.gemm(g, x, True, False), "linear with bias": lambda: _C.linear(x, w, b)}
+    g_rnn, x_rnn = (cgrad.tensor(rng.standard_normal((4000, n)), dtype=cgrad.float32) for n in (18, 1))
+    products["GRU W_ih: G^T x (18x1x4000)"] = lambda: _C.gemm(g_rnn, x_rnn, True, False)
     number, repeat = (20, 3) if args.quick else (200, 15)
     rows = []
     with cgrad.no_grad():

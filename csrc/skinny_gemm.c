@@ -116,8 +116,20 @@ static void masks512(int64_t N, __mmask16 *m0, __mmask16 *m1) {
  * costs 2 N FMAs rather than 2 M with N of 32 lanes used. U steps of k run in separate
  * accumulators (summed in a fixed order at the end) to hide the FMA latency. This is an
  * RNN's W_ih gradient over one input feature: 18x1x4000 takes 7-10 us, against 57 in
- * cols_avx512 and 15 in OpenBLAS (1 core, AVX-512 at 2 GHz). */
+ * cols_avx512 and 15 in OpenBLAS (1 core, AVX-512 at 2 GHz; benchmarks/pinn_kernels.py). */
 #define NARROW_N 4
+/* one k: row a of A (M values, two halves when two) times b's N values into lo[j], hi[j] */
+AVX512 static inline __attribute__((always_inline)) void narrow_k(int N, int two, const float *a, const float *b,
+                                                                  __mmask16 m0, __mmask16 m1, __m512 *lo,
+                                                                  __m512 *hi) {
+    __m512 a0 = _mm512_maskz_loadu_ps(m0, a), a1 = two ? _mm512_maskz_loadu_ps(m1, a + 16) : a0;
+    for (int j = 0; j < N; j++) {
+        __m512 bj = _mm512_set1_ps(b[j]);
+        lo[j] = _mm512_fmadd_ps(a0, bj, lo[j]);
+        if (two) hi[j] = _mm512_fmadd_ps(a1, bj, hi[j]);
+    }
+}
+
 AVX512 static inline __attribute__((always_inline)) void narrow_block(int64_t M, int N, int U, int two, int64_t K,
                                                                       float alpha, const float *A, int64_t lda,
                                                                       const float *B, int64_t ldb, float beta,
@@ -129,24 +141,8 @@ AVX512 static inline __attribute__((always_inline)) void narrow_block(int64_t M,
         for (int j = 0; j < N; j++) lo[u][j] = hi[u][j] = _mm512_setzero_ps();
     int64_t k = 0;
     for (; k + U <= K; k += U)
-        for (int u = 0; u < U; u++) {
-            const float *a = A + (k + u) * lda, *b = B + (k + u) * ldb;
-            __m512 a0 = _mm512_maskz_loadu_ps(m0, a), a1 = two ? _mm512_maskz_loadu_ps(m1, a + 16) : a0;
-            for (int j = 0; j < N; j++) {
-                __m512 bj = _mm512_set1_ps(b[j]);
-                lo[u][j] = _mm512_fmadd_ps(a0, bj, lo[u][j]);
-                if (two) hi[u][j] = _mm512_fmadd_ps(a1, bj, hi[u][j]);
-            }
-        }
-    for (; k < K; k++) {
-        const float *a = A + k * lda, *b = B + k * ldb;
-        __m512 a0 = _mm512_maskz_loadu_ps(m0, a), a1 = two ? _mm512_maskz_loadu_ps(m1, a + 16) : a0;
-        for (int j = 0; j < N; j++) {
-            __m512 bj = _mm512_set1_ps(b[j]);
-            lo[0][j] = _mm512_fmadd_ps(a0, bj, lo[0][j]);
-            if (two) hi[0][j] = _mm512_fmadd_ps(a1, bj, hi[0][j]);
-        }
-    }
+        for (int u = 0; u < U; u++) narrow_k(N, two, A + (k + u) * lda, B + (k + u) * ldb, m0, m1, lo[u], hi[u]);
+    for (; k < K; k++) narrow_k(N, two, A + k * lda, B + k * ldb, m0, m1, lo[0], hi[0]);
     float out[2 * 16] __attribute__((aligned(64)));
     for (int j = 0; j < N; j++) {
         __m512 l = lo[0][j], h = hi[0][j];

@@ -271,12 +271,12 @@ GEOMETRIES = [(w, k, s, p, d) for w in (7, 16, 37) for k, s, p, d in
 @pytest.mark.parametrize("w, k, s, p, d", GEOMETRIES)
 def test_float32_movements_match_float64_both_ways(float32_kernels, w, k, s, p, d, rng):
     """Forward, dX, dW and db of float32 convolutions against the float64 ones, 1-D and 2-D."""
-    for n in (1, 2):
+    for kw in (dict(stride=s, padding=p, dilation=d), dict(stride=(1, s), padding=(1, p), dilation=(1, d)),
+               dict(stride=(s, s), padding=(1, p), dilation=(2, d))):  # rows skipped and shared in H
+        n = 1 if isinstance(kw["stride"], int) else 2
         x = rng.normal(size=(3, 4) + ((5,) if n == 2 else ()) + (w,))
         wt = rng.normal(size=(6, 4) + ((2,) if n == 2 else ()) + (k,))
         b = rng.normal(size=6)
-        kw = dict(stride=s, padding=p, dilation=d) if n == 1 else dict(stride=(1, s), padding=(1, p),
-                                                                      dilation=(1, d))
         conv = F.conv1d if n == 1 else F.conv2d
         grads = {}
         for dtype in (np.float64, np.float32):

@@ -136,88 +136,144 @@ AVX512 static void col2im_avx512(const float *dcolT, const conv_geom *g, const c
 #define ROW_KW 16
 static int conv_rows_avx512(const conv_geom *g) { return g->w <= 32 && g->ow <= 16 && g->kw <= ROW_KW; }
 
-AVX512 static void im2col_rows_avx512(const float *x, const conv_geom *g, float *colT) {
-    const int64_t W = g->w, OW = g->ow, R = geom_rows(g);
-    __m512i idx[ROW_KW];
-    __mmask16 keep[ROW_KW];
-    for (int64_t j = 0; j < g->kw; j++) {
-        int32_t col[16];
-        keep[j] = 0;
-        for (int l = 0; l < 16; l++) {
-            int64_t w = l * g->sw + j * g->dw - g->pw;
-            col[l] = w >= 0 && w < W ? (int32_t)w : 0;
-            if (l < OW && w >= 0 && w < W) keep[j] |= (__mmask16)(1u << l);
+/* Each tap's permute of a row, and the lanes it keeps, for both kernels. For im2col (half 0
+ * only): lane l of tap j takes column l sw + j dw - pw. For col2im: lane l of row half h takes
+ * run value (w + pw - j dw) / sw, w = 16 h + l, where that is a whole output. */
+typedef struct {
+    __m512i idx[2][ROW_KW];
+    __mmask16 keep[2][ROW_KW];
+    __mmask16 run, m0, m1; /* the OW lanes of a run, the W lanes of a row in two halves */
+} row_taps;
+
+AVX512 static void row_taps_of(const conv_geom *g, int adjoint, row_taps *t) {
+    for (int half = 0; half < 2; half++)
+        for (int64_t j = 0; j < g->kw; j++) {
+            int32_t lane[16];
+            t->keep[half][j] = 0;
+            for (int l = 0; l < 16; l++) {
+                int64_t w = adjoint ? 16 * half + l : l * g->sw + j * g->dw - g->pw;
+                int64_t o = w + g->pw - j * g->dw; /* col2im: the output w is sw times */
+                int hit = adjoint ? w < g->w && o >= 0 && o % g->sw == 0 && o / g->sw < g->ow
+                                  : half == 0 && l < g->ow && w >= 0 && w < g->w;
+                lane[l] = hit ? (int32_t)(adjoint ? o / g->sw : w) : 0;
+                if (hit) t->keep[half][j] |= (__mmask16)(1u << l);
+            }
+            t->idx[half][j] = _mm512_loadu_si512(lane);
         }
-        idx[j] = _mm512_loadu_si512(col);
+    t->run = lanes(0, g->ow), t->m0 = lanes(0, g->w), t->m1 = lanes(0, g->w - 16);
+}
+
+/* One row xr (NULL: outside x) into the KW runs at dst, dst + R, ...; inlined with KW a
+ * constant for the common taps. narrow: OW <= 8, where half the store does (a 512-bit store
+ * takes two cycles on Zen 4). */
+AVX512 static inline __attribute__((always_inline)) void im2col_row(const float *xr, const __m512i *idx,
+                                                                   const __mmask16 *keep, int64_t KW, __mmask16 m0,
+                                                                   __mmask16 m1, __mmask16 run, int wide, int narrow,
+                                                                   int64_t R, float *dst) {
+    __m512 a = _mm512_setzero_ps(), b = a;
+    if (xr) {
+        a = _mm512_maskz_loadu_ps(m0, xr);
+        if (wide) b = _mm512_maskz_loadu_ps(m1, xr + 16);
     }
+#pragma GCC unroll 3 /* all of KW = 3, the common kernel */
+    for (int64_t j = 0; j < KW; j++) {
+        __m512 v = _mm512_maskz_permutex2var_ps(keep[j], a, idx[j], b);
+        if (narrow) _mm256_mask_storeu_ps(dst + j * R, (__mmask8)run, _mm512_castps512_ps256(v));
+        else _mm512_mask_storeu_ps(dst + j * R, run, v);
+    }
+}
+
+AVX512 static void im2col_rows_avx512(const float *x, const conv_geom *g, float *colT) {
+    row_taps t;
+    row_taps_of(g, 0, &t);
     /* the geometry in locals: the stores through float pointers would otherwise reload it */
-    const int64_t N = g->n, C = g->c, H = g->h, KH = g->kh, KW = g->kw, OH = g->oh, SH = g->sh, DH = g->dh, PH = g->ph;
-    const __mmask16 run = lanes(0, OW), m0 = lanes(0, W), m1 = lanes(0, W - 16);
-    const int narrow = OW <= 8;
+    const int64_t N = g->n, C = g->c, H = g->h, W = g->w, KH = g->kh, KW = g->kw, OH = g->oh, OW = g->ow, R = geom_rows(g);
+    const int64_t SH = g->sh, DH = g->dh, PH = g->ph;
+    const int wide = W > 16, narrow = OW <= 8;
+    const __mmask16 m0 = t.m0, m1 = t.m1, run = t.run;
+    if (KH == 1 && OH == 1 && H == 1 && PH == 0) { /* 1-D: one row per (n, c), the loop nest is most of the cost */
+        /* the three taps of the common kernel in registers (t's may be aliased by the stores) */
+        const __m512i idx3[3] = {t.idx[0][0], t.idx[0][1], t.idx[0][2]};
+        const __mmask16 keep3[3] = {t.keep[0][0], t.keep[0][1], t.keep[0][2]};
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t c = 0; c < C; c++) {
+                const float *xr = x + (n * C + c) * W;
+                float *dst = colT + c * KW * R + n * OW;
+                if (KW == 3) im2col_row(xr, idx3, keep3, 3, m0, m1, run, wide, narrow, R, dst);
+                else im2col_row(xr, t.idx[0], t.keep[0], KW, m0, m1, run, wide, narrow, R, dst);
+            }
+        return;
+    }
     for (int64_t n = 0; n < N; n++)
         for (int64_t c = 0; c < C; c++)
             for (int64_t i = 0; i < KH; i++) {
                 float *dst = colT + (c * KH + i) * KW * R + n * OH * OW;
                 for (int64_t oh = 0; oh < OH; oh++, dst += OW) {
                     int64_t h = oh * SH + i * DH - PH;
-                    __m512 a = _mm512_setzero_ps(), b = a;
-                    if (h >= 0 && h < H) {
-                        const float *xr = x + ((n * C + c) * H + h) * W;
-                        a = _mm512_maskz_loadu_ps(m0, xr);
-                        if (W > 16) b = _mm512_maskz_loadu_ps(m1, xr + 16);
-                    }
-                    for (int64_t j = 0; j < KW; j++) {
-                        __m512 v = _mm512_maskz_permutex2var_ps(keep[j], a, idx[j], b);
-                        if (narrow) /* half the store: a 512-bit store takes two cycles here (Zen 4) */
-                            _mm256_mask_storeu_ps(dst + j * R, (__mmask8)run, _mm512_castps512_ps256(v));
-                        else
-                            _mm512_mask_storeu_ps(dst + j * R, run, v);
-                    }
+                    im2col_row(h >= 0 && h < H ? x + ((n * C + c) * H + h) * W : NULL, t.idx[0], t.keep[0], KW, m0,
+                               m1, run, wide, narrow, R, dst);
                 }
             }
 }
 
+/* Row xr of dx (written when fresh, else added to) += the runs at src, src + R, ... (their
+ * adjoint of im2col_row): a and b carry the sums of earlier tap rows (KH > 1). */
+AVX512 static inline __attribute__((always_inline)) void col2im_acc(const float *src, const __m512i (*idx)[ROW_KW],
+                                                                   const __mmask16 (*keep)[ROW_KW], int64_t KW,
+                                                                   __mmask16 run, int wide, int64_t R, __m512 *a,
+                                                                   __m512 *b) {
+#pragma GCC unroll 3
+    for (int64_t j = 0; j < KW; j++) {
+        __m512 v = _mm512_maskz_loadu_ps(run, src + j * R);
+        *a = _mm512_add_ps(*a, _mm512_maskz_permutexvar_ps(keep[0][j], idx[0][j], v));
+        if (wide) *b = _mm512_add_ps(*b, _mm512_maskz_permutexvar_ps(keep[1][j], idx[1][j], v));
+    }
+}
+
+AVX512 static inline __attribute__((always_inline)) void col2im_store(__mmask16 m0, __mmask16 m1, int wide, int fresh,
+                                                                     __m512 a, __m512 b, float *xr) {
+    if (!fresh) a = _mm512_add_ps(a, _mm512_maskz_loadu_ps(m0, xr));
+    _mm512_mask_storeu_ps(xr, m0, a);
+    if (wide) {
+        if (!fresh) b = _mm512_add_ps(b, _mm512_maskz_loadu_ps(m1, xr + 16));
+        _mm512_mask_storeu_ps(xr + 16, m1, b);
+    }
+}
+
 /* dx (written when fresh, else added to) = col2im(dcolT), the adjoint of im2col_rows_avx512:
- * column w of a row takes run value (w + pw - j dw) / sw of each tap that reaches it. */
+ * each row of dx is summed in registers and stored once. */
 AVX512 static void col2im_rows_avx512(const float *dcolT, const conv_geom *g, int fresh, float *dx) {
-    const int64_t W = g->w, OW = g->ow, R = geom_rows(g);
-    __m512i idx[2][ROW_KW];
-    __mmask16 keep[2][ROW_KW];
-    for (int half = 0; half < 2; half++)
-        for (int64_t j = 0; j < g->kw; j++) {
-            int32_t src[16];
-            keep[half][j] = 0;
-            for (int l = 0; l < 16; l++) {
-                int64_t w = 16 * half + l, t = w + g->pw - j * g->dw;
-                int hit = w < W && t >= 0 && t % g->sw == 0 && t / g->sw < OW;
-                src[l] = hit ? (int32_t)(t / g->sw) : 0;
-                if (hit) keep[half][j] |= (__mmask16)(1u << l);
+    row_taps t;
+    row_taps_of(g, 1, &t);
+    const int64_t N = g->n, C = g->c, H = g->h, W = g->w, KH = g->kh, KW = g->kw, OH = g->oh, OW = g->ow, R = geom_rows(g);
+    const int64_t SH = g->sh, DH = g->dh, PH = g->ph;
+    const int wide = W > 16;
+    const __mmask16 m0 = t.m0, m1 = t.m1, run = t.run;
+    if (KH == 1 && OH == 1 && H == 1 && PH == 0) {
+        const __m512i idx3[2][ROW_KW] = {{t.idx[0][0], t.idx[0][1], t.idx[0][2]}, {t.idx[1][0], t.idx[1][1], t.idx[1][2]}};
+        const __mmask16 keep3[2][ROW_KW] = {{t.keep[0][0], t.keep[0][1], t.keep[0][2]},
+                                            {t.keep[1][0], t.keep[1][1], t.keep[1][2]}};
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t c = 0; c < C; c++) {
+                const float *src = dcolT + c * KW * R + n * OW;
+                __m512 a = _mm512_setzero_ps(), b = a;
+                if (KW == 3) col2im_acc(src, idx3, keep3, 3, run, wide, R, &a, &b);
+                else col2im_acc(src, t.idx, t.keep, KW, run, wide, R, &a, &b);
+                col2im_store(m0, m1, wide, fresh, a, b, dx + (n * C + c) * W);
             }
-            idx[half][j] = _mm512_loadu_si512(src);
-        }
-    const int64_t N = g->n, C = g->c, H = g->h, KH = g->kh, KW = g->kw, OH = g->oh, SH = g->sh, DH = g->dh, PH = g->ph;
-    const __mmask16 run = lanes(0, OW), m0 = lanes(0, W), m1 = lanes(0, W - 16);
+        return;
+    }
     for (int64_t n = 0; n < N; n++)
         for (int64_t c = 0; c < C; c++)
             for (int64_t h = 0; h < H; h++) {
                 __m512 a = _mm512_setzero_ps(), b = a;
                 for (int64_t i = 0; i < KH; i++) {
-                    int64_t t = h + PH - i * DH, oh = t / SH;
-                    if (t < 0 || t % SH || oh >= OH) continue;
-                    const float *src = dcolT + (c * KH + i) * KW * R + (n * OH + oh) * OW;
-                    for (int64_t j = 0; j < KW; j++) {
-                        __m512 v = _mm512_maskz_loadu_ps(run, src + j * R);
-                        a = _mm512_add_ps(a, _mm512_maskz_permutexvar_ps(keep[0][j], idx[0][j], v));
-                        if (W > 16) b = _mm512_add_ps(b, _mm512_maskz_permutexvar_ps(keep[1][j], idx[1][j], v));
-                    }
+                    int64_t o = h + PH - i * DH, oh = o / SH;
+                    if (o < 0 || o % SH || oh >= OH) continue;
+                    col2im_acc(dcolT + (c * KH + i) * KW * R + (n * OH + oh) * OW, t.idx, t.keep, KW, run, wide, R,
+                               &a, &b);
                 }
-                float *xr = dx + ((n * C + c) * H + h) * W;
-                if (!fresh) a = _mm512_add_ps(a, _mm512_maskz_loadu_ps(m0, xr));
-                _mm512_mask_storeu_ps(xr, m0, a);
-                if (W > 16) {
-                    if (!fresh) b = _mm512_add_ps(b, _mm512_maskz_loadu_ps(m1, xr + 16));
-                    _mm512_mask_storeu_ps(xr + 16, m1, b);
-                }
+                col2im_store(m0, m1, wide, fresh, a, b, dx + ((n * C + c) * H + h) * W);
             }
 }
 

@@ -264,7 +264,7 @@ def float32_kernels(request):
 
 # strides 1, 2 (the AVX-512 paths) and 3 (the loops), padding and dilation, and widths that
 # end inside a 16-lane vector and past two of them
-GEOMETRIES = [(w, k, s, p, d) for w in (7, 16, 37) for k, s, p, d in
+GEOMETRIES = [(w, k, s, p, d) for w in (7, 16, 19, 37) for k, s, p, d in
               ((3, 1, 0, 1), (3, 1, 2, 1), (5, 2, 1, 1), (3, 2, 0, 2), (2, 2, 3, 1), (4, 3, 1, 1))]
 
 

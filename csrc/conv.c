@@ -184,17 +184,17 @@ AVX512 static inline __attribute__((always_inline)) void im2col_row(const float 
 }
 
 AVX512 static void im2col_rows_avx512(const float *x, const conv_geom *g, float *colT) {
-    row_taps t;
+    row_taps t = {0}; /* zeros past KW: idx3 reads three taps */
     row_taps_of(g, 0, &t);
     /* the geometry in locals: the stores through float pointers would otherwise reload it */
     const int64_t N = g->n, C = g->c, H = g->h, W = g->w, KH = g->kh, KW = g->kw, OH = g->oh, OW = g->ow, R = geom_rows(g);
     const int64_t SH = g->sh, DH = g->dh, PH = g->ph;
     const int wide = W > 16, narrow = OW <= 8;
     const __mmask16 m0 = t.m0, m1 = t.m1, run = t.run;
+    /* the three taps of the common kernel in registers (t's may be aliased by the stores) */
+    const __m512i idx3[3] = {t.idx[0][0], t.idx[0][1], t.idx[0][2]};
+    const __mmask16 keep3[3] = {t.keep[0][0], t.keep[0][1], t.keep[0][2]};
     if (KH == 1 && OH == 1 && H == 1 && PH == 0) { /* 1-D: one row per (n, c), the loop nest is most of the cost */
-        /* the three taps of the common kernel in registers (t's may be aliased by the stores) */
-        const __m512i idx3[3] = {t.idx[0][0], t.idx[0][1], t.idx[0][2]};
-        const __mmask16 keep3[3] = {t.keep[0][0], t.keep[0][1], t.keep[0][2]};
         for (int64_t n = 0; n < N; n++)
             for (int64_t c = 0; c < C; c++) {
                 const float *xr = x + (n * C + c) * W;
@@ -210,8 +210,9 @@ AVX512 static void im2col_rows_avx512(const float *x, const conv_geom *g, float 
                 float *dst = colT + (c * KH + i) * KW * R + n * OH * OW;
                 for (int64_t oh = 0; oh < OH; oh++, dst += OW) {
                     int64_t h = oh * SH + i * DH - PH;
-                    im2col_row(h >= 0 && h < H ? x + ((n * C + c) * H + h) * W : NULL, t.idx[0], t.keep[0], KW, m0,
-                               m1, run, wide, narrow, R, dst);
+                    const float *xr = h >= 0 && h < H ? x + ((n * C + c) * H + h) * W : NULL;
+                    if (KW == 3) im2col_row(xr, idx3, keep3, 3, m0, m1, run, wide, narrow, R, dst);
+                    else im2col_row(xr, t.idx[0], t.keep[0], KW, m0, m1, run, wide, narrow, R, dst);
                 }
             }
 }
@@ -243,16 +244,16 @@ AVX512 static inline __attribute__((always_inline)) void col2im_store(__mmask16 
 /* dx (written when fresh, else added to) = col2im(dcolT), the adjoint of im2col_rows_avx512:
  * each row of dx is summed in registers and stored once. */
 AVX512 static void col2im_rows_avx512(const float *dcolT, const conv_geom *g, int fresh, float *dx) {
-    row_taps t;
+    row_taps t = {0};
     row_taps_of(g, 1, &t);
     const int64_t N = g->n, C = g->c, H = g->h, W = g->w, KH = g->kh, KW = g->kw, OH = g->oh, OW = g->ow, R = geom_rows(g);
     const int64_t SH = g->sh, DH = g->dh, PH = g->ph;
     const int wide = W > 16;
     const __mmask16 m0 = t.m0, m1 = t.m1, run = t.run;
+    const __m512i idx3[2][ROW_KW] = {{t.idx[0][0], t.idx[0][1], t.idx[0][2]}, {t.idx[1][0], t.idx[1][1], t.idx[1][2]}};
+    const __mmask16 keep3[2][ROW_KW] = {{t.keep[0][0], t.keep[0][1], t.keep[0][2]},
+                                        {t.keep[1][0], t.keep[1][1], t.keep[1][2]}};
     if (KH == 1 && OH == 1 && H == 1 && PH == 0) {
-        const __m512i idx3[2][ROW_KW] = {{t.idx[0][0], t.idx[0][1], t.idx[0][2]}, {t.idx[1][0], t.idx[1][1], t.idx[1][2]}};
-        const __mmask16 keep3[2][ROW_KW] = {{t.keep[0][0], t.keep[0][1], t.keep[0][2]},
-                                            {t.keep[1][0], t.keep[1][1], t.keep[1][2]}};
         for (int64_t n = 0; n < N; n++)
             for (int64_t c = 0; c < C; c++) {
                 const float *src = dcolT + c * KW * R + n * OW;
@@ -270,8 +271,9 @@ AVX512 static void col2im_rows_avx512(const float *dcolT, const conv_geom *g, in
                 for (int64_t i = 0; i < KH; i++) {
                     int64_t o = h + PH - i * DH, oh = o / SH;
                     if (o < 0 || o % SH || oh >= OH) continue;
-                    col2im_acc(dcolT + (c * KH + i) * KW * R + (n * OH + oh) * OW, t.idx, t.keep, KW, run, wide, R,
-                               &a, &b);
+                    const float *src = dcolT + (c * KH + i) * KW * R + (n * OH + oh) * OW;
+                    if (KW == 3) col2im_acc(src, idx3, keep3, 3, run, wide, R, &a, &b);
+                    else col2im_acc(src, t.idx, t.keep, KW, run, wide, R, &a, &b);
                 }
                 col2im_store(m0, m1, wide, fresh, a, b, dx + ((n * C + c) * H + h) * W);
             }

@@ -127,107 +127,97 @@ AVX512 static void col2im_avx512(const float *dcolT, const conv_geom *g, const c
             }
 }
 
-/* im2col and col2im on rows that fit two registers (W <= 32 input columns, OW <= 16
- * outputs, strides 1 and 2), straight from and into x, without the view's padded copy: a
- * row of x is loaded once, and each tap's run of outputs is one permute of it (lane ow takes
- * column ow sw + j dw - pw, zero outside the row); col2im adds each run's permute into the
- * row in registers and stores the row once. In the MNIST-1D CNN (rows of 19 and 10) the
- * view's passes cost as much as the runs themselves. */
-#define ROW_KW 16
-static int conv_rows_avx512(const conv_geom *g) { return g->w <= 32 && g->ow <= 16 && g->kw <= ROW_KW; }
-
-/* Each tap's permute of a row, and the lanes it keeps, for both kernels. For im2col (half 0
- * only): lane l of tap j takes column l sw + j dw - pw. For col2im: lane l of row half h takes
- * run value (w + pw - j dw) / sw, w = 16 h + l, where that is a whole output. */
+/* im2col and col2im on small planes and rows, straight from and into x, without the view's
+ * padded copy. A "line" is a whole plane where it fits two registers (H W <= 32 inputs,
+ * OH OW <= 16 outputs, KH KW taps: the digits CNN's 4 x 4 planes), else a row (W <= 32,
+ * OW <= 16, KW taps: the MNIST-1D CNN's rows of 19 and 10). A line of x is loaded once and
+ * each tap's run of outputs is one permute of it, zero where the tap falls in the padding;
+ * col2im adds each run's permute into the line in registers and stores the line once. With
+ * the view, its copies cost as much as the runs themselves. */
+#define LINE_TAPS 16
 typedef struct {
-    __m512i idx[2][ROW_KW];
-    __mmask16 keep[2][ROW_KW];
-    __mmask16 run, m0, m1; /* the OW lanes of a run, the W lanes of a row in two halves */
-} row_taps;
+    __m512i idx[2][LINE_TAPS]; /* per half of the line (col2im) and tap: each lane's source */
+    __mmask16 keep[2][LINE_TAPS];
+    __mmask16 run, m0, m1; /* the lanes of a run, of the line's two halves */
+    int64_t taps, in, out; /* taps, and the values of a line and of a run */
+} line_taps;
 
-AVX512 static void row_taps_of(const conv_geom *g, int adjoint, row_taps *t) {
+static int plane_lines(const conv_geom *g) {
+    return g->h * g->w <= 32 && g->oh * g->ow <= 16 && g->kh * g->kw <= LINE_TAPS;
+}
+static int row_lines(const conv_geom *g) { return g->w <= 32 && g->ow <= 16 && g->kw <= LINE_TAPS; }
+static int conv_lines_avx512(const conv_geom *g) { return plane_lines(g) || row_lines(g); }
+
+/* The taps of a line: tap (i, j) lane q = (oh, ow) of a run takes input (oh sh + i dh - ph,
+ * ow sw + j dw - pw) of the line, for im2col; for col2im, lane p = (h, w) of the line takes
+ * run value ((h + ph - i dh) / sh, (w + pw - j dw) / sw) where both are whole outputs. Rows
+ * are planes of one row: the row's geometry with h = kh = oh = 1 and ph = 0. */
+AVX512 static void line_taps_of(const conv_geom *g, int adjoint, line_taps *t) {
+    const int64_t W = g->w, OW = g->ow;
+    t->taps = g->kh * g->kw, t->in = g->h * W, t->out = g->oh * OW;
     for (int half = 0; half < 2; half++)
-        for (int64_t j = 0; j < g->kw; j++) {
+        for (int64_t tap = 0; tap < t->taps; tap++) {
+            const int64_t i = tap / g->kw, j = tap % g->kw;
             int32_t lane[16];
-            t->keep[half][j] = 0;
+            t->keep[half][tap] = 0;
             for (int l = 0; l < 16; l++) {
-                int64_t w = adjoint ? 16 * half + l : l * g->sw + j * g->dw - g->pw;
-                int64_t o = w + g->pw - j * g->dw; /* col2im: the output w is sw times */
-                int hit = adjoint ? w < g->w && o >= 0 && o % g->sw == 0 && o / g->sw < g->ow
-                                  : half == 0 && l < g->ow && w >= 0 && w < g->w;
-                lane[l] = hit ? (int32_t)(adjoint ? o / g->sw : w) : 0;
-                if (hit) t->keep[half][j] |= (__mmask16)(1u << l);
+                int64_t src = -1;
+                if (!adjoint && half == 0 && l < t->out) {
+                    int64_t h = l / OW * g->sh + i * g->dh - g->ph, w = l % OW * g->sw + j * g->dw - g->pw;
+                    if (h >= 0 && h < g->h && w >= 0 && w < W) src = h * W + w;
+                } else if (adjoint && 16 * half + l < t->in) {
+                    int64_t p = 16 * half + l, oh = p / W + g->ph - i * g->dh, ow = p % W + g->pw - j * g->dw;
+                    if (oh >= 0 && ow >= 0 && oh % g->sh == 0 && ow % g->sw == 0 && oh / g->sh < g->oh &&
+                        ow / g->sw < OW)
+                        src = oh / g->sh * OW + ow / g->sw;
+                }
+                lane[l] = src < 0 ? 0 : (int32_t)src;
+                if (src >= 0) t->keep[half][tap] |= (__mmask16)(1u << l);
             }
-            t->idx[half][j] = _mm512_loadu_si512(lane);
+            t->idx[half][tap] = _mm512_loadu_si512(lane);
         }
-    t->run = lanes(0, g->ow), t->m0 = lanes(0, g->w), t->m1 = lanes(0, g->w - 16);
+    t->run = lanes(0, t->out), t->m0 = lanes(0, t->in), t->m1 = lanes(0, t->in - 16);
 }
 
-/* One row xr (NULL: outside x) into the KW runs at dst, dst + R, ...; inlined with KW a
- * constant for the common taps. narrow: OW <= 8, where half the store does (a 512-bit store
- * takes two cycles on Zen 4). */
-AVX512 static inline __attribute__((always_inline)) void im2col_row(const float *xr, const __m512i *idx,
-                                                                   const __mmask16 *keep, int64_t KW, __mmask16 m0,
-                                                                   __mmask16 m1, __mmask16 run, int wide, int narrow,
-                                                                   int64_t R, float *dst) {
+/* The line geometry: the plane's, or a row's */
+static conv_geom line_geom(const conv_geom *g) {
+    conv_geom row = *g;
+    if (!plane_lines(g)) row.h = row.kh = row.oh = 1, row.ph = 0;
+    return row;
+}
+
+/* One line xr (NULL: a row in the padding) into the runs at dst, dst + R, ...; inlined with
+ * the tap count a constant for the common kernels. narrow: runs of <= 8, where half the store
+ * does (a 512-bit store takes two cycles on Zen 4). */
+AVX512 static inline __attribute__((always_inline)) void im2col_line(const float *xr, const __m512i *idx,
+                                                                    const __mmask16 *keep, int64_t taps,
+                                                                    __mmask16 m0, __mmask16 m1, __mmask16 run,
+                                                                    int wide, int narrow, int64_t R, float *dst) {
     __m512 a = _mm512_setzero_ps(), b = a;
     if (xr) {
         a = _mm512_maskz_loadu_ps(m0, xr);
         if (wide) b = _mm512_maskz_loadu_ps(m1, xr + 16);
     }
-#pragma GCC unroll 3 /* all of KW = 3, the common kernel */
-    for (int64_t j = 0; j < KW; j++) {
+#pragma GCC unroll 9
+    for (int64_t j = 0; j < taps; j++) {
         __m512 v = _mm512_maskz_permutex2var_ps(keep[j], a, idx[j], b);
         if (narrow) _mm256_mask_storeu_ps(dst + j * R, (__mmask8)run, _mm512_castps512_ps256(v));
         else _mm512_mask_storeu_ps(dst + j * R, run, v);
     }
 }
 
-AVX512 static void im2col_rows_avx512(const float *x, const conv_geom *g, float *colT) {
-    row_taps t = {0}; /* zeros past KW: idx3 reads three taps */
-    row_taps_of(g, 0, &t);
-    /* the geometry in locals: the stores through float pointers would otherwise reload it */
-    const int64_t N = g->n, C = g->c, H = g->h, W = g->w, KH = g->kh, KW = g->kw, OH = g->oh, OW = g->ow, R = geom_rows(g);
-    const int64_t SH = g->sh, DH = g->dh, PH = g->ph;
-    const int wide = W > 16, narrow = OW <= 8;
-    const __mmask16 m0 = t.m0, m1 = t.m1, run = t.run;
-    /* the three taps of the common kernel in registers (t's may be aliased by the stores) */
-    const __m512i idx3[3] = {t.idx[0][0], t.idx[0][1], t.idx[0][2]};
-    const __mmask16 keep3[3] = {t.keep[0][0], t.keep[0][1], t.keep[0][2]};
-    if (KH == 1 && OH == 1 && H == 1 && PH == 0) { /* 1-D: one row per (n, c), the loop nest is most of the cost */
-        for (int64_t n = 0; n < N; n++)
-            for (int64_t c = 0; c < C; c++) {
-                const float *xr = x + (n * C + c) * W;
-                float *dst = colT + c * KW * R + n * OW;
-                if (KW == 3) im2col_row(xr, idx3, keep3, 3, m0, m1, run, wide, narrow, R, dst);
-                else im2col_row(xr, t.idx[0], t.keep[0], KW, m0, m1, run, wide, narrow, R, dst);
-            }
-        return;
-    }
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t c = 0; c < C; c++)
-            for (int64_t i = 0; i < KH; i++) {
-                float *dst = colT + (c * KH + i) * KW * R + n * OH * OW;
-                for (int64_t oh = 0; oh < OH; oh++, dst += OW) {
-                    int64_t h = oh * SH + i * DH - PH;
-                    const float *xr = h >= 0 && h < H ? x + ((n * C + c) * H + h) * W : NULL;
-                    if (KW == 3) im2col_row(xr, idx3, keep3, 3, m0, m1, run, wide, narrow, R, dst);
-                    else im2col_row(xr, t.idx[0], t.keep[0], KW, m0, m1, run, wide, narrow, R, dst);
-                }
-            }
-}
-
-/* Row xr of dx (written when fresh, else added to) += the runs at src, src + R, ... (their
- * adjoint of im2col_row): a and b carry the sums of earlier tap rows (KH > 1). */
-AVX512 static inline __attribute__((always_inline)) void col2im_acc(const float *src, const __m512i (*idx)[ROW_KW],
-                                                                   const __mmask16 (*keep)[ROW_KW], int64_t KW,
-                                                                   __mmask16 run, int wide, int64_t R, __m512 *a,
-                                                                   __m512 *b) {
-#pragma GCC unroll 3
-    for (int64_t j = 0; j < KW; j++) {
+/* Line xr of dx += the runs at src, src + R, ... (their adjoint of im2col_line); a and b carry
+ * the sums of earlier tap rows (rows with KH > 1). */
+AVX512 static inline __attribute__((always_inline)) void col2im_acc(const float *src, const __m512i *idx0,
+                                                                   const __mmask16 *keep0, const __m512i *idx1,
+                                                                   const __mmask16 *keep1, int64_t taps,
+                                                                   __mmask16 run, int wide, int64_t R,
+                                                                   __m512 *a, __m512 *b) {
+#pragma GCC unroll 9
+    for (int64_t j = 0; j < taps; j++) {
         __m512 v = _mm512_maskz_loadu_ps(run, src + j * R);
-        *a = _mm512_add_ps(*a, _mm512_maskz_permutexvar_ps(keep[0][j], idx[0][j], v));
-        if (wide) *b = _mm512_add_ps(*b, _mm512_maskz_permutexvar_ps(keep[1][j], idx[1][j], v));
+        *a = _mm512_add_ps(*a, _mm512_maskz_permutexvar_ps(keep0[j], idx0[j], v));
+        if (wide) *b = _mm512_add_ps(*b, _mm512_maskz_permutexvar_ps(keep1[j], idx1[j], v));
     }
 }
 
@@ -241,42 +231,100 @@ AVX512 static inline __attribute__((always_inline)) void col2im_store(__mmask16 
     }
 }
 
-/* dx (written when fresh, else added to) = col2im(dcolT), the adjoint of im2col_rows_avx512:
- * each row of dx is summed in registers and stored once. */
-AVX512 static void col2im_rows_avx512(const float *dcolT, const conv_geom *g, int fresh, float *dx) {
-    row_taps t = {0};
-    row_taps_of(g, 1, &t);
-    const int64_t N = g->n, C = g->c, H = g->h, W = g->w, KH = g->kh, KW = g->kw, OH = g->oh, OW = g->ow, R = geom_rows(g);
-    const int64_t SH = g->sh, DH = g->dh, PH = g->ph;
-    const int wide = W > 16;
-    const __mmask16 m0 = t.m0, m1 = t.m1, run = t.run;
-    const __m512i idx3[2][ROW_KW] = {{t.idx[0][0], t.idx[0][1], t.idx[0][2]}, {t.idx[1][0], t.idx[1][1], t.idx[1][2]}};
-    const __mmask16 keep3[2][ROW_KW] = {{t.keep[0][0], t.keep[0][1], t.keep[0][2]},
-                                        {t.keep[1][0], t.keep[1][1], t.keep[1][2]}};
-    if (KH == 1 && OH == 1 && H == 1 && PH == 0) {
-        for (int64_t n = 0; n < N; n++)
-            for (int64_t c = 0; c < C; c++) {
-                const float *src = dcolT + c * KW * R + n * OW;
-                __m512 a = _mm512_setzero_ps(), b = a;
-                if (KW == 3) col2im_acc(src, idx3, keep3, 3, run, wide, R, &a, &b);
-                else col2im_acc(src, t.idx, t.keep, KW, run, wide, R, &a, &b);
-                col2im_store(m0, m1, wide, fresh, a, b, dx + (n * C + c) * W);
-            }
-        return;
+/* BODY(idx0, keep0, idx1, keep1, T), the tap tables of the line's two halves and the tap
+ * count, with T a constant for the 3 and 3 x 3 kernels and their tables copied to locals:
+ * GCC keeps a table that the float stores may alias in memory, and reloads it every tap. */
+/* A whole plane's taps go TAP_GROUP at a time, a pass over the planes each: fewer runs in
+ * flight. On Zen 4, 63 planes of 16 by 3 x 3: 9 taps a pass 16 us each way, 3 a pass 13, 1 a
+ * pass 15-17. At 64 planes (R = 1024, every run 4 KiB from the next) all take 2.5-3x as long;
+ * a colT row stride off 4 KiB multiples would avoid that. */
+#define TAP_GROUP 3
+#define GROUP_TAPS(T, t0) ((T) - (t0) < TAP_GROUP ? (T) - (t0) : TAP_GROUP)
+#define TAP_LIST3(a) {a[0], a[1], a[2]}
+#define TAP_LIST9(a) {a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]}
+#define COPY_TAPS(t, T, BODY) /* initialisers, not a loop: GCC then keeps the copies in registers */      \
+    {                                                                                                           \
+        const __m512i i0_[T] = TAP_LIST##T((t).idx[0]), i1_[T] = TAP_LIST##T((t).idx[1]);                      \
+        const __mmask16 k0_[T] = TAP_LIST##T((t).keep[0]), k1_[T] = TAP_LIST##T((t).keep[1]);                  \
+        (void)i1_, (void)k1_; /* im2col reads one half */                                                       \
+        BODY(i0_, k0_, i1_, k1_, T)                                                                             \
     }
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t c = 0; c < C; c++)
-            for (int64_t h = 0; h < H; h++) {
-                __m512 a = _mm512_setzero_ps(), b = a;
-                for (int64_t i = 0; i < KH; i++) {
-                    int64_t o = h + PH - i * DH, oh = o / SH;
-                    if (o < 0 || o % SH || oh >= OH) continue;
-                    const float *src = dcolT + (c * KH + i) * KW * R + (n * OH + oh) * OW;
-                    if (KW == 3) col2im_acc(src, idx3, keep3, 3, run, wide, R, &a, &b);
-                    else col2im_acc(src, t.idx, t.keep, KW, run, wide, R, &a, &b);
+#define WITH_TAPS(t, BODY)                                                                                      \
+    do {                                                                                                        \
+        if ((t).taps == 3) COPY_TAPS(t, 3, BODY)                                                                \
+        else if ((t).taps == 9) COPY_TAPS(t, 9, BODY)                                                           \
+        else {                                                                                                  \
+            BODY((t).idx[0], (t).keep[0], (t).idx[1], (t).keep[1], (t).taps)                                    \
+        }                                                                                                       \
+    } while (0)
+
+AVX512 static void im2col_lines_avx512(const float *x, const conv_geom *g, float *colT) {
+    const int whole = plane_lines(g); /* else rows */
+    const conv_geom lg = line_geom(g);
+    line_taps t = {0};
+    line_taps_of(&lg, 0, &t);
+    /* the geometry in locals: the stores through float pointers would otherwise reload it */
+    const int64_t N = g->n, C = g->c, H = g->h, W = g->w, KH = g->kh, KW = g->kw, OH = g->oh, OW = g->ow;
+    const int64_t R = geom_rows(g), SH = g->sh, DH = g->dh, PH = g->ph;
+    const __mmask16 m0 = t.m0, m1 = t.m1, lrun = t.run;
+    const int wide = t.in > 16, narrow = t.out <= 8;
+    /* a plane is one line for all taps; a row, KW taps' line for each (i, oh) */
+#define IM2COL_BODY(idx, keep, idx1_, keep1_, T)                                                                 \
+    if (whole)                                                                                                  \
+        for (int64_t t0 = 0; t0 < T; t0 += TAP_GROUP)                                                           \
+            for (int64_t n = 0; n < N; n++)                                                                     \
+                for (int64_t c = 0; c < C; c++)                                                                 \
+                    im2col_line(x + (n * C + c) * H * W, idx + t0, keep + t0, GROUP_TAPS(T, t0), m0, m1, lrun,  \
+                                wide, narrow, R, colT + (c * KH * KW + t0) * R + n * OH * OW);                   \
+    else                                                                                                        \
+        for (int64_t n = 0; n < N; n++)                                                                         \
+            for (int64_t c = 0; c < C; c++)                                                                     \
+                for (int64_t i = 0; i < KH; i++)                                                                \
+                    for (int64_t oh = 0; oh < OH; oh++) {                                                       \
+                        int64_t h = oh * SH + i * DH - PH;                                                      \
+                        im2col_line(h >= 0 && h < H ? x + ((n * C + c) * H + h) * W : NULL, idx, keep, T, m0,  \
+                                    m1, lrun, wide, narrow, R, colT + (c * KH + i) * KW * R + (n * OH + oh) * OW); \
+                    }
+    WITH_TAPS(t, IM2COL_BODY);
+#undef IM2COL_BODY
+}
+
+/* dx (written when fresh, else added to) = col2im(dcolT), the adjoint of im2col_lines_avx512:
+ * each line of dx is summed in registers and stored once. */
+AVX512 static void col2im_lines_avx512(const float *dcolT, const conv_geom *g, int fresh, float *dx) {
+    const int whole = plane_lines(g);
+    const conv_geom lg = line_geom(g);
+    line_taps t = {0};
+    line_taps_of(&lg, 1, &t);
+    const int64_t N = g->n, C = g->c, H = g->h, W = g->w, KH = g->kh, KW = g->kw, OH = g->oh, OW = g->ow;
+    const int64_t R = geom_rows(g), SH = g->sh, DH = g->dh, PH = g->ph;
+    const __mmask16 m0 = t.m0, m1 = t.m1, lrun = t.run;
+    const int wide = t.in > 16;
+#define COL2IM_BODY(idx0, keep0, idx1, keep1, T)                                                                  \
+    if (whole)                                                                                                  \
+        for (int64_t t0 = 0; t0 < T; t0 += TAP_GROUP)                                                           \
+            for (int64_t n = 0; n < N; n++)                                                                     \
+                for (int64_t c = 0; c < C; c++) {                                                               \
+                    __m512 a = _mm512_setzero_ps(), b = a;                                                      \
+                    col2im_acc(dcolT + (c * KH * KW + t0) * R + n * OH * OW, idx0 + t0, keep0 + t0, idx1 + t0,  \
+                               keep1 + t0, GROUP_TAPS(T, t0), lrun, wide, R, &a, &b);                           \
+                    col2im_store(m0, m1, wide, fresh && t0 == 0, a, b, dx + (n * C + c) * H * W);               \
+                }                                                                                               \
+    else                                                                                                        \
+        for (int64_t n = 0; n < N; n++)                                                                         \
+            for (int64_t c = 0; c < C; c++)                                                                     \
+                for (int64_t h = 0; h < H; h++) {                                                               \
+                    __m512 a = _mm512_setzero_ps(), b = a;                                                      \
+                    for (int64_t i = 0; i < KH; i++) { /* the output rows that row h feeds */                  \
+                        int64_t o = h + PH - i * DH, oh = o / SH;                                               \
+                        if (o >= 0 && o % SH == 0 && oh < OH)                                                   \
+                            col2im_acc(dcolT + (c * KH + i) * KW * R + (n * OH + oh) * OW, idx0, keep0, idx1,   \
+                                       keep1, T, lrun, wide, R, &a, &b);                                        \
+                    }                                                                                           \
+                    col2im_store(m0, m1, wide, fresh, a, b, dx + ((n * C + c) * H + h) * W);                    \
                 }
-                col2im_store(m0, m1, wide, fresh, a, b, dx + ((n * C + c) * H + h) * W);
-            }
+    WITH_TAPS(t, COL2IM_BODY);
+#undef COL2IM_BODY
 }
 
 /* pad_'s view of one input row xr (W values) into row: sw phases of wq values */
@@ -584,14 +632,14 @@ static int conv_view_of(const conv_geom *g, conv_view *v) {
     return copy;
 }
 
-/* colT = im2col(x): by rows straight from x where they fit registers, else through the view's
- * copy when there is one; 0 when out of memory */
+/* colT = im2col(x): by lines (planes or rows) straight from x where they fit registers, else
+ * through the view's copy when there is one; 0 when out of memory */
 static int im2col(const conv_geom *g, cg_dtype dt, const void *x, void *colT) {
     conv_view v;
     void *xv = NULL;
 #if HAVE_CONV_AVX512
-    if (dt == CG_F32 && conv_avx512(g) && conv_rows_avx512(g)) {
-        im2col_rows_avx512(x, g, colT);
+    if (dt == CG_F32 && conv_avx512(g) && conv_lines_avx512(g)) {
+        im2col_lines_avx512(x, g, colT);
         return 1;
     }
 #endif
@@ -606,14 +654,14 @@ static int im2col(const conv_geom *g, cg_dtype dt, const void *x, void *colT) {
     return 1;
 }
 
-/* dx (+)= col2im(dcolT) (written when fresh): by rows where im2col went by rows, else through a
+/* dx (+)= col2im(dcolT) (written when fresh): by lines where im2col went by lines, else through a
  * view's copy when im2col used one */
 static void col2im(const conv_geom *g, cg_dtype dt, const void *dcolT, int fresh, void *dx) {
     conv_view v;
     size_t es = cg_dtype_size(dt);
 #if HAVE_CONV_AVX512
-    if (dt == CG_F32 && conv_avx512(g) && conv_rows_avx512(g)) {
-        col2im_rows_avx512(dcolT, g, fresh, dx);
+    if (dt == CG_F32 && conv_avx512(g) && conv_lines_avx512(g)) {
+        col2im_lines_avx512(dcolT, g, fresh, dx);
         return;
     }
 #endif

@@ -289,6 +289,28 @@ def test_float32_movements_match_float64_both_ways(float32_kernels, w, k, s, p, 
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
+# planes of at most 32 values with at most 16 outputs (one line for all taps in csrc/conv.c)
+# beside planes just past it; the digits CNN's 4 x 4 by 3 x 3 with padding 1 is the first
+PLANES = [((4, 4), (3, 3), (1, 1), (1, 1), (1, 1)), ((3, 7), (2, 3), (1, 2), (0, 1), (1, 1)),
+          ((5, 6), (3, 2), (2, 1), (1, 0), (1, 2)), ((1, 9), (3, 3), (1, 1), (1, 1), (1, 1)),
+          ((2, 16), (1, 5), (1, 2), (0, 2), (1, 1)), ((8, 8), (3, 3), (1, 1), (1, 1), (1, 1))]
+
+
+@pytest.mark.parametrize("hw, k, s, p, d", PLANES)
+def test_float32_small_planes_match_float64_both_ways(float32_kernels, hw, k, s, p, d, rng):
+    """Forward, dX, dW and db of float32 2-D convolutions on small planes against float64."""
+    x, wt, b = rng.normal(size=(3, 4) + hw), rng.normal(size=(5, 4) + k), rng.normal(size=5)
+    grads = {}
+    for dtype in (np.float64, np.float32):
+        ts = [cgrad.tensor(a.astype(dtype), requires_grad=True) for a in (x, wt, b)]
+        y = F.conv2d(*ts, stride=s, padding=p, dilation=d)
+        u = cgrad.tensor(np.cos(np.arange(y.numel())).reshape(y.shape).astype(dtype))
+        (y * u).sum().backward()
+        grads[dtype] = [y.numpy()] + [t.grad.numpy() for t in ts]
+    for got, want in zip(grads[np.float32], grads[np.float64]):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
 @pytest.mark.parametrize("stride, pad, dilation, out", [
     ((1, 1), (0, 0), (1, 2 ** 61), (1, 1)),    # taps' extent past any memory
     ((1, 1), (0, 0), (1, 2 ** 40), (1, 1)),

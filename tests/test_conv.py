@@ -298,12 +298,14 @@ PLANES = [((4, 4), (3, 3), (1, 1), (1, 1), (1, 1)), ((3, 7), (2, 3), (1, 2), (0,
 
 @pytest.mark.parametrize("hw, k, s, p, d", PLANES)
 def test_float32_small_planes_match_float64_both_ways(float32_kernels, hw, k, s, p, d, rng):
-    """Forward, dX, dW and db of float32 2-D convolutions on small planes against float64."""
+    """Forward, dX, dW and db of float32 2-D convolutions on small planes against float64; x
+    feeds two convolutions, so that the second dX adds to the first."""
     x, wt, b = rng.normal(size=(3, 4) + hw), rng.normal(size=(5, 4) + k), rng.normal(size=5)
     grads = {}
     for dtype in (np.float64, np.float32):
         ts = [cgrad.tensor(a.astype(dtype), requires_grad=True) for a in (x, wt, b)]
-        y = F.conv2d(*ts, stride=s, padding=p, dilation=d)
+        y = F.conv2d(*ts, stride=s, padding=p, dilation=d) + F.conv2d(ts[0], ts[1].flip(2), stride=s, padding=p,
+                                                                      dilation=d)
         u = cgrad.tensor(np.cos(np.arange(y.numel())).reshape(y.shape).astype(dtype))
         (y * u).sum().backward()
         grads[dtype] = [y.numpy()] + [t.grad.numpy() for t in ts]

@@ -140,19 +140,23 @@ typedef struct {
     __mmask16 keep[2][LINE_TAPS];
     __mmask16 run, m0, m1; /* the lanes of a run, of the line's two halves */
     int64_t taps, in, out; /* taps, and the values of a line and of a run */
+    int whole;             /* a line is a whole plane, else a row */
 } line_taps;
 
 static int plane_lines(const conv_geom *g) {
     return g->h * g->w <= 32 && g->oh * g->ow <= 16 && g->kh * g->kw <= LINE_TAPS;
 }
 static int row_lines(const conv_geom *g) { return g->w <= 32 && g->ow <= 16 && g->kw <= LINE_TAPS; }
-static int conv_lines_avx512(const conv_geom *g) { return plane_lines(g) || row_lines(g); }
 
 /* The taps of a line: tap (i, j) lane q = (oh, ow) of a run takes input (oh sh + i dh - ph,
  * ow sw + j dw - pw) of the line, for im2col; for col2im, lane p = (h, w) of the line takes
  * run value ((h + ph - i dh) / sh, (w + pw - j dw) / sw) where both are whole outputs. Rows
  * are planes of one row: the row's geometry with h = kh = oh = 1 and ph = 0. */
-AVX512 static void line_taps_of(const conv_geom *g, int adjoint, line_taps *t) {
+AVX512 static void line_taps_of(const conv_geom *plane, int adjoint, line_taps *t) {
+    conv_geom row = *plane;
+    t->whole = plane_lines(plane);
+    if (!t->whole) row.h = row.kh = row.oh = 1, row.ph = 0;
+    const conv_geom *g = &row;
     const int64_t W = g->w, OW = g->ow;
     t->taps = g->kh * g->kw, t->in = g->h * W, t->out = g->oh * OW;
     for (int half = 0; half < 2; half++)
@@ -177,13 +181,6 @@ AVX512 static void line_taps_of(const conv_geom *g, int adjoint, line_taps *t) {
             t->idx[half][tap] = _mm512_loadu_si512(lane);
         }
     t->run = lanes(0, t->out), t->m0 = lanes(0, t->in), t->m1 = lanes(0, t->in - 16);
-}
-
-/* The line geometry: the plane's, or a row's */
-static conv_geom line_geom(const conv_geom *g) {
-    conv_geom row = *g;
-    if (!plane_lines(g)) row.h = row.kh = row.oh = 1, row.ph = 0;
-    return row;
 }
 
 /* One line xr (NULL: a row in the padding) into the runs at dst, dst + R, ...; inlined with
@@ -231,15 +228,16 @@ AVX512 static inline __attribute__((always_inline)) void col2im_store(__mmask16 
     }
 }
 
+/* A whole plane's taps go TAP_GROUP at a time, a pass over the planes each: fewer runs in
+ * flight. Three a pass timed fastest of 1, 3 and 9 on Zen 4 (a C timing loop over 63 planes
+ * of 16 by 3 x 3). At 64 planes (R = 1024, every run 4 KiB from the next) all three take
+ * 2.5-3x as long; a colT row stride off 4 KiB multiples would avoid that. */
+#define TAP_GROUP 3
+#define GROUP_TAPS(T, t0) ((T) - (t0) < TAP_GROUP ? (T) - (t0) : TAP_GROUP)
+
 /* BODY(idx0, keep0, idx1, keep1, T), the tap tables of the line's two halves and the tap
  * count, with T a constant for the 3 and 3 x 3 kernels and their tables copied to locals:
  * GCC keeps a table that the float stores may alias in memory, and reloads it every tap. */
-/* A whole plane's taps go TAP_GROUP at a time, a pass over the planes each: fewer runs in
- * flight. On Zen 4, 63 planes of 16 by 3 x 3: 9 taps a pass 16 us each way, 3 a pass 13, 1 a
- * pass 15-17. At 64 planes (R = 1024, every run 4 KiB from the next) all take 2.5-3x as long;
- * a colT row stride off 4 KiB multiples would avoid that. */
-#define TAP_GROUP 3
-#define GROUP_TAPS(T, t0) ((T) - (t0) < TAP_GROUP ? (T) - (t0) : TAP_GROUP)
 #define TAP_LIST3(a) {a[0], a[1], a[2]}
 #define TAP_LIST9(a) {a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]}
 #define COPY_TAPS(t, T, BODY) /* initialisers, not a loop: GCC then keeps the copies in registers */      \
@@ -259,10 +257,9 @@ AVX512 static inline __attribute__((always_inline)) void col2im_store(__mmask16 
     } while (0)
 
 AVX512 static void im2col_lines_avx512(const float *x, const conv_geom *g, float *colT) {
-    const int whole = plane_lines(g); /* else rows */
-    const conv_geom lg = line_geom(g);
     line_taps t = {0};
-    line_taps_of(&lg, 0, &t);
+    line_taps_of(g, 0, &t);
+    const int whole = t.whole;
     /* the geometry in locals: the stores through float pointers would otherwise reload it */
     const int64_t N = g->n, C = g->c, H = g->h, W = g->w, KH = g->kh, KW = g->kw, OH = g->oh, OW = g->ow;
     const int64_t R = geom_rows(g), SH = g->sh, DH = g->dh, PH = g->ph;
@@ -292,10 +289,9 @@ AVX512 static void im2col_lines_avx512(const float *x, const conv_geom *g, float
 /* dx (written when fresh, else added to) = col2im(dcolT), the adjoint of im2col_lines_avx512:
  * each line of dx is summed in registers and stored once. */
 AVX512 static void col2im_lines_avx512(const float *dcolT, const conv_geom *g, int fresh, float *dx) {
-    const int whole = plane_lines(g);
-    const conv_geom lg = line_geom(g);
     line_taps t = {0};
-    line_taps_of(&lg, 1, &t);
+    line_taps_of(g, 1, &t);
+    const int whole = t.whole;
     const int64_t N = g->n, C = g->c, H = g->h, W = g->w, KH = g->kh, KW = g->kw, OH = g->oh, OW = g->ow;
     const int64_t R = geom_rows(g), SH = g->sh, DH = g->dh, PH = g->ph;
     const __mmask16 m0 = t.m0, m1 = t.m1, lrun = t.run;
@@ -632,13 +628,20 @@ static int conv_view_of(const conv_geom *g, conv_view *v) {
     return copy;
 }
 
+#if HAVE_CONV_AVX512
+/* the one test of im2col and col2im both: they must take the same path */
+static int by_lines(const conv_geom *g, cg_dtype dt) {
+    return dt == CG_F32 && conv_avx512(g) && (plane_lines(g) || row_lines(g));
+}
+#endif
+
 /* colT = im2col(x): by lines (planes or rows) straight from x where they fit registers, else
  * through the view's copy when there is one; 0 when out of memory */
 static int im2col(const conv_geom *g, cg_dtype dt, const void *x, void *colT) {
     conv_view v;
     void *xv = NULL;
 #if HAVE_CONV_AVX512
-    if (dt == CG_F32 && conv_avx512(g) && conv_lines_avx512(g)) {
+    if (by_lines(g, dt)) {
         im2col_lines_avx512(x, g, colT);
         return 1;
     }
@@ -660,7 +663,7 @@ static void col2im(const conv_geom *g, cg_dtype dt, const void *dcolT, int fresh
     conv_view v;
     size_t es = cg_dtype_size(dt);
 #if HAVE_CONV_AVX512
-    if (dt == CG_F32 && conv_avx512(g) && conv_lines_avx512(g)) {
+    if (by_lines(g, dt)) {
         col2im_lines_avx512(dcolT, g, fresh, dx);
         return;
     }

@@ -40,28 +40,56 @@ static void FN(rnn_hh_t_)(GEMM_FN gemm, int64_t GH, int64_t H, int64_t B, const 
     for (int64_t i = 0; i < H * B; i++) D[i] += tmp[i];
 }
 
+/* dW[j, k] (+)= sum over c < n of dG[j][c] Hs[k][c] for nj <= 2 rows j and nk <= 4 rows k
+ * (constants): eight independent sums, each loaded row used nk or nj times. One sum at a
+ * time was a chain of dependent adds, latency-bound at a third of the loads' rate. The sums
+ * are vectors of RNN_LANES (GCC's and clang's vector extension): as arrays, GCC kept them
+ * in memory and stored and reloaded each one on every add. */
+typedef T FN(rnn_lanes_) __attribute__((vector_size(RNN_LANES * sizeof(T))));
+
+static RNN_INLINE void FN(rnn_dw_block_)(int nj, int nk, int64_t n, const T *restrict dG, const T *restrict Hs,
+                                         int64_t ldh, T *restrict dW, int64_t H, int fresh) {
+    FN(rnn_lanes_) acc[2][4] = {{{0}}}, g[2], h[4];
+    for (int64_t c = 0; c < n; c += RNN_LANES) {
+        for (int a = 0; a < nj; a++) memcpy(&g[a], dG + a * n + c, sizeof g[a]);
+        for (int q = 0; q < nk; q++) memcpy(&h[q], Hs + q * ldh + c, sizeof h[q]);
+        for (int a = 0; a < nj; a++)
+            for (int q = 0; q < nk; q++) acc[a][q] += g[a] * h[q];
+    }
+    for (int a = 0; a < nj; a++)
+        for (int q = 0; q < nk; q++) {
+            T s = 0;
+            for (int l = 0; l < RNN_LANES; l++) s += acc[a][q][l];
+            dW[a * H + q] = fresh ? s : dW[a * H + q] + s;
+        }
+}
+
 /* dW [GH, H] (+)= dG [GH][n] Hs^T, Hs [H][n] with row stride ldh, n a multiple of RNN_LANES.
- * Below RNN_GEMM_MIN_H as dot products with one accumulator per lane, combined in a fixed
- * order: the GEMM provider's [18, 6] x 4480 product cost 3x these loops (packing, and a
- * kernel made for large M and N). */
+ * Below RNN_GEMM_MIN_H in blocks of 2 x 4 sums with one accumulator per lane, combined in a
+ * fixed order: the GEMM provider's [18, 6] x 4480 product cost 3x the unblocked loops
+ * (packing, and a kernel made for large M and N). */
 CG_SIMD static void FN(rnn_dw_)(GEMM_FN gemm, int64_t GH, int64_t H, int64_t n, const T *restrict dG,
                                 const T *restrict Hs, int64_t ldh, T *restrict dW, int fresh) {
     if (H >= RNN_GEMM_MIN_H) {
         gemm(CG_NO_TRANS, CG_TRANS, GH, H, n, 1, dG, n, Hs, ldh, fresh ? 0 : 1, dW, H);
         return;
     }
-    for (int64_t j = 0; j < GH; j++) {
-        const T *gj = dG + j * n;
-        for (int64_t k = 0; k < H; k++) {
-            const T *hk = Hs + k * ldh;
-            T acc[RNN_LANES] = {0};
-            for (int64_t c = 0; c < n; c += RNN_LANES)
-                for (int l = 0; l < RNN_LANES; l++) acc[l] += gj[c + l] * hk[c + l];
-            T s = 0;
-            for (int l = 0; l < RNN_LANES; l++) s += acc[l];
-            dW[j * H + k] = fresh ? s : dW[j * H + k] + s;
+    for (int64_t j = 0; j < GH; j += 2)
+        for (int64_t k = 0; k < H; k += 4) {
+            const T *g = dG + j * n, *h = Hs + k * ldh;
+            T *w = dW + j * H + k;
+            int two = j + 1 < GH, nk = H - k < 4 ? (int)(H - k) : 4;
+#define RNN_DW_BLOCK(nj, q) FN(rnn_dw_block_)(nj, q, n, g, h, ldh, w, H, fresh)
+#define RNN_DW_ROWS(q) (two ? RNN_DW_BLOCK(2, q) : RNN_DW_BLOCK(1, q))
+            switch (nk) {
+            case 1: RNN_DW_ROWS(1); break;
+            case 2: RNN_DW_ROWS(2); break;
+            case 3: RNN_DW_ROWS(3); break;
+            default: RNN_DW_ROWS(4); break;
+            }
+#undef RNN_DW_ROWS
+#undef RNN_DW_BLOCK
         }
-    }
 }
 
 /* dst[c * ds + r] (+)= src[r * ss + c], r < R, c < C: the copies between the caller's

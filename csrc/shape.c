@@ -60,6 +60,10 @@ void cg_reshape_bwd(cg_node *node, const void *g, void **dins) {
         }                                                                                       \
     } while (0)
 
+/* WRITES (Note [First write]): dins[i] is uninitialised, and written, where bit i of
+ * node->fresh says so (inputs from the ninth on are always added to: zeroed buffers) */
+#define CONCAT_FRESH(fresh, i) ((i) < 8 && ((fresh) >> (i) & 1))
+
 #define CG_IMPL "shape_impl.h"
 #include "cg_each_dtype.h"
 
@@ -284,10 +288,55 @@ void cg_scatter_add_bwd(cg_node *node, const void *g, void **dins) {
 }
 
 /* ---- concat along axis: each input contributes a chunk of shape[axis] * inner per outer ---- */
+
+/* float32 chunks of at most CONCAT_SHORT values move as masked AVX-512 runs: a call of memcpy
+ * or a vector loop's prologue per chunk cost more than the copy (a bidirectional GRU's output
+ * is 2 x 4000 chunks of 6, 40 us a backward in the loop of shape_impl.h). */
+#define CONCAT_SHORT 64
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include "runs_avx512.h"
+
+/* g == NULL: the forward, y from the inputs; else the backward, g written or added into each
+ * dins[i] given. Writing a fresh buffer also keeps the next run's load clear of this run's
+ * masked store (adding, a load that overlaps the store before waits for it to retire). */
+AVX512 static void concat_short_avx512(int n, cg_tensor *const *xs, int axis, int64_t outer, int64_t inner,
+                                       float *y, const float *g, void **dins, unsigned fresh) {
+    for (int64_t o = 0; o < outer; o++)
+        for (int i = 0; i < n; i++) {
+            int64_t chunk = xs[i]->shape[axis] * inner;
+            if (!g) {
+                copy_run(y, (const float *)xs[i]->data + o * chunk, chunk);
+                y += chunk;
+            } else {
+                float *d = dins[i] ? (float *)dins[i] + o * chunk : NULL;
+                if (d && CONCAT_FRESH(fresh, i)) copy_run(d, g, chunk);
+                else if (d) add_run(d, g, chunk);
+                g += chunk;
+            }
+        }
+}
+
+static int concat_short(int n, cg_tensor *const *xs, int axis, int64_t inner) {
+    if (xs[0]->dtype != CG_F32 || cg_skinny_isa() != CG_SKINNY_AVX512) return 0;
+    for (int i = 0; i < n; i++)
+        if (xs[i]->shape[axis] * inner > CONCAT_SHORT) return 0;
+    return 1;
+}
+#else
+static int concat_short(int n, cg_tensor *const *xs, int axis, int64_t inner) { return 0; }
+static void concat_short_avx512(int n, cg_tensor *const *xs, int axis, int64_t outer, int64_t inner, float *y,
+                                const float *g, void **dins, unsigned fresh) {}
+#endif
+
 static void concat_run(int n, cg_tensor *const *xs, int axis, void *y) {
     const cg_tensor *x0 = xs[0];
     size_t es = cg_dtype_size(x0->dtype);
     int64_t outer = cg_numel(axis, x0->shape), inner = cg_numel(x0->ndim - axis - 1, x0->shape + axis + 1);
+    if (concat_short(n, xs, axis, inner)) {
+        concat_short_avx512(n, xs, axis, outer, inner, y, NULL, NULL, 0);
+        return;
+    }
     char *dst = y;
     for (int64_t o = 0; o < outer; o++)
         for (int i = 0; i < n; i++) {
@@ -342,6 +391,8 @@ cg_status cg_concat(int n, cg_tensor **xs, int axis, cg_tensor **out) {
 void cg_concat_bwd(cg_node *node, const void *g, void **dins) {
     int axis = (int)node->ip[0];
     int64_t outer = cg_numel(axis, node->shape), inner = cg_numel(node->ndim - axis - 1, node->shape + axis + 1);
-    if (node->dtype == CG_F32) concat_bwd__f32(node->n_inputs, node->inputs, axis, outer, inner, g, dins);
-    else concat_bwd__f64(node->n_inputs, node->inputs, axis, outer, inner, g, dins);
+    if (concat_short(node->n_inputs, node->inputs, axis, inner))
+        concat_short_avx512(node->n_inputs, node->inputs, axis, outer, inner, NULL, g, dins, node->fresh);
+    else if (node->dtype == CG_F32) concat_bwd__f32(node->n_inputs, node->inputs, axis, outer, inner, g, dins, node->fresh);
+    else concat_bwd__f64(node->n_inputs, node->inputs, axis, outer, inner, g, dins, node->fresh);
 }

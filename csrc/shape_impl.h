@@ -40,7 +40,7 @@ CG_SIMD static void FN(gather_add_)(int64_t n, int64_t inner, const int64_t *idx
 /* each input's slice of G, chunk by chunk: G is outer x [chunk_0, chunk_1, ...] with
  * chunk_i = inputs[i]->shape[axis] * inner */
 CG_SIMD static void FN(concat_bwd_)(int n, cg_tensor *const *inputs, int axis, int64_t outer, int64_t inner,
-                                    const T *G, void **dins) {
+                                    const T *G, void **dins, unsigned fresh) {
     int64_t pos = 0;
     for (int64_t o = 0; o < outer; o++)
         for (int i = 0; i < n; i++) {
@@ -48,7 +48,9 @@ CG_SIMD static void FN(concat_bwd_)(int n, cg_tensor *const *inputs, int axis, i
             if (dins[i]) {
                 T *d = (T *)dins[i] + o * chunk;
                 const T *s = G + pos;
-                for (int64_t k = 0; k < chunk; k++) d[k] += s[k];
+                if (CONCAT_FRESH(fresh, i)) memcpy(d, s, (size_t)chunk * sizeof(T));
+                else
+                    for (int64_t k = 0; k < chunk; k++) d[k] += s[k];
             }
             pos += chunk;
         }

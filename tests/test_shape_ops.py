@@ -287,3 +287,34 @@ def test_einsum_agrees_with_pytorch(equation, shapes, rng):
     want = torch.einsum(equation, *[torch.tensor(a) for a in arrays])
     assert got.shape == tuple(want.shape)
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------- concatenation's backward
+@pytest.fixture(params=["best", "off"])
+def concat_isa(request):
+    """Both float32 paths for short chunks: AVX-512 masked runs (where the CPU has them) and
+    the loops of shape_impl.h."""
+    yield _C.skinny_isa(request.param)
+    _C.skinny_isa("best")
+
+
+@pytest.mark.parametrize("widths", [(6, 6), (1, 3, 17), (64, 65), tuple(range(1, 11))])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_concat_backward_routes_each_chunk_back(concat_isa, widths, dtype, rng):
+    """cat along the last dim of [4, 5, w]: dL/dx_i is W's slice for x_i. x_0 is also the last
+    piece (its two slices add, the second into the buffer the first wrote), ten pieces pass
+    the eight that get fresh buffers, a piece's .grad from an earlier backward is added to,
+    and widths of 64 and 65 straddle the masked runs' limit."""
+    xs = [cgrad.tensor(rng.standard_normal((4, 5, w)).astype(dtype), requires_grad=True) for w in widths]
+    pieces = xs + [xs[0]]
+    W = rng.standard_normal((4, 5, sum(widths) + widths[0])).astype(dtype)
+    edges = np.cumsum([0] + [p.shape[2] for p in pieces])
+    y = cgrad.cat(pieces, -1)
+    np.testing.assert_array_equal(y.numpy(), np.concatenate([p.numpy() for p in pieces], -1))
+    (y * cgrad.tensor(W)).sum().backward()
+    first = [x.grad.numpy().copy() for x in xs]
+    (cgrad.cat(pieces, -1) * cgrad.tensor(W)).sum().backward()  # again: each .grad is added to
+    for i, x in enumerate(xs):
+        want = W[..., edges[i]:edges[i + 1]] + (W[..., edges[-2]:] if i == 0 else 0)
+        np.testing.assert_allclose(first[i], want, rtol=1e-6)  # x_0: its two slices' sum, rounded once
+        np.testing.assert_allclose(x.grad.numpy(), 2 * want, rtol=1e-5 if dtype == "float32" else 1e-12)

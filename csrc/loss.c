@@ -26,8 +26,10 @@ typedef struct {
  * denominator (rewritten by each run: it depends on the targets) */
 /* Rows are taken in blocks of up to CE_BLOCK values: the maxes first, then every
  * exp(x - max) of the block in one flat loop (vectorised even for 10 classes, where a
- * per-row loop is mostly its scalar remainder), then each row's sum, in order. */
+ * per-row loop is mostly its scalar remainder), then each row's sum. A row's max and sum
+ * run over CE_LANES lanes (loss_impl.h). */
 #define CE_BLOCK 1024
+#define CE_LANES 8
 #define CG_IMPL "loss_impl.h"
 #include "cg_each_dtype.h"
 

@@ -4,6 +4,40 @@
  * weights, ignore_index and the label smoothing. */
 
 
+/* A row's max (NaN if any is NaN) and its sum in double, each over CE_LANES independent
+ * lanes: one running max or sum is a chain of C dependent operations (latency-bound: over
+ * 32 rows of 27 classes the two chains were most of the forward). A max is exact in any
+ * order; the sum's order changes only its double rounding. */
+static inline T FN(ce_row_max_)(int64_t C, const T *restrict row) {
+    T m[CE_LANES];
+    int nan = 0;
+    for (int l = 0; l < CE_LANES; l++) m[l] = row[0];
+    int64_t j = 0;
+    for (; j + CE_LANES <= C; j += CE_LANES)
+        for (int l = 0; l < CE_LANES; l++) { /* branch-free: a max and a NaN flag */
+            m[l] = row[j + l] > m[l] ? row[j + l] : m[l];
+            nan |= row[j + l] != row[j + l];
+        }
+    for (; j < C; j++) {
+        m[0] = row[j] > m[0] ? row[j] : m[0];
+        nan |= row[j] != row[j];
+    }
+    T best = m[0];
+    for (int l = 1; l < CE_LANES; l++) best = m[l] > best ? m[l] : best;
+    return nan ? (T)NAN : best;
+}
+
+static inline double FN(ce_sum_)(int64_t n, const T *restrict v) {
+    double acc[CE_LANES] = {0};
+    int64_t j = 0;
+    for (; j + CE_LANES <= n; j += CE_LANES)
+        for (int l = 0; l < CE_LANES; l++) acc[l] += v[j + l];
+    for (; j < n; j++) acc[0] += v[j];
+    double s = 0;
+    for (int l = 0; l < CE_LANES; l++) s += acc[l];
+    return s;
+}
+
 /* X [N, C] -> Y (N losses, or one reduced), lses: each row's logsumexp. Returns the mean's
  * denominator: the summed weights of the rows not ignored (their count without weights). */
 CG_SIMD static double FN(ce_fwd_)(int64_t N, int64_t C, const T *X, const int64_t *tgt, const ce_params *cp,
@@ -14,14 +48,7 @@ CG_SIMD static double FN(ce_fwd_)(int64_t N, int64_t C, const T *X, const int64_
     for (int64_t i0 = 0; i0 < N; i0 += rows_per) {
         int64_t nr = N - i0 < rows_per ? N - i0 : rows_per;
         for (int64_t i = 0; i < nr; i++) {
-            const T *row = X + (i0 + i) * C;
-            T m = row[0];
-            int nan = m != m;
-            for (int64_t j = 1; j < C; j++) { /* branch-free: a max and a NaN flag */
-                m = row[j] > m ? row[j] : m;
-                nan |= row[j] != row[j];
-            }
-            ms[i] = nan ? (T)NAN : m;
+            ms[i] = FN(ce_row_max_)(C, X + (i0 + i) * C);
         }
         if (C <= CE_BLOCK) { /* the whole block's exps in one flat loop */
             for (int64_t r = 0; r < nr; r++)
@@ -32,12 +59,12 @@ CG_SIMD static double FN(ce_fwd_)(int64_t N, int64_t C, const T *X, const int64_
             const T *row = X + (i0 + i) * C;
             double s = 0;
             if (C <= CE_BLOCK) {
-                for (int64_t j = 0; j < C; j++) s += buf[i * C + j];
+                s = FN(ce_sum_)(C, buf + i * C);
             } else {
                 for (int64_t j0 = 0; j0 < C; j0 += CE_BLOCK) {
                     int64_t nj = C - j0 < CE_BLOCK ? C - j0 : CE_BLOCK;
                     for (int64_t j = 0; j < nj; j++) buf[j] = EXP(row[j0 + j] - ms[i]);
-                    for (int64_t j = 0; j < nj; j++) s += buf[j];
+                    s += FN(ce_sum_)(nj, buf);
                 }
             }
             double lse = (double)ms[i] + log(s); /* s is a double sum: log, not LOG */

@@ -29,19 +29,20 @@
 #define INLINE __attribute__((always_inline)) static inline
 
 /* op(B) = B^T [k0 : k0 + kc, j0 : j0 + nr] into Bp [kc][nrp], zero from nr up to width (the
- * vectors the tiles read: nr rounded up to the vector width): column j of the panel is row
- * j0 + j of B, eight rows at a time transposed in registers. */
+ * vectors the tiles read: nr rounded up to the vector width, a multiple of 8): column j of
+ * the panel is row j0 + j of B, eight rows at a time transposed in registers, the rows past
+ * nr read as zeros. (The last rows, copied one value at a time, took a quarter of a 32x27x200
+ * product: 4.85 us against 4.12 for 32x32x200.) */
+#define PACK_ROW(i) ((i) < rows ? _mm256_loadu_ps(src + (i) * ldb + k) : _mm256_setzero_ps())
 AVX2 static void pack_b(int64_t kc, int64_t nr, const float *B, int64_t ldb, int64_t k0, int64_t j0, float *Bp,
                         int64_t nrp, int64_t width) {
-    int64_t j = 0;
-    for (; j + 8 <= nr; j += 8) {
+    for (int64_t j = 0; j < width; j += 8) {
+        const int64_t rows = nr - j >= 8 ? 8 : nr - j > 0 ? nr - j : 0; /* of B, in this block */
         const float *src = B + (j0 + j) * ldb + k0;
         int64_t k = 0;
         for (; k + 8 <= kc; k += 8) {
-            __m256 r0 = _mm256_loadu_ps(src + k), r1 = _mm256_loadu_ps(src + ldb + k);
-            __m256 r2 = _mm256_loadu_ps(src + 2 * ldb + k), r3 = _mm256_loadu_ps(src + 3 * ldb + k);
-            __m256 r4 = _mm256_loadu_ps(src + 4 * ldb + k), r5 = _mm256_loadu_ps(src + 5 * ldb + k);
-            __m256 r6 = _mm256_loadu_ps(src + 6 * ldb + k), r7 = _mm256_loadu_ps(src + 7 * ldb + k);
+            __m256 r0 = PACK_ROW(0), r1 = PACK_ROW(1), r2 = PACK_ROW(2), r3 = PACK_ROW(3);
+            __m256 r4 = PACK_ROW(4), r5 = PACK_ROW(5), r6 = PACK_ROW(6), r7 = PACK_ROW(7);
             __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
             __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
             __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
@@ -61,15 +62,10 @@ AVX2 static void pack_b(int64_t kc, int64_t nr, const float *B, int64_t ldb, int
             _mm256_storeu_ps(dst + 7 * nrp, _mm256_permute2f128_ps(u3, u7, 0x31));
         }
         for (; k < kc; k++)
-            for (int64_t jj = 0; jj < 8; jj++) Bp[k * nrp + j + jj] = src[jj * ldb + k];
-    }
-    if (j == width) return; /* nr a multiple of 8 and of the width: nothing left */
-    for (int64_t k = 0; k < kc; k++) {
-        float *dst = Bp + k * nrp;
-        for (int64_t jj = j; jj < nr; jj++) dst[jj] = B[(j0 + jj) * ldb + k0 + k];
-        for (int64_t jj = nr; jj < width; jj++) dst[jj] = 0.0f;
+            for (int64_t jj = 0; jj < 8; jj++) Bp[k * nrp + j + jj] = jj < rows ? src[jj * ldb + k] : 0.0f;
     }
 }
+#undef PACK_ROW
 
 #define SG_CAT(f, isa) f##_##isa
 #define SG_XCAT(f, isa) SG_CAT(f, isa)

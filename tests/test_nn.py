@@ -178,6 +178,28 @@ def test_cross_entropy_stable_and_checked():
         F.cross_entropy(x, [0.5, 1.0])
 
 
+@pytest.mark.parametrize("c", [7, 8, 9, 27])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_row_max_sees_every_position(c, dtype):
+    """A row's max runs over lanes (csrc/loss_impl.h): a logit of 1000 at any position must
+    be found (exp(1000 - a smaller max) overflows), and a NaN at any position gives NaN."""
+    z = np.zeros((c, c))
+    z[np.arange(c), np.arange(c)] = 1000.0
+    t = (np.arange(c) + 1) % c
+    x = cgrad.tensor(z, dtype=dtype, requires_grad=True)
+    loss = F.cross_entropy(x, t, reduction="none")
+    np.testing.assert_allclose(loss.numpy(), np.full(c, 1000.0), rtol=1e-6)
+    loss.sum().backward()
+    want = np.zeros((c, c))
+    want[np.arange(c), np.arange(c)] = 1.0
+    want[np.arange(c), t] -= 1.0
+    np.testing.assert_allclose(x.grad.numpy(), want, atol=1e-6)
+    for p in range(c):
+        zn = np.zeros((1, c))
+        zn[0, p] = np.nan
+        assert np.isnan(F.cross_entropy(cgrad.tensor(zn, dtype=dtype), [0]).item()), p
+
+
 def test_bce_with_logits_stable_at_extremes():
     x = cgrad.tensor([-200.0, 0.0, 200.0], requires_grad=True)
     loss = F.binary_cross_entropy_with_logits(x, [1.0, 1.0, 0.0], reduction="none")

@@ -175,7 +175,12 @@ int cg_small_sgemm_run(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K
  * no-packing path for small products, which wins most NN and TN shapes):
  *  - NT with N >= 16, where OpenBLAS's small path is weak: 32x16x16 175 / 346, 16x32x32
  *    308 / 597, 64x64x128 7085 / 11075, 25x75x1000 49.4 / 64.2 us; not N <= 10 (64x10x64
- *    1160 / 1083, 16x9x4096 29.8 / 18.5 us);
+ *    1160 / 1083, 16x9x4096 29.8 / 18.5 us), nor (an AMD EPYC Zen 4, quiet, 21 samples)
+ *    up to 32 rows into 17-31 columns over K >= 128, where a second, part-filled vector
+ *    of columns costs as much as a full one: 32x27x200 (the names MLP's logits) 4905 /
+ *    4725, 32x20x200 4873 / 3285, 16x27x200 2828 / 2372, 32x17x128 2892 / 1864, 32x30x400
+ *    10.3 / 8.7 us; at K = 100 or 48 rows ours again (32x27x100 2405 / 2871, 48x27x200
+ *    7207 / 10360);
  *  - NN with K >= 48 short of M >= 64 and N >= 128 (16x32x48 323 / 381, 25x1000x75 43.0 /
  *    54.4 us, 32x30x200 4180 / 5464; 64x128x64 6994 / 6423 stays OpenBLAS's), and NN over
  *    100 rows or more into 16-32 columns (100x20x20 1484 / 1888); with K < 48 OpenBLAS
@@ -194,7 +199,7 @@ int cg_small_sgemm_wins(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t 
     if (cg_small_gemm_isa() == CG_SMALL_GEMM_AVX512) {
         /* the big ones, short of the narrow shapes no measurement covers */
         if (mnk > 1e6 && N >= 16 && K > 2 && !(ta && tb) && !(M >= 1000 && N <= 32)) return 1;
-        if (tb) return !ta && N >= 16;
+        if (tb) return !ta && N >= 16 && !(M <= 32 && N > 16 && N < 32 && K >= 128);
         if (ta) return K >= 1000 && N >= 16;
         return (K >= 48 && !(M >= 64 && N >= 128)) || (M >= 100 && N >= 16 && N <= 32);
     }

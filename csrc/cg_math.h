@@ -34,6 +34,8 @@ static inline double cg_sigmoid_d(double x) {
     double e = exp(x);
     return e / (1.0 + e);
 }
+/* the recurrent gates' sigmoid in float64: libm's tanh, no branch on the sign */
+static inline double cg_gate_sigmoid_d(double x) { return 0.5 + 0.5 * tanh(0.5 * x); }
 /* log(1 + exp(x)) without overflow */
 static inline float cg_softplusf(float x) { return x > 0 ? x + log1pf(cg_expf(-x)) : log1pf(cg_expf(x)); }
 static inline double cg_softplus_d(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
@@ -71,6 +73,7 @@ static inline double cg_softplus_d(double x) { return x > 0 ? x + log1p(exp(-x))
 #define RINT(x)     CG_MATH(rintf,        rint,          x)(x)
 #define TRUNC(x)    CG_MATH(truncf,       trunc,         x)(x)
 #define SIGMOID(x)  CG_MATH(cg_sigmoidf,  cg_sigmoid_d,  x)(x)
+#define GATE_SIGMOID(x) CG_MATH(cg_gate_sigmoidf, cg_gate_sigmoid_d, x)(x)
 #define SOFTPLUS(x) CG_MATH(cg_softplusf, cg_softplus_d, x)(x)
 
 #endif

@@ -162,7 +162,7 @@ static inline double FN(rnn_sumsq_)(int64_t n, const T *restrict v) {
     return s;
 }
 
-static inline T FN(rnn_sigmoid_)(T x) { return (T)0.5 + (T)0.5 * TANH((T)0.5 * x); }
+static inline T FN(rnn_sigmoid_)(T x) { return GATE_SIGMOID(x); }
 static inline T FN(rnn_tanh_)(T x) { return TANH(x); }
 
 /* One row k of a step over the B lanes, with restrict pointers so that the loops vectorise

@@ -38,7 +38,7 @@ AVX2 static void pack_b(int64_t kc, int64_t nr, const float *B, int64_t ldb, int
                         int64_t nrp, int64_t width) {
     for (int64_t j = 0; j < width; j += 8) {
         const int64_t rows = nr - j >= 8 ? 8 : nr - j > 0 ? nr - j : 0; /* of B, in this block */
-        const float *src = B + (j0 + j) * ldb + k0;
+        const float *src = B + (j0 + (rows ? j : 0)) * ldb + k0; /* rows 0: never read, kept inside B */
         int64_t k = 0;
         for (; k + 8 <= kc; k += 8) {
             __m256 r0 = PACK_ROW(0), r1 = PACK_ROW(1), r2 = PACK_ROW(2), r3 = PACK_ROW(3);

@@ -1,5 +1,6 @@
 /* loss_impl.h: the cross-entropy loops for one element type, included by loss.c once per
- * dtype with T and SFX defined (T also picks cg_math.h's EXP: cg_expf for float32).
+ * dtype with T and SFX defined (T also picks cg_math.h's EXP_NEG: the float32 exp of fastmath.h,
+ * whose arguments here, x - max and x - logsumexp, are at most a rounding above 0).
  * Sums and the logsumexp are kept in double for both. ce_params (loss.c) holds the class
  * weights, ignore_index and the label smoothing. */
 
@@ -7,24 +8,28 @@
 /* A row's max (NaN if any is NaN) and its sum in double, each over CE_LANES independent
  * lanes: one running max or sum is a chain of C dependent operations (latency-bound: over
  * 32 rows of 27 classes the two chains were most of the forward). A max is exact in any
- * order; the sum's order changes only its double rounding. */
+ * order; the sum's order changes only its double rounding. The lanes also sum x - x, which
+ * is 0 unless some x is NaN or infinite: only then is the row searched for a NaN, so the
+ * loop stays in float arithmetic that vectorises (a NaN flag per element did not). */
 static inline T FN(ce_row_max_)(int64_t C, const T *restrict row) {
-    T m[CE_LANES];
-    int nan = 0;
-    for (int l = 0; l < CE_LANES; l++) m[l] = row[0];
+    T m[CE_LANES], z[CE_LANES];
+    for (int l = 0; l < CE_LANES; l++) m[l] = row[0], z[l] = 0;
     int64_t j = 0;
     for (; j + CE_LANES <= C; j += CE_LANES)
-        for (int l = 0; l < CE_LANES; l++) { /* branch-free: a max and a NaN flag */
+        for (int l = 0; l < CE_LANES; l++) {
             m[l] = row[j + l] > m[l] ? row[j + l] : m[l];
-            nan |= row[j + l] != row[j + l];
+            z[l] += row[j + l] - row[j + l];
         }
     for (; j < C; j++) {
         m[0] = row[j] > m[0] ? row[j] : m[0];
-        nan |= row[j] != row[j];
+        z[0] += row[j] - row[j];
     }
-    T best = m[0];
-    for (int l = 1; l < CE_LANES; l++) best = m[l] > best ? m[l] : best;
-    return nan ? (T)NAN : best;
+    T best = m[0], zs = z[0];
+    for (int l = 1; l < CE_LANES; l++) best = m[l] > best ? m[l] : best, zs += z[l];
+    if (zs != zs)
+        for (j = 0; j < C; j++)
+            if (row[j] != row[j]) return (T)NAN;
+    return best;
 }
 
 static inline double FN(ce_sum_)(int64_t n, const T *restrict v) {
@@ -53,7 +58,7 @@ CG_SIMD static double FN(ce_fwd_)(int64_t N, int64_t C, const T *X, const int64_
         if (C <= CE_BLOCK) { /* the whole block's exps in one flat loop */
             for (int64_t r = 0; r < nr; r++)
                 for (int64_t j = 0; j < C; j++) buf[r * C + j] = X[(i0 + r) * C + j] - ms[r];
-            for (int64_t k = 0; k < nr * C; k++) buf[k] = EXP(buf[k]);
+            for (int64_t k = 0; k < nr * C; k++) buf[k] = EXP_NEG(buf[k]);
         }
         for (int64_t i = 0; i < nr; i++) {
             const T *row = X + (i0 + i) * C;
@@ -63,7 +68,7 @@ CG_SIMD static double FN(ce_fwd_)(int64_t N, int64_t C, const T *X, const int64_
             } else {
                 for (int64_t j0 = 0; j0 < C; j0 += CE_BLOCK) {
                     int64_t nj = C - j0 < CE_BLOCK ? C - j0 : CE_BLOCK;
-                    for (int64_t j = 0; j < nj; j++) buf[j] = EXP(row[j0 + j] - ms[i]);
+                    for (int64_t j = 0; j < nj; j++) buf[j] = EXP_NEG(row[j0 + j] - ms[i]);
                     s += FN(ce_sum_)(nj, buf);
                 }
             }
@@ -109,7 +114,7 @@ CG_SIMD static void FN(ce_bwd_)(int64_t N, int64_t C, const T *X, const int64_t 
             int64_t nj = C - j0 < cols ? C - j0 : cols;
             for (int64_t r = 0; r < nr; r++)
                 for (int64_t j = 0; j < nj; j++) buf[r * nj + j] = X[(i0 + r) * C + j0 + j] - (T)lses[i0 + r];
-            for (int64_t k = 0; k < nr * nj; k++) buf[k] = EXP(buf[k]);
+            for (int64_t k = 0; k < nr * nj; k++) buf[k] = EXP_NEG(buf[k]);
             for (int64_t r = 0; r < nr; r++) {
                 int64_t i = i0 + r, t = tgt[i];
                 double si = t == cp->ignore_index ? 0 : reduction == CG_REDUCE_NONE ? (double)G[i] : g_all;

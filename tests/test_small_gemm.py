@@ -127,7 +127,9 @@ def test_switched_off_leaves_c_untouched():
 # ---- through the public ops, both paths ----
 
 @pytest.mark.parametrize("ta, tb", FLAGS)
-@pytest.mark.parametrize("m, n, k", [(16, 32, 32), (64, 128, 64), (32, 1, 16), (7, 10, 33), (130, 65, 17)], ids=str)
+# (300, 140, 129): above M N K = 2^21, where on AVX-512 cg_large_sgemm takes the products
+@pytest.mark.parametrize("m, n, k", [(16, 32, 32), (64, 128, 64), (32, 1, 16), (7, 10, 33), (130, 65, 17),
+                                     (300, 140, 129)], ids=str)
 def test_gemm_op_forward_and_gradients(m, n, k, ta, tb, small):
     """op(a) @ op(b) forward (beta 0) and both gradients twice (beta 0 then 1)."""
     rng = np.random.default_rng(m + n + k)

@@ -70,15 +70,9 @@ CG_SIMD static void FN(linear_bwd_)(GEMM_FN gemm, const cg_node *node, int64_t r
     if (dW)
         PROF_GEMM(CG_PHASE_BWD_DW, fl, gemm(CG_TRANS, CG_NO_TRANS, nout, nin, rows, 1, G, nout, X, nin,
                                             node->fresh & 2 ? 0 : 1, dW, nin));
-    if (db) { /* four rows at a time: adding each row into db itself made every row wait on
-               * the previous row's store (the column sums took 2.5x as long at 32 x 200) */
+    if (db) {
         if (node->fresh & 4) memset(db, 0, sizeof(T) * (size_t)nout);
-        int64_t r = 0;
-        for (; r + 4 <= rows; r += 4) {
-            const T *g0 = G + r * nout, *g1 = g0 + nout, *g2 = g1 + nout, *g3 = g2 + nout;
-            for (int64_t j = 0; j < nout; j++) db[j] += (g0[j] + g1[j]) + (g2[j] + g3[j]);
-        }
-        for (; r < rows; r++)
+        for (int64_t r = 0; r < rows; r++)
             for (int64_t j = 0; j < nout; j++) db[j] += G[r * nout + j];
     }
 }

@@ -30,9 +30,10 @@ static inline void FN(sd_exp_lanes_)(T *x, T m, T *lz, T *lt, int want_entropy) 
  * a buffer padded with -inf, so that every exp is computed vectorised (a causal row's
  * length is anything). */
 CG_SIMD static double FN(sd_softmax_row_)(T *restrict p, int64_t n, int64_t zto, const T *mrow, int64_t mcs,
-                                          int want_entropy) {
+                                          int want_entropy, int fast) {
     if (mrow)
         for (int64_t j = 0; j < n; j++) p[j] += mrow[j * mcs];
+    if (fast) return FN(sd_softmax_fast_)(p, n, zto, want_entropy);
     for (int64_t j = n; j < zto; j++) p[j] = 0;
     T lz[SD_LANES], lt[SD_LANES], tail[SD_LANES];
     int64_t full = n - n % SD_LANES, rest = n - full;
@@ -44,9 +45,11 @@ CG_SIMD static double FN(sd_softmax_row_)(T *restrict p, int64_t n, int64_t zto,
     FN(sd_max_lanes_)(tail, lz);
     T m = -INFINITY;
     for (int l = 0; l < SD_LANES; l++) m = lz[l] > m ? lz[l] : m;
-    if (m == -INFINITY) {
-        for (int64_t j = 0; j < n; j++) p[j] = 0;
-        return 0;
+    if (m == -INFINITY) { /* fully masked: zeros; unless every score is NaN (a NaN query row) */
+        T fill = 0;
+        for (int64_t j = 0; j < n; j++) fill = p[j] != p[j] ? p[j] : fill;
+        for (int64_t j = 0; j < n; j++) p[j] = fill;
+        return (double)fill;
     }
     /* t = s - m <= 0; z = sum e^t, and the entropy H = log z - sum e^t t / z */
     for (int l = 0; l < SD_LANES; l++) lz[l] = lt[l] = 0;
@@ -78,7 +81,8 @@ static double FN(sd_block_fwd_)(GEMM_FN gemm, const sd_dims *d, const T *Q, cons
         if (n > 0) gemm(CG_NO_TRANS, CG_TRANS, rows, n, E, (T)d->scale, Q + r0 * E, E, K, E, 0, Pc, S);
         for (int64_t i = 0; i < rows; i++) {
             int64_t row = r0 + i, cols = d->causal ? (row + 1 < n ? row + 1 : n) : n;
-            ent += FN(sd_softmax_row_)(Pc + i * S, cols, n, mask ? mask + row * d->mrs : NULL, d->mcs, d->entropy);
+            ent += FN(sd_softmax_row_)(Pc + i * S, cols, n, mask ? mask + row * d->mrs : NULL, d->mcs, d->entropy,
+                                     d->fast);
         }
         if (n > 0) gemm(CG_NO_TRANS, CG_NO_TRANS, rows, Ev, n, 1, Pc, S, V, Ev, 0, O + r0 * Ev, Ev);
         else

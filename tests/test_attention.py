@@ -108,6 +108,32 @@ def test_nanogpt_shapes_in_float32_match_pytorch(rng):
         np.testing.assert_allclose(c.grad.numpy(), t.grad.numpy(), rtol=1e-3, atol=1e-4, err_msg=what)
 
 
+@pytest.mark.parametrize("name", CASES)
+def test_the_avx512_softmax_rows_agree_with_the_generic_loop(name, rng):
+    """float32 rows take an AVX-512 loop where the CPU has it (cg_skinny_isa); "off" runs the
+    generic one. A NaN in one query row stays in that row's output."""
+    from cgrad import _C
+    shapes, kw = CASES[name]
+    q, k, v = (a.astype(np.float32) for a in _draw(rng, *shapes))
+    q[(0,) * (q.ndim - 1)] = np.nan
+    outs, ents = [], []
+    try:
+        for isa in ("off", "best"):
+            _C.skinny_isa(isa)
+            a = _kwargs(kw, np.float32)
+            ops = F._attention_operands(*(cgrad.tensor(x) for x in (q, k, v)))
+            ent = _C.empty((int(np.prod(ops[0].shape[:-2])),), np.float32)
+            mask = F._additive_mask(a.get("attn_mask"), ops[0])
+            scale = a.get("scale", 1 / np.sqrt(q.shape[-1]))
+            outs.append(_C.scaled_dot_product_attention(*ops, mask, kw.get("is_causal", False), scale, ent).numpy())
+            ents.append(ent.numpy().copy())
+    finally:
+        _C.skinny_isa("best")
+    assert np.all(np.isnan(outs[1][(0,) * (q.ndim - 1)]))
+    np.testing.assert_allclose(outs[1], outs[0], rtol=2e-6, atol=2e-7)
+    np.testing.assert_allclose(ents[1], ents[0], rtol=2e-6, atol=2e-7)
+
+
 def test_a_fully_masked_row_gives_zeros_and_no_gradient(rng):
     q, k, v = (cgrad.tensor(a, requires_grad=True) for a in _draw(rng, (3, 4), (5, 4), (5, 2)))
     mask = np.ones((3, 5), bool)

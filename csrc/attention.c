@@ -56,25 +56,25 @@ static inline double sd_exp__f64(double t) { return exp(t); }
 #if defined(__GNUC__) && defined(__x86_64__)
 #include "fastmath_avx512.h"
 
-CG_AVX512 static double sd_softmax_row_avx512(float *p, int64_t n, int64_t zto, int want_entropy) {
+AVX512 static double sd_softmax_fast__f32(float *p, int64_t n, int64_t zto, int want_entropy) {
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
     __m512 vm = ninf;
-    for (int64_t j = 0; j < n; j += 16) vm = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, cg_first_lanes(n - j), p + j), vm);
+    for (int64_t j = 0; j < n; j += 16) vm = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, lanes(0, n - j), p + j), vm);
     float m = _mm512_reduce_max_ps(vm);
-    for (int64_t j = n; j < zto; j += 16) _mm512_mask_storeu_ps(p + j, cg_first_lanes(zto - j), _mm512_setzero_ps());
+    for (int64_t j = n; j < zto; j += 16) _mm512_mask_storeu_ps(p + j, lanes(0, zto - j), _mm512_setzero_ps());
     if (m == -INFINITY) { /* fully masked: zeros; unless every score is NaN (a NaN query row) */
         __mmask16 nan = 0;
         for (int64_t j = 0; j < n; j += 16) {
-            __mmask16 k = cg_first_lanes(n - j);
+            __mmask16 k = lanes(0, n - j);
             nan |= _mm512_mask_cmp_ps_mask(k, _mm512_maskz_loadu_ps(k, p + j), _mm512_setzero_ps(), _CMP_UNORD_Q);
         }
         __m512 fill = nan ? _mm512_set1_ps(NAN) : _mm512_setzero_ps();
-        for (int64_t j = 0; j < n; j += 16) _mm512_mask_storeu_ps(p + j, cg_first_lanes(n - j), fill);
+        for (int64_t j = 0; j < n; j += 16) _mm512_mask_storeu_ps(p + j, lanes(0, n - j), fill);
         return nan ? NAN : 0;
     }
     __m512 vz = _mm512_setzero_ps(), vt = _mm512_setzero_ps(), bm = _mm512_set1_ps(m);
     for (int64_t j = 0; j < n; j += 16) {
-        __mmask16 k = cg_first_lanes(n - j);
+        __mmask16 k = lanes(0, n - j);
         __m512 t = _mm512_sub_ps(_mm512_mask_loadu_ps(ninf, k, p + j), bm), e = cg_exp_neg_v16(t);
         vz = _mm512_add_ps(vz, e);
         if (want_entropy) /* e = 0 where t = -inf (masked, or a padding lane) */
@@ -84,7 +84,7 @@ CG_AVX512 static double sd_softmax_row_avx512(float *p, int64_t n, int64_t zto, 
     float z = _mm512_reduce_add_ps(vz);
     __m512 inv = _mm512_set1_ps(1 / z);
     for (int64_t j = 0; j < n; j += 16) {
-        __mmask16 k = cg_first_lanes(n - j);
+        __mmask16 k = lanes(0, n - j);
         _mm512_mask_storeu_ps(p + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, p + j), inv));
     }
     if (!want_entropy) return 0;
@@ -93,22 +93,10 @@ CG_AVX512 static double sd_softmax_row_avx512(float *p, int64_t n, int64_t zto, 
 }
 static inline int sd_fast_isa(void) { return cg_skinny_isa() == CG_SKINNY_AVX512; }
 #else
-static double sd_softmax_row_avx512(float *p, int64_t n, int64_t zto, int want_entropy) { return 0; }
+static double sd_softmax_fast__f32(float *p, int64_t n, int64_t zto, int want_entropy) { return 0; }
 static inline int sd_fast_isa(void) { return 0; }
 #endif
-/* The blocks' products are small (16 x 64 x 32 at most at nanoGPT's shapes): the small-GEMM
- * kernel runs them directly, without the provider's dispatch and OpenBLAS's call overhead,
- * where the provider is OpenBLAS's (a test's "builtin" keeps its own) and the kernel is on. */
-static void sd_small_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                           int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    cg_small_sgemm_run(ta, tb, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc);
-}
-static cg_sgemm_fn sd_sgemm(const cg_blas_provider *blas) {
-    return blas->linear_f32 && cg_small_gemm_isa() == CG_SMALL_GEMM_AVX512 ? sd_small_sgemm : blas->sgemm;
-}
-static inline double sd_softmax_fast__f32(float *p, int64_t n, int64_t zto, int want_entropy) {
-    return sd_softmax_row_avx512(p, n, zto, want_entropy);
-}
+/* never called: d.fast is float32's only */
 static inline double sd_softmax_fast__f64(double *p, int64_t n, int64_t zto, int want_entropy) { return 0; }
 
 #define CG_IMPL "attention_impl.h"
@@ -144,7 +132,7 @@ static void sd_run(cg_tensor *const *ins, const int64_t *ip, double scale, void 
     for (int64_t b = 0; b < B; b++) {
         double total;
         if (q->dtype == CG_F32)
-            total = sd_block_fwd__f32(sd_sgemm(blas), &d, (const float *)q->data + b * d.L * d.E,
+            total = sd_block_fwd__f32(blas->sgemm, &d, (const float *)q->data + b * d.L * d.E,
                                       (const float *)k->data + b * d.S * d.E, (const float *)v->data + b * d.S * d.Ev,
                                       mask ? (const float *)mask->data + moff[b] : NULL,
                                       (float *)(P + (size_t)(b * d.L * d.S) * es), (float *)y + b * d.L * d.Ev);
@@ -307,7 +295,7 @@ void cg_attention_bwd(cg_node *node, const void *g, void **dins) {
         size_t oq = (size_t)(b * d.L * d.E), ok = (size_t)(b * d.S * d.E), ov = (size_t)(b * d.S * d.Ev);
         size_t op = (size_t)(b * d.L * d.S), og = (size_t)(b * d.L * d.Ev);
         if (q->dtype == CG_F32)
-            sd_block_bwd__f32(sd_sgemm(blas), &d, (const float *)q->data + oq, (const float *)k->data + ok,
+            sd_block_bwd__f32(blas->sgemm, &d, (const float *)q->data + oq, (const float *)k->data + ok,
                               (const float *)v->data + ov, (const float *)(P + op * es), (const float *)g + og,
                               dins[0] ? (float *)dins[0] + oq : NULL, dins[1] ? (float *)dins[1] + ok : NULL,
                               dins[2] ? (float *)dins[2] + ov : NULL, dmask ? (float *)dmask + moff[b] : NULL,

@@ -3,15 +3,14 @@
  * after, as attention's softmax rows). The same algorithms and constants as the scalar
  * ones, so a lane agrees with the scalar function to the rounding of the FMAs. Include it
  * under `#if defined(__GNUC__) && defined(__x86_64__)`, and call it only where the CPU has
- * AVX-512 (cg_skinny_isa()). */
+ * AVX-512 (cg_skinny_isa()). The target attribute and the lane masks are runs_avx512.h's. */
 #ifndef CG_FASTMATH_AVX512_H
 #define CG_FASTMATH_AVX512_H
 
-#include <immintrin.h>
-#define CG_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq")))
+#include "runs_avx512.h"
 
 /* cg_exp_small_f on 16 lanes: exp(y) for y in [-87, 87] */
-CG_AVX512 static inline __m512 cg_exp_small_v16(__m512 y) {
+AVX512 static inline __m512 cg_exp_small_v16(__m512 y) {
     const __m512 shift = _mm512_set1_ps(12582912.0f); /* 1.5 * 2^23 */
     __m512 kf = _mm512_fmadd_ps(y, _mm512_set1_ps(1.44269504f), shift);
     __m512i kbits = _mm512_castps_si512(kf);
@@ -33,15 +32,10 @@ CG_AVX512 static inline __m512 cg_exp_small_v16(__m512 y) {
 
 /* exp(t) for t <= 0 (and -inf): 0 below -87, NaN stays NaN (MAXPS returns its second
  * operand when either is NaN, so the clamp keeps a NaN t, and the compare is false for it) */
-CG_AVX512 static inline __m512 cg_exp_neg_v16(__m512 t) {
+AVX512 static inline __m512 cg_exp_neg_v16(__m512 t) {
     const __m512 lo = _mm512_set1_ps(-87.0f);
     __m512 e = cg_exp_small_v16(_mm512_max_ps(lo, t));
     return _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(t, lo, _CMP_LT_OQ), _mm512_setzero_ps());
-}
-
-/* lanes [0, n) of 16 */
-CG_AVX512 static inline __mmask16 cg_first_lanes(int64_t n) {
-    return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n > 0 ? n : 0)) - 1);
 }
 
 #endif

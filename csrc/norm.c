@@ -27,19 +27,26 @@
 
 /* node->ip[3]: which inputs follow x, and the mode (CG_BN_*, cg.h) */
 
-/* sum over j < D of expr (in j) into out, in 8 running partial sums combined in a fixed
- * order: one running sum is a chain of dependent adds that IEEE order keeps scalar (4
- * cycles an element); 8 vectorise, and the result is the same on every run and replay. */
-#define LN_SUM8(D, expr, out)                                                                   \
+/* sum over j < D of expr (in j) into out, of type T, in 32 running partial sums combined
+ * in a fixed order: one running sum is a chain of dependent adds that IEEE order keeps scalar (4
+ * cycles an element), and one vector of 8 is still a chain of D / 8 adds; four vectors
+ * keep the adder busy. The result is the same on every run and replay. */
+#define LN_SUM32(T, D, expr, out)                                                                  \
     do {                                                                                        \
-        double s8_[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                               \
+        T s_[32] = {0};                                                                    \
         int64_t jb_ = 0;                                                                        \
+        for (; jb_ + 32 <= (D); jb_ += 32)                                                      \
+            for (int k_ = 0; k_ < 32; k_++) {                                                   \
+                const int64_t j = jb_ + k_;                                                     \
+                s_[k_] += (expr);                                                               \
+            }                                                                                   \
         for (; jb_ + 8 <= (D); jb_ += 8)                                                        \
             for (int k_ = 0; k_ < 8; k_++) {                                                    \
                 const int64_t j = jb_ + k_;                                                     \
-                s8_[k_] += (expr);                                                              \
+                s_[k_] += (expr);                                                               \
             }                                                                                   \
-        double t_ = ((s8_[0] + s8_[1]) + (s8_[2] + s8_[3])) + ((s8_[4] + s8_[5]) + (s8_[6] + s8_[7])); \
+        for (int k_ = 0; k_ < 8; k_++) s_[k_] = (s_[k_] + s_[k_ + 8]) + (s_[k_ + 16] + s_[k_ + 24]); \
+        T t_ = ((s_[0] + s_[1]) + (s_[2] + s_[3])) + ((s_[4] + s_[5]) + (s_[6] + s_[7]));  \
         for (int64_t j = jb_; j < (D); j++) t_ += (expr);                                       \
         (out) = t_;                                                                             \
     } while (0)
@@ -235,17 +242,18 @@ void cg_batch_norm_bwd(cg_node *node, const void *g, void **dins) {
  *     layer_norm: y = (x - mean) rstd w + b,  rstd = 1 / sqrt(var + eps)
  *     rms_norm:   y = x rstd w,               rstd = 1 / sqrt(mean(x^2) + eps)
  * with the row's mean and biased variance. The node's extra keeps, as doubles, each row's
- * mean and rstd, a copy of w (taken by the forward, so that replay refreshes it) and two
- * rows of scratch for the column sums dw, db: backward reads only x (R_IN0), like batch norm,
+ * mean and rstd, a copy of w in x's dtype (taken by the forward, so that replay refreshes
+ * it) and two rows of scratch for the column sums dw, db: backward reads only x (R_IN0), like batch norm,
  * so an optimizer's step on w between forward and backward does not make it refuse. */
 
 typedef struct {
     int64_t M, D;
-    double *mean, *rstd, *w, *sw, *sb;
+    double *mean, *rstd, *sw, *sb;
+    void *w; /* D values of x's dtype */
 } ln_layout;
 
 static ln_layout ln_lay(int64_t M, int64_t D, double *extra) {
-    ln_layout l = {M, D, extra, extra + M, extra + 2 * M, extra + 2 * M + D, extra + 2 * M + 2 * D};
+    ln_layout l = {M, D, extra, extra + M, extra + 2 * M + D, extra + 2 * M + 2 * D, extra + 2 * M};
     return l;
 }
 
@@ -253,7 +261,7 @@ static ln_layout ln_lay(int64_t M, int64_t D, double *extra) {
 static void ln_run(cg_tensor *const *ins, int flags, int rms, double eps, const ln_layout *l, void *y) {
     const cg_tensor *x = ins[0], *w = flags & CG_LN_WEIGHT ? ins[1] : NULL;
     const cg_tensor *b = flags & CG_LN_BIAS ? ins[flags & CG_LN_WEIGHT ? 2 : 1] : NULL;
-    if (w) BN_DISPATCH(x->dtype, bn_load_, l->D, w->data, l->w);
+    if (w) memcpy(l->w, w->data, (size_t)l->D * cg_dtype_size(x->dtype));
     BN_DISPATCH(x->dtype, ln_fwd_, l->M, l->D, rms, eps, x->data, w ? l->w : NULL, b ? b->data : NULL, l->mean,
                 l->rstd, y);
 }

@@ -711,6 +711,28 @@ def test_layer_norm_and_rms_norm_match_the_naive_reference(shape, k, dtype, rng)
                                _naive_row_norm(x, k, eps=float(np.finfo(dtype).eps), rms=True), **tol)
 
 
+@pytest.mark.parametrize("D", [128, 200, 4099])
+def test_float32_layer_norm_of_wide_rows_keeps_float64_accuracy(D, rng):
+    """float32 rows sum in float (32 partial sums, a tail): forward, dx, dw and db of wide
+    rows, off-centre (mean 20, sd 3), against the float64 op on the same values."""
+    x = (rng.standard_normal((48, D)) * 3 + 20).astype(np.float32)
+    w, b = rng.uniform(0.5, 1.5, D).astype(np.float32), rng.standard_normal(D).astype(np.float32)
+    g = rng.standard_normal((48, D)).astype(np.float32)
+    got = {}
+    for dtype in (np.float32, np.float64):
+        ts = [cgrad.tensor(a.astype(dtype), requires_grad=True) for a in (x, w, b)]
+        for rms in (False, True):
+            y = F.rms_norm(ts[0], D, ts[1]) if rms else F.layer_norm(ts[0], D, ts[1], ts[2])
+            y.backward(cgrad.tensor(g.astype(dtype)))
+            used = ts[:2] if rms else ts
+            got[dtype, rms] = [y.numpy().astype(np.float64)] + [t.grad.numpy().astype(np.float64) for t in used]
+            for t in used:
+                t.grad = None
+    for rms in (False, True):
+        for name, a, e in zip(("y", "dx", "dw", "db"), got[np.float32, rms], got[np.float64, rms]):
+            np.testing.assert_allclose(a, e, rtol=0, atol=3e-6 * np.abs(e).max(), err_msg=f"{name} rms={rms}")
+
+
 def test_layer_norm_gradient_is_the_closed_form_and_checks_in_float64(rng):
     x = cgrad.tensor(rng.standard_normal((3, 2, 4)), requires_grad=True)
     w = cgrad.tensor(rng.uniform(0.5, 1.5, (2, 4)), requires_grad=True)

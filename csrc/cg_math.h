@@ -75,5 +75,9 @@ static inline double cg_softplus_d(double x) { return x > 0 ? x + log1p(exp(-x))
 #define SIGMOID(x)  CG_MATH(cg_sigmoidf,  cg_sigmoid_d,  x)(x)
 #define GATE_SIGMOID(x) CG_MATH(cg_gate_sigmoidf, cg_gate_sigmoid_d, x)(x)
 #define SOFTPLUS(x) CG_MATH(cg_softplusf, cg_softplus_d, x)(x)
+/* GELU (exact): x Phi(x), and its derivative Phi(x) + x phi(x) */
+#define GELU_Y(x) ((T)0.5 * (x) * ERF1P((x) * (T)CG_SQRT1_2))
+#define GELU_DY(x) \
+    ((T)0.5 * ERF1P((x) * (T)CG_SQRT1_2) + (x) * (T)CG_INV_SQRT_2PI * EXP_NEG((T)-0.5 * (x) * (x)))
 
 #endif

@@ -55,6 +55,14 @@ static void unary_run(int op, const cg_tensor *x, void *y, double p0, double p1)
     else rules_of(op, p0)->fwd64(x->numel, x->data, y, p0, p1);
 }
 
+/* GELU keeps its derivative in node->extra (x's dtype) when its gradient will be needed:
+ * erf and exp are most of its cost, and the backward would compute them again. Nodes
+ * without it (recorded for replay only) take ops.def's rule. */
+static void gelu_keep_dy_run(const cg_tensor *x, void *y, void *dy) {
+    if (x->dtype == CG_F32) gelu_keep_dy__f32(x->numel, x->data, y, dy);
+    else gelu_keep_dy__f64(x->numel, x->data, y, dy);
+}
+
 cg_status cg_unary(int op, cg_tensor *x, double p0, double p1, cg_tensor **out) {
     CG_PROF_BEGIN();
     CG_REQUIRE_FLOAT(cg_op_name(op), x);
@@ -64,25 +72,44 @@ cg_status cg_unary(int op, cg_tensor *x, double p0, double p1, cg_tensor **out) 
     cg_tensor *y;
     cg_status st = cg_tensor_empty(x->dtype, x->ndim, x->shape, &y);
     if (st) return st;
-    unary_run(op, x, y->data, p0, p1);
+    void *dy = NULL;
+    if (op == CG_OP_GELU && cg_grad_enabled() && cg_tensor_needs_grad(x)) {
+        if (!(dy = cg_malloc((size_t)x->numel * cg_dtype_size(x->dtype)))) {
+            cg_tensor_release(y);
+            return cg_error(CG_ERR_NOMEM, "gelu: out of memory");
+        }
+        gelu_keep_dy_run(x, y->data, dy);
+    } else {
+        unary_run(op, x, y->data, p0, p1);
+    }
     cg_node *node;
-    if ((st = cg_record(op, 1, &x, y, &node))) return st;
+    if ((st = cg_record(op, 1, &x, y, &node))) {
+        cg_free(dy);
+        return st;
+    }
     if (node) {
         node->p[0] = p0;
         node->p[1] = p1;
+        node->extra = dy;
+    } else {
+        cg_free(dy);
     }
     *out = y;
     return CG_OK;
 }
 
 void cg_unary_replay(cg_node *node) {
-    unary_run(node->op, node->inputs[0], node->saved_out->data, node->p[0], node->p[1]);
+    if (node->extra) gelu_keep_dy_run(node->inputs[0], node->saved_out->data, node->extra);
+    else unary_run(node->op, node->inputs[0], node->saved_out->data, node->p[0], node->p[1]);
 }
 
 void cg_unary_bwd(cg_node *node, const void *g, void **dins) {
     const cg_tensor *x = node->inputs[0];
     if (!dins[0]) return;
-    if (x->dtype == CG_F32)
+    if (node->extra) {
+        if (x->dtype == CG_F32) times_kept_dy__f32(x->numel, node->extra, g, dins[0], node->fresh & 1);
+        else times_kept_dy__f64(x->numel, node->extra, g, dins[0], node->fresh & 1);
+    } else if (x->dtype == CG_F32)
         rules_of(node->op, node->p[0])->bwd32(x->numel, x->data, node->saved_out->data, g, dins[0],
                               node->p[0], node->p[1], node->fresh & 1);
     else

@@ -26,6 +26,25 @@
     }
 #include "ops.def"
 
+/* GELU's forward for a node whose gradient will be needed: y and dy/dx in one pass, so that
+ * the backward multiplies instead of computing erf and exp again (elementwise.c) */
+CG_SIMD static void FN(gelu_keep_dy_)(int64_t n, const T *restrict xs, T *restrict ys, T *restrict dys) {
+    for (int64_t i = 0; i < n; i++) {
+        T x = xs[i];
+        ys[i] = GELU_Y(x);
+        dys[i] = GELU_DY(x);
+    }
+}
+
+/* dx = g dy/dx from a kept derivative; assign: dx is uninitialised (Note [First write]) */
+CG_SIMD static void FN(times_kept_dy_)(int64_t n, const T *restrict dys, const T *restrict g, T *restrict dx,
+                                       int assign) {
+    if (assign)
+        for (int64_t i = 0; i < n; i++) dx[i] = g[i] * dys[i];
+    else
+        for (int64_t i = 0; i < n; i++) dx[i] += g[i] * dys[i];
+}
+
 /* ---- binary with broadcasting (see cg_bcast in cg_internal.h) ----
  * The inner loop is specialised on whether each operand advances (stride 1) or is
  * broadcast along it (stride 0), so the common cases vectorise. */

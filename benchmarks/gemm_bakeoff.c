@@ -12,7 +12,8 @@
  *   lib NAME absent WHY                      a library not at hand
  *   shape I NAME median_ns min_ns rel_err    per shape and candidate, or
  *   shape I NAME absent WHY                  (a shape it does not take)
- *   rule I cgrad|openblas                    what cgrad's dispatch (cg_small_sgemm_wins) runs
+ *   rule I cgrad|openblas                    what cgrad's dispatch runs on one thread
+ *                                            (cg_small_sgemm_wins, or cg_large_sgemm_wins above it)
  *   peak GFLOPS                              the FMA peak of one core (fma_peak.h), best of the runs
  * The samples of one shape are interleaved across candidates (a round of each, SAMPLES
  * times), so a busy machine slows them alike; each sample runs enough calls for TARGET_NS. */
@@ -239,7 +240,8 @@ int main(int argc, char **argv) {
             printf("shape %d %s %.1f %.1f %.3g\n", idx, cands[c].name, med, t[c * samples], ok[c] == 1 ? err[c] : -1.0);
         }
         cg_small_gemm_set_isa(-1); /* the rule of the kernel cgrad runs here, not of the last one timed */
-        printf("rule %d %s\n", idx, cg_small_sgemm_wins(s.ta, s.tb, s.M, s.N, s.K) ? "cgrad" : "openblas");
+        int ours = cg_small_sgemm_wins(s.ta, s.tb, s.M, s.N, s.K) || cg_large_sgemm_wins(s.ta, s.tb, s.M, s.N, s.K);
+        printf("rule %d %s\n", idx, ours ? "cgrad" : "openblas");
         fflush(stdout);
         free(A);
         free(B);

@@ -22,9 +22,10 @@ each library at hand, single-threaded, samples interleaved across libraries:
     CPU has AVX-512F (the one cgrad runs there).
 A library not installed is reported as absent. Printed per shape: median ns, GFLOP/s and %
 of the core's FMA peak (measured by the same program), the fastest marked, and which one
-cgrad's rule (cg_small_sgemm_wins) runs; then per workload the step's GEMM time under
-OpenBLAS alone and as cgrad dispatches. Wall-clock medians: on a busy machine they are
-noisy (the min-of-samples column helps); the program never fails for being slow.
+cgrad's rule (cg_small_sgemm_wins, or cg_large_sgemm_wins above it) runs on one thread;
+then per workload the step's GEMM time under OpenBLAS alone and as cgrad dispatches.
+Wall-clock medians: on a busy machine they are noisy (the min-of-samples column helps); the
+program never fails for being slow.
 """
 from __future__ import annotations
 

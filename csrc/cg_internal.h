@@ -267,6 +267,7 @@ int cg_small_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, fl
                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 /* the products above cg_small_sgemm's range that its AVX-512 kernel still takes (a thread's
  * part of a split product, or the whole one on one thread); 0: not taken */
+int cg_large_sgemm_wins(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K);
 int cg_large_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 int cg_small_linear(int64_t rows, int64_t nin, int64_t nout, const float *X, const float *Wt, const float *bias,

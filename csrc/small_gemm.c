@@ -220,11 +220,15 @@ int cg_small_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, fl
  * 915 / 972, TN 512x128x768 909 / 996, NT 768x384x128 659 / 727, TN 128x128x768 224 / 252:
  * 93-98% of the FMA peak against OpenBLAS's 86-89%. Larger ones (the 1024-2048 MLP) stay
  * OpenBLAS's: the driver re-reads all of A for each 32-column panel, unmeasured there. */
-int cg_large_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                   int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+int cg_large_sgemm_wins(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K) {
     if (cg_small_gemm_isa() != CG_SMALL_GEMM_AVX512 || (ta && tb)) return 0;
     const double mnk = (double)M * (double)N * (double)K;
-    if (mnk <= (double)(1 << 21) || M > 768 || N > 512 || K > 768 || M < 64 || N < 64 || K < 64) return 0;
+    return !(mnk <= (double)(1 << 21) || M > 768 || N > 512 || K > 768 || M < 64 || N < 64 || K < 64);
+}
+
+int cg_large_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                   int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (!cg_large_sgemm_wins(ta, tb, M, N, K)) return 0;
     gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc);
     return 1;
 }
@@ -239,6 +243,7 @@ int cg_small_linear(int64_t rows, int64_t nin, int64_t nout, const float *X, con
 
 #else
 int cg_small_sgemm_wins(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K) { return 0; }
+int cg_large_sgemm_wins(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K) { return 0; }
 int cg_large_sgemm(cg_trans ta, cg_trans tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     return 0;

@@ -56,8 +56,9 @@ static void unary_run(int op, const cg_tensor *x, void *y, double p0, double p1)
 }
 
 /* GELU keeps its derivative in node->extra (x's dtype) when its gradient will be needed:
- * erf and exp are most of its cost, and the backward would compute them again. Nodes
- * without it (recorded for replay only) take ops.def's rule. */
+ * erf and exp are most of its cost, and the backward would compute them again. A node
+ * without it was recorded for replay only (cgrad.compile, no gradient needed), so no
+ * backward runs on it; ops.def's derivative is the kept one's formula (GELU_DY). */
 static void gelu_keep_dy_run(const cg_tensor *x, void *y, void *dy) {
     if (x->dtype == CG_F32) gelu_keep_dy__f32(x->numel, x->data, y, dy);
     else gelu_keep_dy__f64(x->numel, x->data, y, dy);

@@ -27,13 +27,13 @@
 
 /* node->ip[3]: which inputs follow x, and the mode (CG_BN_*, cg.h) */
 
-/* sum over j < D of expr (in j) into out, of type T, in 32 running partial sums combined
- * in a fixed order: one running sum is a chain of dependent adds that IEEE order keeps scalar (4
- * cycles an element), and one vector of 8 is still a chain of D / 8 adds; four vectors
- * keep the adder busy. The result is the same on every run and replay. */
-#define LN_SUM32(T, D, expr, out)                                                                  \
+/* sum over j < D of expr (in j) into out, of type T, in 32 running partial sums (two
+ * float32 vectors) combined in a fixed order: one running sum is a chain of dependent adds
+ * that IEEE order keeps scalar; partial sums vectorise, and the result is the same on every
+ * run and replay. */
+#define LN_SUM32(T, D, expr, out)                                                               \
     do {                                                                                        \
-        T s_[32] = {0};                                                                    \
+        T s_[32] = {0};                                                                         \
         int64_t jb_ = 0;                                                                        \
         for (; jb_ + 32 <= (D); jb_ += 32)                                                      \
             for (int k_ = 0; k_ < 32; k_++) {                                                   \
@@ -46,7 +46,7 @@
                 s_[k_] += (expr);                                                               \
             }                                                                                   \
         for (int k_ = 0; k_ < 8; k_++) s_[k_] = (s_[k_] + s_[k_ + 8]) + (s_[k_ + 16] + s_[k_ + 24]); \
-        T t_ = ((s_[0] + s_[1]) + (s_[2] + s_[3])) + ((s_[4] + s_[5]) + (s_[6] + s_[7]));  \
+        T t_ = ((s_[0] + s_[1]) + (s_[2] + s_[3])) + ((s_[4] + s_[5]) + (s_[6] + s_[7]));       \
         for (int64_t j = jb_; j < (D); j++) t_ += (expr);                                       \
         (out) = t_;                                                                             \
     } while (0)
@@ -242,9 +242,10 @@ void cg_batch_norm_bwd(cg_node *node, const void *g, void **dins) {
  *     layer_norm: y = (x - mean) rstd w + b,  rstd = 1 / sqrt(var + eps)
  *     rms_norm:   y = x rstd w,               rstd = 1 / sqrt(mean(x^2) + eps)
  * with the row's mean and biased variance. The node's extra keeps, as doubles, each row's
- * mean and rstd, a copy of w in x's dtype (taken by the forward, so that replay refreshes
- * it) and two rows of scratch for the column sums dw, db: backward reads only x (R_IN0), like batch norm,
- * so an optimizer's step on w between forward and backward does not make it refuse. */
+ * mean and rstd and two rows of scratch for the column sums dw, db, and a copy of w in x's
+ * dtype (taken by the forward, so that replay refreshes it): backward reads only x (R_IN0),
+ * like batch norm, so an optimizer's step on w between forward and backward does not make
+ * it refuse. */
 
 typedef struct {
     int64_t M, D;
